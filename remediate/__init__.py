@@ -1,0 +1,5 @@
+"""remediate: fleet remediation for SREs."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from remediate.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The action registry: every step of a playbook is one of these actions."""

@@ -1,0 +1,139 @@
+"""What an action is: a contract declared as class attributes, and a generator.
+
+Like Cloud Custodian's actions, each declares its parameter schema, the IAM
+permissions it needs, whether it mutates, what it batches, the states it may
+start from, which pre-flight findings it risks, what a dry run would do, how it
+verifies itself and which action undoes it. The registry, the JSON Schema,
+``remediate list-actions`` and ``remediate iam-policy`` are all generated from
+these attributes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from remediate.actions.requests import ActionRun
+from remediate.clock import Clock
+from remediate.language.problems import Path
+from remediate.language.schema import Record
+
+S = TypeVar("S", bound="RunService")
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str
+    id: str
+    region: str
+    account: str = "default"
+
+    @property
+    def key(self) -> str:
+        """Unique across accounts and Regions: what the journal locks."""
+        return f"{self.account}/{self.region}/{self.id}"
+
+
+class Runtime(Protocol):
+    clock: Clock
+
+    def open_gate(self, key: str) -> None: ...
+
+    def service(self, cls: type[S]) -> S: ...
+
+
+@dataclass
+class StepContext:
+    run_id: str
+    target: Target
+    facts: dict[str, Any]
+    runtime: Runtime
+    outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+    step_id: str = ""
+    # The playbook's folder: script files named in params are relative to it.
+    base_dir: str = "."
+    # Finding kinds the operator accepted with --accept.
+    accepted: frozenset[str] = frozenset()
+
+    @property
+    def clock(self) -> Clock:
+        return self.runtime.clock
+
+    def open_gate(self, key: str) -> None:
+        self.runtime.open_gate(key)
+
+    def service(self, cls: type[S]) -> S:
+        return self.runtime.service(cls)
+
+
+class RunService:
+    """State shared by all targets of a run (e.g. the rescue pool).
+
+    Created on first use by :meth:`StepContext.service`; ``finish`` runs once at
+    the end of the run, also after failures and Ctrl-C, to clean up.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def finish(self, ctx: StepContext) -> ActionRun:
+        return {}
+        yield  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    api: str  # "ec2:StopInstances"
+    mutating: bool
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a dry run says a step would do to one target."""
+
+    calls: tuple[PlannedCall, ...] = ()
+    skip: str | None = None  # why the step would be skipped (target already fine)
+    note: str = ""
+
+
+class Action(ABC):
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    kinds: ClassVar[frozenset[str]] = frozenset({"ec2-instance"})
+    params: ClassVar[Record] = Record(fields={})
+    # Output name -> description; later steps read them as steps.<id>.outputs.<name>.
+    outputs: ClassVar[Mapping[str, str]] = {}
+    permissions: ClassVar[tuple[str, ...]] = ()
+    mutating: ClassVar[bool] = False
+    # The API calls this action merges across targets, with AWS's limit per call.
+    batches: ClassVar[Mapping[str, int]] = {}
+    # States the target may be in for this action to run; anything else fails the step.
+    start_states: ClassVar[frozenset[str]] = frozenset()
+    # Finding kinds that matter when a playbook uses this action.
+    risks: ClassVar[frozenset[str]] = frozenset()
+    # A finding kind the operator must accept for this action to run at all.
+    destructive: ClassVar[str | None] = None
+    verify: ClassVar[str] = ""
+    undo: ClassVar[str | None] = None
+
+    def validate(self, params: Mapping[str, Any], base_dir: str) -> list[tuple[Path, str]]:
+        """Rules the schema cannot say (cross-field, files exist); (path under ``with``,
+        message) pairs. ``base_dir`` is the playbook's folder."""
+        return []
+
+    @abstractmethod
+    def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:
+        """What a dry run would do (no AWS calls; facts are in ``ctx.facts``)."""
+
+    @abstractmethod
+    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
+        """Do it: yield requests, return the outputs."""
+
+
+def calls(*apis: str, mutating: bool = True, note: str = "") -> tuple[PlannedCall, ...]:
+    return tuple(PlannedCall(api, mutating, note) for api in apis)

@@ -1,0 +1,127 @@
+"""What an action asks the executor for.
+
+Actions are generators: they ``yield`` requests and receive the results, so the
+executor alone decides when a call is sent (paced to AWS's buckets, batched with
+other targets' calls, journaled first when it mutates, refused in a dry run) and
+how waiting happens (one Describe call polls many targets; a waiting target holds
+no thread). An action never imports boto3.
+
+``yield Call(...)`` returns the response dict (for a batched call, the whole
+response of the merged call). An AWS error is thrown into the generator as
+:class:`AwsError` after the executor's own retries for throttling and transient
+errors are spent. ``yield Wait(...)`` returns the resource's record once ``until``
+holds (``None`` when the resource does not exist), or throws :class:`WaitTimeout`
+/ :class:`WaitFailed`. ``yield Sleep(s)`` returns after ``s`` seconds on the run's
+clock. ``yield Gate(key)`` parks until someone calls ``StepContext.open_gate(key)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Record = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Call:
+    service: str
+    operation: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    # Calls with the same service, operation and other params may be merged
+    # across targets by concatenating this list parameter (see aws.apis).
+    batch_key: str | None = None
+    # A line for the journal and the progress display.
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Wait:
+    resource: str
+    resource_id: str
+    until: Callable[[Record | None], bool]
+    # Returns a reason when the resource reached a state it cannot leave for ``until``.
+    failed: Callable[[Record | None], str | None] = lambda _r: None
+    timeout: float = 900.0
+    what: str = ""
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Gate:
+    key: str
+
+
+Request = Call | Wait | Sleep | Gate
+ActionRun = Generator[Request, Any, Mapping[str, Any]]
+
+
+class AwsError(Exception):
+    """An AWS API error that reached the action (retries, if any, already spent)."""
+
+    def __init__(self, code: str, message: str, operation: str = "", request_id: str = "") -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+        self.operation = operation
+        self.request_id = request_id
+
+
+class StepFailed(Exception):
+    """An action decided the target cannot go on; the message says why, for a human."""
+
+
+class WaitTimeout(StepFailed):
+    pass
+
+
+class WaitFailed(StepFailed):
+    pass
+
+
+def state_of(resource: str, record: Record | None) -> str:
+    from remediate.aws.resources import RESOURCES
+
+    return RESOURCES[resource].state(record)
+
+
+def state_in(resource: str, *states: str) -> Callable[[Record | None], bool]:
+    wanted = frozenset(states)
+    return lambda record: state_of(resource, record) in wanted
+
+
+def fail_in(resource: str, *states: str) -> Callable[[Record | None], str | None]:
+    bad = frozenset(states)
+
+    def check(record: Record | None) -> str | None:
+        state = state_of(resource, record)
+        return f"{resource} is {state}" if state in bad else None
+
+    return check
+
+
+def observe(resource: str, resource_id: str) -> Wait:
+    """A wait that is satisfied at once: the current record, fetched in a batch."""
+    return Wait(resource, resource_id, until=lambda _r: True, what=f"read {resource}")
+
+
+def wait_state(
+    resource: str,
+    resource_id: str,
+    *states: str,
+    fail_on: tuple[str, ...] = (),
+    timeout: float = 900.0,
+) -> Wait:
+    return Wait(
+        resource,
+        resource_id,
+        until=state_in(resource, *states),
+        failed=fail_in(resource, *fail_on),
+        timeout=timeout,
+        what=f"{resource} {resource_id} {'/'.join(states)}",
+    )

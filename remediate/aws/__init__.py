@@ -1,0 +1,1 @@
+"""What remediate knows about AWS's APIs, as data: no boto3 import here."""

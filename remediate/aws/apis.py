@@ -1,0 +1,162 @@
+"""AWS operations remediate calls: mutating or not, and the rate bucket each draws from.
+
+This module is the one source of truth for "is this call a mutation" (journaling,
+dry-run refusal) and for "which token bucket does it spend" (pacing). Buckets
+default to AWS's documented EC2 request-token buckets (per account and Region);
+the WorkSpaces and SSM figures are conservative inferences (AWS publishes them as
+quotas, not buckets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A token bucket: ``capacity`` tokens, refilled at ``refill`` tokens a second."""
+
+    capacity: float
+    refill: float
+
+
+# name -> default bucket. Names are what playbooks write under execution.rate_limits.
+DEFAULT_BUCKETS: Final = MappingProxyType(
+    {
+        "ec2.describe": Bucket(100, 20),
+        "ec2.describe-unfiltered": Bucket(50, 10),
+        "ec2.mutating": Bucket(50, 5),
+        "ec2.create-snapshot": Bucket(100, 5),
+        "ec2.create-tags": Bucket(100, 10),
+        "ec2.run-instances": Bucket(5, 2),
+        "ec2.start-instances": Bucket(5, 2),
+        "ec2.start-instances-resource": Bucket(1000, 2),
+        "ec2.stop-instances-resource": Bucket(1000, 20),
+        "ssm.send-command": Bucket(20, 5),
+        "ssm.describe": Bucket(40, 20),
+        "workspaces.mutating": Bucket(10, 2),
+        "workspaces.describe": Bucket(20, 10),
+        "sns.publish": Bucket(30, 30),
+        "sts.describe": Bucket(20, 10),
+        "dynamodb.describe": Bucket(100, 50),
+        "kms.describe": Bucket(100, 50),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Operation:
+    service: str
+    name: str
+    mutating: bool
+    bucket: str
+    # The bucket that counts resources rather than requests (Start/StopInstances).
+    resource_bucket: str | None = None
+    # The request parameter listing ids, and how many one call may carry.
+    batch_key: str | None = None
+    batch_limit: int = 1
+    # The IAM action, when it differs from service:name.
+    iam: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.service}.{self.name}"
+
+    @property
+    def iam_action(self) -> str:
+        return self.iam or f"{self.service}:{self.name}"
+
+
+def _ops(*ops: Operation) -> MappingProxyType[str, Operation]:
+    return MappingProxyType({op.key: op for op in ops})
+
+
+_D, _M = False, True
+
+OPERATIONS: Final = _ops(
+    # EC2, reading
+    Operation("ec2", "DescribeInstances", _D, "ec2.describe", batch_key="InstanceIds",
+              batch_limit=200),
+    Operation("ec2", "DescribeInstanceStatus", _D, "ec2.describe", batch_key="InstanceIds",
+              batch_limit=100),
+    Operation("ec2", "DescribeInstanceTypes", _D, "ec2.describe", batch_key="InstanceTypes",
+              batch_limit=100),
+    Operation("ec2", "DescribeInstanceAttribute", _D, "ec2.describe"),
+    Operation("ec2", "DescribeVolumes", _D, "ec2.describe", batch_key="VolumeIds",
+              batch_limit=200),
+    Operation("ec2", "DescribeSnapshots", _D, "ec2.describe", batch_key="SnapshotIds",
+              batch_limit=200),
+    Operation("ec2", "DescribeImages", _D, "ec2.describe", batch_key="ImageIds",
+              batch_limit=200),
+    Operation("ec2", "DescribeAddresses", _D, "ec2.describe"),
+    Operation("ec2", "DescribeSpotInstanceRequests", _D, "ec2.describe",
+              batch_key="SpotInstanceRequestIds", batch_limit=200),
+    Operation("ec2", "DescribeReplaceRootVolumeTasks", _D, "ec2.describe",
+              batch_key="ReplaceRootVolumeTaskIds", batch_limit=50),
+    Operation("ec2", "DescribeAvailabilityZones", _D, "ec2.describe"),
+    Operation("ec2", "DescribeRegions", _D, "ec2.describe"),
+    Operation("ec2", "DescribeSubnets", _D, "ec2.describe"),
+    # EC2, mutating
+    Operation("ec2", "StopInstances", _M, "ec2.mutating",
+              resource_bucket="ec2.stop-instances-resource", batch_key="InstanceIds",
+              batch_limit=1000),
+    Operation("ec2", "StartInstances", _M, "ec2.start-instances",
+              resource_bucket="ec2.start-instances-resource", batch_key="InstanceIds",
+              batch_limit=1000),
+    Operation("ec2", "RebootInstances", _M, "ec2.mutating", batch_key="InstanceIds",
+              batch_limit=1000),
+    Operation("ec2", "CreateSnapshot", _M, "ec2.create-snapshot"),
+    Operation("ec2", "CreateTags", _M, "ec2.create-tags", batch_key="Resources",
+              batch_limit=1000),
+    Operation("ec2", "DetachVolume", _M, "ec2.mutating"),
+    Operation("ec2", "AttachVolume", _M, "ec2.mutating"),
+    Operation("ec2", "ModifyInstanceAttribute", _M, "ec2.mutating"),
+    Operation("ec2", "CreateReplaceRootVolumeTask", _M, "ec2.mutating"),
+    Operation("ec2", "RunInstances", _M, "ec2.run-instances"),
+    Operation("ec2", "TerminateInstances", _M, "ec2.mutating", batch_key="InstanceIds",
+              batch_limit=1000),
+    # SSM
+    Operation("ssm", "SendCommand", _M, "ssm.send-command", batch_key="InstanceIds",
+              batch_limit=50),
+    Operation("ssm", "GetCommandInvocation", _D, "ssm.describe"),
+    Operation("ssm", "ListCommandInvocations", _D, "ssm.describe"),
+    Operation("ssm", "DescribeInstanceInformation", _D, "ssm.describe"),
+    # WorkSpaces
+    Operation("workspaces", "DescribeWorkspaces", _D, "workspaces.describe",
+              batch_key="WorkspaceIds", batch_limit=25),
+    Operation("workspaces", "DescribeTags", _D, "workspaces.describe"),
+    Operation("workspaces", "StartWorkspaces", _M, "workspaces.mutating",
+              batch_key="StartWorkspaceRequests", batch_limit=25),
+    Operation("workspaces", "StopWorkspaces", _M, "workspaces.mutating",
+              batch_key="StopWorkspaceRequests", batch_limit=25),
+    Operation("workspaces", "RebootWorkspaces", _M, "workspaces.mutating",
+              batch_key="RebootWorkspaceRequests", batch_limit=25),
+    Operation("workspaces", "RebuildWorkspaces", _M, "workspaces.mutating",
+              batch_key="RebuildWorkspaceRequests", batch_limit=1),
+    Operation("workspaces", "RestoreWorkspace", _M, "workspaces.mutating"),
+    # Notifications, identity, shared locks
+    Operation("sns", "Publish", _M, "sns.publish"),
+    Operation("sts", "GetCallerIdentity", _D, "sts.describe"),
+    # KMS: is the root volume's key usable (DescribeKey shares KMS's 2,000/s read quota)
+    Operation("kms", "DescribeKey", _D, "kms.describe"),
+)
+
+
+class UnknownOperation(KeyError):
+    pass
+
+
+def operation(service: str, name: str) -> Operation:
+    try:
+        return OPERATIONS[f"{service}.{name}"]
+    except KeyError:
+        raise UnknownOperation(
+            f"{service}.{name} is not in remediate.aws.apis.OPERATIONS") from None
+
+
+def is_mutating(service: str, name: str) -> bool:
+    """Unknown operations count as mutating: refusing too much beats sending too much."""
+    op = OPERATIONS.get(f"{service}.{name}")
+    return True if op is None else op.mutating

@@ -1,0 +1,92 @@
+"""`remediate list-actions` and `remediate iam-policy`: views of the action registry."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from remediate.actions import registry
+from remediate.actions.contract import Action
+from remediate.cli.playbook_arg import load_or_fail
+from remediate.kinds import KINDS
+from remediate.permissions import policy_document
+
+
+def describe_action(action: Action) -> dict[str, Any]:
+    return {
+        "name": action.name,
+        "summary": action.summary,
+        "kinds": sorted(action.kinds),
+        "mutating": action.mutating,
+        "parameters": {
+            name: {"expected": f.node.expected(), "required": f.required,
+                   "description": f.description or f.node.description}
+            for name, f in action.params.fields.items()
+        },
+        "outputs": dict(action.outputs),
+        "permissions": list(action.permissions),
+        "batches": dict(action.batches),
+        "start_states": sorted(action.start_states),
+        "risks": sorted(action.risks),
+        "destructive": action.destructive,
+        "verify": action.verify,
+        "undo": action.undo,
+    }
+
+
+def _text(info: dict[str, Any]) -> str:
+    lines = [f"{info['name']}  ({'mutating' if info['mutating'] else 'read-only'}; "
+             f"{', '.join(info['kinds'])})", f"  {info['summary']}"]
+    for name, p in info["parameters"].items():
+        req = "required" if p["required"] else "optional"
+        desc = f": {p['description']}" if p["description"] else ""
+        lines.append(f"    with.{name} ({req}, {p['expected']}){desc}")
+    if info["outputs"]:
+        lines.append("    outputs: " + ", ".join(info["outputs"]))
+    if info["permissions"]:
+        lines.append("    permissions: " + ", ".join(info["permissions"]))
+    if info["batches"]:
+        lines.append("    batches: " + ", ".join(f"{api} ({n} a call)"
+                                                 for api, n in info["batches"].items()))
+    if info["risks"]:
+        lines.append("    risks: " + ", ".join(info["risks"]))
+    if info["destructive"]:
+        lines.append(f"    destructive: needs --accept {info['destructive']}")
+    if info["undo"]:
+        lines.append(f"    undone by: {info['undo']}")
+    return "\n".join(lines)
+
+
+@click.command("list-actions")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--facts", is_flag=True, help="List the target facts playbooks can read instead.")
+def list_actions(fmt: str, facts: bool) -> int:
+    """The actions playbooks can use: parameters, permissions, whether they mutate."""
+    if facts:
+        data: Any = {kind.name: dict(kind.facts) for kind in KINDS.values()}
+        if fmt == "json":
+            click.echo(json.dumps(data, indent=2))
+        else:
+            for kind, names in data.items():
+                click.echo(f"{kind}:")
+                for name, desc in names.items():
+                    click.echo(f"  target.{name}: {desc}")
+        return 0
+    infos = [describe_action(a) for a in registry.actions()]
+    if fmt == "json":
+        click.echo(json.dumps(infos, indent=2))
+    else:
+        click.echo("\n\n".join(_text(info) for info in infos))
+    return 0
+
+
+@click.command("iam-policy")
+@click.argument("playbook", type=click.Path())
+def iam_policy(playbook: str) -> int:
+    """The least-privilege IAM policy PLAYBOOK needs, from its actions' contracts."""
+    loaded = load_or_fail(playbook)
+    click.echo(json.dumps(policy_document(loaded), indent=2))
+    return 0

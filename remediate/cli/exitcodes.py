@@ -1,0 +1,23 @@
+"""Exit codes, one place. Documented in `remediate --help` and the README."""
+
+from __future__ import annotations
+
+from typing import Final
+
+OK: Final = 0  # every target succeeded, or the dry run found nothing blocking
+USAGE: Final = 1  # usage or playbook error (nothing was changed in AWS)
+TARGETS_FAILED: Final = 2  # some targets failed or were refused
+UNEXPECTED: Final = 3  # a bug or an environment we did not foresee; see the crash log
+INTERRUPTED: Final = 130  # Ctrl-C
+
+EPILOG: Final = (
+    "Exit codes: 0 every target succeeded (or the dry run found nothing blocking); "
+    "1 usage or playbook error; 2 some targets failed or were refused; "
+    "3 unexpected error (a crash log is written); 130 interrupted."
+)
+
+
+class UserError(Exception):
+    """Something the user can fix: printed as one line, exit 1, no traceback."""
+
+    exit_code: int = USAGE

@@ -1,0 +1,72 @@
+"""`remediate sandbox serve`: the sandbox fleet as a moto server for rehearsals."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from typing import Any
+
+import click
+
+from remediate.cli.fleets import demo_spec
+
+
+@click.group()
+def sandbox() -> None:
+    """The moto-backed sandbox: a realistic broken fleet, no AWS account needed."""
+
+
+@sandbox.command()
+@click.option("--port", type=int, default=0, show_default=True,
+              help="TCP port on 127.0.0.1 (0: any free port).")
+@click.option("--fleet", "plain", type=int, default=20, show_default=True,
+              help="Plain broken Windows instances.")
+@click.option("--workspaces", type=int, default=6, show_default=True,
+              help="Broken WorkSpaces.")
+@click.option("--pitfalls/--no-pitfalls", default=True, show_default=True,
+              help="Add one instance of each pitfall (instance store, Spot, stop protection, "
+                   "bad KMS key, Marketplace, hibernation).")
+@click.option("--clock-factor", type=float, default=60.0, show_default=True,
+              help="Simulated seconds per real second (60: a 2-minute stop takes 2 s).")
+@click.option("--json", "as_json", is_flag=True, help="Print the endpoint and fleet as JSON.")
+def serve(port: int, plain: int, workspaces: int, pitfalls: bool, clock_factor: float,
+          as_json: bool) -> int:
+    """Serve the sandbox on 127.0.0.1 until Ctrl-C.
+
+    Rehearse a playbook from another shell with the printed AWS_ENDPOINT_URL.
+    """
+    import logging
+
+    from remediate.sandbox.server import serve as serve_sandbox
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+
+    spec = demo_spec(plain=plain, workspaces=workspaces, pitfalls=pitfalls)
+    out = None if as_json else _Announcer()
+    return serve_sandbox(port, spec, clock_factor=clock_factor, out=out)
+
+
+class _Announcer(io.StringIO):
+    """Turns the server's one JSON line into something a person reads."""
+
+    def write(self, text: str) -> int:
+        text = text.strip()
+        if not text:
+            return 0
+        data: dict[str, Any] = json.loads(text)
+        fleet = data["fleet"]
+        kinds = Counter(t["kind"] for t in fleet["targets"])
+        region = next(iter(fleet["regions"]), "us-east-1")
+        tag_key, tag_value = fleet["tag"]
+        click.echo(f"sandbox ready at {data['endpoint']}\n")
+        click.echo("in another shell:")
+        click.echo(f"  export AWS_ENDPOINT_URL={data['endpoint']} AWS_ACCESS_KEY_ID=testing "
+                   f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={region}")
+        click.echo("  remediate plan playbooks/ec2-offline-repair.yaml\n")
+        click.echo(f"fleet (tagged {tag_key}={tag_value}):")
+        for kind, count in sorted(kinds.items()):
+            click.echo(f"  {count:5d} EC2 instances: {kind}")
+        click.echo(f"  {len(fleet['workspaces']):5d} WorkSpaces")
+        click.echo("\nCtrl-C stops the sandbox.")
+        return len(text)

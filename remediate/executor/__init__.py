@@ -1,0 +1,1 @@
+"""The executor: runs a playbook's steps across targets, paced, journaled, resumable."""

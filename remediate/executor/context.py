@@ -1,0 +1,56 @@
+"""What every target of a run shares: the playbook, the machinery, the stop level."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from remediate.actions.contract import Target
+from remediate.clock import Clock
+from remediate.executor.calls import CallLayer
+from remediate.executor.events import EventBus
+from remediate.executor.preflight_policy import PreflightPolicy
+from remediate.executor.runtime import Gates, Services, TargetRuntime
+from remediate.executor.scheduler import Scheduler
+from remediate.journal import Journal
+from remediate.language.model import Playbook
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    playbook: Playbook
+    params: Mapping[str, Any]
+    accepted: frozenset[str]
+    dry_run: bool
+    clock: Clock
+    bus: EventBus
+    journal: Journal
+    scheduler: Scheduler
+    calls: CallLayer
+    gates: Gates
+    services: Services
+    policy: PreflightPolicy
+    # Target kind -> the action that inspects it (remediate.kinds by default).
+    inspect_actions: Mapping[str, str]
+    # 0: running; 1: Ctrl-C once (no new steps); 2: twice (no rollback steps, stop waiting).
+    stop_level: int = 0
+
+    @property
+    def base_dir(self) -> str:
+        # Script files named in params are relative to the playbook's folder.
+        folder = Path(self.playbook.source).parent
+        return str(folder) if not self.playbook.source.startswith("<") and folder.is_dir() else "."
+
+    def now(self) -> datetime:
+        return self.clock.wall()
+
+    def runtime(self, target: Target) -> TargetRuntime:
+        return TargetRuntime(self.clock, self.gates, self.services, target.account,
+                             target.region)
+
+    def default_timeout(self, timeout: float | None) -> float:
+        return timeout if timeout is not None else self.playbook.execution.default_timeout

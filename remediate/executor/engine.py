@@ -1,0 +1,381 @@
+"""The executor: a playbook across its targets, paced, batched, journaled, resumable.
+
+A run goes: lock the targets in the journal -> inspect every target and judge
+its findings (refused targets end ``refused``) -> either plan every step (dry
+run, with an estimate of the real run's duration) or run the steps in guarded
+batches (canary first, ``confirm`` after it, up to ``concurrency`` targets at a
+time, a failure budget) -> ``finish()`` every run service (the rescue pool's
+cleanup), always, also after failures and Ctrl-C -> release the locks.
+
+Ctrl-C is the caller's business: its signal handler calls :meth:`request_stop`,
+which only sets a counter and wakes the scheduler (safe in a signal handler).
+First request: no new step starts; in-flight steps finish (or time out);
+targets that got past a mutating call are rolled back, the others end
+``interrupted`` and ``resume`` continues them. Second request: rollback steps
+stop starting too, waits are abandoned (a call already sent is still awaited and
+journaled), and the targets stay journaled mid-way for ``resume``; cleanup
+still runs (a third request changes nothing more: the CLI may exit hard then,
+and ``resume`` cleans up). The result is marked ``interrupted`` (the CLI exits 130).
+
+If the executor itself fails (a bug, an unhandled KeyboardInterrupt, the process
+being killed) it stops at once: no cleanup, locks left to go stale; the journal
+holds what ``resume`` needs (:mod:`remediate.executor.resume`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from remediate.actions.contract import StepContext, Target
+from remediate.aws.apis import Bucket
+from remediate.aws.ratelimit import RateLimiter
+from remediate.aws.retry import RetryPolicy
+from remediate.clock import Clock
+from remediate.executor.calls import CallLayer, ClientLookup
+from remediate.executor.context import RunContext
+from remediate.executor.estimate import Estimate, estimate
+from remediate.executor.events import (
+    BatchFinished,
+    BatchStarted,
+    BudgetExhausted,
+    EventBus,
+    Interrupted,
+    Notice,
+    RunFinished,
+    RunStarted,
+)
+from remediate.executor.guards import (
+    FAILED,
+    BatchResult,
+    FailureBudget,
+    batch_sizes,
+    check_max_targets,
+)
+from remediate.executor.planning import plan_target
+from remediate.executor.poller import Poller
+from remediate.executor.preflight_policy import PreflightPolicy
+from remediate.executor.result import RunResult
+from remediate.executor.runtime import Gates, Services, handle_sleeps
+from remediate.executor.scheduler import Abandoned, Caller, Scheduler, Task
+from remediate.executor.steps import drive, failure_text
+from remediate.executor.target_runner import TargetRunner
+from remediate.journal import Journal, RunRecord, TargetRecord
+from remediate.kinds import KINDS
+from remediate.language.model import Playbook
+
+Confirm = Callable[[BatchResult], bool]
+CANARY_CONFIRMED = "canary_confirmed"
+
+
+def playbook_sha256(playbook: Playbook) -> str:
+    path = Path(playbook.source)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+class Executor:
+    def __init__(
+        self,
+        playbook: Playbook,
+        targets: Sequence[Target],
+        *,
+        clients: ClientLookup,
+        clock: Clock,
+        bus: EventBus,
+        journal: Journal,
+        run_id: str,
+        params: Mapping[str, Any] | None = None,
+        accepted: frozenset[str] | set[str] = frozenset(),
+        dry_run: bool = False,
+        concurrency: int | None = None,
+        rate_limits: Mapping[str, Bucket] | None = None,
+        confirm: Confirm | None = None,
+        workers: int = 16,
+        batch_window: float = 0.0,
+        fresh_poll_gap: float = 1.0,
+        retry: RetryPolicy | None = None,
+        inspect_actions: Mapping[str, str] | None = None,
+        prior: Mapping[str, TargetRecord] | None = None,
+    ) -> None:
+        """``clients(account, region, service)`` gives a boto3 client; ``confirm`` is asked
+        after the canary batch (None: go on without asking); ``inspect_actions`` overrides
+        the kinds' inspect actions; ``prior`` is the journal's state of a run being
+        resumed (see :func:`remediate.executor.resume.resuming`)."""
+        self.playbook = playbook
+        self.targets = tuple(targets)
+        self.confirm = confirm
+        self.concurrency = concurrency or playbook.execution.concurrency
+        self.resuming = prior is not None
+        self.prior = dict(prior or {})
+        self._stop_requests = 0
+        self.limits = {**playbook.execution.rate_limits, **(rate_limits or {})}
+        inspect = dict(inspect_actions or {k: v.inspect_action for k, v in KINDS.items()})
+        self.options = {
+            "concurrency": self.concurrency, "accepted": sorted(accepted),
+            "rate_limits": {k: [b.capacity, b.refill] for k, b in self.limits.items()},
+            "batch_window": batch_window, "inspect_actions": inspect,
+        }
+        scheduler = Scheduler(clock, workers)
+        limiter = RateLimiter(clock, self.limits)
+        calls = CallLayer(scheduler, clients, limiter, journal, bus, run_id, dry_run=dry_run,
+                          retry=retry, batch_window=batch_window)
+        Poller(scheduler, playbook.execution.poll_interval, fresh_poll_gap)
+        handle_sleeps(scheduler)
+        gates = Gates(scheduler)
+        scheduler.on_stall = gates.fail_parked
+        scheduler.before_wait = journal.commit_stale
+        scheduler.add_pump(self._watch_stop)
+        self.limiter = limiter
+        self.rc = RunContext(
+            run_id=run_id, playbook=playbook, params=dict(params or {}),
+            accepted=frozenset(accepted), dry_run=dry_run, clock=clock, bus=bus,
+            journal=journal, scheduler=scheduler, calls=calls, gates=gates,
+            services=Services(run_id, journal),
+            policy=PreflightPolicy.for_playbook(playbook, params or {}, frozenset(accepted)),
+            inspect_actions=inspect)
+        self.runners = {t.key: TargetRunner(self.rc, t, self.prior.get(t.key))
+                        for t in self.targets}
+        self._tasks: dict[Task, TargetRunner] = {}
+        self._budget_exhausted = False
+        self._estimate: Estimate | None = None
+        # Dry runs: targets whose steps were planned (their status in the result).
+        self._planned: set[str] = set()
+        self._cleanup_errors: list[str] = []
+
+    # ---- control ----------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ctrl-C. Safe from a signal handler: it only counts and wakes the scheduler."""
+        self._stop_requests += 1
+        self.rc.scheduler.wake()
+
+    def _watch_stop(self) -> float | None:
+        rc = self.rc
+        while rc.stop_level < min(self._stop_requests, 2):
+            rc.stop_level += 1
+            doing = tuple(sorted(f"{r.target.key}: {r.state.doing}"
+                                 for r in self._tasks.values()))
+            rc.bus.publish(Interrupted(doing, second=rc.stop_level >= 2))
+            if rc.stop_level >= 2:
+                for task in list(self._tasks):
+                    rc.scheduler.interrupt(task, Abandoned("Ctrl-C twice"))
+        return None
+
+    # ---- the run ----------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        rc = self.rc
+        check_max_targets(self.playbook.guards, len(self.targets))
+        started = rc.now()
+        self._record_run(started.isoformat())
+        rc.bus.publish(RunStarted(rc.run_id, self.playbook.source, rc.dry_run, started,
+                                  self.targets, tuple(s.id for s in self.playbook.steps)))
+        try:
+            pending = self._lock([r for r in self.runners.values() if not self._finished(r)],
+                                 started.isoformat())
+            self._inspect(pending)
+            eligible = [r for r in pending if r.status is None]
+            if rc.dry_run:
+                self._plan(eligible)
+            else:
+                self._batches(eligible)
+        except BaseException:
+            # A crash of the executor itself (or an unhandled KeyboardInterrupt): stop
+            # working at once; the journal has what `remediate resume` needs.
+            rc.journal.commit()
+            rc.journal.set_run_status(rc.run_id, "crashed", rc.now())
+            rc.scheduler.close()
+            raise
+        try:
+            self._finish_services()
+        finally:
+            rc.journal.set_run_status(rc.run_id, "interrupted" if rc.stop_level else "finished",
+                                      rc.now())
+            if not rc.dry_run:
+                rc.journal.release_locks(rc.run_id)
+            rc.scheduler.close()
+        result = self._result()
+        rc.bus.publish(RunFinished(rc.run_id, rc.now(), result.summary,
+                                   self._estimate.seconds if self._estimate else None))
+        return result
+
+    def _finished(self, runner: TargetRunner) -> bool:
+        return runner.record is not None and runner.record.finished
+
+    def _record_run(self, started: str) -> None:
+        rc = self.rc
+        if self.resuming:
+            rc.journal.set_run_status(rc.run_id, "running")
+            rc.services.restore()
+            return
+        rc.journal.begin_run(RunRecord(
+            rc.run_id, self.playbook.source, playbook_sha256(self.playbook), dict(rc.params),
+            self.options, self.targets, rc.dry_run, "running", rc.journal.pid, rc.journal.host,
+            started))
+
+    def _lock(self, runners: list[TargetRunner], started: str) -> list[TargetRunner]:
+        """Runners whose targets this run holds; the others end refused, naming the holder."""
+        if self.rc.dry_run:
+            return runners
+        outcome = self.rc.journal.lock_targets(self.rc.run_id, [r.target.key for r in runners],
+                                               started)
+        for key, holder in outcome.taken_over.items():
+            self.rc.bus.publish(Notice("warning", f"{key}: took over a stale lock of run "
+                                                  f"{holder.run_id} (pid {holder.pid} on "
+                                                  f"{holder.host} is gone)"))
+        for key, holder in outcome.refused.items():
+            self.runners[key].finish("refused", f"{key} is {holder.describe()}")
+        return [r for r in runners if r.target.key not in outcome.refused]
+
+    def _spawn(self, runner: TargetRunner, gen: Any, on_done: Callable[[], None]) -> None:
+        target = runner.target
+
+        def done(_result: Any, error: BaseException | None) -> None:
+            self._tasks.pop(task, None)
+            if error is not None:
+                text = failure_text("executor", error)[0]
+                self.rc.bus.publish(Notice("error", f"{target.key}: {text}"))
+                if runner.status is None:
+                    runner.finish("failed", text)
+            on_done()
+
+        task = self.rc.scheduler.spawn(target.key, gen,
+                                       Caller(target.account, target.region, target.key), done)
+        runner.state.task = task
+        self._tasks[task] = runner
+
+    def _inspect(self, runners: list[TargetRunner]) -> None:
+        for runner in runners:
+            if runner.record is None or runner.record.facts is None:
+                self._spawn(runner, runner.inspection(), lambda: None)
+        self.rc.scheduler.run()
+        self.rc.journal.commit()
+
+    def _plan(self, runners: list[TargetRunner]) -> None:
+        plans = [(r.target, plan_target(self.rc, r.state)) for r in runners]
+        self._planned = {r.target.key for r in runners}
+        self._estimate = estimate(plans, self.limiter, self.concurrency)
+
+    def _batches(self, runners: list[TargetRunner]) -> None:
+        rc, guards = self.rc, self.playbook.guards
+        # Targets a crash left mid-way go first.
+        runners.sort(key=lambda r: r.phase == "inspected")
+        confirmed = bool(rc.journal.state(rc.run_id, CANARY_CONFIRMED, False))
+        specs = (guards.batches[1:] or guards.batches) if confirmed else guards.batches
+        sizes = batch_sizes(specs, len(runners))
+        done = [r.record for r in self.runners.values() if r.record and r.record.finished]
+        prior_failed = sum(1 for r in done if r.status in FAILED)
+        judged = len(runners) + sum(1 for r in done if r.status != "refused")
+        budget = FailureBudget(judged, guards.max_failure_percent, prior_failed)
+        queue = deque(runners)
+        for index, size in enumerate(sizes):
+            if rc.stop_level or budget.exhausted or not queue:
+                break
+            batch = [queue.popleft() for _ in range(min(size, len(queue)))]
+            rc.bus.publish(BatchStarted(index, tuple(r.target for r in batch), len(sizes)))
+            self._run_batch(batch, budget)
+            statuses = {r.target.key: r.status or "interrupted" for r in batch}
+            result = BatchResult(index, statuses, len(queue))
+            rc.bus.publish(BatchFinished(index, result.succeeded, result.failed, len(sizes)))
+            if (index == 0 and not confirmed and guards.pause_after_canary and queue
+                    and self.confirm is not None and not rc.stop_level
+                    and not budget.exhausted):
+                if not self.confirm(result):
+                    rc.bus.publish(Notice("warning", "not confirmed after the canary batch: "
+                                                     f"{len(queue)} target(s) skipped"))
+                    self._leave(queue, "skipped", "not confirmed after the canary batch")
+                    return
+                rc.journal.set_state(rc.run_id, CANARY_CONFIRMED, True)
+        if rc.stop_level:
+            self._leave(queue, "interrupted", "not started: the run was interrupted")
+        elif budget.exhausted:
+            self._leave(queue, "skipped", "not started: the failure budget is spent")
+
+    def _run_batch(self, batch: list[TargetRunner], budget: FailureBudget) -> None:
+        rc = self.rc
+        waiting = deque(batch)
+        active = 0
+
+        def start_more() -> None:
+            nonlocal active
+            while waiting and active < self.concurrency and not rc.stop_level and not (
+                    budget.exhausted):
+                runner = waiting.popleft()
+                active += 1
+                self._spawn(runner, runner.work(), partial(finished, runner))
+
+        def finished(runner: TargetRunner) -> None:
+            nonlocal active
+            active -= 1
+            if budget.record(runner.status):
+                self._budget_exhausted = True
+                rc.bus.publish(BudgetExhausted(budget.failed, budget.allowed))
+            start_more()
+
+        start_more()
+        rc.scheduler.run()
+        rc.journal.commit()
+        if rc.stop_level:
+            self._leave(waiting, "interrupted", "not started: the run was interrupted")
+        elif budget.exhausted:
+            self._leave(waiting, "skipped", "not started: the failure budget is spent")
+
+    def _leave(self, runners: deque[TargetRunner], status: Any, reason: str) -> None:
+        while runners:
+            runners.popleft().finish(status, reason)
+        self.rc.journal.commit()
+
+    # ---- the end ------------------------------------------------------------------
+
+    def _finish_services(self) -> None:
+        """Every run service's finish(), once per (account, Region) it was used in."""
+        rc = self.rc
+        kind = self.targets[0].kind if self.targets else "ec2-instance"
+        for account, region, cls in list(rc.services.places):
+            service = rc.services.instances[cls]
+            target = Target(kind, f"run-service:{cls.__name__}", region, account)
+            ctx = StepContext(rc.run_id, target, {}, rc.runtime(target), step_id="finish",
+                              dry_run=rc.dry_run, base_dir=rc.base_dir)
+            holder: list[Task] = []
+
+            def body(ctx: StepContext = ctx, service: Any = service,
+                     holder: list[Task] = holder) -> Any:
+                return (yield from drive(rc, holder[0], service.finish(ctx),
+                                         self.playbook.execution.default_timeout))
+
+            def done(_result: Any, error: BaseException | None, where: str = target.key,
+                     name: str = cls.__name__) -> None:
+                if error is not None:
+                    text = f"cleanup by {name} in {where.rsplit('/', 1)[0]} failed: " + (
+                        failure_text(name, error)[0])
+                    self._cleanup_errors.append(text)
+                    rc.bus.publish(Notice("error", text))
+
+            holder.append(rc.scheduler.spawn(
+                f"finish {cls.__name__}", body(),
+                Caller(account, region, f"run:{rc.run_id}", "finish"), done))
+        try:
+            rc.scheduler.run()
+        finally:
+            rc.journal.commit()
+
+    def _result(self) -> RunResult:
+        statuses: dict[str, str] = {}
+        errors: dict[str, str] = {}
+        for key, runner in self.runners.items():
+            record = runner.record
+            status = runner.status or (record.status if record else None) or (
+                "planned" if key in self._planned else "interrupted")
+            statuses[key] = status
+            error = runner.error if runner.status else (record.error if record else None)
+            if error:
+                errors[key] = error
+        return RunResult(
+            self.rc.run_id, self.rc.dry_run, statuses, errors,
+            interrupted=self.rc.stop_level > 0, budget_exhausted=self._budget_exhausted,
+            estimate=self._estimate, cleanup_errors=tuple(self._cleanup_errors),
+            api_calls=dict(self.rc.calls.sent), refused_mutations=self.rc.calls.refused)

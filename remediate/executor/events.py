@@ -1,0 +1,183 @@
+"""Typed events the executor publishes. Reporters subscribe; the executor never prints.
+
+A subscriber that raises is logged and dropped from that event, never allowed to
+stop the run (ansible's callback plugins work the same way).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from remediate.actions.contract import Target
+from remediate.findings import Finding
+
+log = logging.getLogger(__name__)
+
+StepStatus = Literal["succeeded", "failed", "skipped"]
+TargetStatus = Literal["succeeded", "failed", "skipped", "rolled_back", "refused", "interrupted"]
+
+
+@dataclass(frozen=True)
+class Event:
+    pass
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    run_id: str
+    playbook: str
+    dry_run: bool
+    started_at: datetime
+    targets: tuple[Target, ...]
+    steps: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TargetInspected(Event):
+    target: Target
+    facts: dict[str, Any]
+    findings: tuple[Finding, ...]
+    # Why the target will not be worked on (a blocking or unaccepted finding), if so.
+    refused: str | None = None
+
+
+@dataclass(frozen=True)
+class StepPlanned(Event):
+    """Dry runs: what a step would do to a target."""
+
+    target: Target
+    step_id: str
+    action: str
+    calls: tuple[str, ...]
+    skip: str | None
+    mutating: bool
+
+
+@dataclass(frozen=True)
+class BatchStarted(Event):
+    index: int
+    targets: tuple[Target, ...]
+    total_batches: int
+
+
+@dataclass(frozen=True)
+class BatchFinished(Event):
+    index: int
+    succeeded: int
+    failed: int
+    total_batches: int
+
+
+@dataclass(frozen=True)
+class TargetStarted(Event):
+    target: Target
+
+
+@dataclass(frozen=True)
+class StepStarted(Event):
+    target: Target
+    step_id: str
+    action: str
+    attempt: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class StepRetrying(Event):
+    target: Target
+    step_id: str
+    attempt: int
+    delay: float
+    error: str
+
+
+@dataclass(frozen=True)
+class ApiRetrying(Event):
+    """One API call is retried (throttled or transient); ``delay`` in seconds."""
+
+    api: str
+    code: str
+    attempt: int
+    delay: float
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StepFinished(Event):
+    target: Target
+    step_id: str
+    action: str
+    status: StepStatus
+    attempts: int
+    started_at: datetime
+    finished_at: datetime
+    error: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    rollback: bool = False
+
+
+@dataclass(frozen=True)
+class RollbackStarted(Event):
+    target: Target
+    reason: str
+
+
+@dataclass(frozen=True)
+class TargetFinished(Event):
+    target: Target
+    status: TargetStatus
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class BudgetExhausted(Event):
+    failed: int
+    allowed: int
+
+
+@dataclass(frozen=True)
+class Interrupted(Event):
+    in_flight: tuple[str, ...]
+    second: bool = False
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    level: Literal["info", "warning", "error"]
+    message: str
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    run_id: str
+    finished_at: datetime
+    summary: dict[str, int]
+    estimate_seconds: float | None = None
+
+
+Handler = Callable[[Event], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._handlers: list[Handler] = []
+        self._lock = threading.Lock()
+        self.failures = 0
+
+    def subscribe(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    def publish(self, event: Event) -> None:
+        with self._lock:
+            for handler in list(self._handlers):
+                try:
+                    handler(event)
+                except Exception:
+                    self.failures += 1
+                    log.exception("reporter %r failed on %s; the run goes on",
+                                  handler, type(event).__name__)

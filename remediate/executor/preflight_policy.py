@@ -1,0 +1,63 @@
+"""How a playbook judges one target's facts: which findings matter, and which refuse it.
+
+:mod:`remediate.preflight` holds the rules (facts -> findings -> refusal); this
+module works out their inputs from the playbook once per run: the risks its
+actions declare, the data-destroying actions it uses, the rescue AMI it names,
+and what the operator accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from remediate import preflight
+from remediate.actions import registry
+from remediate.findings import Finding
+from remediate.language.model import Playbook
+from remediate.language.template import TemplateError, render
+
+# The step parameter naming the rescue AMI (rescue.attach_volume).
+RESCUE_IMAGE_PARAM = "rescue_image_id"
+
+
+@dataclass(frozen=True)
+class PreflightPolicy:
+    relevant: frozenset[str]
+    destructive: tuple[str, ...]
+    accepted: frozenset[str]
+    require_ack: frozenset[str]
+    rescue_image_id: str | None = None
+
+    @classmethod
+    def for_playbook(cls, playbook: Playbook, params: Mapping[str, Any],
+                     accepted: frozenset[str]) -> PreflightPolicy:
+        relevant: set[str] = set(playbook.guards.require_ack)
+        destructive: list[str] = []
+        rescue_image: str | None = None
+        for step in (*playbook.steps, *playbook.rollback):
+            action = registry.get(step.action)
+            if action is None:
+                continue
+            relevant |= action.risks
+            if action.destructive and action.destructive not in destructive:
+                destructive.append(action.destructive)
+            if RESCUE_IMAGE_PARAM in step.params and rescue_image is None:
+                try:
+                    value = render(step.params[RESCUE_IMAGE_PARAM], {"params": dict(params)})
+                except TemplateError:
+                    value = None
+                rescue_image = value if isinstance(value, str) else None
+        relevant |= set(destructive)
+        return cls(frozenset(relevant), tuple(destructive), accepted,
+                   frozenset(playbook.guards.require_ack), rescue_image)
+
+    def judge(self, kind: str, facts: Mapping[str, Any]) -> tuple[tuple[Finding, ...],
+                                                                   str | None]:
+        """The target's findings, and why it is refused (None: it may go on)."""
+        findings = preflight.findings_for(kind, facts, self.rescue_image_id)
+        findings += preflight.destructive_findings(self.destructive, facts)
+        refusal = preflight.gate(findings, set(self.relevant), set(self.accepted),
+                                 set(self.require_ack))
+        return tuple(findings), refusal

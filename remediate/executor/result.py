@@ -1,0 +1,39 @@
+"""What a run returns to its caller (the CLI maps it to an exit code)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from remediate.executor.estimate import Estimate
+
+BAD = frozenset({"failed", "rolled_back", "interrupted"})
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    dry_run: bool
+    # Target key (account/region/id) -> its status; every selected target has one
+    # (a TargetStatus, or "planned" for a dry run's targets that passed pre-flight).
+    statuses: dict[str, str]
+    errors: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+    budget_exhausted: bool = False
+    estimate: Estimate | None = None
+    # Run services whose finish() failed (e.g. a rescue instance left running), why.
+    cleanup_errors: tuple[str, ...] = ()
+    # Requests sent to AWS, by "service:Operation" (a merged call counts once).
+    api_calls: dict[str, int] = field(default_factory=dict)
+    # Mutating calls the dry-run guard refused (a bug in an action if ever non-zero).
+    refused_mutations: int = 0
+
+    @property
+    def summary(self) -> dict[str, int]:
+        return dict(Counter(self.statuses.values()))
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed, nothing was left half done, everything was cleaned up."""
+        return (not self.interrupted and not self.cleanup_errors
+                and not BAD.intersection(self.statuses.values()))

@@ -1,0 +1,81 @@
+"""``remediate resume JOURNAL``: continue an interrupted (or crashed) run.
+
+The run keeps its id, parameters, options and targets. Finished targets are left
+alone; a target that was mid-way continues from its first unfinished step:
+finished steps are not re-run (their outputs are reloaded from the journal), the
+step that was in flight is run again (actions reconcile against AWS's real
+state, so re-running one finishes what it started), and a rollback in flight
+resumes the rollback. Facts found by the first inspection are reused. The run
+services the interrupted process used are re-created so their cleanup (the
+rescue pool's instances) happens at the end, even if no target needs them again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from remediate.aws.apis import Bucket
+from remediate.clock import Clock
+from remediate.executor.calls import ClientLookup
+from remediate.executor.engine import Confirm, Executor, playbook_sha256
+from remediate.executor.events import EventBus
+from remediate.executor.result import RunResult
+from remediate.journal import Journal, RunRecord
+from remediate.language.model import Playbook
+
+
+class ResumeRefused(ValueError):
+    pass
+
+
+def check_playbook(record: RunRecord, playbook: Playbook) -> None:
+    """The playbook must be the one the run started with (same bytes)."""
+    found = playbook_sha256(playbook)
+    if record.playbook_sha256 and found != record.playbook_sha256:
+        raise ResumeRefused(
+            f"{playbook.source} changed since run {record.run_id} started (sha256 "
+            f"{record.playbook_sha256[:12]}... then, {found[:12] or 'unreadable'}... now); "
+            "resume needs the playbook the run started with")
+
+
+def resume(journal: Journal | str | os.PathLike[str], playbook: Playbook,
+           **kwargs: Any) -> RunResult:
+    """Continue a run to its end; see :func:`resuming` for the arguments."""
+    return resuming(journal, playbook, **kwargs).run()
+
+
+def resuming(
+    journal: Journal | str | os.PathLike[str],
+    playbook: Playbook,
+    *,
+    clients: ClientLookup,
+    clock: Clock,
+    bus: EventBus,
+    run_id: str | None = None,
+    confirm: Confirm | None = None,
+    concurrency: int | None = None,
+    rate_limits: Mapping[str, Bucket] | None = None,
+    **options: Any,
+) -> Executor:
+    """An executor that continues run ``run_id`` (default: the journal's latest run) with
+    ``playbook``, which the caller loaded from ``journal.run(run_id).playbook_path``. The
+    CLI keeps it to call ``request_stop()`` from its Ctrl-C handler, then ``run()``s it."""
+    if not isinstance(journal, Journal):
+        journal = Journal(journal)
+    record = journal.run(run_id)
+    if record.dry_run:
+        raise ResumeRefused(f"run {record.run_id} was a dry run: there is nothing to resume")
+    check_playbook(record, playbook)
+    saved = record.options
+    limits = rate_limits or {name: Bucket(*spec) for name, spec in
+                             saved.get("rate_limits", {}).items()}
+    return Executor(
+        playbook, record.targets, clients=clients, clock=clock, bus=bus, journal=journal,
+        run_id=record.run_id, params=record.params,
+        accepted=frozenset(saved.get("accepted", ())),
+        concurrency=concurrency or saved.get("concurrency"), rate_limits=limits,
+        confirm=confirm, batch_window=options.pop("batch_window", saved.get("batch_window", 0.0)),
+        inspect_actions=options.pop("inspect_actions", saved.get("inspect_actions")),
+        prior=journal.targets(record.run_id), **options)

@@ -1,0 +1,198 @@
+"""One target's way through a run: inspect, judge, steps, rollback; journaled at each turn.
+
+Failure handling per step (``on_failure``): ``continue`` records the failure and
+goes on (later steps can test ``steps.<id>.status``); ``abort`` stops the target,
+failed, without rollback; ``rollback`` (the default) runs the playbook's
+``rollback`` steps if the target got past a mutation (a mutating call AWS did not
+reject): the target ends ``rolled_back`` if every rollback step succeeded or was
+skipped, else ``failed``. Rollback steps are best effort: a failed one does not
+stop the next unless its own ``on_failure`` is ``abort``.
+
+Ctrl-C (see :mod:`remediate.executor.engine`): once, no new step starts; a
+target that got past a mutation is rolled back (the safe state for a volume swap
+is "volume back on its instance"), others end ``interrupted`` and ``resume``
+continues them. Twice, no rollback step starts either and waits are abandoned;
+those targets stay journaled mid-way (``interrupted``) for ``resume``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from remediate.actions import registry
+from remediate.actions.contract import Target
+from remediate.executor.context import RunContext
+from remediate.executor.events import (
+    RollbackStarted,
+    TargetFinished,
+    TargetInspected,
+    TargetStarted,
+    TargetStatus,
+)
+from remediate.executor.scheduler import Abandoned
+from remediate.executor.steps import TargetState, drive, failure_text, run_step
+from remediate.journal import FINISHED_STATUSES, StepRecord, TargetRecord
+from remediate.language.model import Step
+from remediate.language.problems import Problems
+
+Outcome = tuple[TargetStatus, str | None]
+Flow = Generator[Any, Any, Outcome]
+
+
+class TargetRunner:
+    def __init__(self, rc: RunContext, target: Target, record: TargetRecord | None = None) -> None:
+        self.rc = rc
+        self.state = TargetState(target, facts=dict(record.facts or {}) if record else {})
+        self.record = record
+        self.status: TargetStatus | None = None
+        self.error: str | None = None
+        # Where it is, as the journal says: pending, inspected, steps, rollback, done.
+        self.phase = record.phase if record else "pending"
+
+    @property
+    def target(self) -> Target:
+        return self.state.target
+
+    @property
+    def mutated(self) -> bool:
+        prior = self.record is not None and self.record.mutated
+        return prior or self.target.key in self.rc.calls.mutated
+
+    def enter(self, phase: str, **details: Any) -> None:
+        self.phase = phase
+        self.rc.journal.set_target(self.rc.run_id, self.target, self.rc.now(), phase=phase,
+                                   **details)
+
+    def finish(self, status: TargetStatus, error: str | None = None) -> None:
+        """The target's end in this run; an ``interrupted`` one keeps its phase for resume."""
+        self.status, self.error = status, error
+        if status in FINISHED_STATUSES:
+            self.phase = "done"
+        self.rc.journal.set_target(self.rc.run_id, self.target, self.rc.now(), phase=self.phase,
+                                   status=status, error=error)
+        self.rc.bus.publish(TargetFinished(self.target, status, error))
+
+    # ---- pre-flight -----------------------------------------------------------------
+
+    def inspection(self) -> Generator[Any, Any, str | None]:
+        """Inspect and judge the target; returns why it is refused (None: it may go on)."""
+        rc, target = self.rc, self.target
+        self.state.doing = "inspection"
+        try:
+            facts, error = yield from self._inspect()
+        except Abandoned:
+            self.finish("interrupted", "stopped during inspection")
+            return "interrupted"
+        if facts is None:
+            reason = f"inspection failed: {error}"
+            self.finish("refused", reason)
+            return reason
+        self.state.facts = facts
+        findings, refusal = rc.policy.judge(target.kind, facts)
+        rc.bus.publish(TargetInspected(target, facts, findings, refusal))
+        self.enter("inspected", facts=facts)
+        if refusal:
+            self.finish("refused", refusal)
+        return refusal
+
+    def _inspect(self) -> Generator[Any, Any, tuple[dict[str, Any] | None, str | None]]:
+        rc, target = self.rc, self.target
+        name = rc.inspect_actions.get(target.kind)
+        action = registry.get(name) if name else None
+        if action is None:
+            return None, f"no inspect action {name!r} for kind {target.kind!r}"
+        problems = Problems()
+        params = action.params.check({}, ("inspect",), problems)
+        assert self.state.task is not None
+        self.state.task.caller.step_id = "inspect"
+        try:
+            facts = yield from drive(rc, self.state.task,
+                                     action.run(self.state.context(rc, "inspect", params), params),
+                                     rc.playbook.execution.default_timeout)
+        except Abandoned:
+            raise
+        except Exception as exc:
+            return None, failure_text(action.name, exc)[0]
+        return facts, None
+
+    # ---- steps and rollback --------------------------------------------------------
+
+    def work(self) -> Generator[Any, Any, TargetStatus]:
+        rc = self.rc
+        rc.bus.publish(TargetStarted(self.target))
+        try:
+            if self.phase == "rollback":
+                assert self.record is not None
+                status, error = yield from self._rollback(self.record.error or "resumed")
+            else:
+                self.enter("steps")
+                status, error = yield from self._steps()
+        except Abandoned:
+            status, error = "interrupted", (f"stopped while in {self.state.doing} (Ctrl-C "
+                                            "twice); `remediate resume` continues it")
+        self.finish(status, error)
+        return status
+
+    def _steps(self) -> Flow:
+        rc, playbook = self.rc, self.rc.playbook
+        for index, step in enumerate(playbook.steps):
+            prior = self._resumed(step, rollback=False)
+            if prior is not None and prior.status != "running":
+                if prior.status == "failed" and step.on_failure != "continue":
+                    return (yield from self._failed(step.on_failure,
+                                                    f"step {step.id} failed: {prior.error}"))
+                continue
+            if rc.stop_level >= 1:
+                return (yield from self._stopped(step.id))
+            outcome = yield from run_step(rc, self.state, step, ("steps", index),
+                                          attempts_before=prior.attempts if prior else 0)
+            if outcome.status == "failed" and step.on_failure != "continue":
+                return (yield from self._failed(step.on_failure,
+                                                f"step {step.id} failed: {outcome.error}"))
+        return "succeeded", None
+
+    def _resumed(self, step: Step, rollback: bool) -> StepRecord | None:
+        """The journal's record of ``step`` from before a resume, if any. A step that had
+        finished is not run again: its status and outputs are reloaded here."""
+        prior = self.record.step(step.id, rollback) if self.record else None
+        if prior is not None and prior.status != "running":
+            self.state.statuses[step.id] = prior.status
+            self.state.outputs[step.id] = dict(prior.outputs)
+        return prior
+
+    def _failed(self, on_failure: str, error: str) -> Flow:
+        if on_failure == "rollback" and self.mutated and self.rc.playbook.rollback:
+            return (yield from self._rollback(error))
+        return "failed", error
+
+    def _stopped(self, next_step: str) -> Flow:
+        reason = f"interrupted by the operator before step {next_step}"
+        if self.mutated and self.rc.playbook.rollback:
+            return (yield from self._rollback(reason))
+        return "interrupted", f"{reason}; `remediate resume` continues it"
+
+    def _rollback(self, reason: str) -> Flow:
+        rc, target = self.rc, self.target
+        rc.bus.publish(RollbackStarted(target, reason))
+        self.enter("rollback", error=reason)
+        problems: list[str] = []
+        for index, step in enumerate(rc.playbook.rollback):
+            prior = self._resumed(step, rollback=True)
+            if prior is not None and prior.status != "running":
+                if prior.status == "failed":
+                    problems.append(f"rollback step {step.id} failed: {prior.error}")
+                continue
+            if rc.stop_level >= 2:
+                return "interrupted", (f"{reason}; rollback interrupted before step {step.id}; "
+                                       "`remediate resume` continues it")
+            outcome = yield from run_step(rc, self.state, step, ("rollback", index),
+                                          rollback=True,
+                                          attempts_before=prior.attempts if prior else 0)
+            if outcome.status == "failed":
+                problems.append(f"rollback step {step.id} failed: {outcome.error}")
+                if step.on_failure == "abort":
+                    break
+        if problems:
+            return "failed", f"{reason}; " + "; ".join(problems)
+        return "rolled_back", reason

@@ -1,0 +1,97 @@
+"""What the journal hands back: plain, immutable records of a run and its targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from remediate.actions.contract import Target
+
+# Where a target is in its run. ``done`` targets carry their final status.
+Phase = str  # "pending" | "inspected" | "steps" | "rollback" | "done"
+FINISHED_STATUSES = frozenset({"succeeded", "failed", "rolled_back", "refused", "skipped"})
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    playbook_path: str
+    playbook_sha256: str
+    params: dict[str, Any]
+    options: dict[str, Any]
+    targets: tuple[Target, ...]
+    dry_run: bool
+    status: str
+    pid: int
+    host: str
+    started_at: str
+    finished_at: str | None = None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step_id: str
+    rollback: bool
+    status: str  # "running" (in flight when the run stopped), or a StepStatus
+    attempts: int
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetRecord:
+    target: Target
+    phase: Phase
+    status: str | None
+    facts: dict[str, Any] | None
+    error: str | None
+    steps: tuple[StepRecord, ...] = ()
+    # A mutating call of one of its (non-rollback) steps was sent and not rejected by AWS
+    # (its result may be unknown: sent just before a crash).
+    mutated: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.phase == "done" and self.status in FINISHED_STATUSES
+
+    def step(self, step_id: str, rollback: bool = False) -> StepRecord | None:
+        for record in self.steps:
+            if record.step_id == step_id and record.rollback == rollback:
+                return record
+        return None
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    call_id: int
+    target_key: str
+    step_id: str
+    service: str
+    operation: str
+    params: dict[str, Any]
+    status: str  # "sent" (no answer recorded), "ok", "error" or "unknown" (timed out, 5xx)
+    request_id: str | None
+    error: str | None
+    response: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    target_key: str
+    run_id: str
+    pid: int
+    host: str
+    started_at: str
+
+    def describe(self) -> str:
+        return (f"locked by run {self.run_id} (pid {self.pid} on {self.host}, "
+                f"started {self.started_at})")
+
+
+@dataclass(frozen=True)
+class LockOutcome:
+    acquired: tuple[str, ...]
+    # Held by a live run: the target must be refused.
+    refused: dict[str, LockHolder]
+    # Held by a dead process on this host: taken over (warn the operator).
+    taken_over: dict[str, LockHolder]

@@ -1,0 +1,289 @@
+"""The run journal: SQLite in WAL mode with ``synchronous=FULL``.
+
+What must survive a crash of the tool (or the laptop it runs on) is written here
+before it matters: the run and its inputs, each target's facts and phase, each
+step's start and end with its outputs, and every mutating call's *intent before
+it is sent*, then its result with AWS's request id. ``remediate resume`` reads it
+back to continue where the run stopped.
+
+Writes share a transaction until :meth:`Journal.commit`. The executor commits
+before it hands any mutating call to the network, so an intent is on disk before
+the request leaves, and when it goes idle with writes older than a moment
+(:meth:`Journal.commit_stale`), which bounds the fsyncs of a busy run. At worst a
+crash loses the last moments' "step finished" rows, and those steps are simply
+re-run (actions are idempotent and reconcile with AWS's real state).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from remediate.actions.contract import Target
+from remediate.journal import locks
+from remediate.journal.records import (
+    CallRecord,
+    LockOutcome,
+    RunRecord,
+    StepRecord,
+    TargetRecord,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, playbook_path TEXT NOT NULL, playbook_sha256 TEXT NOT NULL,
+    params TEXT NOT NULL, options TEXT NOT NULL, targets TEXT NOT NULL,
+    dry_run INTEGER NOT NULL, status TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL,
+    started_at TEXT NOT NULL, finished_at TEXT);
+CREATE TABLE IF NOT EXISTS run_state (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key));
+CREATE TABLE IF NOT EXISTS targets (
+    run_id TEXT NOT NULL, target_key TEXT NOT NULL, target TEXT NOT NULL,
+    phase TEXT NOT NULL, status TEXT, facts TEXT, error TEXT, updated_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, target_key));
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL, target_key TEXT NOT NULL, step_id TEXT NOT NULL,
+    rollback INTEGER NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+    outputs TEXT, error TEXT, started_at TEXT NOT NULL, finished_at TEXT,
+    PRIMARY KEY (run_id, target_key, rollback, step_id));
+CREATE TABLE IF NOT EXISTS calls (
+    call_id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, target_key TEXT NOT NULL,
+    step_id TEXT NOT NULL, rollback INTEGER NOT NULL, service TEXT NOT NULL,
+    operation TEXT NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL, request_id TEXT,
+    error TEXT, response TEXT, sent_at TEXT NOT NULL, finished_at TEXT);
+CREATE INDEX IF NOT EXISTS calls_by_target ON calls (run_id, target_key);
+CREATE TABLE IF NOT EXISTS services (
+    run_id TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL, cls TEXT NOT NULL,
+    PRIMARY KEY (run_id, account, region, cls));
+CREATE TABLE IF NOT EXISTS locks (
+    target_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, pid INTEGER NOT NULL,
+    host TEXT NOT NULL, started_at TEXT NOT NULL);
+"""
+
+# Responses larger than this are journaled truncated (the request id is kept apart).
+MAX_RESPONSE_CHARS = 65_536
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _target(data: Mapping[str, Any]) -> Target:
+    return Target(data["kind"], data["id"], data["region"], data.get("account", "default"))
+
+
+def target_json(target: Target) -> str:
+    return dumps({"kind": target.kind, "id": target.id, "region": target.region,
+                  "account": target.account})
+
+
+class Journal:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = str(path)
+        self.pid = os.getpid()
+        self.host = socket.gethostname()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=30.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._in_tx = False
+        self._tx_started = 0.0
+
+    @classmethod
+    def memory(cls) -> Journal:
+        """A journal that lives as long as the object (dry runs, tests)."""
+        return cls(":memory:")
+
+    # ---- transactions --------------------------------------------------------------
+
+    def _write(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        if not self._in_tx:
+            self._db.execute("BEGIN")
+            self._in_tx = True
+            self._tx_started = time.monotonic()
+        return self._db.execute(sql, tuple(args))
+
+    def commit(self) -> None:
+        if self._in_tx:
+            self._db.execute("COMMIT")
+            self._in_tx = False
+
+    def commit_stale(self, age: float = 0.2) -> None:
+        """Commit if the open transaction is older than ``age`` real seconds."""
+        if self._in_tx and time.monotonic() - self._tx_started >= age:
+            self.commit()
+
+    def close(self) -> None:
+        self.commit()
+        self._db.close()
+
+    # ---- runs --------------------------------------------------------------------
+
+    def begin_run(self, run: RunRecord) -> None:
+        self._write(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (run.run_id, run.playbook_path, run.playbook_sha256, dumps(run.params),
+             dumps(run.options), dumps([json.loads(target_json(t)) for t in run.targets]),
+             int(run.dry_run), run.status, run.pid, run.host, run.started_at, run.finished_at))
+        for target in run.targets:
+            self._write("INSERT INTO targets VALUES (?,?,?,?,?,?,?,?)",
+                        (run.run_id, target.key, target_json(target), "pending", None, None,
+                         None, run.started_at))
+        self.commit()
+
+    def set_run_status(self, run_id: str, status: str, at: datetime | None = None) -> None:
+        self._write("UPDATE runs SET status=?, finished_at=?, pid=?, host=? WHERE run_id=?",
+                    (status, at.isoformat() if at else None, self.pid, self.host, run_id))
+        self.commit()
+
+    def run(self, run_id: str | None = None) -> RunRecord:
+        """A run by id, or the latest one. KeyError when there is none."""
+        if run_id is None:
+            row = self._db.execute("SELECT * FROM runs ORDER BY rowid DESC LIMIT 1").fetchone()
+        else:
+            row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no run {run_id} in {self.path}" if run_id else
+                           f"no run in {self.path}")
+        (rid, path, sha, params, options, targets, dry, status, pid, host, started,
+         finished) = row
+        return RunRecord(rid, path, sha, json.loads(params), json.loads(options),
+                         tuple(_target(t) for t in json.loads(targets)), bool(dry), status,
+                         pid, host, started, finished)
+
+    def set_state(self, run_id: str, key: str, value: Any) -> None:
+        self._write("INSERT OR REPLACE INTO run_state VALUES (?,?,?)", (run_id, key, dumps(value)))
+
+    def state(self, run_id: str, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM run_state WHERE run_id=? AND key=?",
+                               (run_id, key)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    # ---- targets and steps ---------------------------------------------------------
+
+    def set_target(self, run_id: str, target: Target, at: datetime, *, phase: str,
+                   status: str | None = None, error: str | None = None,
+                   facts: Mapping[str, Any] | None = None) -> None:
+        if facts is not None:
+            self._write("UPDATE targets SET facts=? WHERE run_id=? AND target_key=?",
+                        (dumps(facts), run_id, target.key))
+        self._write("UPDATE targets SET phase=?, status=?, error=?, updated_at=? "
+                    "WHERE run_id=? AND target_key=?",
+                    (phase, status, error, at.isoformat(), run_id, target.key))
+
+    def step_started(self, run_id: str, target: Target, step_id: str, rollback: bool,
+                     attempt: int, at: datetime) -> None:
+        self._write(
+            "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT "
+            "(run_id, target_key, rollback, step_id) DO UPDATE SET status='running', "
+            "attempts=excluded.attempts, error=NULL, finished_at=NULL",
+            (run_id, target.key, step_id, int(rollback), "running", attempt, None, None,
+             at.isoformat(), None))
+
+    def step_finished(self, run_id: str, target: Target, step_id: str, rollback: bool, *,
+                      status: str, attempts: int, at: datetime,
+                      outputs: Mapping[str, Any] | None = None,
+                      error: str | None = None) -> None:
+        self._write(
+            "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT "
+            "(run_id, target_key, rollback, step_id) DO UPDATE SET status=excluded.status, "
+            "attempts=excluded.attempts, outputs=excluded.outputs, error=excluded.error, "
+            "finished_at=excluded.finished_at",
+            (run_id, target.key, step_id, int(rollback), status, attempts,
+             dumps(dict(outputs or {})), error, at.isoformat(), at.isoformat()))
+
+    def targets(self, run_id: str) -> dict[str, TargetRecord]:
+        steps: dict[str, list[StepRecord]] = {}
+        for key, step_id, rollback, status, attempts, outputs, error in self._db.execute(
+            "SELECT target_key, step_id, rollback, status, attempts, outputs, error FROM steps "
+            "WHERE run_id=? ORDER BY rowid", (run_id,)
+        ):
+            steps.setdefault(key, []).append(StepRecord(
+                step_id, bool(rollback), status, attempts, _loads(outputs) or {}, error))
+        mutated = {key for (key,) in self._db.execute(
+            "SELECT DISTINCT target_key FROM calls WHERE run_id=? AND rollback=0 "
+            "AND status != 'error'", (run_id,))}
+        out: dict[str, TargetRecord] = {}
+        for key, target, phase, status, facts, error in self._db.execute(
+            "SELECT target_key, target, phase, status, facts, error FROM targets "
+            "WHERE run_id=? ORDER BY rowid", (run_id,)
+        ):
+            out[key] = TargetRecord(_target(json.loads(target)), phase, status, _loads(facts),
+                                    error, tuple(steps.get(key, ())), key in mutated)
+        return out
+
+    # ---- calls -------------------------------------------------------------------
+
+    def call_intent(self, run_id: str, target_key: str, step_id: str, rollback: bool,
+                    service: str, operation: str, params: Mapping[str, Any],
+                    at: datetime) -> int:
+        """Record a mutating call about to be sent; returns its id for the result."""
+        cursor = self._write(
+            "INSERT INTO calls (run_id, target_key, step_id, rollback, service, operation, "
+            "params, status, sent_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (run_id, target_key, step_id, int(rollback), service, operation, dumps(params),
+             "sent", at.isoformat()))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def call_result(self, call_id: int, at: datetime, *, request_id: str | None,
+                    error: str | None = None, response: Mapping[str, Any] | None = None,
+                    uncertain: bool = False) -> None:
+        """``uncertain``: the call failed in a way (a timeout, a 5xx) that does not say
+        whether AWS did it; it then counts as done for rollback decisions."""
+        text = None
+        if response is not None:
+            body = {k: v for k, v in response.items() if k != "ResponseMetadata"}
+            text = dumps(body)
+            if len(text) > MAX_RESPONSE_CHARS:
+                text = dumps({"truncated": text[:MAX_RESPONSE_CHARS]})
+        self._write("UPDATE calls SET status=?, request_id=?, error=?, response=?, "
+                    "finished_at=? WHERE call_id=?",
+                    ("unknown" if uncertain else "error" if error else "ok", request_id, error,
+                     text, at.isoformat(),
+                     call_id))
+
+    def calls(self, run_id: str, target_key: str | None = None) -> list[CallRecord]:
+        sql = ("SELECT call_id, target_key, step_id, service, operation, params, status, "
+               "request_id, error, response FROM calls WHERE run_id=?")
+        args: tuple[str, ...] = (run_id,)
+        if target_key is not None:
+            sql += " AND target_key=?"
+            args += (target_key,)
+        return [CallRecord(cid, key, step, service, op, json.loads(params), status, rid, err,
+                           _loads(resp))
+                for cid, key, step, service, op, params, status, rid, err, resp
+                in self._db.execute(sql + " ORDER BY call_id", args)]
+
+    # ---- run services (the rescue pool, ...) --------------------------------------
+
+    def service_used(self, run_id: str, account: str, region: str, cls: str) -> None:
+        self._write("INSERT OR IGNORE INTO services VALUES (?,?,?,?)",
+                    (run_id, account, region, cls))
+
+    def services(self, run_id: str) -> list[tuple[str, str, str]]:
+        rows = self._db.execute(
+            "SELECT account, region, cls FROM services WHERE run_id=? ORDER BY rowid", (run_id,))
+        return [(account, region, cls) for account, region, cls in rows]
+
+    # ---- target locks ------------------------------------------------------------
+
+    def lock_targets(self, run_id: str, keys: Iterable[str], started_at: str) -> LockOutcome:
+        self.commit()
+        return locks.acquire(self._db, run_id, list(keys), self.pid, self.host, started_at)
+
+    def release_locks(self, run_id: str) -> None:
+        self.commit()
+        locks.release(self._db, run_id, self.pid)

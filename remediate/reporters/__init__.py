@@ -1,0 +1,64 @@
+"""Reporters: subscribers to the executor's events.
+
+``from_specs(["json:out/run.json", "junit:out/run.xml", "md:out/run.md"])`` gives
+one :class:`RunRecord` (subscribe it to the event bus) that writes each report
+when the run finishes. The terminal reporter is
+:class:`remediate.reporters.terminal.TerminalReporter` (imported on its own: it
+pulls in rich).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+from remediate.cli.exitcodes import UserError
+from remediate.reporters.files import FileReport
+from remediate.reporters.json_report import JsonReport
+from remediate.reporters.junit import JunitReport
+from remediate.reporters.markdown import MarkdownReport
+from remediate.reporters.record import RunRecord
+
+FORMATS: Final[Mapping[str, type[FileReport]]] = MappingProxyType({
+    "json": JsonReport,
+    "junit": JunitReport,
+    "md": MarkdownReport,
+})
+
+
+class ReportSpecError(UserError):
+    pass
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    format: str
+    path: str  # "-" is standard output
+
+
+def parse_spec(text: str) -> ReportSpec:
+    """``FORMAT:PATH``, e.g. ``junit:reports/run.xml``."""
+    usage = "use " + ", ".join(f"{name}:PATH" for name in FORMATS)
+    name, sep, path = text.partition(":")
+    if name not in FORMATS:
+        raise ReportSpecError(f"unknown report format {name!r} in {text!r}: {usage}")
+    if not sep or not path:
+        raise ReportSpecError(f"report {text!r} has no path: use {name}:PATH")
+    return ReportSpec(name, path)
+
+
+def from_specs(specs: Iterable[str]) -> RunRecord:
+    """A record that writes every report named in ``specs`` when the run ends.
+
+    All specs are checked first, so a typo fails before the run starts.
+    """
+    record = RunRecord()
+    for spec in [parse_spec(text) for text in specs]:
+        record.writers.append(FORMATS[spec.format](spec.path))
+    return record
+
+
+__all__ = ["FORMATS", "FileReport", "ReportSpec", "ReportSpecError", "RunRecord", "from_specs",
+           "parse_spec"]

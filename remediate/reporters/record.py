@@ -1,0 +1,329 @@
+"""The run as a report model: one subscriber accumulates it, every report file renders it.
+
+``RunRecord.as_dict()`` is the JSON report, read by other tools; these keys are a
+contract and are never removed (new ones may be added)::
+
+    run_id, playbook, dry_run, started_at, finished_at,
+    summary: {succeeded, failed, skipped, rolled_back, ...},
+    targets: [{id, region, status, findings: [...],
+               steps: [{id, action, status, attempts, started_at, finished_at, error}]}]
+
+Times are ISO-8601 UTC (``2024-07-19T05:30:00Z``).
+
+Where each target counts in the summary: the four contract keys partition the
+targets (they add up to ``total``). The extra keys refine them:
+
+- ``refused`` (blocked or unaccepted findings) counts in ``skipped`` too;
+- ``not_run`` (never started: a dry run's planned targets, or a run stopped early
+  by Ctrl-C or the failure budget) counts in ``skipped`` too;
+- ``interrupted`` (started, not finished: it may be mid-way and needs a look or a
+  ``resume``) counts in ``failed`` too.
+
+In a dry run nothing "succeeds": a target that would be worked on is ``planned``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from remediate.actions.contract import Target
+from remediate.aws.errors import ErrorClass, classify
+from remediate.executor.events import (
+    ApiRetrying,
+    BudgetExhausted,
+    Interrupted,
+    Notice,
+    RollbackStarted,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepPlanned,
+    StepRetrying,
+    StepStarted,
+    TargetFinished,
+    TargetInspected,
+    TargetStarted,
+)
+from remediate.findings import FINDINGS, Finding
+from remediate.reporters.subscriber import Subscriber
+
+log = logging.getLogger(__name__)
+
+# Target status -> the contract summary key it counts in.
+SUMMARY_KEY = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "interrupted": "failed",
+    "rolled_back": "rolled_back",
+    "skipped": "skipped",
+    "refused": "skipped",
+    "planned": "skipped",
+    "pending": "skipped",
+}
+# Facts worth a line in a report; the full facts stay in the journal.
+FACT_EXCERPT = ("state", "status", "availability_zone", "instance_type", "platform",
+                "lifecycle", "root_volume_id", "directory_id", "user_name", "running_mode")
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool) or value is None else str(value)
+
+
+@dataclass
+class StepRecord:
+    id: str
+    action: str
+    status: str = "running"  # then succeeded, failed, skipped; interrupted if never finished
+    attempts: int = 1
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    rollback: bool = False
+
+    @property
+    def seconds(self) -> float:
+        if self.started_at is None or self.finished_at is None:
+            return 0.0
+        return max(0.0, (self.finished_at - self.started_at).total_seconds())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "action": self.action, "status": self.status,
+                "attempts": self.attempts, "started_at": iso(self.started_at),
+                "finished_at": iso(self.finished_at), "error": self.error,
+                "rollback": self.rollback}
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """Dry runs: what one step would do to one target."""
+
+    step: str
+    action: str
+    calls: tuple[str, ...]
+    skip: str | None
+    mutating: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "action": self.action, "calls": list(self.calls),
+                "skip": self.skip, "mutating": self.mutating}
+
+
+@dataclass
+class TargetRecord:
+    target: Target
+    status: str = "pending"
+    findings: tuple[Finding, ...] = ()
+    facts: dict[str, Any] = field(default_factory=dict)
+    refused: str | None = None
+    error: str | None = None
+    rollback_reason: str | None = None
+    started: bool = False
+    finished: bool = False
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+    planned: list[PlannedStep] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return sum(step.seconds for step in self.steps.values())
+
+    @property
+    def failed_step(self) -> StepRecord | None:
+        """The (non-rollback) step that failed or was cut off, if any."""
+        for step in self.steps.values():
+            if not step.rollback and step.status in ("failed", "interrupted"):
+                return step
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        t = self.target
+        return {
+            "id": t.id, "region": t.region, "status": self.status,
+            "findings": [{"kind": f.kind, "severity": severity(f), "detail": f.detail}
+                         for f in self.findings],
+            "steps": [step.as_dict() for step in self.steps.values()],
+            "account": t.account, "kind": t.kind, "error": self.error,
+            "refused": self.refused, "rollback_reason": self.rollback_reason,
+            "facts": {k: _plain(self.facts[k]) for k in FACT_EXCERPT if k in self.facts},
+            "planned": [p.as_dict() for p in self.planned],
+        }
+
+
+def severity(finding: Finding) -> str:
+    kind = FINDINGS.get(finding.kind)
+    return kind.severity if kind is not None else "info"
+
+
+Writer = Callable[["RunRecord"], None]
+
+
+class RunRecord(Subscriber):
+    """Accumulates a run from its events; writes every attached report when it ends."""
+
+    def __init__(self) -> None:
+        self.run_id = ""
+        self.playbook = ""
+        self.dry_run = False
+        self.started_at: datetime | None = None
+        self.finished_at: datetime | None = None
+        self.step_ids: tuple[str, ...] = ()
+        self.targets: dict[str, TargetRecord] = {}
+        self.estimate_seconds: float | None = None
+        self.step_retries = 0
+        self.api_retries = 0
+        self.throttled = 0
+        self.notices: list[Notice] = []
+        self.budget: BudgetExhausted | None = None
+        self.interrupted = False
+        self.closed = False
+        self.writers: list[Writer] = []
+
+    def target(self, target: Target) -> TargetRecord:
+        record = self.targets.get(target.key)
+        if record is None:
+            record = self.targets[target.key] = TargetRecord(target)
+        return record
+
+    # -- events ---------------------------------------------------------------------------
+
+    def on_run_started(self, event: RunStarted) -> None:
+        self.run_id, self.playbook, self.dry_run = event.run_id, event.playbook, event.dry_run
+        self.started_at, self.step_ids = event.started_at, event.steps
+        for target in event.targets:
+            self.target(target)
+
+    def on_target_inspected(self, event: TargetInspected) -> None:
+        record = self.target(event.target)
+        record.facts, record.findings = dict(event.facts), event.findings
+        if event.refused:
+            record.refused, record.status = event.refused, "refused"
+
+    def on_step_planned(self, event: StepPlanned) -> None:
+        self.target(event.target).planned.append(
+            PlannedStep(event.step_id, event.action, event.calls, event.skip, event.mutating))
+
+    def on_target_started(self, event: TargetStarted) -> None:
+        self.target(event.target).started = True
+
+    def on_step_started(self, event: StepStarted) -> None:
+        record = self.target(event.target)
+        record.started = True
+        step = record.steps.get(event.step_id)
+        if step is None:
+            step = record.steps[event.step_id] = StepRecord(event.step_id, event.action)
+        step.status, step.attempts, step.finished_at = "running", event.attempt, None
+        step.rollback = record.rollback_reason is not None
+        if step.started_at is None:
+            step.started_at = event.at
+
+    def on_step_retrying(self, event: StepRetrying) -> None:
+        self.step_retries += 1
+
+    def on_api_retrying(self, event: ApiRetrying) -> None:
+        self.api_retries += 1
+        if classify(event.code) is ErrorClass.THROTTLED:
+            self.throttled += 1
+
+    def on_step_finished(self, event: StepFinished) -> None:
+        record = self.target(event.target)
+        step = record.steps.get(event.step_id)
+        if step is None:
+            step = record.steps[event.step_id] = StepRecord(event.step_id, event.action)
+        step.status, step.attempts, step.error = event.status, event.attempts, event.error
+        step.started_at, step.finished_at = event.started_at, event.finished_at
+        step.rollback = event.rollback
+
+    def on_rollback_started(self, event: RollbackStarted) -> None:
+        self.target(event.target).rollback_reason = event.reason
+
+    def on_target_finished(self, event: TargetFinished) -> None:
+        record = self.target(event.target)
+        record.status, record.error, record.finished = event.status, event.error, True
+        if event.status == "refused" and record.refused is None:
+            record.refused = event.error
+
+    def on_budget_exhausted(self, event: BudgetExhausted) -> None:
+        self.budget = event
+
+    def on_interrupted(self, event: Interrupted) -> None:
+        self.interrupted = True
+
+    def on_notice(self, event: Notice) -> None:
+        self.notices.append(event)
+
+    def on_run_finished(self, event: RunFinished) -> None:
+        self.finished_at, self.estimate_seconds = event.finished_at, event.estimate_seconds
+        self.close()
+
+    # -- the end of the run ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Settle what never finished and write every report, once.
+
+        Called on ``RunFinished``; call it yourself when a run ends without one.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        for record in self.targets.values():
+            self._settle(record)
+        for writer in self.writers:
+            try:
+                writer(self)
+            except Exception:
+                self.failures += 1
+                log.exception("writing a report with %r failed", writer)
+
+    def _settle(self, record: TargetRecord) -> None:
+        for step in record.steps.values():
+            if step.status == "running":
+                step.status = "interrupted"
+        if self.dry_run and record.status in ("pending", "succeeded"):
+            record.status = "planned"
+        elif not record.finished and record.status == "pending" and record.started:
+            record.status = "interrupted"
+
+    def summary(self) -> dict[str, int]:
+        counts = dict.fromkeys(("succeeded", "failed", "skipped", "rolled_back", "refused",
+                                "interrupted", "not_run"), 0)
+        for record in self.targets.values():
+            counts[SUMMARY_KEY.get(record.status, "failed")] += 1
+            if record.status in ("refused", "interrupted"):
+                counts[record.status] += 1
+            elif record.status in ("planned", "pending"):
+                counts["not_run"] += 1
+        counts["total"] = len(self.targets)
+        return counts
+
+    def by_status(self, *statuses: str) -> list[TargetRecord]:
+        return [r for r in self.targets.values() if r.status in statuses]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "playbook": self.playbook,
+            "dry_run": self.dry_run,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "summary": self.summary(),
+            "targets": [record.as_dict() for record in self.targets.values()],
+            "steps": list(self.step_ids),
+            "estimate_seconds": self.estimate_seconds,
+            "retries": {"steps": self.step_retries, "api": self.api_retries,
+                        "throttled": self.throttled},
+            "notices": [{"level": n.level, "message": n.message} for n in self.notices],
+            "budget_exhausted": None if self.budget is None else {
+                "failed": self.budget.failed, "allowed": self.budget.allowed},
+            "interrupted": self.interrupted,
+        }

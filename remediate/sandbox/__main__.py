@@ -1,0 +1,30 @@
+"""``python -m remediate.sandbox --port P --fleet N [--clock-factor F]``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from remediate.sandbox.fleet import FleetSpec
+from remediate.sandbox.server import serve
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m remediate.sandbox",
+        description="Serve a realistic moto sandbox with a broken fleet on 127.0.0.1.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="TCP port (0: a free one)")
+    parser.add_argument("--fleet", type=int, default=10, help="number of plain targets")
+    parser.add_argument("--workspaces", type=int, default=0, help="number of WorkSpaces")
+    parser.add_argument("--azs", type=int, default=2, help="Availability Zones to spread over")
+    parser.add_argument(
+        "--clock-factor", type=float, default=1.0, help="simulated seconds per real second"
+    )
+    args = parser.parse_args(argv)
+    spec = FleetSpec(plain=args.fleet, workspaces=args.workspaces, azs=args.azs)
+    return serve(args.port, spec, clock_factor=args.clock_factor)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

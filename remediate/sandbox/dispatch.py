@@ -1,0 +1,46 @@
+"""The hook where moto dispatches every request (in-process and server mode).
+
+Patches ``BaseResponse.call_action`` so each request first applies due state
+changes, is logged, and may be throttled before moto's handler runs. Requests
+are serialized under the world's lock: moto's backends are not thread-safe.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from moto.core.common_types import TYPE_RESPONSE
+from moto.core.responses import ActionResult, BaseResponse
+
+from remediate.sandbox import errors
+from remediate.sandbox.patcher import Patcher
+from remediate.sandbox.state import ApiCall, maybe_current
+
+
+def install(patcher: Patcher) -> None:
+    original = BaseResponse.call_action
+
+    def call_action(self: BaseResponse) -> TYPE_RESPONSE:
+        world = maybe_current()
+        if world is None:
+            return original(self)
+        service = self.service_name or ""
+        operation = self._get_action() or ""
+        with world.lock:
+            now = world.clock.now()
+            world.timeline.run_due(now)
+            admitted = world.throttle is None or world.throttle.admit(
+                service, operation, self.region, self.querystring, now
+            )
+            world.calls.append(ApiCall(service, operation, not admitted, now))
+            fault = world.faults.get(operation)
+            if not admitted or fault is not None:
+                error = errors.throttled(service) if not admitted else errors.SandboxError(*fault)
+                with warnings.catch_warnings():
+                    # Models don't declare every error shape (WorkSpaces has no
+                    # ThrottlingException); AWS sends them anyway.
+                    warnings.simplefilter("ignore", UserWarning)
+                    return self.serialized(ActionResult(error))
+            return original(self)
+
+    patcher.set(BaseResponse, "call_action", call_action)

@@ -1,0 +1,209 @@
+"""The AWS errors the sandbox enforces, with AWS's own codes and messages.
+
+Each constructor names where its text comes from. Messages marked
+"(approximation)" keep AWS's error code but the exact wording could not be
+confirmed from a public source.
+"""
+
+from __future__ import annotations
+
+from moto.core.exceptions import ServiceException
+
+
+class SandboxError(ServiceException):
+    """An AWS error response raised by a sandbox rule (serialized by moto)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+
+
+# ---- EC2 instances -------------------------------------------------------------
+
+
+def cannot_start(instance_id: str) -> SandboxError:
+    """StartInstances on a stopping/terminated instance (seen in AWS responses)."""
+    return SandboxError(
+        "IncorrectInstanceState",
+        f"The instance '{instance_id}' is not in a state from which it can be started.",
+    )
+
+
+def cannot_stop(instance_id: str) -> SandboxError:
+    """StopInstances on a shutting-down/terminated instance."""
+    return SandboxError(
+        "IncorrectInstanceState",
+        f"The instance '{instance_id}' is not in a state from which it can be stopped.",
+    )
+
+
+def never_running(instance_id: str) -> SandboxError:
+    """StopInstances on a pending instance (cloud-custodian PR #6014, real AWS output)."""
+    return SandboxError(
+        "IncorrectInstanceState",
+        f"Instance '{instance_id}' cannot be stopped as it has never reached the 'running' state.",
+    )
+
+
+def not_running_for_reboot(instance_id: str) -> SandboxError:
+    """RebootInstances on an instance that is not running (approximation)."""
+    return SandboxError(
+        "IncorrectInstanceState",
+        f"The instance '{instance_id}' is not in the 'running' state.",
+    )
+
+
+def stop_protected(instance_id: str) -> SandboxError:
+    """StopInstances with DisableApiStop set (EC2 console/API text)."""
+    return SandboxError(
+        "OperationNotPermitted",
+        f"The instance '{instance_id}' may not be stopped. "
+        "Modify its 'disableApiStop' instance attribute and try again.",
+    )
+
+
+def one_time_spot(instance_id: str) -> SandboxError:
+    """StopInstances on a one-time Spot instance (real AWS output, c7n issue #8003)."""
+    return SandboxError(
+        "UnsupportedOperation",
+        f"You can't stop the Spot Instance '{instance_id}' because it is associated with a "
+        "one-time Spot Instance request. You can only stop Spot Instances associated with "
+        "persistent Spot Instance requests.",
+    )
+
+
+def no_root_volume(instance_id: str, root_device: str) -> SandboxError:
+    """StartInstances with nothing attached at the root device (EC2 VM Import docs)."""
+    return SandboxError(
+        "InvalidParameterValue",
+        f"Invalid value '{instance_id}' for instanceId. "
+        f"Instance does not have a volume attached at root ({root_device})",
+    )
+
+
+def replace_root_not_running(instance_id: str) -> SandboxError:
+    """CreateReplaceRootVolumeTask needs a running instance (approximation)."""
+    return SandboxError(
+        "IncorrectInstanceState",
+        f"The instance '{instance_id}' is not in a valid state for this operation. "
+        "The instance must be in the 'running' state.",
+    )
+
+
+def replace_root_in_progress(instance_id: str) -> SandboxError:
+    """A second replace-root task while one is running (approximation)."""
+    return SandboxError(
+        "IncorrectState",
+        f"A root volume replacement task is already in progress for instance '{instance_id}'.",
+    )
+
+
+# ---- EBS volumes ---------------------------------------------------------------
+
+
+def zone_mismatch(volume_id: str, instance_id: str) -> SandboxError:
+    """AttachVolume across AZs (real AWS output, linuxkit issue #2388)."""
+    return SandboxError(
+        "InvalidVolume.ZoneMismatch",
+        f"The volume '{volume_id}' is not in the same availability zone as instance "
+        f"'{instance_id}'",
+    )
+
+
+def volume_in_use(volume_id: str) -> SandboxError:
+    """AttachVolume of an attached volume (real AWS output, portworx issue #42)."""
+    return SandboxError("VolumeInUse", f"{volume_id} is already attached to an instance")
+
+
+def volume_not_available(volume_id: str, state: str) -> SandboxError:
+    """Attach/detach of a volume in the wrong state (real AWS output, terraform #9023)."""
+    return SandboxError("IncorrectState", f"Volume '{volume_id}' is in the '{state}' state.")
+
+
+def device_in_use(device: str) -> SandboxError:
+    """AttachVolume at a taken device name (real AWS output, nanovms/ops PR #1189)."""
+    return SandboxError(
+        "InvalidParameterValue",
+        f"Invalid value '{device}' for unixDevice. Attachment point {device} is already in use",
+    )
+
+
+def instance_not_running_for_attach(instance_id: str) -> SandboxError:
+    """AttachVolume to a pending/stopping instance (real AWS output, amazon.aws PR #497)."""
+    return SandboxError("IncorrectState", f"Instance '{instance_id}' is not 'running'.")
+
+
+def root_detach(volume_id: str, instance_id: str) -> SandboxError:
+    """DetachVolume of the root volume of a non-stopped instance (terraform users' output)."""
+    return SandboxError(
+        "IncorrectState",
+        f"Unable to detach root volume '{volume_id}' from instance '{instance_id}'",
+    )
+
+
+def marketplace_detach(volume_id: str, instance_id: str) -> SandboxError:
+    """DetachVolume of a Marketplace root volume while not stopped (StarCluster issue #238)."""
+    return SandboxError(
+        "IncorrectInstanceState",
+        f"Unable to detach volume '{volume_id}' with Marketplace codes from instance "
+        f"'{instance_id}' as the instance is not in the 'stopped' state.",
+    )
+
+
+# ---- SSM -----------------------------------------------------------------------
+
+
+def ssm_invalid_instance(instance_ids: list[str], account_id: str) -> SandboxError:
+    """SendCommand to a terminated/unknown node (SSM API reference: InvalidInstanceId)."""
+    listed = ", ".join(instance_ids)
+    return SandboxError(
+        "InvalidInstanceId",
+        f"Instances [[{listed}]] not in a valid state for account {account_id}",
+    )
+
+
+def ssm_unsupported_platform(document: str) -> SandboxError:
+    """SendCommand of a document for another OS (SSM API: UnsupportedPlatformType)."""
+    return SandboxError(
+        "UnsupportedPlatformType",
+        f"The document {document} does not support the platform type of the target instance.",
+    )
+
+
+# ---- WorkSpaces ------------------------------------------------------------------
+
+
+def workspace_bad_state(workspace_id: str, state: str) -> SandboxError:
+    """RestoreWorkspace from a state it does not allow.
+
+    The code is one RestoreWorkspace declares in AWS's API model; the text is an
+    approximation.
+    """
+    return SandboxError(
+        "OperationNotSupportedException",
+        f"The WorkSpace {workspace_id} cannot be restored while it is {state}.",
+    )
+
+
+def workspace_not_found(workspace_id: str) -> SandboxError:
+    return SandboxError(
+        "ResourceNotFoundException", f"The WorkSpace {workspace_id} could not be found."
+    )
+
+
+def too_many_requests(field_name: str, count: int, limit: int) -> SandboxError:
+    """More ids in one call than the API takes (AWS's validation error format)."""
+    return SandboxError(
+        "ValidationException",
+        f"1 validation error detected: Value with {count} elements at '{field_name}' "
+        f"failed to satisfy constraint: Member must have length less than or equal to {limit}",
+    )
+
+
+# ---- throttling ------------------------------------------------------------------
+
+
+def throttled(service: str) -> SandboxError:
+    """EC2: RequestLimitExceeded; SSM and WorkSpaces: ThrottlingException."""
+    if service == "ec2":
+        return SandboxError("RequestLimitExceeded", "Request limit exceeded.")
+    return SandboxError("ThrottlingException", "Rate exceeded")

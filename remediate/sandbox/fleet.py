@@ -1,0 +1,391 @@
+"""Build a broken fleet through boto3: the targets of a rehearsal.
+
+Every target is a Windows Server 2019 instance in a boot loop (running, status
+``impaired``) whose root volume holds the bad channel file, tagged
+``incident=crowdstrike-2024-07-19``. Instances are launched with RunInstances
+batches (one call per Region, AZ and kind), so 10,000 targets take one call
+per group, not one per instance.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, cast
+
+from remediate.sandbox.state import World
+
+INCIDENT_TAG = ("incident", "crowdstrike-2024-07-19")
+KIND_TAG = "sandbox:kind"
+WORKSPACE_FIXES = ("reboot", "restore", "rebuild", "stopped")
+_BATCH = 1000
+_ACCOUNT = "123456789012"
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    """How many targets of each kind to build, spread over ``azs`` AZs per Region.
+
+    ``plain`` counts ordinary targets; ``reboot_fixable`` targets lose the
+    channel file after ``reboots_to_fix`` reboots; ``with_eip`` of the plain
+    targets get an Elastic IP (the others only have an auto-assigned public IP).
+    WorkSpaces are built in the first Region, their condition cycling through
+    ``workspace_mix`` (``reboot``/``restore``/``rebuild``: what repairs them;
+    ``stopped``: a healthy STOPPED WorkSpace).
+    """
+
+    plain: int = 8
+    instance_store: int = 0
+    spot_one_time: int = 0
+    spot_persistent: int = 0
+    stop_protected: int = 0
+    encrypted_bad_key: int = 0
+    marketplace: int = 0
+    hibernation: int = 0
+    reboot_fixable: int = 0
+    reboots_to_fix: int = 2
+    with_eip: int = 0
+    workspaces: int = 0
+    workspace_mix: tuple[str, ...] = WORKSPACE_FIXES
+    azs: int = 2
+    regions: tuple[str, ...] = ("us-east-1",)
+
+    def kind_counts(self) -> dict[str, int]:
+        return {
+            "plain": self.plain,
+            "instance_store": self.instance_store,
+            "spot_one_time": self.spot_one_time,
+            "spot_persistent": self.spot_persistent,
+            "stop_protected": self.stop_protected,
+            "encrypted_bad_key": self.encrypted_bad_key,
+            "marketplace": self.marketplace,
+            "hibernation": self.hibernation,
+            "reboot_fixable": self.reboot_fixable,
+        }
+
+    @property
+    def targets(self) -> int:
+        return sum(self.kind_counts().values())
+
+
+@dataclass(frozen=True)
+class Target:
+    instance_id: str
+    region: str
+    availability_zone: str
+    kind: str
+    root_volume_id: str
+    root_device_name: str
+    image_id: str
+    elastic_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class Workspace:
+    workspace_id: str
+    region: str
+    directory_id: str
+    fixed_by: str
+    """``reboot``, ``restore``, ``rebuild`` or ``stopped``."""
+
+
+@dataclass(frozen=True)
+class RegionSetup:
+    """Per-Region scaffolding: network, the AMIs, the KMS key."""
+
+    region: str
+    vpc_id: str
+    subnets: Mapping[str, str]
+    """AZ name -> subnet id."""
+    security_group_id: str
+    target_ami: str
+    """"Windows Server 2019" image the targets run."""
+    rescue_windows_ami: str
+    """"Windows Server 2022": a rescue image distinct from the targets' image."""
+    rescue_linux_ami: str
+    marketplace_ami: str
+    bad_kms_key_id: str
+    """A KMS key pending deletion (encrypted_bad_key targets use it)."""
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """What :func:`build_fleet` made."""
+
+    targets: tuple[Target, ...]
+    workspaces: tuple[Workspace, ...]
+    regions: Mapping[str, RegionSetup]
+    tag: tuple[str, str] = INCIDENT_TAG
+    build_seconds: float = 0.0
+
+    def instance_ids(self, kind: str | None = None) -> list[str]:
+        return [t.instance_id for t in self.targets if kind is None or t.kind == kind]
+
+    def by_kind(self, kind: str) -> list[Target]:
+        return [t for t in self.targets if t.kind == kind]
+
+    def target(self, instance_id: str) -> Target:
+        return next(t for t in self.targets if t.instance_id == instance_id)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+@dataclass
+class _Launch:
+    kind: str
+    region: str
+    az: str
+    count: int
+
+
+@dataclass
+class _Builder:
+    world: World
+    client: Callable[[str, str], Any]
+    spec: FleetSpec
+    setups: dict[str, RegionSetup] = field(default_factory=dict)
+
+    def build(self) -> Fleet:
+        for region in self.spec.regions:
+            self.setups[region] = self._setup_region(region)
+        targets: list[Target] = []
+        for launch in self._plan():
+            targets.extend(self._launch(launch))
+        targets = self._assign_eips(targets)
+        workspaces = self._workspaces() if self.spec.workspaces else []
+        return Fleet(tuple(targets), tuple(workspaces), dict(self.setups))
+
+    # ---- per-Region scaffolding ------------------------------------------------
+
+    def _setup_region(self, region: str) -> RegionSetup:
+        ec2 = self.client("ec2", region)
+        zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]][
+            : max(2, self.spec.azs)
+        ]
+        vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        prefix = min(20, 16 + math.ceil(math.log2(len(zones))))
+        size = 2 ** (32 - prefix)
+        subnets: dict[str, str] = {}
+        for index, zone in enumerate(zones):
+            third = (index * size) // 256
+            subnet = ec2.create_subnet(
+                VpcId=vpc_id, CidrBlock=f"10.0.{third}.0/{prefix}", AvailabilityZone=zone
+            )["Subnet"]["SubnetId"]
+            ec2.modify_subnet_attribute(SubnetId=subnet, MapPublicIpOnLaunch={"Value": True})
+            subnets[zone] = subnet
+        group = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])[
+            "SecurityGroups"
+        ][0]["GroupId"]
+        kms = self.client("kms", region)
+        key = kms.create_key(Description="sandbox: key of encrypted targets")["KeyMetadata"]
+        kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
+        return RegionSetup(
+            region=region,
+            vpc_id=vpc_id,
+            subnets=subnets,
+            security_group_id=group,
+            target_ami=self._image(ec2, region, "Windows_Server-2019-English-Full-Base", True),
+            rescue_windows_ami=self._image(
+                ec2, region, "Windows_Server-2022-English-Full-Base", True
+            ),
+            rescue_linux_ami=self._image(ec2, region, "al2023-ami-rescue-x86_64", False),
+            marketplace_ami=self._image(
+                ec2, region, "Windows_Server-2019-Marketplace-Product", True, marketplace=True
+            ),
+            bad_kms_key_id=key["Arn"],
+        )
+
+    def _image(
+        self, ec2: Any, region: str, name: str, windows: bool, marketplace: bool = False
+    ) -> str:
+        from moto.ec2.models import ec2_backends
+
+        image_id: str = ec2.register_image(Name=name, Description=name)["ImageId"]
+        ami = ec2_backends[_ACCOUNT][region].amis[image_id]
+        ami.platform = "windows" if windows else None
+        ami.root_device_name = "/dev/sda1" if windows else "/dev/xvda"
+        ami.root_device_type = "ebs"
+        if marketplace:
+            ami.product_codes = {"sandboxmarketplace0000001"}
+        with self.world.lock:  # an existing image's snapshot is long complete
+            ami.ebs_snapshot.status = "completed"
+            self.world.timeline.cancel(("snapshot", ami.ebs_snapshot.id))
+        return image_id
+
+    # ---- targets -------------------------------------------------------------------
+
+    def _plan(self) -> list[_Launch]:
+        slots = [
+            (region, az)
+            for region in self.spec.regions
+            for az in list(self.setups[region].subnets)[: self.spec.azs]
+        ]
+        launches: dict[tuple[str, str, str], _Launch] = {}
+        cycle = itertools.cycle(slots)
+        for kind, count in self.spec.kind_counts().items():
+            for _ in range(count):
+                region, az = next(cycle)
+                key = (kind, region, az)
+                if key not in launches:
+                    launches[key] = _Launch(kind, region, az, 0)
+                launches[key].count += 1
+        return list(launches.values())
+
+    def _launch(self, launch: _Launch) -> list[Target]:
+        setup = self.setups[launch.region]
+        ec2 = self.client("ec2", launch.region)
+        made: list[Target] = []
+        remaining = launch.count
+        while remaining:
+            count = min(remaining, _BATCH)
+            remaining -= count
+            response = ec2.run_instances(**self._run_args(launch, setup, count))
+            made.extend(self._register(launch, response["Instances"]))
+        return made
+
+    def _run_args(self, launch: _Launch, setup: RegionSetup, count: int) -> dict[str, Any]:
+        kind = launch.kind
+        ebs: dict[str, Any] = {"VolumeSize": 30, "VolumeType": "gp3", "DeleteOnTermination": True}
+        mappings: list[dict[str, Any]] = [{"DeviceName": "/dev/sda1", "Ebs": ebs}]
+        args: dict[str, Any] = {
+            "ImageId": setup.marketplace_ami if kind == "marketplace" else setup.target_ami,
+            "InstanceType": "m5d.large" if kind == "instance_store" else "m5.large",
+            "MinCount": count,
+            "MaxCount": count,
+            "SubnetId": setup.subnets[launch.az],
+            "BlockDeviceMappings": mappings,
+            "TagSpecifications": [
+                {"ResourceType": kind_of, "Tags": self._tags(launch.kind)}
+                for kind_of in ("instance", "volume")
+            ],
+        }
+        if kind == "instance_store":
+            mappings.append({"DeviceName": "/dev/sdb", "VirtualName": "ephemeral0"})
+        elif kind in ("spot_one_time", "spot_persistent"):
+            persistent = kind == "spot_persistent"
+            args["InstanceMarketOptions"] = {
+                "MarketType": "spot",
+                "SpotOptions": {
+                    "SpotInstanceType": "persistent" if persistent else "one-time",
+                    "InstanceInterruptionBehavior": "stop" if persistent else "terminate",
+                },
+            }
+        elif kind == "stop_protected":
+            args["DisableApiStop"] = True
+        elif kind == "encrypted_bad_key":
+            ebs.update(Encrypted=True, KmsKeyId=setup.bad_kms_key_id)
+        elif kind == "hibernation":
+            ebs.update(Encrypted=True)
+            args["HibernationOptions"] = {"Configured": True}
+        return args
+
+    @staticmethod
+    def _tags(kind: str) -> list[dict[str, str]]:
+        return [
+            {"Key": INCIDENT_TAG[0], "Value": INCIDENT_TAG[1]},
+            {"Key": KIND_TAG, "Value": kind},
+        ]
+
+    def _register(self, launch: _Launch, instances: Iterable[Mapping[str, Any]]) -> list[Target]:
+        from moto.ec2.models import ec2_backends
+
+        from remediate.sandbox.ec2_instances import settle_running
+
+        backend = ec2_backends[_ACCOUNT][launch.region]
+        setup = self.setups[launch.region]
+        made = []
+        with self.world.lock:
+            for described in instances:
+                instance = backend.get_instance(described["InstanceId"])
+                root = instance.block_device_mapping[instance.root_device_name]
+                self.world.bad_volumes.add(root.volume_id)
+                if launch.kind == "marketplace":
+                    cast(Any, instance).product_codes = [
+                        {"ProductCodeId": code, "ProductCodeType": "marketplace"}
+                        for code in sorted(backend.amis[setup.marketplace_ami].product_codes)
+                    ]
+                if launch.kind == "reboot_fixable":
+                    self.world.facts(instance.id).reboot_fix_after = self.spec.reboots_to_fix
+                settle_running(self.world, instance)
+                made.append(
+                    Target(
+                        instance_id=instance.id,
+                        region=launch.region,
+                        availability_zone=launch.az,
+                        kind=launch.kind,
+                        root_volume_id=root.volume_id,
+                        root_device_name=instance.root_device_name,
+                        image_id=instance.image_id,
+                    )
+                )
+        return made
+
+    def _assign_eips(self, targets: list[Target]) -> list[Target]:
+        wanted = self.spec.with_eip
+        result = []
+        for target in targets:
+            if wanted and target.kind == "plain":
+                ec2 = self.client("ec2", target.region)
+                address = ec2.allocate_address(Domain="vpc")
+                ec2.associate_address(
+                    AllocationId=address["AllocationId"], InstanceId=target.instance_id
+                )
+                target = Target(**{**asdict(target), "elastic_ip": address["PublicIp"]})
+                wanted -= 1
+            result.append(target)
+        return result
+
+    # ---- WorkSpaces ----------------------------------------------------------------
+
+    def _workspaces(self) -> list[Workspace]:
+        from remediate.sandbox.workspaces import set_condition
+
+        region = self.spec.regions[0]
+        setup = self.setups[region]
+        ds = self.client("ds", region)
+        directory_id = ds.create_directory(
+            Name="corp.example.com",
+            Password="SandboxPassw0rd!",
+            Size="Small",
+            VpcSettings={"VpcId": setup.vpc_id, "SubnetIds": list(setup.subnets.values())[:2]},
+        )["DirectoryId"]
+        ws = self.client("workspaces", region)
+        ws.register_workspace_directory(DirectoryId=directory_id)
+        fixes = list(
+            itertools.islice(itertools.cycle(self.spec.workspace_mix), self.spec.workspaces)
+        )
+        made: list[Workspace] = []
+        for start in range(0, len(fixes), 25):
+            batch = fixes[start : start + 25]
+            requests = [
+                {
+                    "DirectoryId": directory_id,
+                    "UserName": f"user{start + offset:05d}",
+                    "BundleId": "wsb-sandbox01",
+                    "WorkspaceProperties": {
+                        "RunningMode": "AUTO_STOP" if fix == "stopped" else "ALWAYS_ON"
+                    },
+                    "Tags": [{"Key": INCIDENT_TAG[0], "Value": INCIDENT_TAG[1]}],
+                }
+                for offset, fix in enumerate(batch)
+            ]
+            pending = ws.create_workspaces(Workspaces=requests)["PendingRequests"]
+            for described, fix in zip(pending, batch, strict=True):
+                set_condition(self.world, region, described["WorkspaceId"], fix)
+                made.append(Workspace(described["WorkspaceId"], region, directory_id, fix))
+        return made
+
+
+def build_fleet(world: World, client: Callable[[str, str], Any], spec: FleetSpec) -> Fleet:
+    """Build ``spec`` through boto3 clients made by ``client(service, region)``."""
+    import time
+
+    started = time.perf_counter()
+    fleet = _Builder(world, client, spec).build()
+    return Fleet(
+        fleet.targets, fleet.workspaces, fleet.regions, build_seconds=time.perf_counter() - started
+    )

@@ -1,0 +1,144 @@
+"""The sandbox's own state: what moto does not model (time, health, the incident).
+
+One :class:`World` is active at a time (moto's backends are process-global);
+the patched moto methods reach it through :func:`current`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from remediate.clock import Clock
+from remediate.sandbox.durations import Durations
+from remediate.sandbox.throttling import Throttle
+from remediate.sandbox.timeline import Timeline
+
+READ_ONLY_PREFIXES: tuple[str, ...] = ("Describe", "Get", "List")
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One request the sandbox received."""
+
+    service: str
+    operation: str
+    throttled: bool
+    at: float
+
+    @property
+    def mutating(self) -> bool:
+        return not self.operation.startswith(READ_ONLY_PREFIXES)
+
+
+@dataclass
+class InstanceFacts:
+    """What the sandbox knows about an instance beyond moto's model."""
+
+    spot_type: str | None = None
+    """``one-time`` or ``persistent`` for Spot instances."""
+    instance_store: bool = False
+    instance_store_intact: bool = True
+    reboot_fix_after: int | None = None
+    """Reboot-fixable targets: reboots until the sensor has the fixed channel file."""
+    reboots: int = 0
+    status: str = "initializing"
+    """Instance status check while running: ``initializing``, ``ok`` or ``impaired``."""
+    platform: str = "Windows"
+    replacing_root: bool = False
+
+
+@dataclass
+class WorkspaceFacts:
+    """A WorkSpace's hidden condition: what repairs it (``healthy`` if nothing is wrong)."""
+
+    fixed_by: str = "healthy"
+    """``healthy``, ``reboot``, ``restore`` or ``rebuild``."""
+    state_since: float = 0.0
+
+
+@dataclass
+class World:
+    """Everything the patches share: clock, durations, deadlines, incident, API log."""
+
+    clock: Clock
+    durations: Durations
+    timeline: Timeline = field(default_factory=Timeline)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    bad_volumes: set[str] = field(default_factory=set)
+    """Volumes whose disk holds a ``C-00000291*.sys`` channel file."""
+    bad_snapshots: set[str] = field(default_factory=set)
+    instances: dict[str, InstanceFacts] = field(default_factory=dict)
+    workspaces: dict[str, WorkspaceFacts] = field(default_factory=dict)
+    calls: list[ApiCall] = field(default_factory=list)
+    throttle: Throttle | None = None
+    faults: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Operation -> (code, message): errors injected by tests (Sandbox.fail)."""
+    internal: int = 0
+    """Above zero while moto acts on its own (launch, terminate): rules and timing pause."""
+    online_listeners: list[Callable[[Any, float], None]] = field(default_factory=list)
+    """Called with (moto instance, time) when an instance finishes a healthy boot."""
+    ssm_waiting: dict[str, list[Callable[[float], None]]] = field(default_factory=dict)
+    """SSM invocations waiting for their (offline) instance to come online."""
+
+    def facts(self, instance_id: str) -> InstanceFacts:
+        found = self.instances.get(instance_id)
+        if found is None:
+            found = self.instances[instance_id] = InstanceFacts()
+        return found
+
+    def workspace(self, workspace_id: str) -> WorkspaceFacts:
+        found = self.workspaces.get(workspace_id)
+        if found is None:
+            found = self.workspaces[workspace_id] = WorkspaceFacts()
+        return found
+
+    @contextmanager
+    def moto_internal(self) -> Iterator[None]:
+        """Let moto act on its own (launch, terminate) without sandbox rules or timing."""
+        self.internal += 1
+        try:
+            yield
+        finally:
+            self.internal -= 1
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def catch_up(self) -> None:
+        """Apply every state change whose deadline has passed."""
+        with self.lock:
+            self.timeline.run_due(self.clock.now())
+
+    def call_counts(self) -> Counter[tuple[str, str]]:
+        return Counter((c.service, c.operation) for c in self.calls)
+
+
+_active: World | None = None
+
+
+def activate(world: World) -> None:
+    global _active
+    if _active is not None:
+        raise RuntimeError("another Sandbox is already active in this process")
+    _active = world
+
+
+def deactivate(world: World) -> None:
+    global _active
+    if _active is world:
+        _active = None
+
+
+def current() -> World:
+    if _active is None:
+        raise RuntimeError("no Sandbox is active")
+    return _active
+
+
+def maybe_current() -> World | None:
+    return _active

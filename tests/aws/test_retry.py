@@ -1,0 +1,48 @@
+"""API retry delays by error class, and tenacity-backed backoff without sleeping."""
+
+from __future__ import annotations
+
+import pytest
+
+from remediate.aws.errors import EVENTUAL_CODES, THROTTLING_CODES, TRANSIENT_CODES
+from remediate.aws.retry import RetryPolicy, backoff, delay_for
+
+
+def test_backoff_without_jitter_grows_by_the_multiplier_up_to_the_cap() -> None:
+    wait = backoff(initial=5.0, multiplier=3.0, max_delay=100.0, jitter=False)
+
+    assert [delay_for(wait, n) for n in range(1, 6)] == [5.0, 15.0, 45.0, 100.0, 100.0]
+
+
+def test_full_jitter_draws_from_zero_to_the_exponential_bound() -> None:
+    wait = backoff(initial=1.0, multiplier=2.0, max_delay=30.0, jitter=True)
+
+    for attempt, bound in ((1, 1.0), (3, 4.0), (5, 16.0), (9, 30.0)):
+        delays = [delay_for(wait, attempt) for _ in range(200)]
+        assert all(0.0 <= d <= bound for d in delays)
+        # Spread over the window, not stuck at one end.
+        assert min(delays) < bound * 0.25 and max(delays) > bound * 0.75
+
+
+@pytest.mark.parametrize("code", sorted(THROTTLING_CODES | TRANSIENT_CODES))
+def test_throttled_and_transient_errors_retry_up_to_max_attempts(code: str) -> None:
+    policy = RetryPolicy(max_attempts=4, initial=0.5, max_delay=30.0)
+
+    delays = [policy.delay(code, attempts) for attempts in range(1, 5)]
+
+    assert all(d is not None for d in delays[:3])
+    assert delays[3] is None
+    assert 0.0 <= (delays[2] or 0.0) <= 2.0
+
+
+@pytest.mark.parametrize("code", sorted(EVENTUAL_CODES))
+def test_eventual_consistency_errors_retry_only_a_few_times(code: str) -> None:
+    policy = RetryPolicy(max_attempts=10, eventual_attempts=3)
+
+    assert policy.delay(code, 2) is not None
+    assert policy.delay(code, 3) is None
+
+
+@pytest.mark.parametrize("code", ["IncorrectInstanceState", "AccessDenied", "Unknown"])
+def test_fatal_errors_are_never_retried(code: str) -> None:
+    assert RetryPolicy().delay(code, 1) is None

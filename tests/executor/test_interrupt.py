@@ -1,0 +1,123 @@
+"""Ctrl-C mid-run: every target is left consistent, and resume finishes the job."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from executor_support import (
+    REGION,
+    events_of,
+    fixed,
+    rescue_instances,
+    root_in_place,
+    swap_playbook,
+)
+
+from remediate.actions.contract import Target
+from remediate.clock import VirtualClock
+from remediate.executor.engine import Executor
+from remediate.executor.events import (
+    Event,
+    EventBus,
+    Interrupted,
+    RollbackStarted,
+    StepStarted,
+)
+from remediate.executor.resume import resume
+from remediate.journal import Journal
+from remediate.sandbox import Fleet, FleetSpec, Sandbox
+
+ROLLBACK_STEPS = {"rb_unrescue", "rb_reattach", "rb_restore"}
+
+
+def swap_executor(sandbox: Sandbox, fleet: Fleet, clients: Any, clock: VirtualClock,
+                  bus: EventBus, journal: Journal) -> Executor:
+    pb = swap_playbook(fleet.regions[REGION].rescue_windows_ami, concurrency=4)
+    targets = [Target("ec2-instance", t.instance_id, t.region) for t in fleet.targets]
+    return Executor(pb, targets, clients=clients, clock=clock, bus=bus, journal=journal,
+                    run_id="run-c", workers=4)
+
+
+def when(bus: EventBus, test: Callable[[Event], bool], then: Callable[[], None]) -> None:
+    """Call ``then`` the first time an event passes ``test`` (like a Ctrl-C at that moment)."""
+    fired = False
+
+    def watch(event: Event) -> None:
+        nonlocal fired
+        if not fired and test(event):
+            fired = True
+            then()
+
+    bus.subscribe(watch)
+
+
+def test_one_ctrl_c_rolls_back_what_was_touched_and_starts_nothing_new(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, bus: EventBus,
+        events: list[Event], tmp_path: Any) -> None:
+    fleet = sandbox.build_fleet(FleetSpec(plain=10, azs=2))
+    journal = Journal(tmp_path / "run.journal")
+    executor = swap_executor(sandbox, fleet, clients, clock, bus, journal)
+    when(bus, lambda e: isinstance(e, StepStarted) and e.step_id == "attach",
+         executor.request_stop)
+
+    result = executor.run()
+
+    assert result.interrupted and not result.ok
+    [interrupted] = events_of(events, Interrupted)
+    assert not interrupted.second and len(interrupted.in_flight) == 4
+    assert any(": step attach (rescue.attach_volume)" in line for line in interrupted.in_flight)
+    after = events[events.index(interrupted):]
+    assert {e.step_id for e in events_of(after, StepStarted)} <= ROLLBACK_STEPS
+    assert result.summary == {"rolled_back": 4, "interrupted": 6}
+    # Every target is consistent: its own root volume at its root device, running.
+    assert all(root_in_place(sandbox, t) for t in fleet.targets)
+    assert rescue_instances(sandbox) == []
+    assert journal.run("run-c").status == "interrupted"
+    untouched = [t for t in fleet.targets
+                 if result.statuses[f"default/{REGION}/{t.instance_id}"] == "interrupted"]
+    assert all(sandbox.channel_file_present(t.root_volume_id) for t in untouched)
+
+    # Resume runs what never started and leaves the rolled-back targets alone.
+    again: list[Event] = []
+    bus2 = EventBus()
+    bus2.subscribe(again.append)
+    resumed = resume(journal, executor.playbook, clients=clients, clock=clock, bus=bus2)
+
+    assert resumed.summary == {"rolled_back": 4, "succeeded": 6}
+    assert all(fixed(sandbox, t) for t in untouched)
+    started = {e.target.id for e in events_of(again, StepStarted)}
+    assert started == {t.instance_id for t in untouched}
+    assert rescue_instances(sandbox) == []
+
+
+def test_a_second_ctrl_c_abandons_waits_and_resume_finishes_every_target(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, bus: EventBus,
+        events: list[Event], tmp_path: Any) -> None:
+    fleet = sandbox.build_fleet(FleetSpec(plain=8, azs=2))
+    journal = Journal(tmp_path / "run.journal")
+    executor = swap_executor(sandbox, fleet, clients, clock, bus, journal)
+    when(bus, lambda e: isinstance(e, StepStarted) and e.step_id == "repair",
+         executor.request_stop)
+    when(bus, lambda e: isinstance(e, RollbackStarted), executor.request_stop)
+
+    result = executor.run()
+
+    first, second = events_of(events, Interrupted)
+    assert (first.second, second.second) == (False, True)
+    assert second.in_flight and all(": " in line for line in second.in_flight)
+    assert result.interrupted
+    left = [k for k, status in result.statuses.items() if status == "interrupted"]
+    records = journal.targets("run-c")
+    assert {records[k].phase for k in left} <= {"steps", "rollback", "inspected"}
+    assert "rollback" in {records[k].phase for k in left}
+    assert rescue_instances(sandbox) == []  # cleanup ran, detaching what it held
+
+    resumed = resume(journal, executor.playbook, clients=clients, clock=clock, bus=EventBus())
+
+    assert not resumed.interrupted and "interrupted" not in resumed.statuses.values()
+    for target in fleet.targets:
+        status = resumed.statuses[f"default/{REGION}/{target.instance_id}"]
+        assert status in {"succeeded", "rolled_back"}
+        assert fixed(sandbox, target) if status == "succeeded" else root_in_place(sandbox, target)
+    assert rescue_instances(sandbox) == []
