@@ -12,12 +12,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from remediate.errors import UserError
 from remediate.executor.events import BatchFinished, Event, RunFinished, RunStarted
 
 log = logging.getLogger(__name__)
 
 
-class NotifySpecError(ValueError):
+class NotifySpecError(UserError):
     pass
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from remediate import __version__
 from remediate.aws.apis import is_mutating
 from remediate.aws.errors import from_exception
-from remediate.cli.exitcodes import UserError
+from remediate.errors import UserError
 from remediate.language.model import Account
 
 DEFAULT_ACCOUNT = "default"

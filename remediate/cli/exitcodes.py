@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from remediate.errors import UserError
+
 OK: Final = 0  # every target succeeded, or the dry run found nothing blocking
 USAGE: Final = 1  # usage or playbook error (nothing was changed in AWS)
 TARGETS_FAILED: Final = 2  # some targets failed or were refused
@@ -16,8 +18,4 @@ EPILOG: Final = (
     "3 unexpected error (a crash log is written); 130 interrupted."
 )
 
-
-class UserError(Exception):
-    """Something the user can fix: printed as one line, exit 1, no traceback."""
-
-    exit_code: int = USAGE
+__all__ = ["EPILOG", "INTERRUPTED", "OK", "TARGETS_FAILED", "UNEXPECTED", "USAGE", "UserError"]

@@ -25,51 +25,39 @@ holds what ``resume`` needs (:mod:`remediate.executor.resume`).
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from remediate.actions.contract import StepContext, Target
+from remediate.actions.contract import Target
 from remediate.aws.apis import Bucket
 from remediate.aws.ratelimit import RateLimiter
 from remediate.aws.retry import RetryPolicy
 from remediate.clock import Clock
 from remediate.executor.calls import CallLayer, ClientLookup
+from remediate.executor.cleanup import finish_services
 from remediate.executor.context import RunContext
 from remediate.executor.estimate import Estimate, estimate
 from remediate.executor.events import (
-    BatchFinished,
-    BatchStarted,
-    BudgetExhausted,
     EventBus,
     Interrupted,
     Notice,
     RunFinished,
     RunStarted,
 )
-from remediate.executor.guards import (
-    FAILED,
-    BatchResult,
-    FailureBudget,
-    batch_sizes,
-    check_max_targets,
-)
+from remediate.executor.guards import check_max_targets
 from remediate.executor.planning import plan_target
 from remediate.executor.poller import Poller
 from remediate.executor.preflight_policy import PreflightPolicy
 from remediate.executor.result import RunResult
+from remediate.executor.rollout import Confirm, Rollout
 from remediate.executor.runtime import Gates, Services, handle_sleeps
 from remediate.executor.scheduler import Abandoned, Caller, Scheduler, Task
-from remediate.executor.steps import drive, failure_text
+from remediate.executor.steps import failure_text
 from remediate.executor.target_runner import TargetRunner
 from remediate.journal import Journal, RunRecord, TargetRecord
 from remediate.kinds import KINDS
 from remediate.language.model import Playbook
-
-Confirm = Callable[[BatchResult], bool]
-CANARY_CONFIRMED = "canary_confirmed"
 
 
 def playbook_sha256(playbook: Playbook) -> str:
@@ -140,7 +128,7 @@ class Executor:
         self.runners = {t.key: TargetRunner(self.rc, t, self.prior.get(t.key))
                         for t in self.targets}
         self._tasks: dict[Task, TargetRunner] = {}
-        self._budget_exhausted = False
+        self._rollout = Rollout(self.rc, self.concurrency, confirm, self._spawn)
         self._estimate: Estimate | None = None
         # Dry runs: targets whose steps were planned (their status in the result).
         self._planned: set[str] = set()
@@ -182,7 +170,8 @@ class Executor:
             if rc.dry_run:
                 self._plan(eligible)
             else:
-                self._batches(eligible)
+                self._rollout.run(eligible, done=[r.record for r in self.runners.values()
+                                                  if r.record and r.record.finished])
         except BaseException:
             # A crash of the executor itself (or an unhandled KeyboardInterrupt): stop
             # working at once; the journal has what `remediate resume` needs.
@@ -191,7 +180,8 @@ class Executor:
             rc.scheduler.close()
             raise
         try:
-            self._finish_services()
+            self._cleanup_errors = finish_services(rc, self.targets[0].kind if self.targets
+                                                   else "ec2-instance")
         finally:
             rc.journal.set_run_status(rc.run_id, "interrupted" if rc.stop_level else "finished",
                                       rc.now())
@@ -232,6 +222,7 @@ class Executor:
         return [r for r in runners if r.target.key not in outcome.refused]
 
     def _spawn(self, runner: TargetRunner, gen: Any, on_done: Callable[[], None]) -> None:
+        """Run ``gen`` as ``runner``'s task; a crash in it fails the target, not the run."""
         target = runner.target
 
         def done(_result: Any, error: BaseException | None) -> None:
@@ -260,108 +251,7 @@ class Executor:
         self._planned = {r.target.key for r in runners}
         self._estimate = estimate(plans, self.limiter, self.concurrency)
 
-    def _batches(self, runners: list[TargetRunner]) -> None:
-        rc, guards = self.rc, self.playbook.guards
-        # Targets a crash left mid-way go first.
-        runners.sort(key=lambda r: r.phase == "inspected")
-        confirmed = bool(rc.journal.state(rc.run_id, CANARY_CONFIRMED, False))
-        specs = (guards.batches[1:] or guards.batches) if confirmed else guards.batches
-        sizes = batch_sizes(specs, len(runners))
-        done = [r.record for r in self.runners.values() if r.record and r.record.finished]
-        prior_failed = sum(1 for r in done if r.status in FAILED)
-        judged = len(runners) + sum(1 for r in done if r.status != "refused")
-        budget = FailureBudget(judged, guards.max_failure_percent, prior_failed)
-        queue = deque(runners)
-        for index, size in enumerate(sizes):
-            if rc.stop_level or budget.exhausted or not queue:
-                break
-            batch = [queue.popleft() for _ in range(min(size, len(queue)))]
-            rc.bus.publish(BatchStarted(index, tuple(r.target for r in batch), len(sizes)))
-            self._run_batch(batch, budget)
-            statuses = {r.target.key: r.status or "interrupted" for r in batch}
-            result = BatchResult(index, statuses, len(queue))
-            rc.bus.publish(BatchFinished(index, result.succeeded, result.failed, len(sizes)))
-            if (index == 0 and not confirmed and guards.pause_after_canary and queue
-                    and self.confirm is not None and not rc.stop_level
-                    and not budget.exhausted):
-                if not self.confirm(result):
-                    rc.bus.publish(Notice("warning", "not confirmed after the canary batch: "
-                                                     f"{len(queue)} target(s) skipped"))
-                    self._leave(queue, "skipped", "not confirmed after the canary batch")
-                    return
-                rc.journal.set_state(rc.run_id, CANARY_CONFIRMED, True)
-        if rc.stop_level:
-            self._leave(queue, "interrupted", "not started: the run was interrupted")
-        elif budget.exhausted:
-            self._leave(queue, "skipped", "not started: the failure budget is spent")
-
-    def _run_batch(self, batch: list[TargetRunner], budget: FailureBudget) -> None:
-        rc = self.rc
-        waiting = deque(batch)
-        active = 0
-
-        def start_more() -> None:
-            nonlocal active
-            while waiting and active < self.concurrency and not rc.stop_level and not (
-                    budget.exhausted):
-                runner = waiting.popleft()
-                active += 1
-                self._spawn(runner, runner.work(), partial(finished, runner))
-
-        def finished(runner: TargetRunner) -> None:
-            nonlocal active
-            active -= 1
-            if budget.record(runner.status):
-                self._budget_exhausted = True
-                rc.bus.publish(BudgetExhausted(budget.failed, budget.allowed))
-            start_more()
-
-        start_more()
-        rc.scheduler.run()
-        rc.journal.commit()
-        if rc.stop_level:
-            self._leave(waiting, "interrupted", "not started: the run was interrupted")
-        elif budget.exhausted:
-            self._leave(waiting, "skipped", "not started: the failure budget is spent")
-
-    def _leave(self, runners: deque[TargetRunner], status: Any, reason: str) -> None:
-        while runners:
-            runners.popleft().finish(status, reason)
-        self.rc.journal.commit()
-
     # ---- the end ------------------------------------------------------------------
-
-    def _finish_services(self) -> None:
-        """Every run service's finish(), once per (account, Region) it was used in."""
-        rc = self.rc
-        kind = self.targets[0].kind if self.targets else "ec2-instance"
-        for account, region, cls in list(rc.services.places):
-            service = rc.services.instances[cls]
-            target = Target(kind, f"run-service:{cls.__name__}", region, account)
-            ctx = StepContext(rc.run_id, target, {}, rc.runtime(target), step_id="finish",
-                              dry_run=rc.dry_run, base_dir=rc.base_dir)
-            holder: list[Task] = []
-
-            def body(ctx: StepContext = ctx, service: Any = service,
-                     holder: list[Task] = holder) -> Any:
-                return (yield from drive(rc, holder[0], service.finish(ctx),
-                                         self.playbook.execution.default_timeout))
-
-            def done(_result: Any, error: BaseException | None, where: str = target.key,
-                     name: str = cls.__name__) -> None:
-                if error is not None:
-                    text = f"cleanup by {name} in {where.rsplit('/', 1)[0]} failed: " + (
-                        failure_text(name, error)[0])
-                    self._cleanup_errors.append(text)
-                    rc.bus.publish(Notice("error", text))
-
-            holder.append(rc.scheduler.spawn(
-                f"finish {cls.__name__}", body(),
-                Caller(account, region, f"run:{rc.run_id}", "finish"), done))
-        try:
-            rc.scheduler.run()
-        finally:
-            rc.journal.commit()
 
     def _result(self) -> RunResult:
         statuses: dict[str, str] = {}
@@ -376,6 +266,6 @@ class Executor:
                 errors[key] = error
         return RunResult(
             self.rc.run_id, self.rc.dry_run, statuses, errors,
-            interrupted=self.rc.stop_level > 0, budget_exhausted=self._budget_exhausted,
+            interrupted=self.rc.stop_level > 0, budget_exhausted=self._rollout.budget_exhausted,
             estimate=self._estimate, cleanup_errors=tuple(self._cleanup_errors),
             api_calls=dict(self.rc.calls.sent), refused_mutations=self.rc.calls.refused)

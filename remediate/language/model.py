@@ -43,9 +43,9 @@ class Condition:
             return not self.children[0].evaluate(scope)
         try:
             value = lookup(self.ref, scope)
-            present = True
         except TemplateError:
-            value, present = None, False
+            value = None
+        present = value is not None  # a parameter left unset (null) does not exist
         if self.op == "exists":
             return present == bool(self.operand)
         if self.op == "equals":

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from remediate.cli.exitcodes import UserError
+from remediate.errors import UserError
 from remediate.reporters.files import FileReport
 from remediate.reporters.json_report import JsonReport
 from remediate.reporters.junit import JunitReport

@@ -14,6 +14,7 @@ from remediate.clock import Clock, RealClock
 from remediate.sandbox import (
     dispatch,
     ec2_attributes,
+    ec2_filters,
     ec2_instances,
     ec2_scale,
     ec2_volumes,
@@ -94,6 +95,7 @@ class Sandbox:
                 ec2_instances,
                 ec2_volumes,
                 ec2_attributes,
+                ec2_filters,
                 replace_root,
                 ssm,
                 workspaces,

@@ -35,7 +35,8 @@ def install(patcher: Patcher) -> None:
             world.calls.append(ApiCall(service, operation, not admitted, now))
             fault = world.faults.get(operation)
             if not admitted or fault is not None:
-                error = errors.throttled(service) if not admitted else errors.SandboxError(*fault)
+                error = (errors.throttled(service) if fault is None or not admitted
+                         else errors.SandboxError(*fault))
                 with warnings.catch_warnings():
                     # Models don't declare every error shape (WorkSpaces has no
                     # ThrottlingException); AWS sends them anyway.

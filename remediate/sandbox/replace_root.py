@@ -35,6 +35,7 @@ class ReplaceRootTask:
     StartTime: datetime
     SnapshotId: str | None = None
     ImageId: str | None = None
+    VolumeId: str | None = None
     DeleteReplacedRootVolume: bool = False
     CompleteTime: datetime | None = None
     Tags: list[dict[str, str]] = field(default_factory=list)
@@ -55,14 +56,17 @@ def _swap_root(world: World, backend: Any, instance: Any, task: ReplaceRootTask)
         old = backend.get_volume(mapping.volume_id) if mapping is not None else None
         if old is not None:
             EBSBackend.detach_volume(backend, old.id, instance.id, device)
-        new = backend.create_volume(
-            size=old.size if old is not None else 30,
-            zone_name=instance.placement.zone,
-            snapshot_id=task.SnapshotId,
-            encrypted=bool(old.encrypted) if old is not None else False,
-            kms_key_id=old.kms_key_id if old is not None else None,
-            volume_type=old.volume_type if old is not None else "gp3",
-        )
+        if task.VolumeId:  # an existing, available volume becomes the root (AWS 2025+)
+            new = backend.get_volume(task.VolumeId)
+        else:
+            new = backend.create_volume(
+                size=old.size if old is not None else 30,
+                zone_name=instance.placement.zone,
+                snapshot_id=task.SnapshotId,
+                encrypted=bool(old.encrypted) if old is not None else False,
+                kms_key_id=old.kms_key_id if old is not None else None,
+                volume_type=old.volume_type if old is not None else "gp3",
+            )
         delete_on_termination = bool(mapping.delete_on_termination) if mapping else True
         backend.attach_volume(new.id, instance.id, device, delete_on_termination)
         if old is not None and task.DeleteReplacedRootVolume:
@@ -114,6 +118,7 @@ def install(patcher: Patcher) -> None:
             StartTime=world.clock.wall(),
             SnapshotId=snapshot_id,
             ImageId=self._get_param("ImageId"),
+            VolumeId=self._get_param("VolumeId"),
             DeleteReplacedRootVolume=bool(self._get_bool_param("DeleteReplacedRootVolume", False)),
             Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
         )

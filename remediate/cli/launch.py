@@ -1,0 +1,264 @@
+"""One run (or dry run) of a playbook from the command line: every piece wired together.
+
+load the playbook -> bind parameters -> AWS clients -> discover targets -> (ask) ->
+the executor with its subscribers (terminal, reports, SNS) -> an exit code. The
+demo uses the same path with the sandbox's session and clock.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from remediate.aws.apis import Bucket
+from remediate.cli import exitcodes
+from remediate.cli.audit_text import audit_text, canary_text, preflight_text
+from remediate.cli.exitcodes import UserError
+from remediate.cli.options import (
+    DEFAULT_JOURNAL,
+    ExecutionArgs,
+    TargetArgs,
+    new_run_id,
+    parse_params,
+    parse_rate_limits,
+    split_ids,
+)
+from remediate.cli.playbook_arg import load_or_fail
+from remediate.clock import Clock, RealClock
+from remediate.language.loader import bind_params
+from remediate.language.model import Account, Playbook
+
+if TYPE_CHECKING:
+    from remediate.executor.engine import Executor
+    from remediate.executor.result import RunResult
+
+
+@dataclass
+class Environment:
+    """Where AWS is: the real one (defaults) or the sandbox (demo, tests)."""
+
+    clock: Clock = field(default_factory=RealClock)
+    session: Any = None  # a boto3 Session replacing the default credentials chain
+    endpoint_url: str | None = None
+    interactive: bool = True  # may ask questions on the terminal
+
+
+@dataclass
+class RunRequest:
+    playbook_path: str
+    targets: TargetArgs = field(default_factory=TargetArgs)
+    params: Mapping[str, str] = field(default_factory=dict)
+    accepted: frozenset[str] = frozenset()
+    concurrency: int | None = None
+    rate_limits: Mapping[str, Bucket] = field(default_factory=dict)
+    reports: tuple[str, ...] = ()
+    journal_path: str = DEFAULT_JOURNAL
+    progress: bool | None = None
+    yes: bool = False
+    dry_run: bool = False
+    notify: str | None = None
+    plan_format: str = "text"
+
+    @classmethod
+    def from_args(cls, playbook_path: str, targets: TargetArgs, execution: ExecutionArgs,
+                  **extra: Any) -> RunRequest:
+        return cls(playbook_path, targets, parse_params(execution.params),
+                   frozenset(execution.accepted), execution.concurrency,
+                   parse_rate_limits(execution.rate_limits), execution.reports,
+                   execution.journal_path, execution.progress, **extra)
+
+
+def _accounts(playbook: Playbook, profile: str | None) -> tuple[Account, ...]:
+    if playbook.targets.accounts:
+        return playbook.targets.accounts
+    return (Account("default", profile=profile),) if profile else ()
+
+
+def _bound_params(playbook: Playbook, overrides: Mapping[str, str]) -> dict[str, Any]:
+    values, errors = bind_params(playbook, overrides)
+    if errors:
+        raise UserError("; ".join(errors))
+    return values
+
+
+def execute(request: RunRequest, env: Environment | None = None) -> int:
+    env = env or Environment()
+    from remediate.aws.clients import ClientFactory
+    from remediate.discovery import Overrides, discover, parse_pairs
+
+    playbook = load_or_fail(request.playbook_path)
+    params = _bound_params(playbook, request.params)
+    if request.notify:
+        from remediate.notify import parse_notify
+
+        parse_notify(request.notify)  # a typo fails before anything runs
+    run_id = new_run_id()
+    factory = ClientFactory(_accounts(playbook, request.targets.profile), run_id=run_id,
+                            session=env.session, endpoint_url=env.endpoint_url,
+                            dry_run=request.dry_run)
+    overrides = Overrides(
+        target_ids=split_ids(request.targets.target_ids),
+        tags=parse_pairs(request.targets.tags, "--tag", split=False),
+        filters=parse_pairs(request.targets.filters, "--filter", split=True),
+        regions=request.targets.regions, limit=request.targets.limit)
+    notices: list[str] = []
+    targets = discover(playbook.targets, factory, overrides, clock=env.clock,
+                       warn=notices.append)
+    for notice in notices:
+        click.echo(f"warning: {notice}", err=True)
+    guards = playbook.guards
+    if guards.max_targets is not None and len(targets) > guards.max_targets:
+        raise UserError(f"{len(targets)} targets selected, but {playbook.source} allows at most "
+                        f"{guards.max_targets} (guards.max_targets): narrow the selection "
+                        "with --tag, --filter, --target-ids or --limit")
+    if request.dry_run:
+        return _plan(request, env, playbook, params, targets, factory, run_id)
+    if not request.yes:
+        _ask_first(request, env, playbook, params, targets, factory)
+    return _run(request, env, playbook, params, targets, factory, run_id)
+
+
+def _lookup(factory: Any) -> Callable[[str, str, str], Any]:
+    return lambda account, region, service: factory.client(service, region, account)
+
+
+def _plan(request: RunRequest, env: Environment, playbook: Playbook, params: dict[str, Any],
+          targets: list[Any], factory: Any, run_id: str) -> int:
+    from remediate.executor.engine import Executor
+    from remediate.executor.events import EventBus
+    from remediate.journal import Journal
+    from remediate.reporters import from_specs
+    from remediate.reporters.json_report import JsonReport
+    from remediate.reporters.markdown import MarkdownReport
+
+    bus = EventBus()
+    record = from_specs(request.reports)
+    bus.subscribe(record)
+    executor = Executor(playbook, targets, clients=_lookup(factory), clock=env.clock, bus=bus,
+                        journal=Journal.memory(), run_id=run_id, params=params,
+                        accepted=request.accepted, dry_run=True,
+                        concurrency=request.concurrency, rate_limits=request.rate_limits)
+    result = executor.run()
+    record.close()
+    if request.plan_format == "json":
+        JsonReport("-")(record)
+    elif request.plan_format == "md":
+        MarkdownReport("-")(record)
+    else:
+        click.echo(audit_text(record))
+    if result.refused_mutations:
+        raise RuntimeError(f"the dry run tried {result.refused_mutations} mutating call(s); "
+                           "they were refused (a bug in an action)")
+    refused = [s for s in result.statuses.values() if s in ("refused", "failed")]
+    return exitcodes.TARGETS_FAILED if refused else exitcodes.OK
+
+
+def _ask_first(request: RunRequest, env: Environment, playbook: Playbook,
+               params: dict[str, Any], targets: list[Any], factory: Any) -> None:
+    """Show what the run is about to do (a quiet dry run) and ask, like `terraform apply`."""
+    if not env.interactive or not sys.stdin.isatty():
+        raise UserError("refusing to change anything without confirmation: stdin is not a "
+                        "terminal; review `remediate plan` and pass --yes")
+    from remediate.executor.engine import Executor
+    from remediate.executor.events import EventBus
+    from remediate.journal import Journal
+    from remediate.reporters.record import RunRecord
+
+    bus = EventBus()
+    record = RunRecord()
+    bus.subscribe(record)
+    Executor(playbook, targets, clients=_lookup(factory), clock=env.clock, bus=bus,
+             journal=Journal.memory(), run_id="preflight", params=params,
+             accepted=request.accepted, dry_run=True, concurrency=request.concurrency,
+             rate_limits=request.rate_limits).run()
+    record.close()
+    click.echo(preflight_text(record), err=True)
+    if not click.confirm("Go ahead?", default=False, err=True):
+        raise click.Abort()
+
+
+@contextmanager
+def _ctrl_c(executor: Executor) -> Iterator[None]:
+    """First Ctrl-C: finish what is in flight, start nothing new. Second: stop waiting.
+    Third: the default handler (exit at once; `remediate resume` picks up)."""
+    count = 0
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal count
+        count += 1
+        executor.request_stop()
+        if count >= 3:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(request: RunRequest, env: Environment, playbook: Playbook, params: dict[str, Any],
+         targets: list[Any], factory: Any, run_id: str) -> int:
+    from remediate.executor.engine import Executor
+    from remediate.executor.events import EventBus
+    from remediate.journal import Journal
+
+    journal = Journal(_journal_path(request.journal_path))
+    bus = _subscribers(request, env, factory)
+    confirm = None if request.yes or not playbook.guards.pause_after_canary else _canary_prompt
+    executor = Executor(playbook, targets, clients=_lookup(factory), clock=env.clock, bus=bus,
+                        journal=journal, run_id=run_id, params=params,
+                        accepted=request.accepted, concurrency=request.concurrency,
+                        rate_limits=request.rate_limits, confirm=confirm)
+    click.echo(f"run {run_id}: journal {request.journal_path} "
+               f"(`remediate resume {request.journal_path}` continues it)", err=True)
+    with _ctrl_c(executor):
+        result = executor.run()
+    return exit_code(result)
+
+
+def _journal_path(path: str) -> str:
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    return path
+
+
+def _subscribers(request: RunRequest, env: Environment, factory: Any) -> Any:
+    from remediate.executor.events import EventBus
+    from remediate.reporters import from_specs
+    from remediate.reporters.terminal import TerminalReporter
+
+    bus = EventBus()
+    bus.subscribe(TerminalReporter(progress=request.progress))
+    bus.subscribe(from_specs(request.reports))
+    if request.notify:
+        from remediate.notify import SnsNotifier, parse_notify, sns_publisher, topic_region
+
+        arn = parse_notify(request.notify)
+        client = factory.client("sns", topic_region(arn))
+        bus.subscribe(SnsNotifier(arn, sns_publisher(client, arn)))
+    return bus
+
+
+def _canary_prompt(batch: Any) -> bool:
+    click.echo(canary_text(batch), err=True)
+    if not sys.stdin.isatty():
+        return True
+    return click.confirm("Go on with the remaining targets?", default=False, err=True)
+
+
+def exit_code(result: RunResult) -> int:
+    if result.interrupted:
+        return exitcodes.INTERRUPTED
+    if not result.ok or any(s == "refused" for s in result.statuses.values()):
+        return exitcodes.TARGETS_FAILED
+    return exitcodes.OK

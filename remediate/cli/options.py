@@ -1,0 +1,138 @@
+"""Options `run`, `plan` and `resume` share, and turning them into a run's pieces."""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+
+from remediate.aws.apis import DEFAULT_BUCKETS, Bucket
+from remediate.cli.exitcodes import UserError
+from remediate.findings import ACKNOWLEDGEABLE
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_JOURNAL = ".remediate/journal.sqlite"
+
+
+def _packing(func: F, cls: type, options: list[Callable[[F], F]]) -> F:
+    """Apply click ``options``, then hand them to ``func`` packed as one ``cls`` value."""
+    names = [f.name for f in fields(cls)]
+    key = cls.__name__.removesuffix("Args").lower()
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs[key] = cls(**{name: kwargs.pop(name) for name in names})
+        return func(*args, **kwargs)
+
+    packed: Any = wrapper
+    for option in reversed(options):
+        packed = option(packed)
+    return packed
+
+
+@dataclass(frozen=True)
+class TargetArgs:
+    target_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    filters: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    profile: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionArgs:
+    params: tuple[str, ...] = ()
+    concurrency: int | None = None
+    rate_limits: tuple[str, ...] = ()
+    accepted: tuple[str, ...] = ()
+    reports: tuple[str, ...] = ()
+    journal_path: str = DEFAULT_JOURNAL
+    progress: bool | None = None
+
+
+def target_options(func: F) -> F:
+    """How to narrow or override the playbook's target selector (``targets: TargetArgs``)."""
+    return _packing(func, TargetArgs, [
+        click.option("--target-ids", "target_ids", multiple=True, metavar="ID[,ID...]",
+                     help="Only these targets (repeatable, comma-separated)."),
+        click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+                     help="Targets with this tag (repeatable; replaces the playbook's value "
+                          "for that key)."),
+        click.option("--filter", "filters", multiple=True, metavar="NAME=VALUES",
+                     help="An EC2 filter, e.g. instance-type=m5.large,m5.xlarge (repeatable)."),
+        click.option("--region", "regions", multiple=True, metavar="REGION",
+                     help="Regions to search (repeatable; replaces the playbook's)."),
+        click.option("--profile", metavar="NAME", help="AWS profile (default: AWS_PROFILE)."),
+        click.option("--limit", type=click.IntRange(min=1), metavar="N",
+                     help="At most N targets (the first N by account, Region, id)."),
+    ])
+
+
+def execution_options(func: F) -> F:
+    """How to run (``execution: ExecutionArgs``)."""
+    return _packing(func, ExecutionArgs, [
+        click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+                     help="Set a playbook parameter (repeatable)."),
+        click.option("--concurrency", type=click.IntRange(min=1), metavar="N",
+                     help="Targets in flight at once (default: the playbook's)."),
+        click.option("--rate-limit", "rate_limits", multiple=True, metavar="BUCKET=BURST/RATE",
+                     help="Override an API bucket, e.g. ec2.mutating=20/2 (repeatable)."),
+        click.option("--accept", "accepted", multiple=True,
+                     type=click.Choice(ACKNOWLEDGEABLE),
+                     help="Accept a destructive finding for this run (repeatable)."),
+        click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
+                     help="Write a report: json:PATH, junit:PATH or md:PATH (repeatable)."),
+        click.option("--journal", "journal_path", default=DEFAULT_JOURNAL, show_default=True,
+                     type=click.Path(dir_okay=False),
+                     help="The run's journal (what `remediate resume` continues)."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Progress bars (default: when stderr is a terminal)."),
+    ])
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("r%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def parse_params(items: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--param expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+def parse_rate_limits(items: tuple[str, ...]) -> dict[str, Bucket]:
+    out: dict[str, Bucket] = {}
+    for item in items:
+        name, sep, spec = item.partition("=")
+        burst, slash, rate = spec.partition("/")
+        try:
+            if not sep or not slash:
+                raise ValueError(item)
+            bucket = Bucket(float(burst), float(rate))
+            if bucket.capacity < 1 or bucket.refill <= 0:
+                raise ValueError(item)
+        except ValueError:
+            raise UserError(f"--rate-limit expects BUCKET=BURST/RATE (e.g. ec2.mutating=50/5), "
+                            f"got {item!r}") from None
+        if name not in DEFAULT_BUCKETS:
+            raise UserError(f"--rate-limit: unknown bucket {name!r}; buckets: "
+                            + ", ".join(DEFAULT_BUCKETS))
+        out[name] = bucket
+    return out
+
+
+def split_ids(items: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(i.strip() for item in items for i in item.split(",") if i.strip())
+
+

@@ -1,0 +1,45 @@
+"""`remediate run` and `remediate plan` (the dry-run audit)."""
+
+from __future__ import annotations
+
+import click
+
+from remediate.cli import exitcodes
+from remediate.cli.launch import RunRequest, execute
+from remediate.cli.options import ExecutionArgs, TargetArgs, execution_options, target_options
+
+
+@click.command(epilog=exitcodes.EPILOG)
+@click.argument("playbook", type=click.Path(dir_okay=False))
+@target_options
+@execution_options
+@click.option("--dry-run", is_flag=True, help="The audit of `remediate plan`: change nothing.")
+@click.option("--yes", "-y", is_flag=True,
+              help="Don't ask before starting, nor after the canary batch.")
+@click.option("--notify", metavar="sns:TOPIC_ARN",
+              help="Publish the start, each batch and the summary to an SNS topic.")
+def run(playbook: str, targets: TargetArgs, execution: ExecutionArgs, dry_run: bool, yes: bool,
+        notify: str | None) -> int:
+    """Run PLAYBOOK across its targets.
+
+    Without --yes it first shows what it is about to do to how many targets,
+    with every finding, and asks; after the canary batch it shows how the canary
+    fared and asks again. Ctrl-C: finish what is in flight and stop (twice: stop
+    waiting; the journal lets `remediate resume` continue).
+    """
+    return execute(RunRequest.from_args(playbook, targets, execution, dry_run=dry_run, yes=yes,
+                                        notify=notify))
+
+
+@click.command(epilog=exitcodes.EPILOG)
+@click.argument("playbook", type=click.Path(dir_okay=False))
+@target_options
+@execution_options
+@click.option("--format", "plan_format", type=click.Choice(["text", "json", "md"]),
+              default="text", show_default=True, help="How to print the audit on stdout.")
+def plan(playbook: str, targets: TargetArgs, execution: ExecutionArgs, plan_format: str) -> int:
+    """The dry-run audit of PLAYBOOK: per target, its findings, the steps it would get or
+    skip and why, the API calls; the run's estimated duration. Changes nothing: mutating
+    calls are refused in code."""
+    return execute(RunRequest.from_args(playbook, targets, execution, dry_run=True, yes=True,
+                                        plan_format=plan_format))
