@@ -27,8 +27,8 @@ from remediate.aws.clients import DEFAULT_ACCOUNT, ClientFactory
 from remediate.aws.errors import from_exception
 from remediate.aws.resources import RESOURCES
 from remediate.aws.retry import RetryPolicy
-from remediate.errors import UserError
 from remediate.clock import Clock, RealClock
+from remediate.errors import UserError
 from remediate.language.model import TargetSelector
 
 log = logging.getLogger(__name__)

@@ -208,7 +208,6 @@ def _ctrl_c(executor: Executor) -> Iterator[None]:
 def _run(request: RunRequest, env: Environment, playbook: Playbook, params: dict[str, Any],
          targets: list[Any], factory: Any, run_id: str) -> int:
     from remediate.executor.engine import Executor
-    from remediate.executor.events import EventBus
     from remediate.journal import Journal
 
     journal = Journal(_journal_path(request.journal_path))
