@@ -226,3 +226,18 @@ def test_a_resumed_run_takes_its_own_locks_back_and_releases_them(journal: Journ
     journal.release_locks("run-A")
 
     assert journal.lock_targets("run-B", ["k1"], AT.isoformat()).acquired == ("k1",)
+
+
+def test_commit_stale_commits_only_an_old_enough_transaction(journal: Journal,
+                                                            tmp_path: Path) -> None:
+    journal.begin_run(record())
+    journal.set_state("run-1", "k", 1)
+
+    def seen() -> list[tuple[str]]:
+        with sqlite3.connect(tmp_path / "run.journal") as other:
+            return other.execute("SELECT key FROM run_state").fetchall()
+
+    journal.commit_stale(age=3600.0)
+    assert seen() == []
+    journal.commit_stale(age=0.0)
+    assert seen() == [("k",)]

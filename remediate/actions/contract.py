@@ -13,12 +13,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from remediate.actions.requests import ActionRun
 from remediate.clock import Clock
 from remediate.language.problems import Path
 from remediate.language.schema import Record
+
+if TYPE_CHECKING:
+    from remediate.export.fragment import AslStep, Fragment
 
 S = TypeVar("S", bound="RunService")
 
@@ -133,6 +136,22 @@ class Action(ABC):
     @abstractmethod
     def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
         """Do it: yield requests, return the outputs."""
+
+    def asl(self, step: AslStep) -> Fragment:
+        """This action as Amazon States Language states, for ``remediate export``.
+
+        An action without a fragment cannot run on Step Functions; the export
+        says so before anything is deployed.
+        """
+        from remediate.export.errors import NotExportable
+
+        raise NotExportable(self.name, "it has no Step Functions fragment; run this playbook "
+                                       "with the local engine")
+
+    def asl_cleanup(self, step: AslStep) -> Fragment | None:
+        """States each target's iteration runs at its end, whatever happened: the
+        per-target counterpart of a :class:`RunService`'s ``finish``."""
+        return None
 
 
 def calls(*apis: str, mutating: bool = True, note: str = "") -> tuple[PlannedCall, ...]:

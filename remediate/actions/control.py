@@ -9,13 +9,16 @@ steps could not fix it, with a message the operator reads in the report.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from remediate.actions.contract import Action, Plan, StepContext
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, Sleep, StepFailed
 from remediate.kinds import KIND_NAMES
 from remediate.language.schema import Duration, Field, Record, Str
+
+if TYPE_CHECKING:
+    from remediate.export.fragment import AslStep, Fragment
 
 ANY_KIND: Final = frozenset(KIND_NAMES)
 
@@ -42,6 +45,11 @@ class Pause(Action):
         yield Sleep(params["duration"])
         return {"waited": params["duration"]}
 
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import control
+
+        return control.pause(step)
+
 
 @register
 class Fail(Action):
@@ -61,3 +69,8 @@ class Fail(Action):
     def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
         raise StepFailed(str(params["message"]))
         yield  # pragma: no cover  (a generator, like every action)
+
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import control
+
+        return control.fail(step)

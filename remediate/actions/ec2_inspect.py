@@ -15,7 +15,7 @@ modules.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remediate.actions.contract import Action, Plan, PlannedCall, RunService, StepContext
 from remediate.actions.registry import register
@@ -23,6 +23,9 @@ from remediate.actions.requests import ActionRun, AwsError, Call, Gate, Request,
 from remediate.aws import apis
 from remediate.aws.resources import instance_health
 from remediate.kinds import KINDS
+
+if TYPE_CHECKING:
+    from remediate.export.fragment import AslStep, Fragment
 
 Record = Mapping[str, Any]
 Steps = Generator[Request, Any, Any]
@@ -307,3 +310,8 @@ class Inspect(Action):
         facts["kms_key_usable"] = None  # no key to check (unencrypted), or unknown
         if facts["root_encrypted"] and facts["kms_key_id"]:
             facts["kms_key_usable"] = yield from _kms_key_usable(ctx, str(facts["kms_key_id"]))
+
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import ec2_instance
+
+        return ec2_instance.inspect(step)

@@ -13,7 +13,7 @@ volume actions reuse them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remediate.actions.contract import Action, Plan, StepContext
 from remediate.actions.ec2_inspect import (
@@ -41,6 +41,9 @@ from remediate.aws.resources import instance_health
 from remediate.language.durations import format_duration, parse_duration
 from remediate.language.schema import Bool, Duration, Field, Int
 from remediate.language.schema import Record as Schema
+
+if TYPE_CHECKING:
+    from remediate.export.fragment import AslStep, Fragment
 
 GONE = frozenset({"shutting-down", "terminated"})
 USER_STOP = "Client.UserInitiatedShutdown"
@@ -242,6 +245,11 @@ class Stop(Action):
                                           params.get("force_after"))
         return {"previous_state": found}
 
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import ec2_instance
+
+        return ec2_instance.stop(step)
+
 
 @register
 class Start(Action):
@@ -267,6 +275,11 @@ class Start(Action):
     def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
         found = yield from ensure_running(ctx.target.id, params["timeout"])
         return {"previous_state": found}
+
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import ec2_instance
+
+        return ec2_instance.start(step)
 
 
 @register
@@ -330,6 +343,11 @@ class Reboot(Action):
                 return {"healthy": True, "reboots": count}
         return {"healthy": None if not params["verify"] else False, "reboots": params["times"]}
 
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import ec2_instance
+
+        return ec2_instance.reboot(step)
+
 
 def _became_ok(instance_id: str, timeout: float) -> Steps:
     try:
@@ -360,3 +378,8 @@ class VerifyStatus(Action):
         record = yield observe("instance-status", iid)
         raise StepFailed(f"status checks of {iid} not ok after "
                          f"{format_duration(params['timeout'])}: {describe_checks(record)}")
+
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import ec2_instance
+
+        return ec2_instance.verify_status(step)

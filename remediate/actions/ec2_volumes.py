@@ -14,7 +14,7 @@ Nothing here deletes a volume or a snapshot.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remediate.actions.contract import Action, Plan, StepContext
 from remediate.actions.ec2_inspect import (
@@ -38,6 +38,9 @@ from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, Call, StepFailed, Wait, observe, wait_state
 from remediate.language.schema import Bool, Field, Str
 from remediate.language.schema import Record as Schema
+
+if TYPE_CHECKING:
+    from remediate.export.fragment import AslStep, Fragment
 
 VOLUME_ID = Str(pattern=r"vol-[0-9a-f]{8,17}", pattern_name="a volume id (vol-...)",
                 templated=True)
@@ -197,6 +200,11 @@ class SnapshotRoot(Action):
                              timeout=params["timeout"])
         return {"snapshot_id": snapshot_id, "volume_id": volume_id}
 
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import ec2_volume
+
+        return ec2_volume.snapshot_root(step)
+
 
 @register
 class DetachRoot(Action):
@@ -246,6 +254,11 @@ class DetachRoot(Action):
         elif volume.get("State") != "available":
             yield wait_available(volume_id, params["timeout"])
         return {"volume_id": volume_id, "device": device, "attached_to": None}
+
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import ec2_volume
+
+        return ec2_volume.detach_root(step)
 
 
 @register
@@ -299,6 +312,11 @@ class ReattachRoot(Action):
             note=f"attach {volume_id} to {iid} at {device}"), volume_id)
         yield wait_attached(volume_id, iid, device, timeout)
         return {"volume_id": volume_id, "device": device}
+
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import ec2_volume
+
+        return ec2_volume.reattach_root(step)
 
 
 def _check_can_attach(volume: Record, instance: Record, device: str) -> None:
@@ -383,3 +401,8 @@ class RestoreRootSettings(Action):
         else:
             state = instance_state((yield observe("instance", iid)) or {})
         return {"delete_on_termination": current, "state": state}
+
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import ec2_volume
+
+        return ec2_volume.restore_root_settings(step)

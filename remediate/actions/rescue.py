@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from remediate.actions.contract import Action, Plan, StepContext, calls
 from remediate.actions.registry import register
@@ -28,6 +28,9 @@ from remediate.actions.ssm import (
 )
 from remediate.language.problems import Path
 from remediate.language.schema import Choice, Duration, Field, Int, ListOf, Record, Str
+
+if TYPE_CHECKING:
+    from remediate.export.fragment import AslStep, Fragment
 
 __all__ = ["AttachVolume", "DetachVolume", "Repair", "RescuePool"]
 
@@ -234,6 +237,16 @@ class AttachVolume(Action):
                                      f"{exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import rescue
+
+        return rescue.attach_volume(step)
+
+    def asl_cleanup(self, step: AslStep) -> Fragment | None:
+        from remediate.export.fragments import rescue
+
+        return rescue.cleanup(step)
+
 
 @register
 class Repair(Action):
@@ -318,6 +331,11 @@ class Repair(Action):
         return {"stdout": invocation.stdout, "exit_code": invocation.exit_code,
                 "command_id": invocation.command_id, "rescue_instance_id": rescue.instance_id}
 
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import rescue
+
+        return rescue.repair(step)
+
 
 def _shell(script: str, shell: str) -> str | None:
     if shell != "auto":
@@ -360,3 +378,8 @@ class DetachVolume(Action):
         yield from detach_from_rescue(volume_id, rescue.instance_id, params["timeout"])
         pool.release(ctx, volume_id)
         return {"volume_id": volume_id, "detached_from": rescue.instance_id}
+
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import rescue
+
+        return rescue.detach_volume(step)

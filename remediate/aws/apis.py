@@ -42,6 +42,15 @@ DEFAULT_BUCKETS: Final = MappingProxyType(
         "sts.describe": Bucket(20, 10),
         "dynamodb.describe": Bucket(100, 50),
         "kms.describe": Bucket(100, 50),
+        # Writes to the shared lease table (remediate.leases); on-demand tables take far
+        # more: this only paces remediate (inference).
+        "leases.write": Bucket(200, 100),
+        # Step Functions (Standard): StartExecution as documented for smaller Regions; the
+        # others are conservative inferences.
+        "states.start-execution": Bucket(800, 150),
+        "states.describe": Bucket(250, 50),
+        "states.history": Bucket(250, 50),
+        "states.mutating": Bucket(100, 1),
     }
 )
 
@@ -141,6 +150,44 @@ OPERATIONS: Final = _ops(
     Operation("sts", "GetCallerIdentity", _D, "sts.describe"),
     # KMS: is the root volume's key usable (DescribeKey shares KMS's 2,000/s read quota)
     Operation("kms", "DescribeKey", _D, "kms.describe"),
+    # DynamoDB: the shared lease table (--lock-table)
+    Operation("dynamodb", "DescribeTable", _D, "dynamodb.describe"),
+    Operation("dynamodb", "GetItem", _D, "dynamodb.describe"),
+    Operation("dynamodb", "CreateTable", _M, "leases.write"),
+    Operation("dynamodb", "UpdateTimeToLive", _M, "leases.write"),
+    Operation("dynamodb", "PutItem", _M, "leases.write"),
+    Operation("dynamodb", "UpdateItem", _M, "leases.write"),
+    Operation("dynamodb", "DeleteItem", _M, "leases.write"),
+    # Step Functions: export, deploy, run --engine stepfunctions
+    Operation("stepfunctions", "CreateStateMachine", _M, "states.mutating",
+              iam="states:CreateStateMachine"),
+    Operation("stepfunctions", "UpdateStateMachine", _M, "states.mutating",
+              iam="states:UpdateStateMachine"),
+    Operation("stepfunctions", "DescribeStateMachine", _D, "states.describe",
+              iam="states:DescribeStateMachine"),
+    Operation("stepfunctions", "CreateActivity", _M, "states.mutating",
+              iam="states:CreateActivity"),
+    Operation("stepfunctions", "StartExecution", _M, "states.start-execution",
+              iam="states:StartExecution"),
+    Operation("stepfunctions", "StopExecution", _M, "states.mutating",
+              iam="states:StopExecution"),
+    Operation("stepfunctions", "RedriveExecution", _M, "states.mutating",
+              iam="states:RedriveExecution"),
+    Operation("stepfunctions", "DescribeExecution", _D, "states.describe",
+              iam="states:DescribeExecution"),
+    Operation("stepfunctions", "ListExecutions", _D, "states.describe",
+              iam="states:ListExecutions"),
+    Operation("stepfunctions", "GetExecutionHistory", _D, "states.history",
+              iam="states:GetExecutionHistory"),
+    Operation("stepfunctions", "ListMapRuns", _D, "states.describe", iam="states:ListMapRuns"),
+    Operation("stepfunctions", "DescribeMapRun", _D, "states.describe",
+              iam="states:DescribeMapRun"),
+    Operation("stepfunctions", "GetActivityTask", _D, "states.describe",
+              iam="states:GetActivityTask"),
+    Operation("stepfunctions", "SendTaskSuccess", _M, "states.mutating",
+              iam="states:SendTaskSuccess"),
+    Operation("stepfunctions", "SendTaskFailure", _M, "states.mutating",
+              iam="states:SendTaskFailure"),
 )
 
 

@@ -126,7 +126,7 @@ def execute(request: RunRequest, env: Environment | None = None) -> int:
     return _run(request, env, playbook, params, targets, factory, run_id)
 
 
-def _lookup(factory: Any) -> Callable[[str, str, str], Any]:
+def lookup(factory: Any) -> Callable[[str, str, str], Any]:
     return lambda account, region, service: factory.client(service, region, account)
 
 
@@ -142,7 +142,7 @@ def _plan(request: RunRequest, env: Environment, playbook: Playbook, params: dic
     bus = EventBus()
     record = from_specs(request.reports)
     bus.subscribe(record)
-    executor = Executor(playbook, targets, clients=_lookup(factory), clock=env.clock, bus=bus,
+    executor = Executor(playbook, targets, clients=lookup(factory), clock=env.clock, bus=bus,
                         journal=Journal.memory(), run_id=run_id, params=params,
                         accepted=request.accepted, dry_run=True,
                         concurrency=request.concurrency, rate_limits=request.rate_limits)
@@ -175,7 +175,7 @@ def _ask_first(request: RunRequest, env: Environment, playbook: Playbook,
     bus = EventBus()
     record = RunRecord()
     bus.subscribe(record)
-    Executor(playbook, targets, clients=_lookup(factory), clock=env.clock, bus=bus,
+    Executor(playbook, targets, clients=lookup(factory), clock=env.clock, bus=bus,
              journal=Journal.memory(), run_id="preflight", params=params,
              accepted=request.accepted, dry_run=True, concurrency=request.concurrency,
              rate_limits=request.rate_limits).run()
@@ -186,7 +186,7 @@ def _ask_first(request: RunRequest, env: Environment, playbook: Playbook,
 
 
 @contextmanager
-def _ctrl_c(executor: Executor) -> Iterator[None]:
+def ctrl_c(executor: Executor) -> Iterator[None]:
     """First Ctrl-C: finish what is in flight, start nothing new. Second: stop waiting.
     Third: the default handler (exit at once; `remediate resume` picks up)."""
     count = 0
@@ -211,15 +211,15 @@ def _run(request: RunRequest, env: Environment, playbook: Playbook, params: dict
     from remediate.journal import Journal
 
     journal = Journal(_journal_path(request.journal_path))
-    bus = _subscribers(request, env, factory)
+    bus = subscribers(request.reports, request.progress, request.notify, factory)
     confirm = None if request.yes or not playbook.guards.pause_after_canary else _canary_prompt
-    executor = Executor(playbook, targets, clients=_lookup(factory), clock=env.clock, bus=bus,
+    executor = Executor(playbook, targets, clients=lookup(factory), clock=env.clock, bus=bus,
                         journal=journal, run_id=run_id, params=params,
                         accepted=request.accepted, concurrency=request.concurrency,
                         rate_limits=request.rate_limits, confirm=confirm)
     click.echo(f"run {run_id}: journal {request.journal_path} "
                f"(`remediate resume {request.journal_path}` continues it)", err=True)
-    with _ctrl_c(executor):
+    with ctrl_c(executor):
         result = executor.run()
     return exit_code(result)
 
@@ -231,18 +231,19 @@ def _journal_path(path: str) -> str:
     return path
 
 
-def _subscribers(request: RunRequest, env: Environment, factory: Any) -> Any:
+def subscribers(reports: tuple[str, ...], progress: bool | None, notify: str | None,
+                factory: Any) -> Any:
     from remediate.executor.events import EventBus
     from remediate.reporters import from_specs
     from remediate.reporters.terminal import TerminalReporter
 
     bus = EventBus()
-    bus.subscribe(TerminalReporter(progress=request.progress))
-    bus.subscribe(from_specs(request.reports))
-    if request.notify:
+    bus.subscribe(TerminalReporter(progress=progress))
+    bus.subscribe(from_specs(reports))
+    if notify:
         from remediate.notify import SnsNotifier, parse_notify, sns_publisher, topic_region
 
-        arn = parse_notify(request.notify)
+        arn = parse_notify(notify)
         client = factory.client("sns", topic_region(arn))
         bus.subscribe(SnsNotifier(arn, sns_publisher(client, arn)))
     return bus

@@ -20,10 +20,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_JOURNAL = ".remediate/journal.sqlite"
 
 
-def _packing(func: F, cls: type, options: list[Callable[[F], F]]) -> F:
-    """Apply click ``options``, then hand them to ``func`` packed as one ``cls`` value."""
+def _packing(func: F, cls: type, key: str, options: list[Callable[[F], F]]) -> F:
+    """Apply click ``options``, then hand them to ``func`` packed as one ``cls`` value,
+    as its keyword argument ``key``."""
     names = [f.name for f in fields(cls)]
-    key = cls.__name__.removesuffix("Args").lower()
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -59,7 +59,7 @@ class ExecutionArgs:
 
 def target_options(func: F) -> F:
     """How to narrow or override the playbook's target selector (``targets: TargetArgs``)."""
-    return _packing(func, TargetArgs, [
+    return _packing(func, TargetArgs, "targets", [
         click.option("--target-ids", "target_ids", multiple=True, metavar="ID[,ID...]",
                      help="Only these targets (repeatable, comma-separated)."),
         click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
@@ -77,7 +77,7 @@ def target_options(func: F) -> F:
 
 def execution_options(func: F) -> F:
     """How to run (``execution: ExecutionArgs``)."""
-    return _packing(func, ExecutionArgs, [
+    return _packing(func, ExecutionArgs, "execution", [
         click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
                      help="Set a playbook parameter (repeatable)."),
         click.option("--concurrency", type=click.IntRange(min=1), metavar="N",

@@ -48,6 +48,13 @@ class Pending:
     def batchable(self) -> bool:
         return bool(self.ids) and not self.solo
 
+    @property
+    def size(self) -> int:
+        """How many resources the call names (what a resource bucket charges), at least 1."""
+        key = self.op.batch_key
+        named = self.call.params.get(key) if key else None
+        return max(1, len(named)) if isinstance(named, list) else 1
+
     def group(self) -> Hashable:
         """Calls with equal groups may be merged; a call that cannot batch is alone."""
         if not self.batchable:
@@ -69,7 +76,7 @@ def merge(members: Sequence[Pending]) -> tuple[dict[str, Any], int]:
     """The request for ``members`` and how many ids it names (duplicates once)."""
     first = members[0]
     if len(members) == 1 and not first.batchable:
-        return dict(first.call.params), len(first.ids)
+        return dict(first.call.params), first.size
     key = first.op.batch_key
     assert key is not None
     seen: set[str] = set()
@@ -114,11 +121,10 @@ class Lane:
         taken: list[Pending] = []
         count = 0
         for member in members:
-            size = max(1, len(member.ids))
-            if taken and count + size > cap:
+            if taken and count + member.size > cap:
                 break
             taken.append(member)
-            count += size
+            count += member.size
         key = next(iter(self.groups))
         rest = members[len(taken):]
         if rest:

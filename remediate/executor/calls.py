@@ -129,7 +129,7 @@ class CallLayer:
                 if when is None:
                     # Wait for the resource tokens the whole group needs rather than spend
                     # request tokens (shared with Attach/Detach) on trickles of ids.
-                    ids = min(op.batch_limit, sum(max(1, len(m.ids)) for m in head))
+                    ids = min(op.batch_limit, sum(m.size for m in head))
                     when = self.limiter.ready_at(account, region, op, ids)
                 if when > now:
                     wake_at = when if wake_at is None else min(wake_at, when)

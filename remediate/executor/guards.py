@@ -1,10 +1,8 @@
 """Blast-radius guards: how many targets, in which batches, and how many may fail.
 
-Batches are barriers (like ansible's ``serial``): the next starts when the last
-target of the previous one has finished, so a canary's result is known before
-anything else is touched. The failure budget counts ``failed`` and
-``rolled_back`` targets against ``max_failure_percent`` of the targets that
-passed pre-flight; once more than that have failed no new target starts.
+The failure budget counts ``failed`` and ``rolled_back`` targets against
+``max_failure_percent`` of the targets that passed pre-flight; once more than
+that have failed, no new target starts (:mod:`remediate.executor.rollout`).
 """
 
 from __future__ import annotations

@@ -50,11 +50,10 @@ class TargetState:
         }
 
     def context(self, rc: RunContext, step_id: str, params: Mapping[str, Any]) -> StepContext:
-        facts = {**self.facts, "accepted_findings": sorted(rc.accepted)}
-        return StepContext(run_id=rc.run_id, target=self.target, facts=facts,
+        return StepContext(run_id=rc.run_id, target=self.target, facts=dict(self.facts),
                            runtime=rc.runtime(self.target), outputs=dict(self.outputs),
                            params=params, dry_run=rc.dry_run, step_id=step_id,
-                           base_dir=rc.base_dir)
+                           base_dir=rc.base_dir, accepted=rc.accepted)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ from remediate.journal import FINISHED_STATUSES, StepRecord, TargetRecord
 from remediate.language.model import Step
 from remediate.language.problems import Problems
 
+ALREADY_HEALTHY = "already-healthy"
+
 Outcome = tuple[TargetStatus, str | None]
 Flow = Generator[Any, Any, Outcome]
 
@@ -94,6 +96,10 @@ class TargetRunner:
         self.enter("inspected", facts=facts)
         if refusal:
             self.finish("refused", refusal)
+        elif rc.playbook.guards.skip_healthy and any(
+                f.kind == ALREADY_HEALTHY for f in findings):
+            refusal = "already healthy (status checks pass)"
+            self.finish("skipped", refusal)
         return refusal
 
     def _inspect(self) -> Generator[Any, Any, tuple[dict[str, Any] | None, str | None]]:

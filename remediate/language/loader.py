@@ -179,6 +179,7 @@ def build(data: Mapping[str, Any], source: str) -> Playbook:
             max_failure_percent=guards["max_failure_percent"],
             require_ack=tuple(guards["require_ack"]),
             pause_after_canary=guards["pause_after_canary"],
+            skip_healthy=guards["skip_healthy"],
         ),
         execution=Execution(
             concurrency=execution["concurrency"],

@@ -126,6 +126,8 @@ class Guards:
     require_ack: tuple[str, ...] = ()
     # Ask before going on after the first (canary) batch.
     pause_after_canary: bool = True
+    # Skip targets whose status checks already pass (fixed by an earlier route).
+    skip_healthy: bool = True
 
 
 @dataclass(frozen=True)

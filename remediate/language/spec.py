@@ -218,6 +218,9 @@ GUARDS = Record(title="a guards mapping", fields={
                          description="Findings the operator must accept with --accept."),
     "pause_after_canary": Field(Bool(), default=True,
                                 description="Ask before going on after the first batch."),
+    "skip_healthy": Field(Bool(), default=True,
+                          description="Skip targets whose status checks already pass "
+                                      "(e.g. fixed by an earlier route)."),
 })
 
 BUCKET = Record(title="a rate-limit mapping", fields={

@@ -109,3 +109,11 @@ def test_a_window_holds_a_group_until_it_is_old_or_full() -> None:
     assert ready_for_window(young, now=12.0, window=2.0, limit=1000) is None
     assert ready_for_window(young, now=11.0, window=2.0, limit=2) is None
     assert ready_for_window(young, now=11.0, window=0.0, limit=1000) is None
+
+
+def test_a_call_that_does_not_batch_still_counts_the_instances_it_names() -> None:
+    alone = pending(Call("ec2", "StopInstances", {"InstanceIds": ["i-1", "i-2", "i-3"]}))
+    detach = pending(Call("ec2", "DetachVolume", {"VolumeId": "vol-1"}))
+
+    assert merge([alone]) == ({"InstanceIds": ["i-1", "i-2", "i-3"]}, 3)
+    assert (alone.size, detach.size) == (3, 1)

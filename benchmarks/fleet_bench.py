@@ -1,0 +1,141 @@
+"""How close a fleet run gets to AWS's API limits (issue 6).
+
+    python benchmarks/fleet_bench.py                      # 100 and 1,000 targets
+    python benchmarks/fleet_bench.py --sizes 100,1000,10000 --multi-region
+
+For each playbook (offline repair, reboot first) and fleet size, builds a broken
+fleet in the sandbox (AWS's EC2 token buckets answering RequestLimitExceeded,
+realistic durations, a VirtualClock by default), fixes it with remediate and with
+two baselines (one target at a time; unpaced calls relying on retries alone),
+and prints: makespan against the lower bound (README.md says how it is computed),
+API calls per target and the throttled share, CPU seconds per 1,000 targets
+(remediate's and botocore's, apart from moto's), peak memory. The figures and this
+command go into benchmarks/RESULTS.md (between its generated-block markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+from fleetbench.bound import Bound, bound, path_for, throughput
+from fleetbench.report import render, write_results
+from fleetbench.runner import TOOLS, Measurement, Tool, run
+from fleetbench.scenarios import (
+    PLAYBOOK_FILES,
+    REGIONS,
+    Scenario,
+    Setup,
+    load,
+    rescue_per_az,
+)
+
+from remediate.sandbox import Durations
+
+HERE = Path(__file__).resolve().parent
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000",
+                        help="fleet sizes in one Region (default: 100,1000; 10000 takes "
+                             "~1 h per playbook)")
+    parser.add_argument("--multi-region", action="store_true",
+                        help=f"also 1,000 targets over {len(REGIONS)} Regions")
+    parser.add_argument("--playbooks", default=",".join(PLAYBOOK_FILES))
+    parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--sample", type=int, default=20,
+                        help="targets one-at-a-time really runs (then extrapolated); "
+                             "0: the whole fleet")
+    parser.add_argument("--rescue-per-az", default="auto",
+                        help="offline repair: rescue instances per AZ: auto (sized from "
+                             "the EC2 buckets), shipped (the playbook's), or a number")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="override the playbook's execution.concurrency")
+    parser.add_argument("--keep-canary", action="store_true",
+                        help="keep the playbook's canary batches (barriers)")
+    parser.add_argument("--reboots-to-fix", type=int, default=2,
+                        help="reboot-first: reboots each instance needs (default 2)")
+    parser.add_argument("--speed", type=float, default=0.0,
+                        help="0: VirtualClock (discrete-event, default); N: ScaledClock(N)")
+    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md",
+                        help="where to keep the figures (default benchmarks/RESULTS.md)")
+    parser.add_argument("--no-results", action="store_true", help="print only")
+    return parser.parse_args(argv)
+
+
+def scenarios(args: argparse.Namespace) -> list[Scenario]:
+    found = []
+    for name in _csv(args.playbooks):
+        if name not in PLAYBOOK_FILES:
+            raise SystemExit(f"unknown playbook {name!r}; known: {', '.join(PLAYBOOK_FILES)}")
+        found += [Scenario(name, int(size), reboots_to_fix=args.reboots_to_fix)
+                  for size in _csv(args.sizes)]
+        if args.multi_region:
+            found.append(Scenario(name, 1000, len(REGIONS), args.reboots_to_fix))
+    return found
+
+
+def setup_for(scenario: Scenario, args: argparse.Namespace, durations: Durations) -> Setup:
+    per_az: int | None = None
+    if scenario.playbook == "offline-repair" and args.rescue_per_az != "shipped":
+        if args.rescue_per_az == "auto":
+            rate = throughput(path_for(scenario, durations))
+            poll = load(scenario.playbook).execution.poll_interval
+            per_az = rescue_per_az(scenario, durations, poll, rate)
+        else:
+            per_az = int(args.rescue_per_az)
+    return Setup(args.keep_canary, args.concurrency, per_az)
+
+
+def environment(speed: float) -> str:
+    import moto
+
+    clock = f"ScaledClock({speed:g})" if speed > 0 else "VirtualClock"
+    return (f"{datetime.date.today().isoformat()}, Python {platform.python_version()}, "
+            f"moto {moto.__version__}, {os.cpu_count()} CPUs ({platform.machine()}), {clock}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    durations = Durations()
+    tools: list[Tool] = [t for t in TOOLS if t in _csv(args.tools)]
+    measured: list[Measurement] = []
+    bounds: dict[Scenario, Bound] = {}
+    for scenario in scenarios(args):
+        bounds[scenario] = bound(path_for(scenario, durations), scenario.per_region)
+        setup = setup_for(scenario, args, durations)
+        for tool in tools:
+            print(f"... {scenario.label}: {tool}", file=sys.stderr, flush=True)
+            sample = args.sample if args.sample > 0 else scenario.targets
+            m = run(scenario, tool, setup, durations=durations, speed=args.speed,
+                    sample=sample)
+            print(f"    {m.makespan:,.0f} s simulated, {m.fixed}/{m.targets} fixed, "
+                  f"{m.wall:.0f} s wall (fleet built in {m.build_seconds:.0f} s)",
+                  file=sys.stderr, flush=True)
+            measured.append(m)
+    body = render(measured, bounds)
+    settings = [f"{s.label}: rescue instances per AZ "
+                f"{setup_for(s, args, durations).rescue_per_az or 'as shipped'}"
+                for s in bounds if s.playbook == "offline-repair"]
+    body += "\n\nSettings: one rollout batch" if not args.keep_canary else ""
+    body += "; concurrency " + (str(args.concurrency) if args.concurrency
+                                 else "as shipped") + "; " + "; ".join(settings)
+    print(body)
+    if not args.no_results:
+        command = "python benchmarks/fleet_bench.py " + shlex.join(argv or sys.argv[1:])
+        write_results(args.results, command.strip(), environment(args.speed), body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
