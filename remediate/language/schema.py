@@ -14,7 +14,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from remediate.language.durations import DURATION_RE, format_duration, parse_duration
 from remediate.language.problems import Path, Problems
@@ -122,22 +122,24 @@ class Str(Node):
         return value
 
 
-@dataclass
-class Int(Node):
-    minimum: int | None = None
-    maximum: int | None = None
-    templated: bool = False
-    description: str = ""
+class _Bounded(Node):
+    """A number within optional bounds: integers (``Int``) or any number (``Number``)."""
+
+    minimum: float | None
+    maximum: float | None
+    noun: str = "a number"
+    json_type: str = "number"
+    types: tuple[type, ...] = (int, float)
 
     def expected(self) -> str:
         if self.minimum is not None and self.maximum is not None:
-            return f"an integer from {self.minimum} to {self.maximum}"
+            return f"{self.noun} from {self.minimum:g} to {self.maximum:g}"
         if self.minimum is not None:
-            return f"an integer of at least {self.minimum}"
-        return "an integer"
+            return f"{self.noun} of at least {self.minimum:g}"
+        return self.noun
 
     def json_schema(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": "integer"}
+        body: dict[str, Any] = {"type": self.json_type}
         if self.minimum is not None:
             body["minimum"] = self.minimum
         if self.maximum is not None:
@@ -147,49 +149,35 @@ class Int(Node):
     def check(self, value: Any, path: Path, problems: Problems) -> Any:
         if self._is_template(value):
             return value
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, self.types):
             hint = ""
             if isinstance(value, str) and value.strip().isdigit():
                 hint = f"remove the quotes: {value.strip()}"
             return self._wrong(value, path, problems, hint)
-        if (self.minimum is not None and value < self.minimum) or (
-            self.maximum is not None and value > self.maximum
+        number = cast(float, value)
+        if (self.minimum is not None and number < self.minimum) or (
+            self.maximum is not None and number > self.maximum
         ):
             return self._wrong(value, path, problems)
-        return value
+        return value if self.json_type == "integer" else float(number)
 
 
 @dataclass
-class Number(Node):
+class Int(_Bounded):
+    minimum: int | None = None
+    maximum: int | None = None
+    templated: bool = False
+    description: str = ""
+    noun = "an integer"
+    json_type = "integer"
+    types = (int,)
+
+
+@dataclass
+class Number(_Bounded):
     minimum: float | None = None
     maximum: float | None = None
     description: str = ""
-
-    def expected(self) -> str:
-        if self.minimum is not None and self.maximum is not None:
-            return f"a number from {self.minimum:g} to {self.maximum:g}"
-        if self.minimum is not None:
-            return f"a number of at least {self.minimum:g}"
-        return "a number"
-
-    def json_schema(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": "number"}
-        if self.minimum is not None:
-            body["minimum"] = self.minimum
-        if self.maximum is not None:
-            body["maximum"] = self.maximum
-        return self._schema(body)
-
-    def check(self, value: Any, path: Path, problems: Problems) -> Any:
-        if self._is_template(value):
-            return value
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return self._wrong(value, path, problems)
-        if (self.minimum is not None and value < self.minimum) or (
-            self.maximum is not None and value > self.maximum
-        ):
-            return self._wrong(value, path, problems)
-        return float(value)
 
 
 @dataclass
@@ -218,9 +206,11 @@ class Bool(Node):
 class Choice(Node):
     values: tuple[str, ...] = ()
     description: str = ""
+    # What the values are, for long lists: "a rate bucket name".
+    name: str = ""
 
     def expected(self) -> str:
-        return "one of " + ", ".join(repr(v) for v in self.values)
+        return self.name or "one of " + ", ".join(repr(v) for v in self.values)
 
     def json_schema(self) -> dict[str, Any]:
         return self._schema({"enum": list(self.values)})
@@ -231,6 +221,8 @@ class Choice(Node):
         if value in self.values and isinstance(value, type(self.values[0])):
             return value
         hint = did_you_mean(value, self.values) if isinstance(value, str) else ""
+        if not hint and self.name:
+            hint = "one of: " + ", ".join(self.values)
         return self._wrong(value, path, problems, hint)
 
 

@@ -231,7 +231,8 @@ BUCKET = Record(title="a rate-limit mapping", fields={
 EXECUTION = Record(title="an execution mapping", fields={
     "concurrency": Field(Int(1, 100_000), default=50,
                          description="Targets in flight at once."),
-    "rate_limits": Field(MapOf(value=BUCKET, key=Choice(values=tuple(DEFAULT_BUCKETS)),
+    "rate_limits": Field(MapOf(value=BUCKET, key=Choice(values=tuple(DEFAULT_BUCKETS),
+                                                                 name="a rate bucket name"),
                                title="a mapping of bucket names to {burst, rate}"),
                          default={}),
     "poll_interval": Field(Duration(0.1, 600), default=15.0,

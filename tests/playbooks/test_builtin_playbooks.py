@@ -1,0 +1,153 @@
+"""Every built-in playbook, end to end on the sandbox fleet, through `run`'s own code path.
+
+Asserts the end state of every target in AWS (the sandbox), not what the tool
+says about it: running, status checks ok, the original root volume at the
+original device, DeleteOnTermination as before, the channel file gone, the
+backup snapshot present and tagged, no rescue instance left; and that targets
+with a finding are refused unless the operator accepted it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remediate.cli.launch import Environment, RunRequest, execute
+from remediate.cli.options import TargetArgs
+from remediate.clock import VirtualClock
+from remediate.sandbox import Fleet, FleetSpec, Sandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOKS = ROOT / "playbooks"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(clock=VirtualClock()) as sb:
+        yield sb
+
+
+def run(sb: Sandbox, playbook: str, tmp_path: Path, **kw: Any) -> int:
+    env = Environment(clock=sb.clock, session=sb.boto3_session(), interactive=False)
+    request = RunRequest(str(PLAYBOOKS / playbook), journal_path=str(tmp_path / "j.sqlite"),
+                         progress=False, yes=True, **kw)
+    return execute(request, env)
+
+
+def instance(sb: Sandbox, instance_id: str) -> dict[str, Any]:
+    found = sb.client("ec2").describe_instances(InstanceIds=[instance_id])
+    result: dict[str, Any] = found["Reservations"][0]["Instances"][0]
+    return result
+
+
+def healthy(sb: Sandbox, instance_id: str) -> bool:
+    (status,) = sb.client("ec2").describe_instance_status(
+        InstanceIds=[instance_id], IncludeAllInstances=True)["InstanceStatuses"]
+    return (status["InstanceState"]["Name"], status["InstanceStatus"]["Status"],
+            status["SystemStatus"]["Status"]) == ("running", "ok", "ok")
+
+
+def root_mapping(sb: Sandbox, instance_id: str) -> dict[str, Any]:
+    found = instance(sb, instance_id)
+    (mapping,) = [m for m in found["BlockDeviceMappings"]
+                  if m["DeviceName"] == found["RootDeviceName"]]
+    return mapping
+
+
+def rescue_instances(sb: Sandbox) -> list[str]:
+    found = sb.client("ec2").describe_instances(Filters=[
+        {"Name": "tag:remediate:role", "Values": ["rescue"]},
+        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}])
+    return [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
+
+
+def test_offline_repair(sandbox: Sandbox, tmp_path: Path) -> None:
+    fleet: Fleet = sandbox.build_fleet(FleetSpec(plain=5, instance_store=1, stop_protected=1,
+                                                 azs=2))
+    before = {t.instance_id: root_mapping(sandbox, t.instance_id) for t in fleet.targets}
+    rescue = fleet.regions["us-east-1"].rescue_windows_ami
+    code = run(sandbox, "ec2-offline-repair.yaml", tmp_path,
+               params={"rescue_image_id": rescue})
+    assert code == 2  # the instance-store and stop-protected targets are refused
+    for target in fleet.by_kind("plain"):
+        mapping = root_mapping(sandbox, target.instance_id)
+        assert healthy(sandbox, target.instance_id)
+        assert mapping["Ebs"]["VolumeId"] == target.root_volume_id
+        assert mapping["DeviceName"] == target.root_device_name
+        assert mapping["Ebs"]["DeleteOnTermination"] == \
+            before[target.instance_id]["Ebs"]["DeleteOnTermination"]
+        assert not sandbox.channel_file_present(target.root_volume_id)
+        snapshots = sandbox.client("ec2").describe_snapshots(OwnerIds=["self"], Filters=[
+            {"Name": "volume-id", "Values": [target.root_volume_id]},
+            {"Name": "tag:remediate:purpose", "Values": ["backup"]}])["Snapshots"]
+        assert len(snapshots) == 1
+        tags = {t["Key"]: t["Value"] for t in snapshots[0]["Tags"]}
+        assert tags["remediate:target"].endswith(target.instance_id)
+    for kind in ("instance_store", "stop_protected"):
+        (target,) = fleet.by_kind(kind)
+        assert not healthy(sandbox, target.instance_id)  # untouched: still broken, running
+        assert instance(sandbox, target.instance_id)["State"]["Name"] == "running"
+        assert sandbox.channel_file_present(target.root_volume_id)
+        assert sandbox.instance_store_intact(target.instance_id) or kind != "instance_store"
+    assert rescue_instances(sandbox) == []
+
+
+def test_reboot_first(sandbox: Sandbox, tmp_path: Path) -> None:
+    fleet = sandbox.build_fleet(FleetSpec(plain=2, reboot_fixable=3, reboots_to_fix=2, azs=1))
+    assert run(sandbox, "ec2-reboot-first.yaml", tmp_path) == 2  # the plain ones need route 2
+    for target in fleet.by_kind("reboot_fixable"):
+        assert healthy(sandbox, target.instance_id)
+        assert root_mapping(sandbox, target.instance_id)["Ebs"]["VolumeId"] == \
+            target.root_volume_id
+    for target in fleet.by_kind("plain"):
+        assert not healthy(sandbox, target.instance_id)
+        assert instance(sandbox, target.instance_id)["State"]["Name"] == "running"
+
+
+def test_replace_root_needs_acceptance(sandbox: Sandbox, tmp_path: Path) -> None:
+    fleet = sandbox.build_fleet(FleetSpec(plain=0, instance_store=1, spot_one_time=1, azs=1))
+    ids = tuple(fleet.instance_ids())
+    assert run(sandbox, "ec2-replace-root-volume.yaml", tmp_path,
+               targets=TargetArgs(target_ids=ids)) == 2
+    assert not any(healthy(sandbox, i) for i in ids)
+    assert run(sandbox, "ec2-replace-root-volume.yaml", tmp_path,
+               targets=TargetArgs(target_ids=ids),
+               accepted=frozenset({"root-replacement-data-loss"})) == 0
+    for target in fleet.targets:
+        assert healthy(sandbox, target.instance_id)
+        new_root = root_mapping(sandbox, target.instance_id)["Ebs"]["VolumeId"]
+        assert new_root != target.root_volume_id
+        assert not sandbox.channel_file_present(new_root)
+        # The replaced root volume is kept, never deleted.
+        old = sandbox.client("ec2").describe_volumes(VolumeIds=[target.root_volume_id])
+        assert old["Volumes"][0]["State"] == "available"
+    (store,) = fleet.by_kind("instance_store")
+    assert sandbox.instance_store_intact(store.instance_id)
+
+
+def test_workspaces(sandbox: Sandbox, tmp_path: Path) -> None:
+    fleet = sandbox.build_fleet(FleetSpec(plain=0, workspaces=4, azs=1))
+    accepted = frozenset({"workspace-restore-data-loss", "workspace-rebuild-data-loss"})
+    assert run(sandbox, "workspaces-recover.yaml", tmp_path, accepted=accepted) == 0
+    ids = [w.workspace_id for w in fleet.workspaces]
+    spaces = sandbox.client("workspaces").describe_workspaces(WorkspaceIds=ids)["Workspaces"]
+    assert {w["State"] for w in spaces} == {"AVAILABLE"}
+
+
+def test_workspaces_destructive_steps_need_acceptance(sandbox: Sandbox, tmp_path: Path) -> None:
+    fleet = sandbox.build_fleet(FleetSpec(plain=0, workspaces=4, azs=1))
+    ids = [w.workspace_id for w in fleet.workspaces]
+    client = sandbox.client("workspaces")
+
+    def states() -> dict[str, str]:
+        found = client.describe_workspaces(WorkspaceIds=ids)["Workspaces"]
+        return {w["WorkspaceId"]: w["State"] for w in found}
+
+    before = states()
+    assert run(sandbox, "workspaces-recover.yaml", tmp_path) == 2
+    # Refused before any change: no mutating call at all, every WorkSpace as it was.
+    assert [c for c in sandbox.api_calls if c.mutating] == []
+    assert states() == before
