@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import multiprocessing
 import os
 import platform
 import shlex
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 from fleetbench.bound import Bound, bound, path_for, throughput
@@ -70,6 +73,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md",
                         help="where to keep the figures (default benchmarks/RESULTS.md)")
     parser.add_argument("--no-results", action="store_true", help="print only")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="measurements run at once, each in its own process (default "
+                             "1; simulated figures do not depend on it, wall times do)")
     return parser.parse_args(argv)
 
 
@@ -91,7 +97,7 @@ def setup_for(scenario: Scenario, args: argparse.Namespace, durations: Durations
         if args.rescue_per_az == "auto":
             rate = throughput(path_for(scenario, durations))
             poll = load(scenario.playbook).execution.poll_interval
-            per_az = rescue_per_az(scenario, durations, poll, rate)
+            per_az = rescue_per_az(durations, poll, rate)
         else:
             per_az = int(args.rescue_per_az)
     return Setup(args.keep_canary, args.concurrency, per_az)
@@ -105,31 +111,61 @@ def environment(speed: float) -> str:
             f"moto {moto.__version__}, {os.cpu_count()} CPUs ({platform.machine()}), {clock}")
 
 
+@dataclass(frozen=True)
+class Job:
+    scenario: Scenario
+    tool: Tool
+    setup: Setup
+    sample: int
+    speed: float
+
+
+def measure(job: Job) -> Measurement:
+    """One measurement (run in a fresh process: CPU and memory figures are its own)."""
+    return run(job.scenario, job.tool, job.setup, speed=job.speed, sample=job.sample)
+
+
+def _cost(job: Job) -> int:
+    """Roughly how long a job takes, to start the longest first."""
+    size = job.sample if job.tool == "one-at-a-time" else job.scenario.targets
+    return size * (4 if job.scenario.playbook == "offline-repair" else 1)
+
+
+def measure_all(jobs: list[Job], processes: int) -> list[Measurement]:
+    """Every job in its own child process, ``processes`` at a time; results in job order."""
+    context = multiprocessing.get_context("spawn")
+    results: dict[int, Measurement] = {}
+    with ProcessPoolExecutor(processes, mp_context=context, max_tasks_per_child=1) as pool:
+        order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i]))
+        futures = {pool.submit(measure, jobs[i]): i for i in order}
+        for future in as_completed(futures):
+            m = results[futures[future]] = future.result()
+            print(f"... {m.scenario.label}, {m.tool}: {m.makespan:,.0f} s simulated, "
+                  f"{m.fixed:,}/{m.targets:,} fixed, {m.wall:.0f} s wall (fleet built in "
+                  f"{m.build_seconds:.0f} s)", file=sys.stderr, flush=True)
+    return [results[i] for i in range(len(jobs))]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     durations = Durations()
     tools: list[Tool] = [t for t in TOOLS if t in _csv(args.tools)]
-    measured: list[Measurement] = []
     bounds: dict[Scenario, Bound] = {}
+    setups: dict[Scenario, Setup] = {}
+    jobs: list[Job] = []
     for scenario in scenarios(args):
         bounds[scenario] = bound(path_for(scenario, durations), scenario.per_region)
-        setup = setup_for(scenario, args, durations)
-        for tool in tools:
-            print(f"... {scenario.label}: {tool}", file=sys.stderr, flush=True)
-            sample = args.sample if args.sample > 0 else scenario.targets
-            m = run(scenario, tool, setup, durations=durations, speed=args.speed,
-                    sample=sample)
-            print(f"    {m.makespan:,.0f} s simulated, {m.fixed}/{m.targets} fixed, "
-                  f"{m.wall:.0f} s wall (fleet built in {m.build_seconds:.0f} s)",
-                  file=sys.stderr, flush=True)
-            measured.append(m)
-    body = render(measured, bounds)
-    settings = [f"{s.label}: rescue instances per AZ "
-                f"{setup_for(s, args, durations).rescue_per_az or 'as shipped'}"
-                for s in bounds if s.playbook == "offline-repair"]
-    body += "\n\nSettings: one rollout batch" if not args.keep_canary else ""
-    body += "; concurrency " + (str(args.concurrency) if args.concurrency
-                                 else "as shipped") + "; " + "; ".join(settings)
+        setups[scenario] = setup_for(scenario, args, durations)
+        jobs += [Job(scenario, tool, setups[scenario],
+                     args.sample if args.sample > 0 else scenario.targets, args.speed)
+                 for tool in tools]
+    body = render(measure_all(jobs, args.jobs), bounds)
+    rescue = [f"{s.label}: rescue instances per AZ {setup.rescue_per_az or 'as shipped'}"
+              for s, setup in setups.items() if s.playbook == "offline-repair"]
+    body += ("\n\nSettings: " + ("canary batches as shipped" if args.keep_canary
+                                  else "one rollout batch")
+             + "; concurrency " + (str(args.concurrency) if args.concurrency else "as shipped")
+             + "".join(f"; {line}" for line in rescue))
     print(body)
     if not args.no_results:
         command = "python benchmarks/fleet_bench.py " + shlex.join(argv or sys.argv[1:])

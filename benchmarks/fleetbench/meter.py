@@ -28,12 +28,14 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from remediate.sandbox.patcher import Patcher
 
 _PROC_STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -57,7 +59,8 @@ class SimulatorMeter:
         """Meter every request while the block runs (moto restored after)."""
         from moto.core.botocore_stubber import BotocoreStubber
 
-        original = BotocoreStubber.__dict__["process_request"]
+        patcher = Patcher()
+        original = BotocoreStubber.process_request
 
         def process_request(stubber: Any, request: Any) -> Any:
             started = time.thread_time()
@@ -66,11 +69,11 @@ class SimulatorMeter:
             finally:
                 self.add(time.thread_time() - started)
 
-        BotocoreStubber.process_request = process_request  # type: ignore[method-assign]
+        patcher.set(BotocoreStubber, "process_request", process_request)
         try:
             yield self
         finally:
-            BotocoreStubber.process_request = original  # type: ignore[method-assign]
+            patcher.undo()
 
 
 class _MeteredClient:
@@ -105,7 +108,7 @@ class MeteredClients:
         self._clients: dict[tuple[str, str], _MeteredClient] = {}
         self._lock = threading.Lock()
         self.seconds = 0.0
-        self.by_method: Counter[str] = Counter()
+        self.by_method: defaultdict[str, float] = defaultdict(float)
 
     def __call__(self, account: str, region: str, service: str) -> Any:
         key = (service, region)

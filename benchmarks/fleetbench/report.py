@@ -14,7 +14,6 @@ from typing import Final
 from fleetbench.bound import Bound
 from fleetbench.runner import Measurement
 from fleetbench.scenarios import Scenario
-
 from remediate.sandbox.throttling import EC2_REQUEST_BUCKETS, ec2_bucket_class
 
 START: Final = "<!-- fleet_bench:start -->"
@@ -42,7 +41,7 @@ def busy_share(measurement: Measurement, bound: Bound) -> float | None:
     if not name.startswith("ec2 ") or name[4:] not in EC2_REQUEST_BUCKETS:
         return None
     bucket_class = name[4:]
-    spent = sum(count for api, count in measurement.calls_by_api.items()
+    spent: float = sum(count for api, count in measurement.calls_by_api.items()
                 if api.startswith("ec2:")
                 and ec2_bucket_class(api[4:], {"InstanceId.1": "i-0"}) == bucket_class)
     bucket = EC2_REQUEST_BUCKETS[bucket_class]
@@ -105,6 +104,10 @@ def render(measurements: Sequence[Measurement], bounds: Mapping[Scenario, Bound]
         top = sorted(m.calls_by_api.items(), key=lambda kv: -kv[1])
         calls = ", ".join(f"{api.split(':')[1]} {count / m.targets:.2f}" for api, count in top)
         parts.append(f"- {m.scenario.label}, {m.tool}: {calls}")
+    parts += ["", "Mean time per step, simulated seconds (token waits and polling included):", ""]
+    for m in measurements:
+        steps = ", ".join(f"{step} {seconds:,.0f}" for step, seconds in m.step_seconds.items())
+        parts.append(f"- {m.scenario.label}, {m.tool}: {steps}")
     return "\n".join(parts)
 
 

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Final, Literal
 
 from botocore.config import Config
-from fleetbench.meter import Cpu, MemoryMeter, MeteredClients, Memory, SimulatorMeter
+
+from fleetbench.meter import Cpu, Memory, MemoryMeter, MeteredClients, SimulatorMeter
 from fleetbench.scenarios import (
     Scenario,
     Setup,
@@ -40,15 +41,14 @@ from fleetbench.scenarios import (
     share_rescue_image,
     throttle_policy,
 )
-
 from remediate.actions.contract import Target
 from remediate.aws.apis import DEFAULT_BUCKETS, Bucket
 from remediate.aws.clients import BOTOCORE_RETRIES
 from remediate.clock import Clock, ScaledClock, VirtualClock
 from remediate.executor.engine import Executor
-from remediate.executor.events import Event, EventBus, TargetFinished
+from remediate.executor.events import Event, EventBus, StepFinished, TargetFinished
 from remediate.journal import Journal
-from remediate.sandbox import Durations, Fleet, FleetSpec, Sandbox
+from remediate.sandbox import ApiCall, Durations, Fleet, FleetSpec, Sandbox, ThrottlePolicy
 
 Tool = Literal["remediate", "one-at-a-time", "unpaced"]
 TOOLS: Final[tuple[Tool, ...]] = ("remediate", "one-at-a-time", "unpaced")
@@ -83,6 +83,12 @@ class Measurement:
     extrapolated_from: int | None = None
     build_seconds: float = 0.0
     setup: Setup = field(default_factory=Setup)
+    client_cpu: dict[str, float] = field(default_factory=dict)
+    """boto3 method -> CPU seconds in its calls (botocore + the simulator behind it)."""
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    """Step id -> its mean duration over the targets (simulated seconds)."""
+    calls: tuple[ApiCall, ...] = ()
+    """Every request in order, when the run was asked to keep them."""
 
     @property
     def throttled_share(self) -> float:
@@ -96,16 +102,23 @@ class Measurement:
         return seconds * 1000 / self.targets if self.targets else 0.0
 
 
-class _Finishes:
-    """When each target finished, on the run's clock."""
+class _Timings:
+    """When each target finished (on the run's clock), and how long each step took."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.times: list[float] = []
+        self.finished: list[float] = []
+        self.steps: dict[str, list[float]] = {}
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TargetFinished):
-            self.times.append(self.clock.now())
+            self.finished.append(self.clock.now())
+        elif isinstance(event, StepFinished) and not event.rollback:
+            seconds = (event.finished_at - event.started_at).total_seconds()
+            self.steps.setdefault(event.step_id, []).append(seconds)
+
+    def mean_steps(self) -> dict[str, float]:
+        return {step: sum(times) / len(times) for step, times in self.steps.items()}
 
 
 def make_clock(speed: float) -> Clock:
@@ -125,27 +138,32 @@ def _journal() -> Iterator[Journal]:
 
 
 def run(scenario: Scenario, tool: Tool, setup: Setup, *, durations: Durations | None = None,
-        speed: float = 0.0, sample: int = 20, workers: int = 16) -> Measurement:
-    """Build the scenario's broken fleet in a fresh sandbox and fix it with ``tool``."""
+        speed: float = 0.0, sample: int = 20, workers: int = 16,
+        policy: ThrottlePolicy | None = None, keep_calls: bool = False) -> Measurement:
+    """Build the scenario's broken fleet in a fresh sandbox and fix it with ``tool``.
+
+    ``policy``: how the sandbox throttles (default: AWS's buckets, :func:`throttle_policy`);
+    ``keep_calls``: keep every request in :attr:`Measurement.calls` (small runs only).
+    """
     durations = durations or Durations()
     size = min(sample, scenario.targets) if tool == "one-at-a-time" else scenario.targets
     clock = make_clock(speed)
     with Sandbox(clock=clock, durations=durations) as sandbox:
         spec = scenario.fleet_spec()
         if size != scenario.targets:
-            spec = dataclasses.replace(spec, **_resized(spec, size))
+            spec = _resized(spec, size)
         fleet = sandbox.build_fleet(spec)
         if len(fleet.regions) > 1:
             share_rescue_image(fleet)
-        sandbox.set_throttle(throttle_policy())
+        sandbox.set_throttle(policy or throttle_policy())
         playbook = prepare(load(scenario.playbook),
                            Setup(setup.keep_canary, 1, setup.rescue_per_az)
                            if tool == "one-at-a-time" else setup)
         clients = MeteredClients(
             lambda service, region: sandbox.client(service, region, config=_NO_RETRIES))
-        finishes = _Finishes(clock)
+        timings = _Timings(clock)
         bus = EventBus()
-        bus.subscribe(finishes)
+        bus.subscribe(timings)
         targets = [Target("ec2-instance", t.instance_id, t.region) for t in fleet.targets]
         simulator, memory = SimulatorMeter(), MemoryMeter()
         with _journal() as journal:
@@ -163,11 +181,11 @@ def run(scenario: Scenario, tool: Tool, setup: Setup, *, durations: Durations | 
         sandbox.set_throttle(None)
         fixed = count_fixed(sandbox, fleet)
         left = len(rescue_instances(sandbox, fleet))
-    first = min(finishes.times) - started if finishes.times else None
+    first = min(timings.finished) - started if timings.finished else None
     extrapolated = None
     if size < scenario.targets:
         extrapolated = size
-        makespan = extrapolate(sorted(t - started for t in finishes.times), makespan,
+        makespan = extrapolate(sorted(t - started for t in timings.finished), makespan,
                                scenario.targets)
     return Measurement(
         scenario=scenario, tool=tool, targets=size, makespan=makespan,
@@ -176,12 +194,16 @@ def run(scenario: Scenario, tool: Tool, setup: Setup, *, durations: Durations | 
         calls_by_api=dict(Counter(f"{c.service}:{c.operation}" for c in calls
                                   if not c.throttled)),
         cpu=cpu, memory=memory.result, wall=wall, first_done=first,
-        extrapolated_from=extrapolated, build_seconds=fleet.build_seconds, setup=setup)
+        extrapolated_from=extrapolated, build_seconds=fleet.build_seconds, setup=setup,
+        client_cpu=dict(clients.by_method), step_seconds=timings.mean_steps(),
+        calls=tuple(calls) if keep_calls else ())
 
 
-def _resized(spec: FleetSpec, size: int) -> dict[str, int]:
+def _resized(spec: FleetSpec, size: int) -> FleetSpec:
     """A smaller fleet of the same kind (the one-at-a-time sample)."""
-    return {"reboot_fixable": size} if spec.reboot_fixable else {"plain": size}
+    if spec.reboot_fixable:
+        return dataclasses.replace(spec, reboot_fixable=size)
+    return dataclasses.replace(spec, plain=size)
 
 
 def extrapolate(finished: Sequence[float], makespan: float, targets: int) -> float:

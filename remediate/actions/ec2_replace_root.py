@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remediate.actions.contract import Action, Plan, StepContext
 from remediate.actions.ec2_inspect import (
@@ -37,6 +37,9 @@ from remediate.actions.requests import ActionRun, Call, StepFailed, wait_state
 from remediate.language.problems import Path
 from remediate.language.schema import Bool, Choice, Field, Str
 from remediate.language.schema import Record as Schema
+
+if TYPE_CHECKING:
+    from remediate.export.fragment import AslStep, Fragment
 
 SOURCES = ("snapshot_id", "image_id", "volume_id", "restore_to")
 LIVE_TASK_STATES = frozenset({"pending", "in-progress", "succeeded"})
@@ -174,3 +177,8 @@ class ReplaceRoot(Action):
         }, note=f"replace the root of {iid} {_describe_source(params)}"), iid)
         task = response.get("ReplaceRootVolumeTask") or {}
         return task["ReplaceRootVolumeTaskId"], previous or None
+
+    def asl(self, step: AslStep) -> Fragment:
+        from remediate.export.fragments import ec2_replace_root
+
+        return ec2_replace_root.replace_root(step)

@@ -100,6 +100,10 @@ def execute(request: RunRequest, env: Environment | None = None) -> int:
         from remediate.notify import parse_notify
 
         parse_notify(request.notify)  # a typo fails before anything runs
+    from remediate.reporters import parse_spec
+
+    for spec in request.reports:
+        parse_spec(spec)  # so does a typo in --report (not after the prompt, or the run)
     run_id = new_run_id()
     factory = ClientFactory(_accounts(playbook, request.targets.profile), run_id=run_id,
                             session=env.session, endpoint_url=env.endpoint_url,
@@ -182,7 +186,7 @@ def _ask_first(request: RunRequest, env: Environment, playbook: Playbook,
     record.close()
     click.echo(preflight_text(record), err=True)
     if not click.confirm("Go ahead?", default=False, err=True):
-        raise click.Abort()
+        raise UserError("not confirmed: nothing was changed")
 
 
 @contextmanager

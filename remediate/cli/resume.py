@@ -42,7 +42,8 @@ def resume(journal: str, run_id: str | None, playbook_path: str | None,
                         else f"{journal} holds no run") from None
     playbook = load_or_fail(playbook_path or record.playbook_path)
     env = Environment()
-    factory = ClientFactory(playbook.targets.accounts, run_id=record.run_id)
+    factory = ClientFactory(playbook.targets.accounts, run_id=record.run_id,
+                            session=env.session, endpoint_url=env.endpoint_url)
     bus = subscribers(reports, progress, None, factory)
     try:
         executor = resuming(store, playbook, clients=lookup(factory), clock=env.clock, bus=bus,

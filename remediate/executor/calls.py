@@ -131,7 +131,9 @@ class CallLayer:
                     # request tokens (shared with Attach/Detach) on trickles of ids.
                     ids = min(op.batch_limit, sum(m.size for m in head))
                     when = self.limiter.ready_at(account, region, op, ids)
-                if when > now:
+                # The bucket read the clock after `now` did: on a real clock that later
+                # instant is "ready now", not a reason to wait (which would spin).
+                if when > max(now, self.clock.now()):
                     wake_at = when if wake_at is None else min(wake_at, when)
                     break
                 members = lane.take(op.batch_limit,

@@ -1,0 +1,150 @@
+"""Running exported state machines on moto (tests, rehearsals), on a remediate Clock.
+
+moto 5.2.5 interprets ASL when ``stepfunctions.execute_state_machine`` is set in
+its config, making each SDK call against its own backends, so a Sandbox active
+in the same process answers them with its rules. Its interpreter waits with real
+sleeps (Wait states, Retry intervals); :class:`MotoStepFunctions` routes those
+waits to a :class:`~remediate.clock.Clock` instead, so with a VirtualClock an
+execution never sleeps and the sandbox's state changes (which happen on that
+clock) come due as the machine waits for them. With many iterations waiting
+in parallel each wait moves the clock on by its own length, so simulated time
+runs ahead of what AWS would take: the logic is what such a run tests, not
+durations.
+
+Other differences from AWS, seen running the built-in playbooks (the exported
+definitions avoid or absorb them):
+
+* errors of SDK calls are named ``ec2.ec2Exception`` (AWS: ``Ec2.Ec2Exception``);
+  the definitions only match ``States.TaskFailed``/``States.ALL``;
+* a path ending in ``[n].Field`` gives a one-element list (AWS: the value), and
+  a JSONPath filter matching nothing is an error (AWS: an empty list); the
+  definitions never use either (checked at export);
+* ``ToleratedFailurePercentage`` must be written as a decimal (``10.0``) and has
+  no effect: a Distributed Map never fails for its items' failures, and failed
+  items' outputs are null;
+* child executions of a Distributed Map are neither listed nor in the parent's
+  history (AWS: one child execution per item, ``ListExecutions(mapRunArn=...)``);
+* an execution started without a name gets an ARN ending in ``:None``: always
+  pass ``name`` (:func:`remediate.export.run_input.execution_name`);
+* intrinsic-function string literals cannot hold escapes (``\\'``, ``\\{``): the
+  compiler writes look-alikes instead (:func:`remediate.export.asl.text`);
+* an EBS volume's attachment has no ``DeleteOnTermination``: the inspect fragment
+  reads it from the instance's block device mapping, which both have;
+* an SDK error response without a request id (the sandbox's injected faults on
+  JSON services such as SSM) crashes the interpreter: ``States.Runtime``,
+  ``KeyError('RequestId')``, not catchable by the machine;
+* no ``RedriveExecution``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+from unittest import mock
+
+from remediate.clock import Clock
+from remediate.sandbox.patcher import Patcher
+
+
+class _ClockTime:
+    """Stands in for the ``time`` module in moto's retrier: sleeps go to the clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    def sleep(self, seconds: float) -> None:
+        self._clock.sleep(seconds)
+
+    @staticmethod
+    def time() -> float:
+        return time.time()
+
+
+def _cached(make: Callable[..., Any]) -> Callable[..., Any]:
+    """moto builds a boto3 client for every SDK call (~40 ms each); reuse them (clients
+    are thread-safe; moto ignores per-state credentials when it builds them)."""
+    clients: dict[tuple[str, str], Any] = {}
+    lock = threading.Lock()
+
+    def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        with lock:
+            if (region, service) not in clients:
+                clients[(region, service)] = make(region=region, service=service,
+                                                  state_credentials=state_credentials)
+            return clients[(region, service)]
+
+    return client_for
+
+
+class MotoStepFunctions:
+    """A context manager: moto executes state machines; their waits use ``clock``."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._patcher = Patcher()
+        self._config: Any = None
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._log_level = logging.NOTSET
+
+    def __enter__(self) -> MotoStepFunctions:
+        from moto.core.config import default_user_config
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+            state_task_service_aws_sdk,
+        )
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
+            wait_function,
+        )
+        from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+        from moto.stepfunctions.parser.utils import TMP_THREADS
+
+        self._config = mock.patch.dict(default_user_config,
+                                       {"stepfunctions": {"execute_state_machine": True}})
+        self._config.start()
+        clock = self.clock
+
+        def wait_interval(_self: Any, env: Any, wait_seconds: int) -> None:
+            if wait_seconds > 0 and env.is_running():
+                clock.sleep(wait_seconds)
+
+        original_start: Callable[[Any], None] = ExecutionWorker.start
+
+        def start(worker: Any) -> None:
+            before = len(TMP_THREADS)
+            original_start(worker)
+            with self._lock:
+                self._threads.extend(TMP_THREADS[before:])
+
+        self._patcher.set(wait_function.WaitFunction, "_wait_interval", wait_interval)
+        self._patcher.set(retrier_decl, "time", _ClockTime(clock))
+        self._patcher.set(ExecutionWorker, "start", start)
+        self._patcher.set(state_task_service_aws_sdk, "boto_client_for",
+                          _cached(state_task_service_aws_sdk.boto_client_for))
+        # moto logs every caught error with the whole state machine's repr.
+        parser_log = logging.getLogger("moto.stepfunctions.parser")
+        self._log_level = parser_log.level
+        parser_log.setLevel(logging.CRITICAL)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._patcher.undo()
+        logging.getLogger("moto.stepfunctions.parser").setLevel(self._log_level)
+        if self._config is not None:
+            self._config.stop()
+            self._config = None
+
+    def join(self, timeout: float = 600.0) -> bool:
+        """Wait for the executions started so far to end (their threads to finish);
+        False if one still runs after ``timeout`` real seconds (a hung machine)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)

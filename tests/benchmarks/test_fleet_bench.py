@@ -1,0 +1,86 @@
+"""The fleet benchmark, small: every target fixed, under AWS's buckets (no speed checks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fleetbench.bound import bound, path_for
+from fleetbench.report import END, START, render, write_results
+from fleetbench.runner import extrapolate, run
+from fleetbench.scenarios import SSM_BUCKETS, Scenario, Setup
+
+from remediate.sandbox import Bucket, Durations, ThrottlePolicy
+
+READS = ("Describe", "Get", "List")
+
+
+@pytest.mark.parametrize("playbook", ["offline-repair", "reboot-first"])
+def test_remediate_fixes_every_target_without_drawing_aws_throttling(playbook: str) -> None:
+    scenario = Scenario(playbook, 20)
+
+    m = run(scenario, "remediate", Setup(rescue_per_az=1))
+
+    assert m.statuses == {"succeeded": 20}
+    assert (m.fixed, m.rescue_left) == (20, 0)
+    assert m.throttled == 0
+    assert m.makespan >= bound(path_for(scenario, Durations()), 20).seconds
+    assert m.cpu.tool > 0 and m.cpu.simulator > 0
+
+
+def test_unpaced_calls_against_tight_buckets_are_throttled_and_still_fix_every_target() -> None:
+    tight = ThrottlePolicy.aws_defaults({
+        **SSM_BUCKETS,
+        "ec2:DetachVolume": Bucket(3, 0.5),
+        "ec2:AttachVolume": Bucket(3, 0.5),
+    })
+
+    m = run(Scenario("offline-repair", 20), "unpaced", Setup(), policy=tight)
+
+    assert (m.fixed, m.rescue_left) == (20, 0)
+    assert m.throttled > 0
+    assert m.calls_by_api["ec2:DetachVolume"] == 40  # answered once per detach, no more
+
+
+def test_one_at_a_time_runs_a_sample_and_extrapolates_it() -> None:
+    m = run(Scenario("reboot-first", 50), "one-at-a-time", Setup(), sample=3)
+
+    assert (m.targets, m.fixed, m.extrapolated_from) == (3, 3, 3)
+    assert m.first_done is not None
+    # Each target needs its two reboots, one after the other.
+    assert m.makespan >= 50 * 2 * Durations().reboot
+
+
+def test_the_bound_models_the_calls_the_offline_repair_makes_for_one_target() -> None:
+    durations = Durations()
+    scenario = Scenario("offline-repair", 1)
+
+    m = run(scenario, "remediate", Setup(), keep_calls=True)
+
+    per_rescue = {"RunInstances", "TerminateInstances"}
+    made = [f"{c.service}:{c.operation}" for c in m.calls
+            if not c.operation.startswith(READS) and c.operation not in per_rescue]
+    assert made == [hop.call for hop in path_for(scenario, durations)]
+    assert m.fixed == 1
+
+
+def test_extrapolation_adds_the_mean_time_per_target_after_the_first() -> None:
+    assert extrapolate([100.0, 150.0, 200.0], 210.0, 10) == 210.0 + 50.0 * 7
+    assert extrapolate([100.0], 120.0, 4) == 480.0
+
+
+def test_results_keep_the_hand_written_analysis_around_the_generated_block(
+        tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text(f"# Results\n\n{START}\nold figures\n{END}\n\n## Analysis\nkept\n")
+    scenario = Scenario("reboot-first", 20)
+    m = run(scenario, "remediate", Setup())
+    body = render([m], {scenario: bound(path_for(scenario, Durations()), 20)})
+
+    write_results(results, "python benchmarks/fleet_bench.py --sizes 20", "env", body)
+
+    text = results.read_text()
+    assert "old figures" not in text
+    assert text.startswith("# Results\n\n" + START)
+    assert text.endswith(f"{END}\n\n## Analysis\nkept\n")
+    assert "| reboot-first, 20 in 1 Region | remediate | 20/20 |" in text

@@ -1,0 +1,203 @@
+"""The command line against the in-process sandbox, and the end state a run must leave.
+
+`cli_sandbox()` starts a sandbox on a virtual clock, builds a broken fleet and
+points every command at it: `remediate.cli.main.main([...])` then runs exactly as
+from a shell (the one exception boundary, exit codes, stderr), except that AWS
+is the sandbox and time is simulated (the `Environment` the commands build is
+the sandbox's). The end-state checks only use boto3, so the subprocess scenarios
+(tests/e2e) use them against a sandbox server too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remediate.cli import launch, resume
+from remediate.cli.launch import Environment
+from remediate.cli.main import main
+from remediate.clock import VirtualClock
+from remediate.sandbox import Fleet, FleetSpec, Sandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOKS = ROOT / "playbooks"
+OFFLINE_REPAIR = str(PLAYBOOKS / "ec2-offline-repair.yaml")
+REBOOT_FIRST = str(PLAYBOOKS / "ec2-reboot-first.yaml")
+REPLACE_ROOT = str(PLAYBOOKS / "ec2-replace-root-volume.yaml")
+WORKSPACES_RECOVER = str(PLAYBOOKS / "workspaces-recover.yaml")
+REGION = "us-east-1"
+FAKE_AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true"}
+# Environment variables that would point boto3 somewhere other than the sandbox.
+FOREIGN_AWS_ENV = ("AWS_PROFILE", "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN",
+                   "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+                   "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                   "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN")
+
+
+@dataclass
+class CliSandbox:
+    sandbox: Sandbox
+    fleet: Fleet
+    clock: VirtualClock
+
+    @property
+    def ec2(self) -> Any:
+        return self.sandbox.client("ec2")
+
+    @property
+    def rescue_param(self) -> list[str]:
+        """``--param rescue_image_id=...`` for ec2-offline-repair."""
+        return ["--param", f"rescue_image_id={self.fleet.regions[REGION].rescue_windows_ami}"]
+
+    def mutating_calls(self) -> list[str]:
+        return [call.operation for call in self.sandbox.api_calls if call.mutating]
+
+
+def run_cli(*args: str) -> int:
+    """``remediate ARGS`` in this process (what the console script calls)."""
+    return main(list(args))
+
+
+def use_fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials and Region for moto; nothing that could reach a real account."""
+    for name in FOREIGN_AWS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in FAKE_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+def point_commands_at(monkeypatch: pytest.MonkeyPatch, clock: Any, session: Any,
+                      interactive: bool = False) -> None:
+    """Every command's `Environment()` is this one (``session`` None: the credentials
+    chain, as on an SRE's laptop)."""
+    def environment() -> Environment:
+        return Environment(clock=clock, session=session, interactive=interactive)
+
+    monkeypatch.setattr(launch, "Environment", environment)
+    monkeypatch.setattr(resume, "Environment", environment)
+
+
+@contextmanager
+def cli_sandbox(monkeypatch: pytest.MonkeyPatch, spec: FleetSpec) -> Iterator[CliSandbox]:
+    """The sandbox with ``spec``'s fleet, and every command pointed at it."""
+    clock = VirtualClock()
+    use_fake_aws_env(monkeypatch)
+    with Sandbox(clock=clock) as sandbox:
+        fleet = sandbox.build_fleet(spec)
+        point_commands_at(monkeypatch, clock, sandbox.boto3_session())
+        yield CliSandbox(sandbox, fleet, clock)
+
+
+# ---- the state of a target --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RootState:
+    """What the volume swap must put back exactly as it found it."""
+
+    instance_id: str
+    state: str
+    device: str
+    volume_id: str
+    delete_on_termination: bool
+
+
+def instance(ec2: Any, instance_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = ec2.describe_instances(InstanceIds=[instance_id])[
+        "Reservations"][0]["Instances"][0]
+    return found
+
+
+def root_state(ec2: Any, instance_id: str) -> RootState:
+    found = instance(ec2, instance_id)
+    device = found["RootDeviceName"]
+    mapping = {m["DeviceName"]: m["Ebs"] for m in found["BlockDeviceMappings"]}
+    ebs = mapping.get(device, {})
+    return RootState(instance_id, found["State"]["Name"], device, ebs.get("VolumeId", ""),
+                     bool(ebs.get("DeleteOnTermination")))
+
+
+def root_states(ec2: Any, instance_ids: Sequence[str]) -> dict[str, RootState]:
+    return {i: root_state(ec2, i) for i in instance_ids}
+
+
+def status_ok(ec2: Any, instance_id: str) -> bool:
+    statuses = ec2.describe_instance_status(InstanceIds=[instance_id])["InstanceStatuses"]
+    return bool(statuses) and statuses[0]["InstanceStatus"]["Status"] == "ok" \
+        and statuses[0]["SystemStatus"]["Status"] == "ok"
+
+
+def backups(ec2: Any, instance_id: str) -> list[dict[str, Any]]:
+    """The backup snapshots remediate took of the instance's root volume."""
+    found: list[dict[str, Any]] = ec2.describe_snapshots(OwnerIds=["self"], Filters=[
+        {"Name": "tag:remediate:purpose", "Values": ["backup"]},
+        {"Name": "tag:remediate:target", "Values": [instance_id]}])["Snapshots"]
+    return found
+
+
+def tags(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+def rescue_instances(ec2: Any) -> list[str]:
+    """Rescue instances not terminated: a run must leave none behind."""
+    found = ec2.describe_instances(Filters=[
+        {"Name": "tag:remediate:role", "Values": ["rescue"]},
+        {"Name": "instance-state-name",
+         "Values": ["pending", "running", "stopping", "stopped"]}])
+    return [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
+
+
+def misplaced_roots(ec2: Any, before: dict[str, RootState]) -> list[str]:
+    """Root volumes (of ``before``) that are not attached to their own instance at their
+    own device: detached, or on a rescue instance. The worst outcome of a crash."""
+    volumes = ec2.describe_volumes(
+        VolumeIds=[s.volume_id for s in before.values()])["Volumes"]
+    out = []
+    for volume in volumes:
+        owner = next(s for s in before.values() if s.volume_id == volume["VolumeId"])
+        where = [(a["InstanceId"], a["Device"]) for a in volume["Attachments"]
+                 if a["State"] in ("attaching", "attached")]
+        if where != [(owner.instance_id, owner.device)]:
+            out.append(f"{volume['VolumeId']} of {owner.instance_id}: {volume['State']} "
+                       f"at {where}")
+    return out
+
+
+def repair_problems(ec2: Any, before: RootState,
+                    channel_file_present: Callable[[str], bool] | None = None) -> list[str]:
+    """Why the target is not repaired as the offline repair promises (empty: it is):
+    running, status checks ok, its own root volume back at its own device with the same
+    DeleteOnTermination, a tagged backup snapshot of it, and (in-process) the channel
+    file gone from the volume."""
+    now = root_state(ec2, before.instance_id)
+    problems = []
+    if now.state != "running":
+        problems.append(f"state {now.state}")
+    if (now.device, now.volume_id) != (before.device, before.volume_id):
+        problems.append(f"root {now.volume_id} at {now.device}, was {before.volume_id} at "
+                        f"{before.device}")
+    if now.delete_on_termination != before.delete_on_termination:
+        problems.append(f"DeleteOnTermination {now.delete_on_termination}, was "
+                        f"{before.delete_on_termination}")
+    if not status_ok(ec2, before.instance_id):
+        problems.append("status checks not ok")
+    snapshots = backups(ec2, before.instance_id)
+    if not any(s["VolumeId"] == before.volume_id and s["State"] == "completed"
+               and tags(s).get("remediate:run-id") for s in snapshots):
+        problems.append(f"no completed backup snapshot of {before.volume_id} tagged with "
+                        f"its run: {snapshots}")
+    if channel_file_present is not None and channel_file_present(before.volume_id):
+        problems.append("channel file still on the root volume")
+    return problems
+
+
+def json_file(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,163 @@
+"""`remediate resume`, and Ctrl-C in the middle of `remediate run` (in this process).
+
+Ctrl-C is a real SIGINT sent to this process when a chosen step finishes, so the
+command's own handler sees it exactly as from a terminal. (tests/e2e does the
+same to a subprocess, and kills one with SIGKILL.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_support import (
+    OFFLINE_REPAIR,
+    CliSandbox,
+    backups,
+    cli_sandbox,
+    misplaced_roots,
+    repair_problems,
+    rescue_instances,
+    root_states,
+    run_cli,
+)
+
+from remediate.cli import launch
+from remediate.executor.events import Event, StepFinished
+from remediate.journal import Journal
+from remediate.sandbox import FleetSpec
+
+
+@pytest.fixture
+def three(monkeypatch: pytest.MonkeyPatch) -> Iterator[CliSandbox]:
+    with cli_sandbox(monkeypatch, FleetSpec(plain=3, azs=2)) as cli:
+        yield cli
+
+
+def ctrl_c_after(monkeypatch: pytest.MonkeyPatch, step_id: str) -> None:
+    """Press Ctrl-C once, when the first target of `remediate run` finishes ``step_id``."""
+    real = launch.subscribers
+    pressed: list[str] = []
+
+    def press(event: Event) -> None:
+        if isinstance(event, StepFinished) and event.step_id == step_id and not pressed:
+            pressed.append(event.target.id)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def with_a_finger_on_ctrl_c(*args: Any, **kwargs: Any) -> Any:
+        bus = real(*args, **kwargs)
+        bus.subscribe(press)
+        return bus
+
+    monkeypatch.setattr(launch, "subscribers", with_a_finger_on_ctrl_c)
+
+
+def run_offline_repair(cli: CliSandbox, journal: Path) -> int:
+    return run_cli("run", OFFLINE_REPAIR, "--yes", "--no-progress", *cli.rescue_param,
+                   "--journal", str(journal))
+
+
+def test_ctrl_c_mid_step_leaves_every_target_consistent(
+        three: CliSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    canary, *rest = sorted(three.fleet.instance_ids())
+    before = root_states(three.ec2, [canary, *rest])
+    ctrl_c_after(monkeypatch, "detach")  # the canary's root volume is off its instance
+
+    code = run_offline_repair(three, tmp_path / "j.sqlite")
+
+    err = capsys.readouterr().err
+    assert code == 130, err
+    assert ("interrupted: 1 target in flight: default/us-east-1/"
+            f"{canary}: step attach (rescue.attach_volume)\n") in err
+    # The canary was rolled back: its own volume, at its own device, running again.
+    assert root_states(three.ec2, [canary, *rest]) == before
+    assert misplaced_roots(three.ec2, before) == [] and rescue_instances(three.ec2) == []
+    for instance_id in rest:  # never started
+        assert backups(three.ec2, instance_id) == []
+    journal = Journal(tmp_path / "j.sqlite")
+    assert journal.run().status == "interrupted"
+
+
+def test_ctrl_c_between_batches_then_resume_fixes_every_target(
+        three: CliSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    before = root_states(three.ec2, three.fleet.instance_ids())
+    ctrl_c_after(monkeypatch, "verify")  # the canary is done; the next batch never starts
+    assert run_offline_repair(three, tmp_path / "j.sqlite") == 130
+    capsys.readouterr()
+
+    code = run_cli("resume", str(tmp_path / "j.sqlite"), "--no-progress")
+
+    err = capsys.readouterr().err
+    assert code == 0, err
+    run_id = Journal(tmp_path / "j.sqlite").run().run_id
+    assert err.startswith(f"resuming run {run_id} (interrupted) of {OFFLINE_REPAIR}\n")
+    assert err.splitlines()[-1] == f"run {run_id} finished: 3 succeeded"
+    for state in before.values():
+        assert repair_problems(three.ec2, state, three.sandbox.channel_file_present) == []
+    assert rescue_instances(three.ec2) == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "executor: a target rolled back because of Ctrl-C counts as a failure against the "
+    "budget (ec2-offline-repair allows 10%: none of 3), so the run reports 'failure budget "
+    "exhausted' and `remediate resume` skips every target not started yet ('not started: "
+    "the failure budget is spent', exit 2); the rolled-back canary is not redone either"))
+def test_ctrl_c_mid_step_then_resume_fixes_every_target(
+        three: CliSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    before = root_states(three.ec2, three.fleet.instance_ids())
+    ctrl_c_after(monkeypatch, "backup")
+    assert run_offline_repair(three, tmp_path / "j.sqlite") == 130
+
+    code = run_cli("resume", str(tmp_path / "j.sqlite"), "--no-progress")
+
+    assert code == 0, capsys.readouterr().err
+    for state in before.values():
+        assert repair_problems(three.ec2, state, three.sandbox.channel_file_present) == []
+
+
+def test_resuming_a_finished_run_changes_nothing(
+        three: CliSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    journal = tmp_path / "j.sqlite"
+    assert run_cli("run", OFFLINE_REPAIR, "--yes", "--no-progress", *three.rescue_param,
+                   "--journal", str(journal), "--target-ids",
+                   three.fleet.instance_ids()[0]) == 0
+    three.sandbox.reset_api_calls()
+
+    assert run_cli("resume", str(journal), "--no-progress") == 0
+
+    assert three.mutating_calls() == []
+
+
+def test_resume_errors_are_one_line(three: CliSandbox, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.sqlite"
+    Journal(empty).close()
+    assert run_cli("resume", str(empty)) == 1
+    assert capsys.readouterr().err == f"error: {empty} holds no run\n"
+
+    journal = tmp_path / "j.sqlite"
+    playbook = tmp_path / "pb" / "repair.yaml"
+    playbook.parent.mkdir()
+    playbook.write_text(Path(OFFLINE_REPAIR).read_text(encoding="utf-8"), encoding="utf-8")
+    (playbook.parent / "scripts").symlink_to(Path(OFFLINE_REPAIR).parent / "scripts")
+    assert run_cli("run", str(playbook), "--yes", "--no-progress", *three.rescue_param,
+                   "--journal", str(journal), "--target-ids",
+                   three.fleet.instance_ids()[0]) == 0
+    capsys.readouterr()
+
+    assert run_cli("resume", str(journal), "--run-id", "r-nope") == 1
+    assert capsys.readouterr().err == f"error: {journal} has no run 'r-nope'\n"
+
+    playbook.write_text(playbook.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
+    assert run_cli("resume", str(journal)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {playbook} changed since run ")
+    assert err.endswith("resume needs the playbook the run started with\n")
+    assert err.count("\n") == 1

@@ -1,0 +1,210 @@
+"""`remediate run`: the built-in playbooks through the whole command, against the sandbox."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+from cli_support import (
+    OFFLINE_REPAIR,
+    CliSandbox,
+    backups,
+    cli_sandbox,
+    json_file,
+    misplaced_roots,
+    point_commands_at,
+    repair_problems,
+    rescue_instances,
+    root_states,
+    run_cli,
+    tags,
+)
+
+from remediate.sandbox import FleetSpec
+
+RUN_KEYS = {"run_id", "playbook", "dry_run", "started_at", "finished_at", "summary", "targets"}
+SUMMARY_KEYS = {"succeeded", "failed", "skipped", "rolled_back"}
+TARGET_KEYS = {"id", "region", "status", "findings", "steps"}
+STEP_KEYS = {"id", "action", "status", "attempts", "started_at", "finished_at", "error"}
+OFFLINE_STEPS = ["backup", "stop", "detach", "attach", "repair", "release", "reattach",
+                 "restore", "verify"]
+
+
+@pytest.fixture
+def two(monkeypatch: pytest.MonkeyPatch) -> Iterator[CliSandbox]:
+    with cli_sandbox(monkeypatch, FleetSpec(plain=2, azs=2)) as cli:
+        yield cli
+
+
+def test_offline_repair_fixes_every_target_and_puts_everything_back(
+        two: CliSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = two.fleet.instance_ids()
+    before = root_states(two.ec2, ids)
+    reports = tmp_path / "reports"
+
+    code = run_cli("run", OFFLINE_REPAIR, "--yes", "--no-progress", *two.rescue_param,
+                   "--journal", str(tmp_path / "j.sqlite"),
+                   "--report", f"json:{reports}/run.json", "--report", f"junit:{reports}/run.xml",
+                   "--report", f"md:{reports}/run.md")
+
+    err = capsys.readouterr().err
+    assert code == 0, err
+    for instance_id in ids:
+        assert repair_problems(two.ec2, before[instance_id],
+                               two.sandbox.channel_file_present) == [], instance_id
+    assert rescue_instances(two.ec2) == []
+    assert misplaced_roots(two.ec2, before) == []
+    report = json_file(reports / "run.json")
+    run_id = report["run_id"]
+    assert err.startswith(f"run {run_id}: journal {tmp_path / 'j.sqlite'} (`remediate resume ")
+    assert err.splitlines()[-1] == f"run {run_id} finished: 2 succeeded"
+    for instance_id in ids:
+        assert [(tags(s)["remediate:run-id"], tags(s)["remediate:target"], s["VolumeId"])
+                for s in backups(two.ec2, instance_id)] == [
+            (run_id, instance_id, before[instance_id].volume_id)]
+
+    assert report.keys() >= RUN_KEYS and report["summary"].keys() >= SUMMARY_KEYS
+    assert (report["run_id"], report["playbook"], report["dry_run"]) == (
+        run_id, OFFLINE_REPAIR, False)
+    assert report["summary"]["succeeded"] == 2 and report["summary"]["failed"] == 0
+    assert sorted(t["id"] for t in report["targets"]) == sorted(ids)
+    for target in report["targets"]:
+        assert target.keys() >= TARGET_KEYS and target["status"] == "succeeded"
+        assert target["region"] == "us-east-1"
+        assert [s["id"] for s in target["steps"]] == OFFLINE_STEPS
+        assert all(s.keys() >= STEP_KEYS and s["status"] == "succeeded" and s["error"] is None
+                   for s in target["steps"])
+
+    junit = ET.parse(reports / "run.xml").getroot()
+    assert (junit.get("tests"), junit.get("failures"), junit.get("errors")) == ("2", "0", "0")
+    assert sorted(c.get("name") or "" for c in junit.iter("testcase")) == sorted(ids)
+
+    markdown = (reports / "run.md").read_text(encoding="utf-8")
+    assert markdown.startswith(f"# remediate run: {OFFLINE_REPAIR}\n")
+    assert "**2 targets: 2 fixed, 0 failed, 0 rolled back, 0 skipped**" in markdown
+    assert all(f"| `{i}` |" in markdown for i in ids)
+
+
+def test_refused_and_rolled_back_targets_exit_2_and_are_left_as_they_were(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with cli_sandbox(monkeypatch, FleetSpec(plain=1, stop_protected=1, azs=1)) as cli:
+        plain = cli.fleet.instance_ids("plain")[0]
+        guarded = cli.fleet.instance_ids("stop_protected")[0]
+        before = root_states(cli.ec2, [plain, guarded])
+        cli.sandbox.fail("SendCommand", "AccessDeniedException",
+                         "User is not authorized to perform: ssm:SendCommand")
+
+        code = run_cli("run", OFFLINE_REPAIR, "--yes", "--no-progress", *cli.rescue_param,
+                       "--journal", str(tmp_path / "j.sqlite"),
+                       "--report", f"json:{tmp_path}/run.json")
+
+        err = capsys.readouterr().err
+        assert code == 2, err
+        # Refused before anything was done to it.
+        assert f"{guarded} (us-east-1): refused: " in err and "stop-protection" in err
+        assert root_states(cli.ec2, [guarded])[guarded] == before[guarded]
+        assert backups(cli.ec2, guarded) == []
+        # Rolled back: its own root volume back where it was, running, still broken.
+        assert root_states(cli.ec2, [plain])[plain] == before[plain]
+        assert cli.sandbox.channel_file_present(before[plain].volume_id)
+        assert misplaced_roots(cli.ec2, before) == [] and rescue_instances(cli.ec2) == []
+        statuses = {t["id"]: t["status"] for t in json_file(tmp_path / "run.json")["targets"]}
+        assert statuses == {plain: "rolled_back", guarded: "refused"}
+
+
+def test_notify_publishes_the_start_each_batch_and_the_summary_to_sns(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with cli_sandbox(monkeypatch, FleetSpec(plain=2, azs=1)) as cli:
+        sns, sqs = cli.sandbox.client("sns"), cli.sandbox.client("sqs")
+        topic = sns.create_topic(Name="outage-bridge")["TopicArn"]
+        queue = sqs.create_queue(QueueName="bridge-inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+
+        code = run_cli("run", OFFLINE_REPAIR, "--yes", "--no-progress", *cli.rescue_param,
+                       "--journal", str(tmp_path / "j.sqlite"), "--notify", f"sns:{topic}")
+
+        assert code == 0
+        notes = []
+        while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get(
+                "Messages", []):
+            for message in batch:
+                envelope = json.loads(message["Body"])
+                notes.append((envelope["Subject"], json.loads(envelope["Message"])))
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    assert [subject for subject, _ in notes] == [
+        f"remediate run started: {OFFLINE_REPAIR}",
+        f"remediate {OFFLINE_REPAIR}: batch 1/2 done",
+        f"remediate {OFFLINE_REPAIR}: batch 2/2 done",
+        f"remediate {OFFLINE_REPAIR}: finished"]
+    run_id = notes[0][1]["run_id"]
+    assert notes[0][1] == {"run_id": run_id, "targets": 2, "steps": OFFLINE_STEPS,
+                           "dry_run": False}
+    assert [(b["batch"], b["succeeded"], b["failed"]) for _, b in notes[1:3]] == [
+        (1, 1, 0), (2, 1, 0)]
+    assert notes[3][1] == {"run_id": run_id, "summary": {"succeeded": 2}}
+
+
+def test_without_yes_and_without_a_terminal_it_refuses_and_changes_nothing(
+        two: CliSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    before = root_states(two.ec2, two.fleet.instance_ids())
+
+    code = run_cli("run", OFFLINE_REPAIR, "--no-progress", *two.rescue_param)
+
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "error: refusing to change anything without confirmation: stdin is not a terminal; "
+        "review `remediate plan` and pass --yes\n")
+    assert two.mutating_calls() == []
+    assert root_states(two.ec2, two.fleet.instance_ids()) == before
+
+
+class _Terminal(io.StringIO):
+    """Keyboard input at a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_at_a_terminal_it_shows_the_audit_and_a_no_changes_nothing(
+        two: CliSandbox, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    point_commands_at(monkeypatch, two.clock, two.sandbox.boto3_session(), interactive=True)
+    monkeypatch.setattr(sys, "stdin", _Terminal("n\n"))
+
+    code = run_cli("run", OFFLINE_REPAIR, "--no-progress", *two.rescue_param)
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{OFFLINE_REPAIR}: 2 targets selected, 2 to work on, 0 refused\n" in err
+    assert err.endswith("Go ahead? [y/N]: error: not confirmed: nothing was changed\n")
+    assert two.mutating_calls() == []
+
+
+def test_after_the_canary_a_no_leaves_the_other_targets_untouched(
+        two: CliSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    point_commands_at(monkeypatch, two.clock, two.sandbox.boto3_session(), interactive=True)
+    monkeypatch.setattr(sys, "stdin", _Terminal("y\nn\n"))
+    canary, rest = sorted(two.fleet.instance_ids())  # batches: in (account, Region, id) order
+    before = root_states(two.ec2, [canary, rest])
+
+    code = run_cli("run", OFFLINE_REPAIR, "--no-progress", *two.rescue_param,
+                   "--journal", str(tmp_path / "j.sqlite"))
+
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "canary batch: 1 succeeded, 0 failed" in err
+    assert "Go on with the remaining targets? [y/N]: " in err
+    assert f"{rest} (us-east-1): skipped: not confirmed after the canary batch" in err
+    assert repair_problems(two.ec2, before[canary], two.sandbox.channel_file_present) == []
+    assert root_states(two.ec2, [rest])[rest] == before[rest]
+    assert backups(two.ec2, rest) == []
+    assert two.sandbox.channel_file_present(before[rest].volume_id)
