@@ -37,7 +37,6 @@ from fleetbench.scenarios import (
     load,
     rescue_per_az,
 )
-
 from remediate.sandbox import Durations
 
 HERE = Path(__file__).resolve().parent

@@ -32,7 +32,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from fleetbench.scenarios import SSM_BUCKETS, Scenario
-
 from remediate.aws.apis import operation
 from remediate.sandbox import Bucket, Durations
 from remediate.sandbox.throttling import (

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ec2_harness import EC2_FLEET, EC2_NO_RETRIES, Ec2Env
 
+from ec2_harness import EC2_FLEET, EC2_NO_RETRIES, Ec2Env
 from remediate.clock import VirtualClock
 from remediate.executor.driver import SyncRuntime
 from remediate.sandbox import Durations, Sandbox

@@ -4,8 +4,8 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest
-from ec2_harness import Ec2Env
 
+from ec2_harness import Ec2Env
 from remediate.actions.contract import Plan, PlannedCall, StepContext, Target
 from remediate.actions.ec2_inspect import ROOT_OF_TAG, SharedAnswers, own_entry
 from remediate.actions.registry import get

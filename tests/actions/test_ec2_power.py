@@ -4,8 +4,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from ec2_harness import Ec2Env
 
+from ec2_harness import Ec2Env
 from remediate.actions.contract import Plan, PlannedCall, Target
 from remediate.actions.ec2_power import describe_checks
 from remediate.actions.registry import get

@@ -3,8 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ec2_harness import Crash, Ec2Env
 
+from ec2_harness import Crash, Ec2Env
 from remediate.actions.ec2_replace_root import ReplaceRoot
 from remediate.actions.registry import get
 from remediate.actions.requests import StepFailed, WaitFailed

@@ -3,8 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ec2_harness import Crash, Ec2Env
 
+from ec2_harness import Crash, Ec2Env
 from remediate.actions.contract import Plan, PlannedCall, Target
 from remediate.actions.ec2_inspect import ROOT_DEVICE_TAG, ROOT_DOT_TAG, ROOT_OF_TAG
 from remediate.actions.registry import get

@@ -7,6 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from remediate.actions.contract import StepContext
+from remediate.actions.requests import ActionRun, AwsError, StepFailed
+from remediate.actions.rescue import AttachVolume, DetachVolume, Repair, RescuePool
+from remediate.actions.rescue_launch import RescueConfig, slot_of
+from remediate.actions.rescue_pool import RescueInstance
+from remediate.sandbox import Fleet, FleetSpec
+from remediate.sandbox.fleet import Target as FleetTarget
 from sandbox_actions import (
     CRASHED,
     REGION,
@@ -18,14 +26,6 @@ from sandbox_actions import (
     instance_state,
     volume_state,
 )
-
-from remediate.actions.contract import StepContext
-from remediate.actions.requests import ActionRun, AwsError, StepFailed
-from remediate.actions.rescue import AttachVolume, DetachVolume, Repair, RescuePool
-from remediate.actions.rescue_launch import RescueConfig, slot_of
-from remediate.actions.rescue_pool import RescueInstance
-from remediate.sandbox import Fleet, FleetSpec
-from remediate.sandbox.fleet import Target as FleetTarget
 
 pytest_plugins = ["conftest_sandbox_actions"]
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sandbox_actions import SCRIPTS
 
 from remediate.actions.ssm import build_script
+from sandbox_actions import SCRIPTS
 
 VOLUME = "vol-0123456789abcdef0"
 DISK = "nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"

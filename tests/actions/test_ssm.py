@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_actions import CRASHED, REGION, Env, Interleaver, build, ec2_target, launch_instance
 
 from remediate.actions.requests import Call, StepFailed
 from remediate.actions.ssm import RunCommand, build_script, command_comment
 from remediate.language.quoting import UnsafeValue
 from remediate.sandbox import FleetSpec
+from sandbox_actions import CRASHED, REGION, Env, Interleaver, build, ec2_target, launch_instance
 
 pytest_plugins = ["conftest_sandbox_actions"]
 

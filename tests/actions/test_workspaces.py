@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from sandbox_actions import REGION, Env, build
 
 from remediate.actions.contract import StepContext, Target
 from remediate.actions.requests import Call, StepFailed
 from remediate.actions.workspaces import Reboot, Rebuild, Restore, Start, WaitState
 from remediate.sandbox import Fleet, FleetSpec
+from sandbox_actions import REGION, Env, build
 
 pytest_plugins = ["conftest_sandbox_actions"]
 

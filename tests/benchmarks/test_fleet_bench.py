@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from fleetbench.bound import bound, path_for
 from fleetbench.report import END, START, render, write_results
 from fleetbench.runner import extrapolate, run
 from fleetbench.scenarios import SSM_BUCKETS, Scenario, Setup
-
 from remediate.sandbox import Bucket, Durations, ThrottlePolicy
 
 READS = ("Describe", "Get", "List")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from fleetbench.bound import (
     Hop,
     bound,
@@ -11,7 +12,6 @@ from fleetbench.bound import (
     reboot_first_path,
     throughput,
 )
-
 from remediate.sandbox import Bucket, Durations
 
 

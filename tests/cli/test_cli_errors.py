@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from cli_support import (
     OFFLINE_REPAIR,
     REBOOT_FIRST,
@@ -18,7 +19,6 @@ from cli_support import (
     root_states,
     run_cli,
 )
-
 from remediate.clock import VirtualClock
 from remediate.sandbox import FleetSpec
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from cli_support import (
     OFFLINE_REPAIR,
     CliSandbox,
@@ -25,7 +26,6 @@ from cli_support import (
     root_states,
     run_cli,
 )
-
 from remediate.cli import launch
 from remediate.executor.events import Event, StepFinished
 from remediate.journal import Journal

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from cli_support import json_file, run_cli, use_fake_aws_env
 
 

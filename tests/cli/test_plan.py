@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from cli_support import (
     OFFLINE_REPAIR,
     REBOOT_FIRST,
@@ -19,7 +20,6 @@ from cli_support import (
     root_states,
     run_cli,
 )
-
 from remediate.aws.clients import DryRunRefused
 from remediate.cli.fleets import demo_spec
 

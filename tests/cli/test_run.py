@@ -10,6 +10,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
+
 from cli_support import (
     OFFLINE_REPAIR,
     CliSandbox,
@@ -24,7 +25,6 @@ from cli_support import (
     run_cli,
     tags,
 )
-
 from remediate.sandbox import FleetSpec
 
 RUN_KEYS = {"run_id", "playbook", "dry_run", "started_at", "finished_at", "summary", "targets"}

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import boto3
-from cli_support import FAKE_AWS_ENV, FOREIGN_AWS_ENV, REBOOT_FIRST, REGION
 
+from cli_support import FAKE_AWS_ENV, FOREIGN_AWS_ENV, REBOOT_FIRST, REGION
 from remediate.cli.launch import Environment, RunRequest, execute
 from remediate.clock import ScaledClock, VirtualClock
 from remediate.sandbox import FleetSpec, Sandbox

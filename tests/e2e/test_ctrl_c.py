@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from cli_support import OFFLINE_REPAIR, misplaced_roots, rescue_instances, root_states
 from e2e_support import SandboxServer, journaled_calls, remediate, wait_for
 

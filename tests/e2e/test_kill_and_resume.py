@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from cli_support import (
     OFFLINE_REPAIR,
     misplaced_roots,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from cli_support import OFFLINE_REPAIR, REBOOT_FIRST, backups, root_states
 from e2e_support import Lines, SandboxServer, remediate, sandbox_env, stop
 
