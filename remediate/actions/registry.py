@@ -7,6 +7,7 @@ whole registry without it.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Iterator
 from typing import TypeVar
 
@@ -29,6 +30,8 @@ ACTION_MODULES = (
     "remediate.actions.control",
 )
 _loaded = False
+# Reentrant: importing an action module registers through this module again.
+_loading = threading.RLock()
 
 
 def register(cls: A) -> A:
@@ -44,13 +47,12 @@ def _load() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    for module in ACTION_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    with _loading:  # threads of one run may look up actions at once
+        if _loaded:
+            return
+        for module in ACTION_MODULES:
+            importlib.import_module(module)  # a module listed and missing is a packaging bug
+        _loaded = True
 
 
 def get(name: str) -> Action | None:

@@ -9,9 +9,10 @@ quotas, not buckets).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 
 @dataclass(frozen=True)
@@ -207,3 +208,9 @@ def is_mutating(service: str, name: str) -> bool:
     """Unknown operations count as mutating: refusing too much beats sending too much."""
     op = OPERATIONS.get(f"{service}.{name}")
     return True if op is None else op.mutating
+
+
+def is_dry_run_probe(service: str, params: Mapping[str, Any]) -> bool:
+    """An EC2 request with ``DryRun=True``: AWS checks the caller's permissions and
+    answers ``DryRunOperation`` or ``UnauthorizedOperation``, changing nothing."""
+    return service == "ec2" and params.get("DryRun") is True

@@ -62,27 +62,32 @@ class ClientCall:
 
     service: str
     operation: str
-    mutating: bool
+    mutating: bool  # False for EC2's DryRun=True permission checks
 
 
 CallHook = Callable[[ClientCall], None]
 
 
-def _call_of(model: Any) -> ClientCall:
+def _call_of(model: Any, request: Any) -> ClientCall:
+    """The call ``model`` names; ``request`` is botocore's serialized request dict."""
     service, operation = model.service_model.service_name, model.name
-    return ClientCall(service, operation, is_mutating(service, operation))
+    body = request.get("body") if isinstance(request, dict) else None
+    # EC2's own dry run (DryRun=True, serialized "true") checks permissions only.
+    probe = service == "ec2" and isinstance(body, dict) and body.get("DryRun") == "true"
+    return ClientCall(service, operation, is_mutating(service, operation) and not probe)
 
 
 class DryRunGuard:
     """A botocore ``before-call`` handler that refuses every mutating operation.
 
     The executor never sends a mutating call in a dry run; this guard is the
-    second line of defence, so a bug there cannot change a fleet. "Mutating" is
+    second line of defence, so a bug there cannot change a fleet. EC2 requests
+    with ``DryRun=True`` pass: AWS only checks the caller's permissions. "Mutating" is
     :func:`remediate.aws.apis.is_mutating` (unknown operations count as mutating).
     """
 
-    def __call__(self, model: Any, **_: Any) -> None:
-        call = _call_of(model)
+    def __call__(self, model: Any, params: Any = None, **_: Any) -> None:
+        call = _call_of(model, params)
         if call.mutating:
             raise DryRunRefused(call.service, call.operation)
 
@@ -114,8 +119,8 @@ class _Hooks:
     def __init__(self, hooks: Sequence[CallHook]) -> None:
         self.hooks = tuple(hooks)
 
-    def __call__(self, model: Any, **_: Any) -> None:
-        call = _call_of(model)
+    def __call__(self, model: Any, params: Any = None, **_: Any) -> None:
+        call = _call_of(model, params)
         for hook in self.hooks:
             hook(call)
 

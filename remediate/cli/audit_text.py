@@ -8,6 +8,7 @@ from typing import Any
 from remediate.findings import FINDINGS
 from remediate.language.durations import format_duration
 from remediate.reporters.record import RunRecord, TargetRecord
+from remediate.reporters.wording import permission_lines, plural
 
 
 def _findings(record: TargetRecord) -> str:
@@ -24,11 +25,12 @@ def _target_lines(record: TargetRecord) -> list[str]:
     if record.refused:
         lines.append(f"    refused: {record.refused}")
     for step in record.planned:
+        when = f" [only if {step.condition}]" if step.condition else ""
         if step.skip:
-            lines.append(f"    skip {step.step} ({step.action}): {step.skip}")
+            lines.append(f"    skip {step.step} ({step.action}){when}: {step.skip}")
         else:
             calls = ", ".join(step.calls) or "no API call"
-            lines.append(f"    {step.step} ({step.action}): {calls}")
+            lines.append(f"    {step.step} ({step.action}){when}: {calls}")
     return lines
 
 
@@ -60,7 +62,7 @@ def audit_text(record: RunRecord) -> str:
     for target in record.targets.values():
         lines.extend(_target_lines(target))
     summary = record.summary()
-    lines += ["", f"{summary['total']} targets: {summary['not_run']} would be worked on, "
+    lines += ["", f"{plural(summary['total'], 'target')}: {summary['not_run']} would be worked on, "
                   f"{summary['refused']} refused"]
     findings = findings_summary(record)
     if findings:
@@ -72,12 +74,22 @@ def audit_text(record: RunRecord) -> str:
     if record.estimate_seconds is not None:
         lines.append(f"estimated duration, paced to the API limits: "
                      f"{format_duration(record.estimate_seconds)}")
+    lines += _permissions(record)
     return "\n".join(lines)
+
+
+def _permissions(record: RunRecord) -> list[str]:
+    if not record.permissions:
+        return []
+    denied = len(record.denied())
+    head = (f"IAM permissions (EC2 DryRun=True): {plural(denied, 'API')} denied"
+            if denied else "IAM permissions (EC2 DryRun=True): nothing denied")
+    return [head, *(f"  {line}" for line in permission_lines(record.permissions))]
 
 
 def preflight_text(record: RunRecord) -> str:
     summary = record.summary()
-    lines = [f"{record.playbook}: {summary['total']} targets selected, "
+    lines = [f"{record.playbook}: {plural(summary['total'], 'target')} selected, "
              f"{summary['not_run']} to work on, {summary['refused']} refused"]
     for target in record.by_status("refused"):
         lines.append(f"  refused {target.target.id}: {target.refused}")
@@ -86,12 +98,14 @@ def preflight_text(record: RunRecord) -> str:
         lines += ["findings:", *findings]
     if record.estimate_seconds is not None:
         lines.append(f"estimated duration: {format_duration(record.estimate_seconds)}")
+    if record.denied():
+        lines += _permissions(record)
     return "\n".join(lines)
 
 
 def canary_text(batch: Any) -> str:
     lines = [f"canary batch: {batch.succeeded} succeeded, {batch.failed} failed; "
-             f"{batch.remaining} targets to go"]
+             f"{plural(batch.remaining, 'target')} to go"]
     for key, status in sorted(batch.statuses.items()):
         lines.append(f"  {key}: {status}")
     return "\n".join(lines)

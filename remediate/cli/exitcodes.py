@@ -8,13 +8,14 @@ from remediate.errors import UserError
 
 OK: Final = 0  # every target succeeded, or the dry run found nothing blocking
 USAGE: Final = 1  # usage or playbook error (nothing was changed in AWS)
-TARGETS_FAILED: Final = 2  # some targets failed or were refused
+TARGETS_FAILED: Final = 2  # some targets failed or were refused (dry run: or a permission denied)
 UNEXPECTED: Final = 3  # a bug or an environment we did not foresee; see the crash log
 INTERRUPTED: Final = 130  # Ctrl-C
 
 EPILOG: Final = (
     "Exit codes: 0 every target succeeded (or the dry run found nothing blocking); "
-    "1 usage or playbook error; 2 some targets failed or were refused; "
+    "1 usage or playbook error; 2 some targets failed or were refused (a dry run: or an "
+    "IAM permission was denied); "
     "3 unexpected error (a crash log is written); 130 interrupted."
 )
 

@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ from remediate.language.loader import bind_params
 from remediate.language.model import Account, Playbook
 
 if TYPE_CHECKING:
+    from remediate.cli.stepfunctions_run import StepFunctionsOptions
     from remediate.executor.engine import Executor
     from remediate.executor.result import RunResult
 
@@ -49,6 +50,15 @@ class Environment:
     session: Any = None  # a boto3 Session replacing the default credentials chain
     endpoint_url: str | None = None
     interactive: bool = True  # may ask questions on the terminal
+
+    def scaled(self, factor: float | None) -> Environment:
+        """With the hidden ``--clock-factor F``: the tool waits F times faster, for
+        rehearsals against `remediate sandbox serve --clock-factor F`."""
+        if not factor:
+            return self
+        from remediate.clock import ScaledClock
+
+        return replace(self, clock=ScaledClock(factor))
 
 
 @dataclass
@@ -66,6 +76,9 @@ class RunRequest:
     dry_run: bool = False
     notify: str | None = None
     plan_format: str = "text"
+    lock_table: str | None = None  # a shared DynamoDB lease table, besides the journal
+    stepfunctions: StepFunctionsOptions | None = None  # run on AWS Step Functions instead
+    clock_factor: float | None = None  # hidden --clock-factor (sandbox rehearsals)
 
     @classmethod
     def from_args(cls, playbook_path: str, targets: TargetArgs, execution: ExecutionArgs,
@@ -73,7 +86,8 @@ class RunRequest:
         return cls(playbook_path, targets, parse_params(execution.params),
                    frozenset(execution.accepted), execution.concurrency,
                    parse_rate_limits(execution.rate_limits), execution.reports,
-                   execution.journal_path, execution.progress, **extra)
+                   execution.journal_path, execution.progress,
+                   clock_factor=execution.clock_factor, **extra)
 
 
 def _accounts(playbook: Playbook, profile: str | None) -> tuple[Account, ...]:
@@ -90,7 +104,7 @@ def _bound_params(playbook: Playbook, overrides: Mapping[str, str]) -> dict[str,
 
 
 def execute(request: RunRequest, env: Environment | None = None) -> int:
-    env = env or Environment()
+    env = (env or Environment()).scaled(request.clock_factor)
     from remediate.aws.clients import ClientFactory
     from remediate.discovery import Overrides, discover, parse_pairs
 
@@ -127,6 +141,10 @@ def execute(request: RunRequest, env: Environment | None = None) -> int:
         return _plan(request, env, playbook, params, targets, factory, run_id)
     if not request.yes:
         _ask_first(request, env, playbook, params, targets, factory)
+    if request.stepfunctions is not None:
+        from remediate.cli.stepfunctions_run import run_on_stepfunctions
+
+        return run_on_stepfunctions(request, env, playbook, params, targets, factory, run_id)
     return _run(request, env, playbook, params, targets, factory, run_id)
 
 
@@ -162,7 +180,7 @@ def _plan(request: RunRequest, env: Environment, playbook: Playbook, params: dic
         raise RuntimeError(f"the dry run tried {result.refused_mutations} mutating call(s); "
                            "they were refused (a bug in an action)")
     refused = [s for s in result.statuses.values() if s in ("refused", "failed")]
-    return exitcodes.TARGETS_FAILED if refused else exitcodes.OK
+    return exitcodes.TARGETS_FAILED if refused or result.denied else exitcodes.OK
 
 
 def _ask_first(request: RunRequest, env: Environment, playbook: Playbook,
@@ -211,6 +229,7 @@ def ctrl_c(executor: Executor) -> Iterator[None]:
 
 def _run(request: RunRequest, env: Environment, playbook: Playbook, params: dict[str, Any],
          targets: list[Any], factory: Any, run_id: str) -> int:
+    from remediate.cli.lock_table import open_leases
     from remediate.executor.engine import Executor
     from remediate.journal import Journal
 
@@ -220,7 +239,8 @@ def _run(request: RunRequest, env: Environment, playbook: Playbook, params: dict
     executor = Executor(playbook, targets, clients=lookup(factory), clock=env.clock, bus=bus,
                         journal=journal, run_id=run_id, params=params,
                         accepted=request.accepted, concurrency=request.concurrency,
-                        rate_limits=request.rate_limits, confirm=confirm)
+                        rate_limits=request.rate_limits, confirm=confirm,
+                        leases=open_leases(request.lock_table, factory, run_id, env.clock))
     click.echo(f"run {run_id}: journal {request.journal_path} "
                f"(`remediate resume {request.journal_path}` continues it)", err=True)
     with ctrl_c(executor):

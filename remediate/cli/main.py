@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
              "and what it risks. Changes nothing."),
     "resume": ("remediate.cli.resume", "resume", "Continue an interrupted run from its "
                "journal."),
+    "export": ("remediate.cli.export", "export", "Compile a playbook into an AWS Step "
+               "Functions state machine definition."),
+    "deploy": ("remediate.cli.export", "deploy", "Create or update a playbook's Step Functions "
+               "state machine; print the IAM policy its role needs."),
     "demo": ("remediate.cli.demo", "demo", "Break a sandbox fleet and fix it: no AWS account "
              "needed."),
     "sandbox": ("remediate.cli.sandbox", "sandbox", "The moto-backed sandbox fleet, as a "

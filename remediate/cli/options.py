@@ -55,6 +55,17 @@ class ExecutionArgs:
     reports: tuple[str, ...] = ()
     journal_path: str = DEFAULT_JOURNAL
     progress: bool | None = None
+    clock_factor: float | None = None
+
+
+CLOCK_FACTOR_HELP = ("Rehearsals against `remediate sandbox serve --clock-factor F`: the "
+                     "tool's own waits (polls, backoff, pacing) run F times faster too.")
+
+
+def clock_factor_option(func: F) -> F:
+    """Hidden: only for the sandbox server, whose state changes run F times faster."""
+    return click.option("--clock-factor", type=click.FloatRange(min=0, min_open=True),
+                        metavar="F", hidden=True, help=CLOCK_FACTOR_HELP)(func)
 
 
 def target_options(func: F) -> F:
@@ -94,6 +105,7 @@ def execution_options(func: F) -> F:
                      help="The run's journal (what `remediate resume` continues)."),
         click.option("--progress/--no-progress", default=None,
                      help="Progress bars (default: when stderr is a terminal)."),
+        clock_factor_option,
     ])
 
 

@@ -9,6 +9,8 @@ import click
 from remediate.cli import exitcodes
 from remediate.cli.exitcodes import UserError
 from remediate.cli.launch import Environment, ctrl_c, exit_code, lookup, subscribers
+from remediate.cli.lock_table import lock_table_option, open_leases
+from remediate.cli.options import clock_factor_option
 from remediate.cli.playbook_arg import load_or_fail
 
 
@@ -20,14 +22,24 @@ from remediate.cli.playbook_arg import load_or_fail
 @click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
               help="Write a report: json:PATH, junit:PATH or md:PATH (repeatable).")
 @click.option("--progress/--no-progress", default=None)
+@clock_factor_option
+@lock_table_option
 def resume(journal: str, run_id: str | None, playbook_path: str | None,
-           reports: tuple[str, ...], progress: bool | None) -> int:
+           reports: tuple[str, ...], progress: bool | None, clock_factor: float | None,
+           lock_table: str | None) -> int:
     """Continue the run journaled in JOURNAL from where it stopped.
 
     Finished steps are not run again; the step that was in flight is re-run
     (every action checks AWS's real state first, so it finishes what it
     started); a rollback in flight goes on; rescue instances are cleaned up.
+
+    JOURNAL may also be the ARN of a failed Step Functions execution (`run --engine
+    stepfunctions`): it is redriven (RedriveExecution) and followed until it ends.
     """
+    from remediate.cli.redrive import is_execution_arn, redrive
+
+    if is_execution_arn(journal):
+        return redrive(journal)
     if not os.path.isfile(journal):
         raise UserError(f"no journal at {journal}")
     from remediate.aws.clients import ClientFactory
@@ -41,13 +53,14 @@ def resume(journal: str, run_id: str | None, playbook_path: str | None,
         raise UserError(f"{journal} has no run {run_id!r}" if run_id
                         else f"{journal} holds no run") from None
     playbook = load_or_fail(playbook_path or record.playbook_path)
-    env = Environment()
+    env = Environment().scaled(clock_factor)
     factory = ClientFactory(playbook.targets.accounts, run_id=record.run_id,
                             session=env.session, endpoint_url=env.endpoint_url)
     bus = subscribers(reports, progress, None, factory)
     try:
         executor = resuming(store, playbook, clients=lookup(factory), clock=env.clock, bus=bus,
-                            run_id=record.run_id)
+                            run_id=record.run_id,
+                            leases=open_leases(lock_table, factory, record.run_id, env.clock))
     except ResumeRefused as exc:
         raise UserError(str(exc)) from None
     click.echo(f"resuming run {record.run_id} ({record.status}) of {playbook.source}", err=True)

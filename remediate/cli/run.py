@@ -6,6 +6,7 @@ import click
 
 from remediate.cli import exitcodes
 from remediate.cli.launch import RunRequest, execute
+from remediate.cli.lock_table import lock_table_option
 from remediate.cli.options import ExecutionArgs, TargetArgs, execution_options, target_options
 
 
@@ -18,8 +19,18 @@ from remediate.cli.options import ExecutionArgs, TargetArgs, execution_options, 
               help="Don't ask before starting, nor after the canary batch.")
 @click.option("--notify", metavar="sns:TOPIC_ARN",
               help="Publish the start, each batch and the summary to an SNS topic.")
+@lock_table_option
+@click.option("--engine", type=click.Choice(["local", "stepfunctions"]), default="local",
+              show_default=True, help="Run here, or as an AWS Step Functions execution "
+                                      "followed from here.")
+@click.option("--state-machine", metavar="NAME",
+              help="stepfunctions: the state machine (default: the playbook's name).")
+@click.option("--role-arn", metavar="ARN",
+              help="stepfunctions: create or update the state machine with this execution "
+                   "role (default: it must be deployed already, with this definition).")
 def run(playbook: str, targets: TargetArgs, execution: ExecutionArgs, dry_run: bool, yes: bool,
-        notify: str | None) -> int:
+        notify: str | None, lock_table: str | None, engine: str, state_machine: str | None,
+        role_arn: str | None) -> int:
     """Run PLAYBOOK across its targets.
 
     Without --yes it first shows what it is about to do to how many targets,
@@ -27,8 +38,18 @@ def run(playbook: str, targets: TargetArgs, execution: ExecutionArgs, dry_run: b
     fared and asks again. Ctrl-C: finish what is in flight and stop (twice: stop
     waiting; the journal lets `remediate resume` continue).
     """
+    stepfunctions = None
+    if engine == "stepfunctions":
+        from remediate.cli.export import compile_or_fail
+        from remediate.cli.options import parse_params
+        from remediate.cli.stepfunctions_run import StepFunctionsOptions
+
+        # A playbook that does not export fails before any AWS call.
+        compile_or_fail(playbook, parse_params(execution.params), frozenset(execution.accepted))
+        stepfunctions = StepFunctionsOptions(state_machine, role_arn)
     return execute(RunRequest.from_args(playbook, targets, execution, dry_run=dry_run, yes=yes,
-                                        notify=notify))
+                                        notify=notify, lock_table=lock_table,
+                                        stepfunctions=stepfunctions))
 
 
 @click.command(epilog=exitcodes.EPILOG)

@@ -18,7 +18,13 @@ from typing import Any
 from botocore import xform_name
 
 from remediate.actions.requests import AwsError, Call, StepFailed
-from remediate.aws.apis import Operation, UnknownOperation, is_mutating, operation
+from remediate.aws.apis import (
+    Operation,
+    UnknownOperation,
+    is_dry_run_probe,
+    is_mutating,
+    operation,
+)
 from remediate.aws.errors import ErrorClass, classify, from_exception
 from remediate.aws.ratelimit import RateLimiter
 from remediate.aws.retry import RetryPolicy
@@ -61,6 +67,11 @@ class Dispatch:
     def api(self) -> str:
         return f"{self.op.service}:{self.op.name}"
 
+    @property
+    def mutates(self) -> bool:
+        """Whether AWS may change something (a DryRun probe never does)."""
+        return self.op.mutating and not is_dry_run_probe(self.op.service, self.params)
+
 
 class CallLayer:
     def __init__(self, scheduler: Scheduler, clients: ClientLookup, limiter: RateLimiter,
@@ -93,7 +104,8 @@ class CallLayer:
         except UnknownOperation as exc:
             ticket.fail(StepFailed(f"{exc.args[0]}: remediate does not know how to pace it"))
             return
-        if self.dry_run and is_mutating(call.service, call.operation):
+        if (self.dry_run and is_mutating(call.service, call.operation)
+                and not is_dry_run_probe(call.service, call.params)):
             self.refused += 1
             ticket.fail(MutationRefused(
                 f"dry run: refused to send {op.service}:{op.name}, which mutates "
@@ -150,7 +162,7 @@ class CallLayer:
     def _journal_intents(self, dispatches: list[Dispatch]) -> None:
         at = self.clock.wall()
         for dispatch in dispatches:
-            if not dispatch.op.mutating:
+            if not dispatch.mutates:
                 continue
             # Defence in depth: submit() already refused these.
             assert not self.dry_run, f"dry run reached the network with {dispatch.api}"
@@ -180,13 +192,13 @@ class CallLayer:
             for call_id in dispatch.call_ids:
                 self.journal.call_result(call_id, at, request_id=request_id, response=response)
             for member in dispatch.members:
-                if dispatch.op.mutating and not member.caller.rollback:
+                if dispatch.mutates and not member.caller.rollback:
                     self.mutated.add(member.caller.target_key)
                 member.ticket.resolve(response)
             return
         aws = from_exception(error, dispatch.op.name)
         # A timeout or a 5xx: AWS may have done it anyway.
-        uncertain = dispatch.op.mutating and classify(aws.code) is ErrorClass.TRANSIENT
+        uncertain = dispatch.mutates and classify(aws.code) is ErrorClass.TRANSIENT
         if uncertain:
             self.mutated.update(m.caller.target_key for m in dispatch.members
                                 if not m.caller.rollback)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remediate.actions.contract import Target
 from remediate.aws.apis import Bucket
@@ -42,10 +42,12 @@ from remediate.executor.events import (
     EventBus,
     Interrupted,
     Notice,
+    PermissionChecked,
     RunFinished,
     RunStarted,
 )
 from remediate.executor.guards import check_max_targets
+from remediate.executor.permission_probe import probe_permissions
 from remediate.executor.planning import plan_target
 from remediate.executor.poller import Poller
 from remediate.executor.preflight_policy import PreflightPolicy
@@ -58,6 +60,9 @@ from remediate.executor.target_runner import TargetRunner
 from remediate.journal import Journal, RunRecord, TargetRecord
 from remediate.kinds import KINDS
 from remediate.language.model import Playbook
+
+if TYPE_CHECKING:
+    from remediate.executor.leasing import TargetLeases
 
 
 def playbook_sha256(playbook: Playbook) -> str:
@@ -88,11 +93,13 @@ class Executor:
         retry: RetryPolicy | None = None,
         inspect_actions: Mapping[str, str] | None = None,
         prior: Mapping[str, TargetRecord] | None = None,
+        leases: TargetLeases | None = None,
     ) -> None:
         """``clients(account, region, service)`` gives a boto3 client; ``confirm`` is asked
         after the canary batch (None: go on without asking); ``inspect_actions`` overrides
         the kinds' inspect actions; ``prior`` is the journal's state of a run being
-        resumed (see :func:`remediate.executor.resume.resuming`)."""
+        resumed (see :func:`remediate.executor.resume.resuming`); ``leases``: a shared
+        lease table (``--lock-table``) locking the targets besides the journal."""
         self.playbook = playbook
         self.targets = tuple(targets)
         self.confirm = confirm
@@ -117,6 +124,11 @@ class Executor:
         scheduler.on_stall = gates.fail_parked
         scheduler.before_wait = journal.commit_stale
         scheduler.add_pump(self._watch_stop)
+        self.leases = leases if not dry_run else None
+        if self.leases is not None:
+            self.leases.attach(scheduler, bus)
+            if confirm is not None:
+                confirm = self.confirm = self.leases.renewing(confirm)
         self.limiter = limiter
         self.rc = RunContext(
             run_id=run_id, playbook=playbook, params=dict(params or {}),
@@ -130,6 +142,7 @@ class Executor:
         self._tasks: dict[Task, TargetRunner] = {}
         self._rollout = Rollout(self.rc, self.concurrency, confirm, self._spawn)
         self._estimate: Estimate | None = None
+        self._permissions: tuple[PermissionChecked, ...] = ()
         # Dry runs: targets whose steps were planned (their status in the result).
         self._planned: set[str] = set()
         self._cleanup_errors: list[str] = []
@@ -178,6 +191,7 @@ class Executor:
             rc.journal.commit()
             rc.journal.set_run_status(rc.run_id, "crashed", rc.now())
             rc.scheduler.close()
+            self._release_finished_leases()
             raise
         try:
             self._cleanup_errors = finish_services(rc, self.targets[0].kind if self.targets
@@ -188,6 +202,8 @@ class Executor:
             if not rc.dry_run:
                 rc.journal.release_locks(rc.run_id)
             rc.scheduler.close()
+            if self.leases is not None:
+                self.leases.release()
         result = self._result()
         rc.bus.publish(RunFinished(rc.run_id, rc.now(), result.summary,
                                    self._estimate.seconds if self._estimate else None))
@@ -219,7 +235,31 @@ class Executor:
                                                   f"{holder.host} is gone)"))
         for key, holder in outcome.refused.items():
             self.runners[key].finish("refused", f"{key} is {holder.describe()}")
-        return [r for r in runners if r.target.key not in outcome.refused]
+        runners = [r for r in runners if r.target.key not in outcome.refused]
+        if self.leases is None:
+            return runners
+        leased = self.leases.lock(self.rc.run_id, [r.target for r in runners], started)
+        for key, holder in leased.taken_over.items():
+            self.rc.bus.publish(Notice("warning", f"{key}: took over an expired lease of run "
+                                                  f"{holder.run_id} (pid {holder.pid} on "
+                                                  f"{holder.host}) in lock table "
+                                                  f"{self.leases.name}"))
+        for key, holder in leased.refused.items():
+            self.runners[key].finish("refused", f"{key} is {holder.describe()} (lock table "
+                                                f"{self.leases.name})")
+        return [r for r in runners if r.target.key not in leased.refused]
+
+    def _release_finished_leases(self) -> None:
+        """After a crash: give back the leases of finished targets only (the others may be
+        mid-way; their leases expire, or ``resume`` on this host takes them back)."""
+        if self.leases is None:
+            return
+        done = [k for k, r in self.runners.items()
+                if r.status is not None and r.status != "interrupted"]
+        try:
+            self.leases.release(done)
+        except Exception as exc:  # never hide the crash being raised
+            self.rc.bus.publish(Notice("warning", f"could not release leases: {exc}"))
 
     def _spawn(self, runner: TargetRunner, gen: Any, on_done: Callable[[], None]) -> None:
         """Run ``gen`` as ``runner``'s task; a crash in it fails the target, not the run."""
@@ -247,9 +287,12 @@ class Executor:
         self.rc.journal.commit()
 
     def _plan(self, runners: list[TargetRunner]) -> None:
-        plans = [(r.target, plan_target(self.rc, r.state)) for r in runners]
+        plans = [(r.state, plan_target(self.rc, r.state)) for r in runners]
         self._planned = {r.target.key for r in runners}
-        self._estimate = estimate(plans, self.limiter, self.concurrency)
+        self._estimate = estimate([(s.target, apis) for s, apis in plans], self.limiter,
+                                  self.concurrency)
+        if not self.rc.stop_level:
+            self._permissions = tuple(probe_permissions(self.rc, plans))
 
     # ---- the end ------------------------------------------------------------------
 
@@ -268,4 +311,5 @@ class Executor:
             self.rc.run_id, self.rc.dry_run, statuses, errors,
             interrupted=self.rc.stop_level > 0, budget_exhausted=self._rollout.budget_exhausted,
             estimate=self._estimate, cleanup_errors=tuple(self._cleanup_errors),
-            api_calls=dict(self.rc.calls.sent), refused_mutations=self.rc.calls.refused)
+            api_calls=dict(self.rc.calls.sent), refused_mutations=self.rc.calls.refused,
+            permissions=self._permissions)

@@ -56,6 +56,24 @@ class StepPlanned(Event):
     calls: tuple[str, ...]
     skip: str | None
     mutating: bool
+    # Runs only if this holds, which the dry run cannot know (an earlier step's output).
+    condition: str | None = None
+
+
+PermissionOutcome = Literal["allowed", "denied", "unchecked"]
+
+
+@dataclass(frozen=True)
+class PermissionChecked(Event):
+    """Dry runs: what EC2's ``DryRun=True`` said about an API the real run would call."""
+
+    account: str
+    region: str
+    api: str  # "ec2:StopInstances"
+    iam_action: str  # "ec2:StopInstances"
+    outcome: PermissionOutcome
+    detail: str  # AWS's answer, or why it could not be asked
+    target: str = ""  # the target whose ids the probe carried
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from remediate.executor.estimate import Estimate
+from remediate.executor.events import PermissionChecked
 
 BAD = frozenset({"failed", "rolled_back", "interrupted"})
 
@@ -27,6 +28,12 @@ class RunResult:
     api_calls: dict[str, int] = field(default_factory=dict)
     # Mutating calls the dry-run guard refused (a bug in an action if ever non-zero).
     refused_mutations: int = 0
+    # Dry runs: what EC2's DryRun=True said about each mutating API the run would call.
+    permissions: tuple[PermissionChecked, ...] = ()
+
+    @property
+    def denied(self) -> list[PermissionChecked]:
+        return [p for p in self.permissions if p.outcome == "denied"]
 
     @property
     def summary(self) -> dict[str, int]:

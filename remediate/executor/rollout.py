@@ -22,6 +22,7 @@ from remediate.executor.events import BatchFinished, BatchStarted, BudgetExhaust
 from remediate.executor.guards import FAILED, BatchResult, FailureBudget, batch_sizes
 from remediate.executor.target_runner import TargetRunner
 from remediate.journal import TargetRecord
+from remediate.reporters.wording import plural
 
 Confirm = Callable[[BatchResult], bool]
 Spawn = Callable[[TargetRunner, Any, Callable[[], None]], None]
@@ -64,7 +65,7 @@ class Rollout:
                     and not budget.exhausted):
                 if not self.confirm(result):
                     rc.bus.publish(Notice("warning", "not confirmed after the canary batch: "
-                                                     f"{len(queue)} target(s) skipped"))
+                                                     f"{plural(len(queue), 'target')} skipped"))
                     self._leave(queue, "skipped", "not confirmed after the canary batch")
                     return
                 rc.journal.set_state(rc.run_id, CANARY_CONFIRMED, True)

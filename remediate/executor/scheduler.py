@@ -125,11 +125,18 @@ def _earliest(a: float | None, b: float | None) -> float | None:
     return a if b is None else min(a, b)
 
 
+def _sooner(a: float, b: float | None) -> float:
+    return a if b is None else min(a, b)
+
+
 class Scheduler:
     def __init__(self, clock: Clock, workers: int = 16) -> None:
         self.clock = clock
         self._handlers: dict[type, Handler] = {}
         self._pumps: list[Pump] = []
+        # Pumps that only keep something alive (lease renewal): their times bound the
+        # waits, but a run waiting only on them is stalled, not waiting.
+        self._keepalives: list[Pump] = []
         self._ready: deque[tuple[Task, Any, BaseException | None]] = deque()
         # Timers that make progress (sleeps, polls, retries) and guards (step timeouts):
         # a run whose only timers are guards is stalled, not waiting.
@@ -153,9 +160,10 @@ class Scheduler:
     def handle(self, kind: type, handler: Handler) -> None:
         self._handlers[kind] = handler
 
-    def add_pump(self, pump: Pump) -> None:
-        """``pump`` runs after every tick's tasks; it returns when it next needs to run."""
-        self._pumps.append(pump)
+    def add_pump(self, pump: Pump, *, keepalive: bool = False) -> None:
+        """``pump`` runs after every tick's tasks; it returns when it next needs to run.
+        A ``keepalive`` pump is run in time too, but is not progress (see ``_keepalives``)."""
+        (self._keepalives if keepalive else self._pumps).append(pump)
 
     def wake(self) -> None:
         """Safe from any thread (and from a signal handler): end the current wait."""
@@ -217,7 +225,8 @@ class Scheduler:
             self._fire_timers(self._timers)
             self._fire_timers(self._guards)
             self._run_ready()
-            wake_at = self._pump()
+            wake_at = self._pump(self._pumps)
+            keep = self._pump(self._keepalives)
             if self._ready:
                 continue
             if not (self.live or self.in_flight):
@@ -226,13 +235,13 @@ class Scheduler:
             guard = _next(self._guards)
             self.before_wait()
             if self.in_flight:
-                self._wait_for_io(_earliest(progress, guard))
+                self._wait_for_io(_earliest(_earliest(progress, guard), keep))
             elif progress is not None:
-                self.clock.sleep_until(progress, self._wake)
+                self.clock.sleep_until(_sooner(progress, keep), self._wake)
             elif self._stalled():
                 continue
             elif guard is not None:
-                self.clock.sleep_until(guard, self._wake)
+                self.clock.sleep_until(_sooner(guard, keep), self._wake)
             else:
                 names = ", ".join(sorted(t.name for t in self.live)[:10])
                 raise RuntimeError(f"scheduler stalled: {len(self.live)} task(s) parked "
@@ -281,9 +290,9 @@ class Scheduler:
             self._step(task, value, error)
         self.ticks += 1
 
-    def _pump(self) -> float | None:
+    def _pump(self, pumps: list[Pump]) -> float | None:
         wake_at: float | None = None
-        for pump in self._pumps:
+        for pump in pumps:
             when = pump()
             if when is not None and (wake_at is None or when < wake_at):
                 wake_at = when

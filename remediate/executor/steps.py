@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from remediate.actions import registry
@@ -62,6 +62,7 @@ class StepOutcome:
     attempts: int
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    refused: str | None = None  # not run: it needs an --accept the run lacks
 
 
 def drive(rc: RunContext, task: Task, gen: ActionRun, timeout: float | None) -> Steps:
@@ -143,6 +144,10 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
     action = registry.get(step.action)
     if action is None:
         return finish("failed", 0, error=f"unknown action {step.action!r}")
+    refusal = rc.policy.step_refusal(action)
+    if refusal is not None:
+        outcome = finish("skipped", 0, error=refusal)
+        return replace(outcome, refused=refusal)
     params, problem = prepare(rc, state, step, path, action)
     if params is None:
         return finish("failed", 0, error=problem)

@@ -10,14 +10,17 @@ stop the next unless its own ``on_failure`` is ``abort``.
 
 Ctrl-C (see :mod:`remediate.executor.engine`): once, no new step starts; a
 target that got past a mutation is rolled back (the safe state for a volume swap
-is "volume back on its instance"), others end ``interrupted`` and ``resume``
-continues them. Twice, no rollback step starts either and waits are abandoned;
-those targets stay journaled mid-way (``interrupted``) for ``resume``.
+is "volume back on its instance") and ends ``interrupted`` too, not counted against
+the failure budget: ``resume`` starts it again from its first step; others
+``resume`` continues where they stopped. Twice, no rollback step starts either and
+waits are abandoned; those targets stay journaled mid-way (``interrupted``) for
+``resume``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import replace
 from typing import Any
 
 from remediate.actions import registry
@@ -37,6 +40,8 @@ from remediate.language.model import Step
 from remediate.language.problems import Problems
 
 ALREADY_HEALTHY = "already-healthy"
+RESTART = "restart"
+"""The phase of a target rolled back because the run was stopped."""
 
 Outcome = tuple[TargetStatus, str | None]
 Flow = Generator[Any, Any, Outcome]
@@ -46,6 +51,9 @@ class TargetRunner:
     def __init__(self, rc: RunContext, target: Target, record: TargetRecord | None = None) -> None:
         self.rc = rc
         self.state = TargetState(target, facts=dict(record.facts or {}) if record else {})
+        if record is not None and record.phase == RESTART:
+            # Rolled back after Ctrl-C: a fresh start (the journal keeps its calls).
+            record = replace(record, phase="inspected", steps=(), mutated=False)
         self.record = record
         self.status: TargetStatus | None = None
         self.error: str | None = None
@@ -153,6 +161,8 @@ class TargetRunner:
                 return (yield from self._stopped(step.id))
             outcome = yield from run_step(rc, self.state, step, ("steps", index),
                                           attempts_before=prior.attempts if prior else 0)
+            if outcome.refused is not None:  # stop here, as it is: nothing failed
+                return "refused", f"stopped before step {step.id}: {outcome.refused}"
             if outcome.status == "failed" and step.on_failure != "continue":
                 return (yield from self._failed(step.on_failure,
                                                 f"step {step.id} failed: {outcome.error}"))
@@ -174,9 +184,16 @@ class TargetRunner:
 
     def _stopped(self, next_step: str) -> Flow:
         reason = f"interrupted by the operator before step {next_step}"
-        if self.mutated and self.rc.playbook.rollback:
-            return (yield from self._rollback(reason))
-        return "interrupted", f"{reason}; `remediate resume` continues it"
+        if not (self.mutated and self.rc.playbook.rollback):
+            return "interrupted", f"{reason}; `remediate resume` continues it"
+        status, error = yield from self._rollback(reason)
+        if status != "rolled_back":
+            return status, error
+        # Put back where it was by the operator's choice, not by a failure: it does not
+        # count against the failure budget, and `resume` starts it again from its first step.
+        self.phase = RESTART
+        return "interrupted", (f"{reason}; rolled back to where it was; "
+                               "`remediate resume` starts it again")
 
     def _rollback(self, reason: str) -> Flow:
         rc, target = self.rc, self.target

@@ -30,9 +30,9 @@ definitions avoid or absorb them):
   compiler writes look-alikes instead (:func:`remediate.export.asl.text`);
 * an EBS volume's attachment has no ``DeleteOnTermination``: the inspect fragment
   reads it from the instance's block device mapping, which both have;
-* an SDK error response without a request id (the sandbox's injected faults on
-  JSON services such as SSM) crashes the interpreter: ``States.Runtime``,
-  ``KeyError('RequestId')``, not catchable by the machine;
+* an SDK error response without a request id crashes the interpreter
+  (``States.Runtime``, ``KeyError('RequestId')``, not catchable by the machine);
+  the sandbox's injected faults carry one, like AWS's errors;
 * no ``RedriveExecution``.
 """
 

@@ -8,7 +8,7 @@ from typing import Any
 from remediate.actions.contract import Target
 
 # Where a target is in its run. ``done`` targets carry their final status.
-Phase = str  # "pending" | "inspected" | "steps" | "rollback" | "done"
+Phase = str  # "pending" | "inspected" | "steps" | "rollback" | "restart" | "done"
 FINISHED_STATUSES = frozenset({"succeeded", "failed", "rolled_back", "refused", "skipped"})
 
 

@@ -6,7 +6,7 @@ Loading goes parse -> validate -> apply defaults -> these objects (see
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,6 +33,27 @@ class Condition:
     ref: str = ""
     operand: Any = None
     children: tuple[Condition, ...] = ()
+
+    def refs(self) -> Iterator[str]:
+        """Every dotted path the condition reads."""
+        if self.ref:
+            yield self.ref
+        for child in self.children:
+            yield from child.refs()
+
+    def describe(self) -> str:
+        """The condition as a short phrase, for the dry-run audit."""
+        if self.op in ("all", "any"):
+            return f" {'and' if self.op == 'all' else 'or'} ".join(
+                f"({c.describe()})" for c in self.children)
+        if self.op == "not":
+            return f"not ({self.children[0].describe()})"
+        words = {"equals": "is", "not_equals": "is not", "in": "is one of",
+                 "not_in": "is not one of"}
+        if self.op == "exists":
+            return f"{self.ref} {'exists' if self.operand else 'does not exist'}"
+        operand = str(self.operand).lower() if isinstance(self.operand, bool) else self.operand
+        return f"{self.ref} {words.get(self.op, self.op)} {operand}"
 
     def evaluate(self, scope: Mapping[str, Any]) -> bool:
         if self.op == "all":

@@ -44,7 +44,8 @@ def needs_a_human(record: RunRecord) -> list[str]:
                   "(so it is still broken).", record.by_status("rolled_back")),
         *_section("Interrupted", "The run stopped while these were mid-way: check them, or "
                   "`remediate resume`.", record.by_status("interrupted")),
-        *_section("Refused", "Not touched: a finding blocks the playbook, or needs `--accept`.",
+        *_section("Refused", "A finding blocks the playbook, or needs `--accept`: not touched, "
+                  "or stopped before the step named.",
                   record.by_status("refused"), _REFUSED_COLUMNS),
         *_section("Not started", "The run ended before these were reached.",
                   record.by_status("pending")),

@@ -16,7 +16,7 @@ from remediate.findings import FINDINGS
 from remediate.language.durations import format_duration
 from remediate.reporters.markdown_blocks import header, run_notes, table
 from remediate.reporters.record import FACT_EXCERPT, PlannedStep, RunRecord, TargetRecord
-from remediate.reporters.wording import finding_line, outcome, plural
+from remediate.reporters.wording import by_urgency, finding_line, outcome, plural
 
 _API = re.compile(r"^([a-z0-9-]+)[:.]([A-Za-z0-9]+)$")
 
@@ -44,6 +44,18 @@ def api_calls(record: RunRecord) -> list[str]:
     return ["## API calls it would make", "",
             "Counted per target; the executor merges calls that take many ids into one request.",
             "", *table(["API call", "Mutating", "Targets"], rows)]
+
+
+def permissions(record: RunRecord) -> list[str]:
+    if not record.permissions:
+        return []
+    rows = [[f"`{p.iam_action}`", f"{p.account}/{p.region}", p.outcome, p.detail]
+            for p in by_urgency(record.permissions)]
+    return ["## IAM permissions", "",
+            "Asked with EC2's `DryRun=True` before anything runs: **denied** means the real "
+            "run would fail there; fix the role first (`remediate iam-policy` prints the "
+            "policy it needs).", "",
+            *table(["Permission", "Where", "Answer", "Detail"], rows)]
 
 
 def by_finding(record: RunRecord) -> list[str]:
@@ -93,7 +105,8 @@ def _target(record: TargetRecord) -> list[str]:
     if record.findings:
         lines += [*(f"- {finding_line(f)}" for f in record.findings), ""]
     if record.planned:
-        rows = [[p.step, p.action, f"skip: {p.skip}" if p.skip else "run",
+        rows = [[p.step, p.action, (f"skip: {p.skip}" if p.skip else "run")
+                 + (f" (only if {p.condition})" if p.condition else ""),
                  ", ".join(f"`{c}`" for c in p.calls) if not p.skip else ""]
                 for p in record.planned]
         lines += table(["Step", "Action", "Would", "API calls"], rows)
@@ -111,6 +124,7 @@ def audit(record: RunRecord) -> str:
         lines += [f"Estimated duration: {format_duration(record.estimate_seconds)}.", ""]
     lines += run_notes(record)
     lines += api_calls(record)
+    lines += permissions(record)
     lines += by_finding(record)
     lines += by_step(record)
     lines += ["## Targets", ""]

@@ -37,6 +37,7 @@ from remediate.executor.events import (
     BudgetExhausted,
     Interrupted,
     Notice,
+    PermissionChecked,
     RollbackStarted,
     RunFinished,
     RunStarted,
@@ -114,10 +115,11 @@ class PlannedStep:
     calls: tuple[str, ...]
     skip: str | None
     mutating: bool
+    condition: str | None = None  # runs only if this holds (known at run time)
 
     def as_dict(self) -> dict[str, Any]:
         return {"step": self.step, "action": self.action, "calls": list(self.calls),
-                "skip": self.skip, "mutating": self.mutating}
+                "skip": self.skip, "mutating": self.mutating, "condition": self.condition}
 
 
 @dataclass
@@ -184,6 +186,7 @@ class RunRecord(Subscriber):
         self.api_retries = 0
         self.throttled = 0
         self.notices: list[Notice] = []
+        self.permissions: list[PermissionChecked] = []
         self.budget: BudgetExhausted | None = None
         self.interrupted = False
         self.closed = False
@@ -211,7 +214,8 @@ class RunRecord(Subscriber):
 
     def on_step_planned(self, event: StepPlanned) -> None:
         self.target(event.target).planned.append(
-            PlannedStep(event.step_id, event.action, event.calls, event.skip, event.mutating))
+            PlannedStep(event.step_id, event.action, event.calls, event.skip, event.mutating,
+                        event.condition))
 
     def on_target_started(self, event: TargetStarted) -> None:
         self.target(event.target).started = True
@@ -258,6 +262,12 @@ class RunRecord(Subscriber):
 
     def on_interrupted(self, event: Interrupted) -> None:
         self.interrupted = True
+
+    def on_permission_checked(self, event: PermissionChecked) -> None:
+        self.permissions.append(event)
+
+    def denied(self) -> list[PermissionChecked]:
+        return [p for p in self.permissions if p.outcome == "denied"]
 
     def on_notice(self, event: Notice) -> None:
         self.notices.append(event)
@@ -326,4 +336,9 @@ class RunRecord(Subscriber):
             "budget_exhausted": None if self.budget is None else {
                 "failed": self.budget.failed, "allowed": self.budget.allowed},
             "interrupted": self.interrupted,
+            "permissions": [
+                {"account": p.account, "region": p.region, "api": p.api,
+                 "iam_action": p.iam_action, "outcome": p.outcome, "detail": p.detail,
+                 "probed_with": p.target}
+                for p in sorted(self.permissions, key=lambda p: (p.account, p.region, p.api))],
         }

@@ -6,6 +6,7 @@ phrases keeps them from drifting apart.
 
 from __future__ import annotations
 
+from remediate.executor.events import PermissionChecked
 from remediate.findings import Finding
 from remediate.language.durations import format_duration
 from remediate.reporters.record import PlannedStep, StepRecord, TargetRecord, severity
@@ -28,6 +29,8 @@ def step_line(step: StepRecord) -> str:
 
 def plan_line(plan: PlannedStep) -> str:
     head = f"{plan.step} ({plan.action})"
+    if plan.condition:
+        head += f" [only if {plan.condition}]"
     if plan.skip:
         return f"{head}: would skip: {plan.skip}"
     calls = ", ".join(plan.calls) if plan.calls else "no API calls"
@@ -49,6 +52,8 @@ def outcome(record: TargetRecord) -> str:
             return step_line(step)
         return record.error or "failed"
     if status == "interrupted":
+        if record.error:  # the executor says where it stopped and what resume will do
+            return record.error
         where = f" during {step.id} ({step.action})" if step is not None else ""
         return f"interrupted{where}; resume the run or check the target"
     if status == "rolled_back":
@@ -62,3 +67,19 @@ def outcome(record: TargetRecord) -> str:
     if status == "pending":
         return "not started"
     return record.error or ""
+
+
+def permission_line(check: PermissionChecked) -> str:
+    """``denied ec2:StopInstances in default/us-east-1: UnauthorizedOperation: ...``"""
+    return (f"{check.outcome} {check.iam_action} in {check.account}/{check.region}: "
+            f"{check.detail}")
+
+
+def by_urgency(checks: list[PermissionChecked]) -> list[PermissionChecked]:
+    """Denied first (what the operator must fix before the real run), then unchecked."""
+    order = {"denied": 0, "unchecked": 1, "allowed": 2}
+    return sorted(checks, key=lambda c: (order[c.outcome], c.account, c.region, c.api))
+
+
+def permission_lines(checks: list[PermissionChecked]) -> list[str]:
+    return [permission_line(c) for c in by_urgency(checks)]

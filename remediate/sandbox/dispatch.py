@@ -7,6 +7,7 @@ are serialized under the world's lock: moto's backends are not thread-safe.
 
 from __future__ import annotations
 
+import uuid
 import warnings
 
 from moto.core.common_types import TYPE_RESPONSE
@@ -32,16 +33,25 @@ def install(patcher: Patcher) -> None:
             admitted = world.throttle is None or world.throttle.admit(
                 service, operation, self.region, self.querystring, now
             )
-            world.calls.append(ApiCall(service, operation, not admitted, now))
+            dry_run = service == "ec2" and self.querystring.get("DryRun") == ["true"]
+            world.calls.append(ApiCall(service, operation, not admitted, now, dry_run))
             fault = world.faults.get(operation)
-            if not admitted or fault is not None:
-                error = (errors.throttled(service) if fault is None or not admitted
-                         else errors.SandboxError(*fault))
+            if not admitted or fault is not None or dry_run:
+                # Like AWS: throttling, then the permission check (faults inject denials),
+                # then a DryRun request stops before any rule or state is looked at.
+                error = (errors.throttled(service) if not admitted
+                         else errors.SandboxError(*fault) if fault is not None
+                         else errors.dry_run_operation())
                 with warnings.catch_warnings():
                     # Models don't declare every error shape (WorkSpaces has no
                     # ThrottlingException); AWS sends them anyway.
                     warnings.simplefilter("ignore", UserWarning)
-                    return self.serialized(ActionResult(error))
+                    status, headers, body = self.serialized(ActionResult(error))
+                # AWS's JSON protocols (SSM, WorkSpaces) carry the request id in a header
+                # (the query protocol, in the body); moto's Step Functions interpreter
+                # fails on an error without one (States.Runtime, KeyError('RequestId')).
+                headers.setdefault("x-amzn-RequestId", str(uuid.uuid4()))
+                return status, headers, body
             return original(self)
 
     patcher.set(BaseResponse, "call_action", call_action)

@@ -17,6 +17,13 @@ class SandboxError(ServiceException):
         super().__init__(code, message)
 
 
+def dry_run_operation() -> SandboxError:
+    """Any EC2 request with DryRun=True that the caller may make (botocore/moto text:
+    AWS checks permissions first, then answers this without doing anything)."""
+    return SandboxError("DryRunOperation",
+                        "Request would have succeeded, but DryRun flag is set.")
+
+
 # ---- EC2 instances -------------------------------------------------------------
 
 

@@ -29,10 +29,12 @@ class ApiCall:
     operation: str
     throttled: bool
     at: float
+    dry_run: bool = False
+    """EC2's ``DryRun=True``: a permission check that changes nothing."""
 
     @property
     def mutating(self) -> bool:
-        return not self.operation.startswith(READ_ONLY_PREFIXES)
+        return not self.dry_run and not self.operation.startswith(READ_ONLY_PREFIXES)
 
 
 @dataclass

@@ -219,6 +219,18 @@ def test_a_dry_run_client_refuses_every_mutating_call(aws: None) -> None:
     assert dict(counter.counts) == {("ec2", "DescribeInstances"): 1}  # refused: never sent
 
 
+def test_a_dry_run_client_lets_ec2_permission_checks_through(aws: None) -> None:
+    counter = CallCounter()
+    ec2 = ClientFactory(dry_run=True, hooks=[counter]).client("ec2", "us-east-1")
+    with pytest.raises(ClientError) as caught:
+        ec2.stop_instances(InstanceIds=["i-0123456789abcdef0"], DryRun=True)
+    assert caught.value.response["Error"]["Code"] == "DryRunOperation"
+    with pytest.raises(DryRunRefused):
+        ec2.stop_instances(InstanceIds=["i-0123456789abcdef0"], DryRun=False)
+    assert dict(counter.counts) == {("ec2", "StopInstances"): 1}
+    assert counter.mutating == 0
+
+
 def test_the_counter_sees_every_call_sent(aws: None) -> None:
     counter = CallCounter()
     factory = ClientFactory(hooks=[counter])

@@ -103,21 +103,27 @@ def test_ctrl_c_between_batches_then_resume_fixes_every_target(
     assert rescue_instances(three.ec2) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "executor: a target rolled back because of Ctrl-C counts as a failure against the "
-    "budget (ec2-offline-repair allows 10%: none of 3), so the run reports 'failure budget "
-    "exhausted' and `remediate resume` skips every target not started yet ('not started: "
-    "the failure budget is spent', exit 2); the rolled-back canary is not redone either"))
 def test_ctrl_c_mid_step_then_resume_fixes_every_target(
         three: CliSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
+    canary = sorted(three.fleet.instance_ids())[0]
     before = root_states(three.ec2, three.fleet.instance_ids())
-    ctrl_c_after(monkeypatch, "backup")
+    ctrl_c_after(monkeypatch, "backup")  # the canary made its backup: a mutation
     assert run_offline_repair(three, tmp_path / "j.sqlite") == 130
+    journal = Journal(tmp_path / "j.sqlite")
+    record = journal.targets(journal.run().run_id)[f"default/us-east-1/{canary}"]
+    # Rolled back by the operator's choice: not a failure, started again by resume.
+    assert (record.phase, record.status) == ("restart", "interrupted")
+    assert record.error == ("interrupted by the operator before step detach; rolled back to "
+                            "where it was; `remediate resume` starts it again")
+    assert "failure budget" not in capsys.readouterr().err
 
     code = run_cli("resume", str(tmp_path / "j.sqlite"), "--no-progress")
 
-    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.splitlines()[-1] == f"run {journal.run().run_id} finished: 3 succeeded"
+    assert len(backups(three.ec2, canary)) == 1  # its first backup found again, not redone
     for state in before.values():
         assert repair_problems(three.ec2, state, three.sandbox.channel_file_present) == []
 

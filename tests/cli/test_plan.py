@@ -47,18 +47,21 @@ def fleet_state(cli: CliSandbox) -> tuple[Any, ...]:
 
 
 # Playbook, its options, and the audit's exit code on the demo fleet: 2 when some target
-# would be refused (a blocking finding, or a destructive one not accepted).
+# would be refused (a blocking finding, or a destructive one not accepted). WorkSpaces'
+# restore runs only if the reboot does not help: that is judged when a target gets there.
 AUDITS = [
     (OFFLINE_REPAIR, ["--rescue"], 2),
     (REBOOT_FIRST, [], 0),
     (REPLACE_ROOT, ["--accept", "root-replacement-data-loss"], 0),
-    (WORKSPACES_RECOVER, [], 2),
+    (REPLACE_ROOT, [], 2),
+    (WORKSPACES_RECOVER, [], 0),
 ]
 
 
 @pytest.mark.parametrize("command", [["plan"], ["run", "--dry-run"]], ids=["plan", "dry-run"])
 @pytest.mark.parametrize(("playbook", "options", "expected"), AUDITS,
-                         ids=[Path(p).stem for p, _, _ in AUDITS])
+                         ids=[Path(p).stem + ("-accepted" if o and o[0] == "--accept" else "")
+                              for p, o, _ in AUDITS])
 def test_a_dry_run_sends_no_mutating_call(
         demo_fleet: CliSandbox, playbook: str, options: list[str], expected: int,
         command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -154,13 +157,10 @@ def test_the_clients_of_a_dry_run_refuse_mutating_calls_in_code(
     assert root_states(demo_fleet.ec2, [target])[target].state == "running"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 5: the dry run does not use EC2's DryRun=True to find missing IAM permissions; "
-    "nothing in remediate/ sends DryRun (grep DryRun), so a plan passes while the role "
-    "cannot StopInstances"))
 def test_plan_reports_a_missing_iam_permission_found_with_dry_run_true(
         demo_fleet: CliSandbox, capsys: pytest.CaptureFixture[str]) -> None:
     target = demo_fleet.fleet.instance_ids("plain")[0]
+    demo_fleet.sandbox.reset_api_calls()
     demo_fleet.sandbox.fail("StopInstances", "UnauthorizedOperation",
                             "You are not authorized to perform this operation.")
     try:
@@ -168,5 +168,50 @@ def test_plan_reports_a_missing_iam_permission_found_with_dry_run_true(
     finally:
         demo_fleet.sandbox.clear_faults()
     out = capsys.readouterr().out
-    assert "ec2:StopInstances" in out and "UnauthorizedOperation" in out
     assert code == 2
+    assert ("IAM permissions (EC2 DryRun=True): 1 API denied\n"
+            "  denied ec2:StopInstances in default/us-east-1: UnauthorizedOperation: You are "
+            "not authorized to perform this operation.\n"
+            "  unchecked ec2:RunInstances in default/us-east-1: acts on a rescue instance that "
+            "does not exist before the run\n"
+            "  unchecked ssm:SendCommand in default/us-east-1: ssm has no dry-run flag; see "
+            "`remediate iam-policy`\n"
+            "  allowed ec2:AttachVolume in default/us-east-1: DryRunOperation\n") in out
+    # Asked once per API, with the target's own ids, and nothing mutated.
+    assert demo_fleet.mutating_calls() == []
+    probes = [c for c in demo_fleet.sandbox.api_calls if c.dry_run]
+    assert sorted(c.operation for c in probes) == [
+        "AttachVolume", "CreateSnapshot", "CreateTags", "DetachVolume",
+        "ModifyInstanceAttribute", "StartInstances", "StopInstances"]
+
+
+def test_plan_json_lists_every_permission_check(
+        demo_fleet: CliSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    target = demo_fleet.fleet.instance_ids("plain")[0]
+    assert run_cli("plan", REBOOT_FIRST, "--target-ids", target, "--format", "json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["permissions"] == [{
+        "account": "default", "region": "us-east-1", "api": "ec2:RebootInstances",
+        "iam_action": "ec2:RebootInstances", "outcome": "allowed",
+        "detail": "DryRunOperation", "probed_with": f"default/us-east-1/{target}"}]
+
+
+def test_a_step_behind_an_earlier_steps_output_is_planned_with_its_condition(
+        demo_fleet: CliSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    [space, *_] = sorted(w.workspace_id for w in demo_fleet.fleet.workspaces)
+    assert run_cli("plan", WORKSPACES_RECOVER, "--target-ids", space) == 0
+    out = capsys.readouterr().out
+    assert ("    skip restore (workspaces.restore) [only if steps.reboot.outputs.healthy is "
+            "false, known at run time]: would stop the target here: "
+            "workspace-restore-data-loss not accepted (--accept workspace-restore-data-loss): "
+            "restoring a WorkSpace loses up to 12 hours of user data (back to the last healthy "
+            "snapshot)\n") in out
+
+    assert run_cli("plan", WORKSPACES_RECOVER, "--target-ids", space, "--format", "json",
+                   "--accept", "workspace-restore-data-loss",
+                   "--accept", "workspace-rebuild-data-loss") == 0
+    [target] = json.loads(capsys.readouterr().out)["targets"]
+    restore = next(p for p in target["planned"] if p["step"] == "restore")
+    assert restore == {"step": "restore", "action": "workspaces.restore",
+                       "calls": ["workspaces:RestoreWorkspace"], "skip": None, "mutating": True,
+                       "condition": "steps.reboot.outputs.healthy is false, known at run time"}

@@ -201,7 +201,7 @@ def test_after_the_canary_a_no_leaves_the_other_targets_untouched(
 
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "canary batch: 1 succeeded, 0 failed" in err
+    assert "canary batch: 1 succeeded, 0 failed; 1 target to go\n" in err
     assert "Go on with the remaining targets? [y/N]: " in err
     assert f"{rest} (us-east-1): skipped: not confirmed after the canary batch" in err
     assert repair_problems(two.ec2, before[canary], two.sandbox.channel_file_present) == []

@@ -2,8 +2,7 @@
 
 The server runs on a scaled clock (``--clock-factor F``: F simulated seconds per
 real second). So that the tool's own waits (15 s polls, step timeouts) pass at the
-same pace, `remediate` runs through ``scaled_remediate.py``, which is the real
-command with a ``ScaledClock(F)`` instead of the real clock; everything else
+same pace, `remediate` gets the same (hidden) ``--clock-factor F``; everything
 (processes, signals, the journal on disk, boto3 over HTTP) is what an operator
 rehearsing against ``remediate sandbox serve`` gets.
 """
@@ -32,8 +31,6 @@ from remediate.cli.launch import Environment, RunRequest, execute
 from remediate.clock import ScaledClock, VirtualClock
 from remediate.sandbox import FleetSpec, Sandbox
 
-HERE = Path(__file__).resolve().parent
-SCALED_REMEDIATE = HERE / "scaled_remediate.py"
 CLOCK_FACTOR_VARIABLE = "REMEDIATE_TEST_CLOCK_FACTOR"
 
 
@@ -178,10 +175,10 @@ class Remediate:
 def remediate(args: Sequence[str], env: dict[str, str], log: Path, *,
               scaled: bool = True, stdin: int | IO[Any] = subprocess.DEVNULL) -> Remediate:
     """Start `remediate ARGS` (on the scaled clock unless ``scaled`` is false)."""
-    entry = [str(SCALED_REMEDIATE)] if scaled else ["-m", "remediate"]
+    pace = ["--clock-factor", env[CLOCK_FACTOR_VARIABLE]] if scaled else []
     with log.with_suffix(".out").open("wb") as out, log.with_suffix(".err").open("wb") as err:
-        process = subprocess.Popen([sys.executable, *entry, *args], stdin=stdin, stdout=out,
-                                   stderr=err, env=env)
+        process = subprocess.Popen([sys.executable, "-m", "remediate", *args, *pace],
+                                   stdin=stdin, stdout=out, stderr=err, env=env)
     return Remediate(process, log)
 
 

@@ -202,7 +202,7 @@ def test_the_canary_batch_goes_first_and_a_no_stops_the_rest(
     assert result.summary == {"succeeded": 1, "skipped": 9}
     assert [tags_of(sandbox, i) for i in fleet_ids[:2]] == [{"fixed": "yes"}, {}]
     assert events_of(events, Notice)[-1].message == (
-        "not confirmed after the canary batch: 9 target(s) skipped")
+        "not confirmed after the canary batch: 9 targets skipped")
 
 
 def test_after_a_confirmed_canary_batches_grow_and_repeat(

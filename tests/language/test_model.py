@@ -21,6 +21,18 @@ def test_conditions() -> None:
         SCOPE)
 
 
+def test_conditions_name_what_they_read_and_say_it_in_words() -> None:
+    either = Condition("any", children=(
+        Condition("equals", "steps.reboot.outputs.healthy", False),
+        Condition("not", children=(Condition("in", "target.state", ["stopped"]),)),
+        Condition("exists", "params.snapshot_id", True)))
+    assert list(either.refs()) == ["steps.reboot.outputs.healthy", "target.state",
+                                   "params.snapshot_id"]
+    assert either.describe() == ("(steps.reboot.outputs.healthy is false) or "
+                                 "(not (target.state is one of ['stopped'])) or "
+                                 "(params.snapshot_id exists)")
+
+
 def test_batch_sizes() -> None:
     assert BatchSize(count=1).resolve(1000) == 1
     assert BatchSize(percent=5).resolve(1000) == 50

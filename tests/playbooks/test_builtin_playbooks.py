@@ -9,6 +9,7 @@ with a finding are refused unless the operator accepted it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,8 +147,31 @@ def test_workspaces_destructive_steps_need_acceptance(sandbox: Sandbox, tmp_path
         found = client.describe_workspaces(WorkspaceIds=ids)["Workspaces"]
         return {w["WorkspaceId"]: w["State"] for w in found}
 
-    before = states()
-    assert run(sandbox, "workspaces-recover.yaml", tmp_path) == 2
-    # Refused before any change: no mutating call at all, every WorkSpace as it was.
+    fixed_by = {w.workspace_id: w.fixed_by for w in fleet.workspaces}
+    assert sorted(fixed_by.values()) == ["reboot", "rebuild", "restore", "stopped"]
+    report = tmp_path / "run.json"
+    assert run(sandbox, "workspaces-recover.yaml", tmp_path,
+               reports=(f"json:{report}",)) == 2
+    # What needs no data loss was done (start, reboot); each WorkSpace that needs a
+    # restore or a rebuild stopped before that step, and was never restored or rebuilt.
+    outcome = {t["id"]: (t["status"], t["error"])
+               for t in json.loads(report.read_text())["targets"]}
+    restore_needed = ("refused", "stopped before step restore: workspace-restore-data-loss "
+                      "not accepted (--accept workspace-restore-data-loss): restoring a "
+                      "WorkSpace loses up to 12 hours of user data (back to the last healthy "
+                      "snapshot)")
+    assert outcome == {wid: ("succeeded", None) if how in ("reboot", "stopped")
+                       else restore_needed for wid, how in fixed_by.items()}
+    assert {c.operation for c in sandbox.api_calls if c.mutating} == {
+        "StartWorkspaces", "RebootWorkspaces"}
+    assert {wid: state for wid, state in states().items()
+            if fixed_by[wid] in ("reboot", "stopped")} == {
+        wid: "AVAILABLE" for wid, how in fixed_by.items() if how in ("reboot", "stopped")}
+
+
+def test_root_replacement_needs_acceptance_before_anything_runs(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.build_fleet(FleetSpec(plain=2, azs=1))
+    assert run(sandbox, "ec2-replace-root-volume.yaml", tmp_path) == 2
+    # Its destructive step is unconditional: refused up front, no mutating call at all.
     assert [c for c in sandbox.api_calls if c.mutating] == []
-    assert states() == before

@@ -58,7 +58,7 @@ The fix failed and the target was put back as it was (so it is still broken).
 
 ### Refused (1)
 
-Not touched: a finding blocks the playbook, or needs `--accept`.
+A finding blocks the playbook, or needs `--accept`: not touched, or stopped before the step named.
 
 | Target | Region | Account | What happened | Findings | What to do |
 |---|---|---|---|---|---|

@@ -90,6 +90,7 @@ def test_a_run_with_every_outcome_is_recorded_exactly(events: list[Event]) -> No
                      "message": "rescue pool in us-east-1a used 2 instances"}],
         "budget_exhausted": None,
         "interrupted": False,
+        "permissions": [],  # dry runs only
     }
     assert record.closed
     assert record.failures == 0  # the unknown event type was ignored, not an error
@@ -107,9 +108,9 @@ def test_a_dry_run_plans_and_refuses_but_nothing_succeeds(dry_events: list[Event
     assert planned["planned"] == [
         {"step": "stop", "action": "ec2.stop",
          "calls": ["ec2:StopInstances", "ec2:DescribeInstances"], "skip": None,
-         "mutating": True},
+         "mutating": True, "condition": None},
         {"step": "start", "action": "ec2.start", "calls": ["ec2:StartInstances"],
-         "skip": "already running", "mutating": True},
+         "skip": "already running", "mutating": True, "condition": None},
     ]
     assert refused["refused"] == "stop-protection: DisableApiStop is set"
     assert refused["planned"] == []

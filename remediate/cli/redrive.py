@@ -1,0 +1,66 @@
+"""`remediate resume EXECUTION_ARN`: redrive a failed Step Functions execution.
+
+RedriveExecution restarts a failed, timed out or aborted execution from the
+states that did not succeed (for a Distributed Map: its failed items only). This
+command checks the execution can be redriven, redrives it, and follows its
+status until it ends (not its Map Runs: which targets a redrive re-ran is not
+mapped to per-target events). moto 5.2.5 does not implement RedriveExecution.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import click
+
+from remediate.cli import exitcodes
+from remediate.cli.exitcodes import UserError
+
+REDRIVABLE: Final = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
+
+
+def is_execution_arn(text: str) -> bool:
+    parts = text.split(":")
+    return len(parts) >= 8 and parts[:3] == ["arn", "aws", "states"] and parts[5] == "execution"
+
+
+def _error(exc: Any) -> str:
+    error = exc.response.get("Error", {})
+    return f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+
+
+def redrive(arn: str) -> int:
+    from botocore.exceptions import ClientError
+
+    from remediate.aws.clients import ClientFactory
+    from remediate.cli import launch
+    from remediate.cli.stepfunctions_run import pause_for
+    from remediate.export.follow import RUNNING
+
+    env = launch.Environment()
+    factory = ClientFactory(run_id="redrive", session=env.session, endpoint_url=env.endpoint_url)
+    sfn = factory.client("stepfunctions", arn.split(":")[3])
+    try:
+        status = sfn.describe_execution(executionArn=arn)["status"]
+    except ClientError as exc:
+        raise UserError(f"execution {arn}: {_error(exc)}") from None
+    if status not in REDRIVABLE:
+        raise UserError(f"execution {arn} is {status}: only a failed, timed out or aborted "
+                        "execution can be redriven")
+    try:
+        redriven = sfn.redrive_execution(executionArn=arn)
+    except NotImplementedError:  # moto, in process
+        raise UserError("this Step Functions endpoint does not implement RedriveExecution "
+                        "(moto does not): nothing was redriven") from None
+    except ClientError as exc:
+        raise UserError(f"cannot redrive {arn}: {_error(exc)}") from None
+    click.echo(f"redriven {arn} at {redriven.get('redriveDate')}; following it", err=True)
+    pause = pause_for(env.clock)
+    while (found := sfn.describe_execution(executionArn=arn))["status"] == RUNNING:
+        pause()
+    if found["status"] == "SUCCEEDED":
+        click.echo(f"execution {arn} succeeded", err=True)
+        return exitcodes.OK
+    click.echo(f"execution {arn} ended {found['status']}: {found.get('error')}: "
+               f"{found.get('cause')}", err=True)
+    return exitcodes.TARGETS_FAILED

@@ -1,0 +1,265 @@
+"""`remediate run --engine stepfunctions`: the run on AWS Step Functions, followed from here.
+
+Discovery, the pre-flight findings and the question before starting are the
+local run's (:func:`remediate.cli.launch.execute` calls in here after them):
+refused targets stay refused, ``--accept`` is honoured. The targets that may go
+on are leased (``--lock-table``), the state machine is checked against this
+playbook and these parameters (and created or updated with ``--role-arn``), then
+an execution is started with them: the canary batch alone first when the playbook
+pauses after it (then the question, then the other batches in a second
+execution), else all batches at once. The executions are followed through their
+history (:mod:`remediate.export.follow`), publishing the executor's events to the
+same subscribers, so progress, reports and exit codes are a local run's.
+
+Leases live as long as this process follows the execution: stopped with Ctrl-C,
+the execution goes on in AWS but its leases expire after their ttl.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import click
+
+from remediate.actions.contract import Target
+from remediate.cli.exitcodes import UserError
+from remediate.clock import Clock, VirtualClock
+from remediate.executor.events import (
+    Event,
+    EventBus,
+    Notice,
+    RunFinished,
+    RunStarted,
+    TargetFinished,
+    TargetInspected,
+)
+from remediate.language.model import Playbook
+
+if TYPE_CHECKING:
+    from remediate.cli.launch import Environment, RunRequest
+    from remediate.executor.leasing import TargetLeases
+    from remediate.export.follow import Followed
+
+POLL_SECONDS: Final = 5.0
+# With a simulated clock the execution still runs in real time (moto's threads):
+# wait this long for real between polls, without moving the clock.
+SIMULATED_POLL_SECONDS: Final = 0.05
+
+
+@dataclass(frozen=True)
+class StepFunctionsOptions:
+    state_machine: str | None = None  # default: the playbook's name
+    role_arn: str | None = None  # create or update the machine with this execution role
+
+
+def pause_for(clock: Clock) -> Callable[[], object]:
+    if isinstance(clock, VirtualClock):
+        idle = threading.Event()
+        return lambda: idle.wait(SIMULATED_POLL_SECONDS)
+    return lambda: clock.sleep(POLL_SECONDS)
+
+
+class _Preflight:
+    """Forwards the pre-flight's findings and refusals to the run's subscribers."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, TargetInspected | TargetFinished | Notice):
+            self.bus.publish(event)
+
+
+def run_on_stepfunctions(request: RunRequest, env: Environment, playbook: Playbook,
+                         params: dict[str, Any], targets: list[Target], factory: Any,
+                         run_id: str) -> int:
+    from remediate.cli.launch import exit_code, subscribers
+    from remediate.executor.result import RunResult
+
+    options = request.stepfunctions or StepFunctionsOptions()
+    bus = subscribers(request.reports, request.progress, request.notify, factory)
+    bus.publish(RunStarted(run_id, playbook.source, False, env.clock.wall(), tuple(targets),
+                           tuple(s.id for s in playbook.steps)))
+    statuses = _preflight(request, env, playbook, params, targets, factory, bus)
+    eligible = [t for t in targets if statuses.get(t.key) == "planned"]
+    statuses = {k: v for k, v in statuses.items() if v != "planned"}
+    errors: dict[str, str] = {}
+    leases = _leases(request, factory, run_id, env.clock)
+    try:
+        if leases is not None and eligible:
+            eligible = _lease(leases, run_id, eligible, env, bus, statuses)
+        if eligible:
+            followed = _start_and_follow(request, options, env, playbook, eligible, factory,
+                                         run_id, bus, leases)
+            statuses.update(followed.statuses)
+            errors.update(followed.errors)
+            for target in eligible:
+                if target.key not in statuses:
+                    reason = f"not started: the execution ended {followed.status}"
+                    statuses[target.key], errors[target.key] = "skipped", reason
+                    bus.publish(TargetFinished(target, "skipped", reason))
+    except KeyboardInterrupt:
+        raise  # the execution goes on in AWS: its leases are left to expire
+    except BaseException:
+        if leases is not None:
+            leases.release()
+        raise
+    if leases is not None:
+        leases.release()
+    result = RunResult(run_id, False, statuses, errors)
+    bus.publish(RunFinished(run_id, env.clock.wall(), result.summary))
+    return exit_code(result)
+
+
+def _preflight(request: RunRequest, env: Environment, playbook: Playbook,
+               params: dict[str, Any], targets: list[Target], factory: Any,
+               bus: EventBus) -> dict[str, str]:
+    """The local pre-flight (a quiet dry run): each target's status, ``planned`` if it
+    may go on."""
+    from remediate.cli.launch import lookup
+    from remediate.executor.engine import Executor
+    from remediate.journal import Journal
+
+    quiet = EventBus()
+    quiet.subscribe(_Preflight(bus))
+    result = Executor(playbook, targets, clients=lookup(factory), clock=env.clock, bus=quiet,
+                      journal=Journal.memory(), run_id="preflight", params=params,
+                      accepted=request.accepted, dry_run=True,
+                      concurrency=request.concurrency, rate_limits=request.rate_limits).run()
+    return dict(result.statuses)
+
+
+def _leases(request: RunRequest, factory: Any, run_id: str, clock: Clock) -> TargetLeases | None:
+    from remediate.cli.lock_table import open_leases
+
+    return open_leases(request.lock_table, factory, run_id, clock)
+
+
+def _lease(leases: TargetLeases, run_id: str, eligible: list[Target], env: Environment,
+           bus: EventBus, statuses: dict[str, str]) -> list[Target]:
+    outcome = leases.lock(run_id, eligible, env.clock.wall().isoformat())
+    for key, holder in outcome.taken_over.items():
+        bus.publish(Notice("warning", f"{key}: took over an expired lease of run "
+                                      f"{holder.run_id} in lock table {leases.name}"))
+    for target in eligible:
+        held = outcome.refused.get(target.key)
+        if held is not None:
+            reason = f"{target.key} is {held.describe()} (lock table {leases.name})"
+            statuses[target.key] = "refused"
+            bus.publish(TargetFinished(target, "refused", reason))
+    return [t for t in eligible if t.key not in outcome.refused]
+
+
+def _state_machine(options: StepFunctionsOptions, playbook: Playbook,
+                   definition: Mapping[str, Any], sfn: Any) -> str:
+    """The ARN of a state machine running exactly ``definition``."""
+    from remediate.export.deploy import deploy, find_state_machine, is_current
+
+    name = options.state_machine or playbook.name
+    if options.role_arn:
+        deployed = deploy(sfn, name, definition, options.role_arn, playbook.name)
+        if deployed.change != "unchanged":
+            click.echo(f"state machine {name} {deployed.change}: {deployed.arn}", err=True)
+        return deployed.arn
+    arn = find_state_machine(sfn, name)
+    if arn is None:
+        raise UserError(f"no state machine {name}: deploy it first (`remediate deploy "
+                        f"{playbook.source} --role-arn ARN`), or pass --role-arn")
+    if not is_current(sfn, arn, definition):
+        raise UserError(f"state machine {name} does not run this playbook with these --param "
+                        f"and --accept values: deploy it again (`remediate deploy "
+                        f"{playbook.source} --role-arn ARN ...`), or pass --role-arn")
+    return arn
+
+
+def _start_and_follow(request: RunRequest, options: StepFunctionsOptions, env: Environment,
+                      playbook: Playbook, eligible: list[Target], factory: Any, run_id: str,
+                      bus: EventBus, leases: TargetLeases | None) -> Followed:
+    from remediate.cli.export import compile_or_fail
+    from remediate.export import execution_input
+
+    regions = sorted({t.region for t in eligible})
+    if len(regions) > 1:
+        raise UserError(f"a state machine works in one Region; the targets are in "
+                        f"{', '.join(regions)}: pass --region")
+    compiled = compile_or_fail(request.playbook_path, request.params, request.accepted)
+    sfn = factory.client("stepfunctions", regions[0])
+    machine = _state_machine(options, playbook, compiled.definition, sfn)
+    whole = execution_input(playbook, eligible, run_id)
+    by_item = {(t.account, t.region, t.id): t for t in eligible}
+    batches = [[by_item[(i["account"], i["region"], i["id"])] for i in batch]
+               for batch in whole["batches"]]
+    pause = not request.yes and playbook.guards.pause_after_canary and len(batches) > 1
+    parts = [slice(0, 1), slice(1, None)] if pause else [slice(None)]
+    tick = leases.pump if leases is not None else None  # renew while following
+    followed: Followed | None = None
+    for number, part in enumerate(parts):
+        name = run_id if number == 0 else f"{run_id}-rest"
+        arn = _start(sfn, machine, name, execution_input(playbook, eligible, run_id, part))
+        click.echo(f"run {run_id}: execution {arn}", err=True)
+        followed = _follow(sfn, arn, bus, env.clock, batches, part, tick, followed)
+        ask = leases.renewing(_go_on) if leases is not None else _go_on
+        if number == 0 and pause and not ask((batches, followed)):
+            _not_confirmed([t for b in batches[1:] for t in b], followed, bus)
+            break
+        if followed.status != "SUCCEEDED":
+            break
+    assert followed is not None
+    if followed.status != "SUCCEEDED":
+        bus.publish(Notice("error", f"the execution ended {followed.status}: "
+                                    f"{followed.error}: {followed.cause}"))
+    return followed
+
+
+def _start(sfn: Any, machine: str, name: str, document: Mapping[str, Any]) -> str:
+    import json
+
+    from remediate.export import execution_name
+
+    started = sfn.start_execution(stateMachineArn=machine, name=execution_name(name),
+                                  input=json.dumps(document, separators=(",", ":")))
+    return str(started["executionArn"])
+
+
+def _follow(sfn: Any, arn: str, bus: EventBus, clock: Clock, batches: Sequence[list[Target]],
+            part: slice, tick: Callable[[], object] | None,
+            before: Followed | None) -> Followed:
+    from remediate.export.follow import ExecutionFollower
+
+    first = part.start or 0
+    follower = ExecutionFollower(sfn, bus, clock, batches[part], first=first,
+                                 total=len(batches), pause=pause_for(clock),
+                                 tick=tick)
+    try:
+        followed = follower.follow(arn)
+    except KeyboardInterrupt:
+        click.echo(f"stopped following; the execution goes on in AWS: {arn} (stop it with "
+                   "`aws stepfunctions stop-execution`)", err=True)
+        raise
+    if before is not None:
+        followed.statuses = {**before.statuses, **followed.statuses}
+        followed.errors = {**before.errors, **followed.errors}
+    return followed
+
+
+def _not_confirmed(rest: list[Target], followed: Followed, bus: EventBus) -> None:
+    from remediate.reporters.wording import plural
+
+    reason = "not confirmed after the canary batch"
+    bus.publish(Notice("warning", f"{reason}: {plural(len(rest), 'target')} skipped"))
+    for target in rest:
+        followed.statuses[target.key], followed.errors[target.key] = "skipped", reason
+        bus.publish(TargetFinished(target, "skipped", reason))
+
+
+def _go_on(canary: tuple[Sequence[list[Target]], Followed]) -> bool:
+    from remediate.cli.launch import _canary_prompt
+    from remediate.executor.guards import BatchResult
+
+    batches, followed = canary
+    statuses = {t.key: followed.statuses.get(t.key, "interrupted") for t in batches[0]}
+    remaining = sum(len(b) for b in batches[1:])
+    return _canary_prompt(BatchResult(0, statuses, remaining))
