@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,9 @@ class RunContext:
     inspect_actions: Mapping[str, str]
     # 0: running; 1: Ctrl-C once (no new steps); 2: twice (no rollback steps, stop waiting).
     stop_level: int = 0
+    # Target key -> why this run may no longer work on it (a shared lease lost to
+    # another run): it starts no further step, rollback included.
+    lost: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> str:

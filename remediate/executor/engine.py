@@ -125,8 +125,9 @@ class Executor:
         scheduler.before_wait = journal.commit_stale
         scheduler.add_pump(self._watch_stop)
         self.leases = leases if not dry_run else None
+        lost: dict[str, str] = {}
         if self.leases is not None:
-            self.leases.attach(scheduler, bus)
+            self.leases.attach(scheduler, bus, lost)
             if confirm is not None:
                 confirm = self.confirm = self.leases.renewing(confirm)
         self.limiter = limiter
@@ -136,7 +137,7 @@ class Executor:
             journal=journal, scheduler=scheduler, calls=calls, gates=gates,
             services=Services(run_id, journal),
             policy=PreflightPolicy.for_playbook(playbook, params or {}, frozenset(accepted)),
-            inspect_actions=inspect)
+            inspect_actions=inspect, lost=lost)
         self.runners = {t.key: TargetRunner(self.rc, t, self.prior.get(t.key))
                         for t in self.targets}
         self._tasks: dict[Task, TargetRunner] = {}

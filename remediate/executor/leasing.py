@@ -52,6 +52,7 @@ class TargetLeases:
         self._by_lease: dict[str, str] = {}  # lease key -> target key
         self._reported_lost: set[str] = set()
         self._bus: EventBus | None = None
+        self._lost: dict[str, str] | None = None
 
     @property
     def name(self) -> str:
@@ -73,20 +74,27 @@ class TargetLeases:
                                               h.started_at)
                 for k, h in found.items()}
 
-    def attach(self, scheduler: Scheduler, bus: EventBus) -> None:
-        """Renew while the scheduler runs; say so if a lease was lost (we renewed too late
-        and another run took the target over)."""
+    def attach(self, scheduler: Scheduler, bus: EventBus, lost: dict[str, str]) -> None:
+        """Renew while the scheduler runs. A lease lost (renewed too late: another run
+        took the target over) is said on ``bus`` and filed in ``lost`` (target key ->
+        why), which stops the target before its next step."""
         self._bus = bus
+        self._lost = lost
         scheduler.add_pump(self.pump, keepalive=True)
 
     def pump(self) -> float | None:
         when = self.table.pump()
         lost = sorted(self.table.lost - self._reported_lost)
-        if lost and self._bus is not None:
+        if lost:
             self._reported_lost.update(lost)
-            names = ", ".join(self._by_lease.get(k, k) for k in lost)
-            self._bus.publish(Notice("error", f"lost the lease on {names} in lock table "
-                                              f"{self.name}: another run may work on it now"))
+            names = [self._by_lease.get(k, k) for k in lost]
+            why = (f"lost its lease in lock table {self.name}: another run may work on it "
+                   "now")
+            if self._lost is not None:
+                self._lost.update(dict.fromkeys(names, why))
+            if self._bus is not None:
+                self._bus.publish(Notice("error", f"{', '.join(names)}: {why}; no further "
+                                                  "step starts on it"))
         return when
 
     def renewing(self, wait: Callable[[T], R]) -> Callable[[T], R]:

@@ -157,6 +157,9 @@ class TargetRunner:
                     return (yield from self._failed(step.on_failure,
                                                     f"step {step.id} failed: {prior.error}"))
                 continue
+            if self.target.key in rc.lost:
+                return "interrupted", (f"{rc.lost[self.target.key]}; stopped before step "
+                                       f"{step.id}, not rolled back")
             if rc.stop_level >= 1:
                 return (yield from self._stopped(step.id))
             outcome = yield from run_step(rc, self.state, step, ("steps", index),
@@ -206,9 +209,10 @@ class TargetRunner:
                 if prior.status == "failed":
                     problems.append(f"rollback step {step.id} failed: {prior.error}")
                 continue
-            if rc.stop_level >= 2:
-                return "interrupted", (f"{reason}; rollback interrupted before step {step.id}; "
-                                       "`remediate resume` continues it")
+            if rc.stop_level >= 2 or target.key in rc.lost:
+                why = rc.lost.get(target.key, "Ctrl-C twice")
+                return "interrupted", (f"{reason}; rollback interrupted before step {step.id} "
+                                       f"({why}); `remediate resume` continues it")
             outcome = yield from run_step(rc, self.state, step, ("rollback", index),
                                           rollback=True,
                                           attempts_before=prior.attempts if prior else 0)
