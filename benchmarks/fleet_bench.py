@@ -10,7 +10,8 @@ two baselines (one target at a time; unpaced calls relying on retries alone),
 and prints: makespan against the lower bound (README.md says how it is computed),
 API calls per target and the throttled share, CPU seconds per 1,000 targets
 (remediate's and botocore's, apart from moto's), peak memory. The figures and this
-command go into benchmarks/RESULTS.md (between its generated-block markers).
+command go into benchmarks/RESULTS.md, in the generated block for this run's options
+(one block per selection, so runs of other sizes keep theirs).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from fleetbench.bound import Bound, bound, path_for, throughput
 from fleetbench.report import render, write_results
@@ -65,6 +67,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="override the playbook's execution.concurrency")
     parser.add_argument("--keep-canary", action="store_true",
                         help="keep the playbook's canary batches (barriers)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a playbook parameter, as `remediate run --param` sets it "
+                             "(given to the playbooks that declare it; repeatable)")
     parser.add_argument("--reboots-to-fix", type=int, default=2,
                         help="reboot-first: reboots each instance needs (default 2)")
     parser.add_argument("--speed", type=float, default=0.0,
@@ -76,6 +81,28 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="measurements run at once, each in its own process (default "
                              "1; simulated figures do not depend on it, wall times do)")
     return parser.parse_args(argv)
+
+
+_NOT_IN_KEY: Final = frozenset({"results", "no_results", "jobs"})
+"""Options that change where the figures go or how fast they come, not the figures."""
+
+
+def block_key(args: argparse.Namespace) -> str:
+    """The run's options that differ from the defaults and change the figures: which
+    block of RESULTS.md its figures replace ("" for the default run)."""
+    defaults = vars(parse([]))
+    parts = []
+    for name, value in vars(args).items():
+        if name in _NOT_IN_KEY or value == defaults[name]:
+            continue
+        option = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(option)
+        elif isinstance(value, list):
+            parts += [f"{option} {shlex.quote(str(item))}" for item in value]
+        else:
+            parts.append(f"{option} {shlex.quote(str(value))}")
+    return " ".join(parts)
 
 
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
@@ -99,7 +126,21 @@ def setup_for(scenario: Scenario, args: argparse.Namespace, durations: Durations
             per_az = rescue_per_az(durations, poll, rate)
         else:
             per_az = int(args.rescue_per_az)
-    return Setup(args.keep_canary, args.concurrency, per_az)
+    return Setup(args.keep_canary, args.concurrency, per_az, playbook_params(args))
+
+
+def playbook_params(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """``--param NAME=VALUE`` options; each must be declared by a selected playbook."""
+    found = []
+    declared = {name for playbook in _csv(args.playbooks) if playbook in PLAYBOOK_FILES
+                for name in load(playbook).parameters}
+    for text in args.param:
+        name, sep, value = text.partition("=")
+        if not sep or name.strip() not in declared:
+            raise SystemExit(f"--param {text!r}: expected NAME=VALUE with NAME a parameter "
+                             f"of the playbooks run ({', '.join(sorted(declared))})")
+        found.append((name.strip(), value.strip()))
+    return tuple(found)
 
 
 def environment(speed: float) -> str:
@@ -164,11 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     body += ("\n\nSettings: " + ("canary batches as shipped" if args.keep_canary
                                   else "one rollout batch")
              + "; concurrency " + (str(args.concurrency) if args.concurrency else "as shipped")
+             + "".join(f"; parameter {name}={value}" for name, value in playbook_params(args))
              + "".join(f"; {line}" for line in rescue))
     print(body)
     if not args.no_results:
         command = "python benchmarks/fleet_bench.py " + shlex.join(argv or sys.argv[1:])
-        write_results(args.results, command.strip(), environment(args.speed), body)
+        write_results(args.results, command.strip(), environment(args.speed), body,
+                      block_key(args))
     return 0
 
 

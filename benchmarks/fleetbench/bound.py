@@ -31,8 +31,9 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from fleetbench.scenarios import SSM_BUCKETS, Scenario
+from fleetbench.scenarios import SSM_BUCKETS, Scenario, load
 from remediate.aws.apis import operation
+from remediate.language.durations import parse_duration
 from remediate.sandbox import Bucket, Durations
 from remediate.sandbox.throttling import (
     EC2_REQUEST_BUCKETS,
@@ -70,16 +71,23 @@ def offline_repair_path(durations: Durations) -> Path:
     )
 
 
-def reboot_first_path(durations: Durations, reboots: int) -> Path:
-    """ec2-reboot-first.yaml for an instance the ``reboots``-th reboot brings back."""
-    return tuple(Hop("ec2:RebootInstances", durations.reboot) for _ in range(reboots))
+def reboot_first_path(durations: Durations, reboots: int, settle: float) -> Path:
+    """ec2-reboot-first.yaml for an instance the ``reboots``-th reboot brings back.
+
+    A boot that crashed is known as such after the playbook's ``settle`` (status
+    checks read sooner could still be the previous boot's), so every reboot but the
+    last holds the target that long; the last one, until its boot passes."""
+    failed = max(settle, durations.reboot)
+    return (*(Hop("ec2:RebootInstances", failed) for _ in range(reboots - 1)),
+            Hop("ec2:RebootInstances", durations.reboot))
 
 
 def path_for(scenario: Scenario, durations: Durations) -> Path:
     if scenario.playbook == "offline-repair":
         return offline_repair_path(durations)
     if scenario.playbook == "reboot-first":
-        return reboot_first_path(durations, scenario.reboots_to_fix)
+        settle = parse_duration(str(load("reboot-first").parameters["settle"].default))
+        return reboot_first_path(durations, scenario.reboots_to_fix, settle or 0.0)
     raise KeyError(scenario.playbook)
 
 

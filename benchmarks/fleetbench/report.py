@@ -1,8 +1,10 @@
 """The results table (Markdown, readable on a terminal too) and RESULTS.md.
 
-RESULTS.md keeps hand-written analysis around a generated block: only the text
-between :data:`START` and :data:`END` is replaced, so the analysis of what holds
-the design back survives a new run.
+RESULTS.md keeps hand-written analysis around generated blocks: only the text
+between a block's markers is replaced, so the analysis of what holds the design
+back survives a new run. Each selection of scenarios (a run's options) has a
+block of its own (:func:`markers`), so the 10,000-target figures, say, stay when
+the default sizes are run again.
 """
 
 from __future__ import annotations
@@ -104,6 +106,13 @@ def render(measurements: Sequence[Measurement], bounds: Mapping[Scenario, Bound]
         top = sorted(m.calls_by_api.items(), key=lambda kv: -kv[1])
         calls = ", ".join(f"{api.split(':')[1]} {count / m.targets:.2f}" for api, count in top)
         parts.append(f"- {m.scenario.label}, {m.tool}: {calls}")
+    throttled = [m for m in measurements if m.throttled_by_api]
+    if throttled:
+        parts += ["", "Requests AWS throttled, by operation:", ""]
+        for m in throttled:
+            top = sorted(m.throttled_by_api.items(), key=lambda kv: -kv[1])
+            parts.append(f"- {m.scenario.label}, {m.tool}: "
+                         + ", ".join(f"{api.split(':')[1]} {count:,}" for api, count in top))
     parts += ["", "Mean time per step, simulated seconds (token waits and polling included):", ""]
     for m in measurements:
         steps = ", ".join(f"{step} {seconds:,.0f}" for step, seconds in m.step_seconds.items())
@@ -111,15 +120,26 @@ def render(measurements: Sequence[Measurement], bounds: Mapping[Scenario, Bound]
     return "\n".join(parts)
 
 
-def write_results(path: Path, command: str, environment: str, body: str) -> None:
-    """Replace the generated block of ``path`` (created with a stub if missing)."""
-    block = "\n".join([START, "", "Command:", "", "```", command, "```", "", environment, "",
-                       body, "", END])
-    text = path.read_text() if path.exists() else (
-        f"# Fleet benchmark results\n\n{START}\n{END}\n")
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
+def markers(key: str = "") -> tuple[str, str]:
+    """The start and end markers of the block for ``key`` ("": the default run's)."""
+    if not key:
+        return START, END
+    if "-->" in key:
+        raise ValueError(f"a block key cannot hold '-->': {key!r}")
+    return f"<!-- fleet_bench:start {key} -->", f"<!-- fleet_bench:end {key} -->"
+
+
+def write_results(path: Path, command: str, environment: str, body: str,
+                  key: str = "") -> None:
+    """Replace the generated block for ``key`` in ``path`` (appended if it has none;
+    the file is created with a stub if missing)."""
+    start, end = markers(key)
+    block = "\n".join([start, "", "Command:", "", "```", command, "```", "", environment, "",
+                       body, "", end])
+    text = path.read_text() if path.exists() else "# Fleet benchmark results\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
         text = text.rstrip() + "\n\n" + block + "\n"

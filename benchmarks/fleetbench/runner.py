@@ -72,6 +72,8 @@ class Measurement:
     """Targets the sandbox shows repaired after the run."""
     rescue_left: int
     api_calls: int
+    metered_requests: int
+    """Requests the simulator meter saw (equal to ``api_calls`` when it sees them all)."""
     throttled: int
     calls_by_api: dict[str, int]
     """``service:Operation`` -> requests AWS answered (throttled ones left out)."""
@@ -87,6 +89,8 @@ class Measurement:
     """boto3 method -> CPU seconds in its calls (botocore + the simulator behind it)."""
     step_seconds: dict[str, float] = field(default_factory=dict)
     """Step id -> its mean duration over the targets (simulated seconds)."""
+    throttled_by_api: dict[str, int] = field(default_factory=dict)
+    """``service:Operation`` -> requests AWS answered with ``RequestLimitExceeded``."""
     calls: tuple[ApiCall, ...] = ()
     """Every request in order, when the run was asked to keep them."""
 
@@ -157,7 +161,7 @@ def run(scenario: Scenario, tool: Tool, setup: Setup, *, durations: Durations | 
             share_rescue_image(fleet)
         sandbox.set_throttle(policy or throttle_policy())
         playbook = prepare(load(scenario.playbook),
-                           Setup(setup.keep_canary, 1, setup.rescue_per_az)
+                           dataclasses.replace(setup, concurrency=1)
                            if tool == "one-at-a-time" else setup)
         clients = MeteredClients(
             lambda service, region: sandbox.client(service, region, config=_NO_RETRIES))
@@ -169,7 +173,7 @@ def run(scenario: Scenario, tool: Tool, setup: Setup, *, durations: Durations | 
         with _journal() as journal:
             executor = Executor(
                 playbook, targets, clients=clients, clock=clock, bus=bus, journal=journal,
-                run_id=f"bench-{tool}", params=params_for(playbook, fleet),
+                run_id=f"bench-{tool}", params=params_for(playbook, fleet, dict(setup.params)),
                 rate_limits=UNPACED if tool == "unpaced" else None, workers=workers)
             with simulator.installed(), memory.measuring():
                 started, cpu0, wall0 = clock.now(), time.process_time(), time.perf_counter()
@@ -190,12 +194,15 @@ def run(scenario: Scenario, tool: Tool, setup: Setup, *, durations: Durations | 
     return Measurement(
         scenario=scenario, tool=tool, targets=size, makespan=makespan,
         statuses=result.summary, fixed=fixed, rescue_left=left, api_calls=len(calls),
+        metered_requests=simulator.requests,
         throttled=sum(1 for c in calls if c.throttled),
         calls_by_api=dict(Counter(f"{c.service}:{c.operation}" for c in calls
                                   if not c.throttled)),
         cpu=cpu, memory=memory.result, wall=wall, first_done=first,
         extrapolated_from=extrapolated, build_seconds=fleet.build_seconds, setup=setup,
         client_cpu=dict(clients.by_method), step_seconds=timings.mean_steps(),
+        throttled_by_api=dict(Counter(f"{c.service}:{c.operation}" for c in calls
+                                      if c.throttled)),
         calls=tuple(calls) if keep_calls else ())
 
 

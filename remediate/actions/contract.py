@@ -124,6 +124,11 @@ class Action(ABC):
     verify: ClassVar[str] = ""
     undo: ClassVar[str | None] = None
 
+    def inspect_params(self, risks: frozenset[str]) -> dict[str, Any]:
+        """Inspect actions: their params for a playbook whose actions declare ``risks``
+        (finding kinds), so facts nothing will judge are not paid for."""
+        return {}
+
     def validate(self, params: Mapping[str, Any], base_dir: str) -> list[tuple[Path, str]]:
         """Rules the schema cannot say (cross-field, files exist); (path under ``with``,
         message) pairs. ``base_dir`` is the playbook's folder."""

@@ -23,6 +23,8 @@ from remediate.actions.requests import ActionRun, AwsError, Call, Gate, Request,
 from remediate.aws import apis
 from remediate.aws.resources import instance_health
 from remediate.kinds import KINDS
+from remediate.language.schema import Bool, Field
+from remediate.language.schema import Record as Schema
 
 if TYPE_CHECKING:
     from remediate.export.fragment import AslStep, Fragment
@@ -268,6 +270,12 @@ class Inspect(Action):
                       "ec2:DescribeAddresses", "kms:DescribeKey")
     batches = batch_limits("ec2:DescribeInstanceTypes")
     verify = "read-only"
+    params = Schema(fields={"stop_protection": Field(Bool(), default=True, description=(
+        "read DisableApiStop: one DescribeInstanceAttribute per instance (AWS has no "
+        "batch form), skipped when no action of the playbook stops the instance"))})
+
+    def inspect_params(self, risks: frozenset[str]) -> dict[str, Any]:
+        return {"stop_protection": "stop-protection" in risks}
 
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:
         return Plan(calls=planned("ec2:DescribeInstances", "ec2:DescribeInstanceStatus",
@@ -279,10 +287,13 @@ class Inspect(Action):
         status = yield observe("instance-status", iid)
         facts = base_facts(ctx, instance, status)
         yield from self._root_facts(ctx, instance, facts)
-        attribute = yield from optional(Call(
-            "ec2", "DescribeInstanceAttribute", {"InstanceId": iid, "Attribute": "disableApiStop"}))
-        facts["stop_protection"] = (
-            None if attribute is None else bool(attribute.get("DisableApiStop", {}).get("Value")))
+        facts["stop_protection"] = None  # unknown: not read, or not readable
+        if params.get("stop_protection", True):
+            attribute = yield from optional(Call(
+                "ec2", "DescribeInstanceAttribute",
+                {"InstanceId": iid, "Attribute": "disableApiStop"}))
+            if attribute is not None:
+                facts["stop_protection"] = bool(attribute.get("DisableApiStop", {}).get("Value"))
         facts["instance_store"] = yield from _instance_store(ctx, str(facts["instance_type"]))
         facts["spot_request_type"] = (
             (yield from _spot_request_type(iid)) if facts["lifecycle"] == "spot" else None)

@@ -300,6 +300,9 @@ class Reboot(Action):
             "wait for status checks after each reboot and stop once they pass; false: "
             "reboot once per `times`, waiting `timeout` in between, without checking")),
         "timeout": timeout_field("10m", "how long to wait for status checks after each reboot"),
+        "settle": timeout_field("3m", (
+            "how long a reboot gets before impaired status checks count as a failed boot: "
+            "then the next reboot goes at once instead of waiting out `timeout`")),
     })
     outputs = {"healthy": "whether status checks passed (None when verify is false)",
                "reboots": "how many reboots this step made"}
@@ -339,7 +342,7 @@ class Reboot(Action):
                 if count < params["times"]:
                     yield Sleep(params["timeout"])
                 continue
-            if (yield from _became_ok(iid, params["timeout"])):
+            if (yield from _boot_went_well(iid, params["settle"], params["timeout"])):
                 return {"healthy": True, "reboots": count}
         return {"healthy": None if not params["verify"] else False, "reboots": params["times"]}
 
@@ -347,6 +350,24 @@ class Reboot(Action):
         from remediate.export.fragments import ec2_instance
 
         return ec2_instance.reboot(step)
+
+
+def _boot_went_well(instance_id: str, settle: float, timeout: float) -> Steps:
+    """After a reboot: True once status checks pass. False when they still fail after
+    ``settle`` (impaired: this boot crashed too; checks read sooner could still be the
+    previous boot's), or are still not ok after ``timeout``."""
+    first = min(settle, timeout)
+    if (yield from _became_ok(instance_id, first)):
+        return True
+    if timeout <= first:
+        return False
+    try:
+        record = yield Wait("instance-status", instance_id, until=_settled,
+                            failed=_not_running, timeout=timeout - first,
+                            what=f"{instance_id} status checks settled")
+    except WaitTimeout:
+        return False
+    return instance_health(record) == "ok"
 
 
 def _became_ok(instance_id: str, timeout: float) -> Steps:

@@ -105,11 +105,13 @@ class Poll:
     failed: Sequence[tuple[Rule, str | Ref]] = ()
 
 
-def poll(step: AslStep, spec: Poll, done: str, on_timeout: str | None = None) -> Fragment:
+def poll(step: AslStep, spec: Poll, done: str, on_timeout: str | None = None,
+         exits: Sequence[tuple[Rule, str]] = ()) -> Fragment:
     """The loop's states; it starts at ``<step>.<name>`` and goes on to ``done``.
 
     The counter at ``$.poll`` bounds it to ``timeout`` (polls times the interval);
     past that it goes to ``on_timeout``, or fails naming what was last seen.
+    ``exits`` leave the loop early, to another state (checked after ``until``).
     """
     start = step.name(spec.name)
     get, check = step.name(spec.name, "get"), step.name(spec.name, "check")
@@ -118,7 +120,7 @@ def poll(step: AslStep, spec: Poll, done: str, on_timeout: str | None = None) ->
         start: asl.pass_state(get, result={"n": 0}, result_path="$.poll"),
         get: read(step, spec.name, spec.service, spec.operation, spec.params, spec.select, check),
     }
-    branches: list[tuple[Rule, str]] = [(spec.until, done)]
+    branches: list[tuple[Rule, str]] = [(spec.until, done), *exits]
     for index, (rule, message) in enumerate(spec.failed):
         failed = step.name(spec.name, f"failed{index + 1}")
         states[failed] = step.failure(message)

@@ -163,7 +163,27 @@ def test_reboot_that_does_not_help_reports_unhealthy(ec2_env: Ec2Env) -> None:
     started = ec2_env.clock.now()
     result = ec2_env.run("ec2.reboot", target, {"times": 2, "timeout": "5m"})
     assert result == {"healthy": False, "reboots": 2}
+    # Each boot crashed (impaired once it settled): judged after `settle` (3m), not 5m.
+    assert ec2_env.clock.now() - started == 2 * 180
+    assert ec2_env.calls("RebootInstances") == 2
+
+
+def test_reboot_with_settle_at_the_timeout_waits_the_whole_timeout(ec2_env: Ec2Env) -> None:
+    target = ec2_env.target()
+    started = ec2_env.clock.now()
+    result = ec2_env.run("ec2.reboot", target, {"times": 2, "timeout": "5m", "settle": "5m"})
+    assert result == {"healthy": False, "reboots": 2}
     assert ec2_env.clock.now() - started >= 2 * 300
+
+
+def test_a_second_reboot_goes_as_soon_as_the_first_boot_has_crashed(ec2_env: Ec2Env) -> None:
+    target = ec2_env.target("reboot_fixable")  # the second reboot fixes it
+    started = ec2_env.clock.now()
+    result = ec2_env.run("ec2.reboot", target, {"times": 3, "timeout": "10m", "settle": "2m"})
+    assert result == {"healthy": True, "reboots": 2}
+    assert ec2_env.calls("RebootInstances") == 2
+    # 2m for the first boot to show it crashed, then the second boot (60 s) and a poll.
+    assert 180 <= ec2_env.clock.now() - started < 240
 
 
 def test_reboot_lets_a_boot_in_progress_finish_first(ec2_env: Ec2Env) -> None:

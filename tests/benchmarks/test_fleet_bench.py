@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from fleet_bench import block_key, parse, playbook_params
 from fleetbench.bound import bound, path_for
-from fleetbench.report import END, START, render, write_results
+from fleetbench.report import END, START, markers, render, write_results
 from fleetbench.runner import extrapolate, run
-from fleetbench.scenarios import SSM_BUCKETS, Scenario, Setup
-from remediate.sandbox import Bucket, Durations, ThrottlePolicy
+from fleetbench.scenarios import SSM_BUCKETS, Scenario, Setup, load, params_for
+from remediate.sandbox import Bucket, Durations, Fleet, ThrottlePolicy
 
 READS = ("Describe", "Get", "List")
 
@@ -26,6 +28,7 @@ def test_remediate_fixes_every_target_without_drawing_aws_throttling(playbook: s
     assert m.throttled == 0
     assert m.makespan >= bound(path_for(scenario, Durations()), 20).seconds
     assert m.cpu.tool > 0 and m.cpu.simulator > 0
+    assert m.metered_requests == m.api_calls  # the simulator's CPU is metered on every one
 
 
 def test_unpaced_calls_against_tight_buckets_are_throttled_and_still_fix_every_target() -> None:
@@ -84,3 +87,32 @@ def test_results_keep_the_hand_written_analysis_around_the_generated_block(
     assert text.startswith("# Results\n\n" + START)
     assert text.endswith(f"{END}\n\n## Analysis\nkept\n")
     assert "| reboot-first, 20 in 1 Region | remediate | 20/20 |" in text
+
+
+def test_each_selection_of_scenarios_keeps_its_own_block(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    big = block_key(parse(["--sizes", "10000", "--tools", "remediate", "--jobs", "2"]))
+    default = block_key(parse(["--sizes", "100,1000", "--results", str(results)]))
+    assert (big, default) == ("--sizes 10000 --tools remediate", "")
+
+    write_results(results, "cmd default", "env", "small figures", default)
+    write_results(results, "cmd big", "env", "big figures", big)
+    write_results(results, "cmd default again", "env", "new small figures", default)
+
+    text = results.read_text()
+    assert "small figures" not in text.replace("new small figures", "")
+    assert "new small figures" in text and "big figures" in text
+    start, end = markers(big)
+    assert text.index(END) < text.index(start) < text.index("big figures") < text.index(end)
+
+
+def test_playbook_parameters_go_to_the_playbooks_that_declare_them() -> None:
+    args = parse(["--playbooks", "reboot-first", "--param", "status_timeout=2m"])
+
+    given = dict(playbook_params(args))
+    values = params_for(load("reboot-first"), cast(Fleet, None), {**given, "other": "x"})
+
+    assert block_key(args) == "--playbooks reboot-first --param status_timeout=2m"
+    assert values["status_timeout"] == "2m" and "other" not in values
+    with pytest.raises(SystemExit):
+        playbook_params(parse(["--param", "no_such_parameter=1"]))

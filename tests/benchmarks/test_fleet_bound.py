@@ -9,9 +9,11 @@ from fleetbench.bound import (
     bound,
     charges,
     offline_repair_path,
+    path_for,
     reboot_first_path,
     throughput,
 )
+from fleetbench.scenarios import Scenario
 from remediate.sandbox import Bucket, Durations
 
 
@@ -40,9 +42,15 @@ def test_resource_buckets_count_instances_and_requests_count_batches() -> None:
 
 
 def test_a_small_fleet_is_bound_by_one_targets_critical_path() -> None:
-    result = bound(reboot_first_path(Durations(), 2), 100)
+    result = bound(reboot_first_path(Durations(), 2, settle=180.0), 100)
 
-    assert (result.seconds, result.binding) == (120, "critical path")
+    # The first reboot holds the target for `settle` (its boot crashed), the second 60 s.
+    assert (result.seconds, result.binding) == (240, "critical path")
+
+
+def test_the_reboot_bound_reads_settle_from_the_playbook() -> None:
+    path = path_for(Scenario("reboot-first", 10, reboots_to_fix=3), Durations())
+    assert [hop.then for hop in path] == [180.0, 180.0, 60.0]
 
 
 def test_the_binding_hop_is_the_one_that_leaves_the_least_slack() -> None:

@@ -73,6 +73,8 @@ def test_offline_repair(sandbox: Sandbox, tmp_path: Path) -> None:
     code = run(sandbox, "ec2-offline-repair.yaml", tmp_path,
                params={"rescue_image_id": rescue})
     assert code == 2  # the instance-store and stop-protected targets are refused
+    # Stopping needs DisableApiStop, which AWS reads one instance a call.
+    assert sandbox.api_call_counts()[("ec2", "DescribeInstanceAttribute")] == 7
     for target in fleet.by_kind("plain"):
         mapping = root_mapping(sandbox, target.instance_id)
         assert healthy(sandbox, target.instance_id)
@@ -99,6 +101,8 @@ def test_offline_repair(sandbox: Sandbox, tmp_path: Path) -> None:
 def test_reboot_first(sandbox: Sandbox, tmp_path: Path) -> None:
     fleet = sandbox.build_fleet(FleetSpec(plain=2, reboot_fixable=3, reboots_to_fix=2, azs=1))
     assert run(sandbox, "ec2-reboot-first.yaml", tmp_path) == 2  # the plain ones need route 2
+    # Nothing stops an instance: its stop protection is not worth a call per target.
+    assert sandbox.api_call_counts()[("ec2", "DescribeInstanceAttribute")] == 0
     for target in fleet.by_kind("reboot_fixable"):
         assert healthy(sandbox, target.instance_id)
         assert root_mapping(sandbox, target.instance_id)["Ebs"]["VolumeId"] == \

@@ -247,7 +247,16 @@ def reboot(step: AslStep) -> Fragment:
         unhealthy: step.done({"healthy": False if verify else None, "reboots": reboots}),
     }
     if verify:
-        checks = poll(step, status_poll(step, "status", timeout), healthy, on_timeout=again)
+        # As the local action: once `settle` has passed, impaired checks mean this boot
+        # crashed too, and the next reboot goes at once.
+        crashed = asl.all_of(
+            asl.at_least("$.poll.n", step.polls(min(step.params["settle"], timeout))),
+            asl.any_of(asl.equals(_status(step, "status", "InstanceStatus", "Status"),
+                                  "impaired"),
+                       asl.equals(_status(step, "status", "SystemStatus", "Status"),
+                                  "impaired")))
+        checks = poll(step, status_poll(step, "status", timeout), healthy, on_timeout=again,
+                      exits=[(crashed, again)])
         states = merge(states, checks)
         after_count = checks.start
     else:
