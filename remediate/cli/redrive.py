@@ -4,7 +4,9 @@ RedriveExecution restarts a failed, timed out or aborted execution from the
 states that did not succeed (for a Distributed Map: its failed items only). This
 command checks the execution can be redriven, redrives it, and follows its
 status until it ends (not its Map Runs: which targets a redrive re-ran is not
-mapped to per-target events). moto 5.2.5 does not implement RedriveExecution.
+mapped to per-target events). moto 5.2.5 does not implement RedriveExecution; the
+sandbox adds it (:mod:`remediate.sandbox.stepfunctions`: it re-runs the execution
+from its start).
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ definitions avoid or absorb them):
 * an SDK error response without a request id crashes the interpreter
   (``States.Runtime``, ``KeyError('RequestId')``, not catchable by the machine);
   the sandbox's injected faults carry one, like AWS's errors;
-* no ``RedriveExecution``.
+* no ``RedriveExecution``: the sandbox adds it, re-running the execution from its
+  start (AWS: from its unsuccessful states), see :mod:`remediate.sandbox.stepfunctions`.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from remediate.sandbox import (
     replace_root,
     ssm,
     state,
+    stepfunctions,
     workspaces,
 )
 from remediate.sandbox.durations import Durations
@@ -98,6 +99,7 @@ class Sandbox:
                 ec2_filters,
                 replace_root,
                 ssm,
+                stepfunctions,
                 workspaces,
             ):
                 module.install(self._patcher)

@@ -206,6 +206,21 @@ def too_many_requests(field_name: str, count: int, limit: int) -> SandboxError:
     )
 
 
+# ---- Step Functions ----------------------------------------------------------------
+
+
+def not_redrivable_reason(status: str) -> str:
+    """Why an execution in ``status`` cannot be redriven: AWS's documented
+    ``redriveStatusReason`` strings (DescribeExecution API reference)."""
+    return f"Execution is {status} and cannot be redriven"
+
+
+def execution_not_redrivable(status: str) -> SandboxError:
+    """RedriveExecution on a RUNNING or SUCCEEDED execution: the code is AWS's; the
+    message reuses its documented ``redriveStatusReason`` (approximation)."""
+    return SandboxError("ExecutionNotRedrivable", not_redrivable_reason(status))
+
+
 # ---- throttling ------------------------------------------------------------------
 
 

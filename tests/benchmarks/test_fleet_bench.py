@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import cast
 
@@ -116,3 +117,14 @@ def test_playbook_parameters_go_to_the_playbooks_that_declare_them() -> None:
     assert values["status_timeout"] == "2m" and "other" not in values
     with pytest.raises(SystemExit):
         playbook_params(parse(["--param", "no_such_parameter=1"]))
+
+
+def test_the_figures_name_the_runs_that_left_targets_unfixed() -> None:
+    scenario = Scenario("reboot-first", 20)
+    m = run(scenario, "remediate", Setup())
+    partly = dataclasses.replace(m, tool="unpaced", statuses={"succeeded": 19, "failed": 1})
+
+    body = render([m, partly], {scenario: bound(path_for(scenario, Durations()), 20)})
+
+    assert "- reboot-first, 20 in 1 Region, unpaced: failed 1, succeeded 19" in body
+    assert "reboot-first, 20 in 1 Region, remediate: failed" not in body

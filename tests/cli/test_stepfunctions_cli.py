@@ -11,14 +11,19 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
+from botocore.exceptions import ClientError
 
 from cli_support import (
+    OFFLINE_REPAIR,
     REBOOT_FIRST,
     WORKSPACES_RECOVER,
     CliSandbox,
+    backups,
     cli_sandbox,
     json_file,
     point_commands_at,
+    rescue_instances,
+    root_state,
     run_cli,
     status_ok,
 )
@@ -220,22 +225,155 @@ def test_run_on_stepfunctions_of_a_playbook_that_does_not_export_fails_before_aw
 # ---- resume EXECUTION_ARN: redrive ----------------------------------------------------------
 
 
-def test_resume_asks_step_functions_to_redrive_a_failed_execution(
+def iteration(cli: CliSandbox, path: str = REBOOT_FIRST, **params: str) -> str:
+    """A built-in playbook's exported Map iteration as a state machine: its execution's
+    outcome is one target's (moto hides a Distributed Map's child executions)."""
+    loaded = load_file(path)
+    assert loaded.playbook is not None
+    bound, errors = bind_params(loaded.playbook, params)
+    assert not errors
+    processor = dict(compile_playbook(loaded.playbook, bound)["States"]["targets"][
+        "ItemProcessor"])
+    processor.pop("ProcessorConfig")
+    sfn = cli.sandbox.client("stepfunctions")
+    return str(sfn.create_state_machine(name=f"{loaded.playbook.name}-iteration", roleArn=ROLE,
+                                        definition=json.dumps(processor))["stateMachineArn"])
+
+
+def start_on(cli: CliSandbox, machine: str, instance_id: str) -> str:
+    document = {"target": {"id": instance_id, "region": "us-east-1", "account": "123456789012"},
+                "run": {"id": f"r-{instance_id}"}}
+    return str(cli.sandbox.client("stepfunctions").start_execution(
+        stateMachineArn=machine, name=f"r-{instance_id}",
+        input=json.dumps(document))["executionArn"])
+
+
+def end_state(cli: CliSandbox, instance_id: str) -> tuple[object, ...]:
+    root = root_state(cli.ec2, instance_id)
+    return (root.state, root.volume_id, cli.sandbox.channel_file_present(root.volume_id),
+            status_ok(cli.ec2, instance_id))
+
+
+def test_resume_redrives_a_failed_execution_to_the_end_state_of_a_clean_run(
+        with_engine: tuple[CliSandbox, MotoStepFunctions],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    cli, engine = with_engine
+    broken, clean = sorted(cli.fleet.instance_ids())[:2]
+    before = root_state(cli.ec2, broken)
+    machine = iteration(cli)
+    sfn = cli.sandbox.client("stepfunctions")
+    cli.sandbox.fail("RebootInstances", "UnauthorizedOperation",
+                     "You are not authorized to perform this operation.")
+    arn = start_on(cli, machine, broken)
+    assert engine.join(timeout=60)
+    failed = sfn.describe_execution(executionArn=arn)
+    assert (failed["status"], failed["error"]) == ("FAILED", "remediate.Failed")
+    assert failed["cause"].startswith(
+        "step reboot failed: You are not authorized to perform this operation.")
+    assert (failed["redriveStatus"], failed["redriveCount"]) == ("REDRIVABLE", 0)
+    assert "redriveDate" not in failed
+    assert not status_ok(cli.ec2, broken)
+    cli.sandbox.clear_faults()
+    capsys.readouterr()
+
+    code = run_cli("resume", arn)
+
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.startswith(f"redriven {arn} at ")
+    assert err.endswith(f"; following it\nexecution {arn} succeeded\n")
+    found = sfn.describe_execution(executionArn=arn)
+    assert (found["status"], found["redriveCount"], found["redriveStatus"],
+            found["redriveStatusReason"]) == (
+        "SUCCEEDED", 1, "NOT_REDRIVABLE", "Execution is SUCCEEDED and cannot be redriven")
+    assert found["startDate"] == failed["startDate"] < found["redriveDate"]
+    assert "error" not in found and "cause" not in found
+    # The sandbox re-runs the fragment from its start (AWS: from the failed state): it
+    # reaches the end state of a run that never failed.
+    assert engine.join(timeout=60)
+    assert end_state(cli, broken) == ("running", before.volume_id, False, True)
+    clean_arn = start_on(cli, machine, clean)
+    assert engine.join(timeout=60)
+    assert sfn.describe_execution(executionArn=clean_arn)["status"] == "SUCCEEDED"
+    assert end_state(cli, clean) == ("running", root_state(cli.ec2, clean).volume_id, False,
+                                     True)
+    assert root_state(cli.ec2, broken) == before
+
+
+def test_resume_reruns_a_rolled_back_offline_repair_from_its_start_to_a_fixed_target(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # The first attempt changes the target (backup, stop, root on a rescue instance),
+    # fails at the repair and rolls back: the run from the start must cope with that.
+    with cli_sandbox(monkeypatch, FleetSpec(plain=1)) as cli, \
+            MotoStepFunctions(cli.clock) as engine:
+        target = cli.fleet.instance_ids()[0]
+        before = root_state(cli.ec2, target)
+        machine = iteration(cli, OFFLINE_REPAIR, rescue_image_id=cli.rescue_param[1].split(
+            "=", 1)[1])
+        sfn = cli.sandbox.client("stepfunctions")
+        cli.sandbox.fail("SendCommand", "AccessDeniedException", "not allowed")
+        arn = start_on(cli, machine, target)
+        assert engine.join(timeout=60)
+        failed = sfn.describe_execution(executionArn=arn)
+        assert (failed["status"], failed["error"]) == ("FAILED", "remediate.RolledBack")
+        assert len(backups(cli.ec2, target)) == 1
+        assert rescue_instances(cli.ec2) == []
+        assert cli.sandbox.channel_file_present(before.volume_id)
+        cli.sandbox.clear_faults()
+        capsys.readouterr()
+
+        code = run_cli("resume", arn)
+
+        err = capsys.readouterr().err
+        assert code == 0, err
+        assert err.endswith(f"; following it\nexecution {arn} succeeded\n")
+        assert engine.join(timeout=60)
+        assert end_state(cli, target) == ("running", before.volume_id, False, True)
+        assert root_state(cli.ec2, target) == before
+        assert rescue_instances(cli.ec2) == []
+        # Run again from its start, the backup step finds the first attempt's snapshot
+        # (same run id) and reuses it: no second backup, as if resumed at the repair.
+        assert len(backups(cli.ec2, target)) == 1
+
+
+def test_resume_of_an_execution_that_fails_again_reports_it_and_exits_2(
         with_engine: tuple[CliSandbox, MotoStepFunctions],
         capsys: pytest.CaptureFixture[str]) -> None:
     cli, engine = with_engine
     arn = execution(cli, engine, {"StartAt": "broken", "States": {
         "broken": {"Type": "Fail", "Error": "remediate.Failed", "Cause": "verify failed"}}})
-    assert cli.sandbox.client("stepfunctions").describe_execution(
-        executionArn=arn)["status"] == "FAILED"
 
     code = run_cli("resume", arn)
 
-    # The call is made; moto 5.2.5 does not implement RedriveExecution.
-    assert code == 1
-    assert capsys.readouterr().err == (
-        "error: this Step Functions endpoint does not implement RedriveExecution (moto does "
-        "not): nothing was redriven\n")
+    assert code == 2
+    assert capsys.readouterr().err.endswith(
+        f"; following it\nexecution {arn} ended FAILED: remediate.Failed: verify failed\n")
+    found = cli.sandbox.client("stepfunctions").describe_execution(executionArn=arn)
+    assert (found["status"], found["redriveCount"], found["redriveStatus"]) == (
+        "FAILED", 1, "REDRIVABLE")
+
+
+def test_step_functions_refuses_to_redrive_a_succeeded_or_missing_execution(
+        with_engine: tuple[CliSandbox, MotoStepFunctions]) -> None:
+    cli, engine = with_engine
+    arn = execution(cli, engine, {"StartAt": "fine", "States": {"fine": {"Type": "Succeed"}}})
+    sfn = cli.sandbox.client("stepfunctions")
+
+    with pytest.raises(ClientError) as refused:
+        sfn.redrive_execution(executionArn=arn)
+    missing = arn.replace(":first", ":second")
+    with pytest.raises(ClientError) as unknown:
+        sfn.redrive_execution(executionArn=missing)
+
+    assert refused.value.response["Error"]["Code"] == "ExecutionNotRedrivable"
+    assert str(refused.value) == (
+        "An error occurred (ExecutionNotRedrivable) when calling the RedriveExecution "
+        "operation: Execution is SUCCEEDED and cannot be redriven")
+    assert str(unknown.value) == (
+        "An error occurred (ExecutionDoesNotExist) when calling the RedriveExecution "
+        f"operation: Execution Does Not Exist: '{missing}'")
+    found = sfn.describe_execution(executionArn=arn)
+    assert (found["status"], found["redriveCount"]) == ("SUCCEEDED", 0)
 
 
 def test_resume_refuses_to_redrive_an_execution_that_did_not_fail(

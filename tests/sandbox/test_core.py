@@ -24,6 +24,17 @@ def test_exit_restores_moto() -> None:
     assert after == before
 
 
+def test_exit_removes_the_step_functions_operations_moto_lacks() -> None:
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    describe = StepFunctionResponse.describe_execution
+    with Sandbox(clock=VirtualClock()):
+        assert hasattr(StepFunctionResponse, "redrive_execution")
+        assert StepFunctionResponse.describe_execution is not describe
+    assert not hasattr(StepFunctionResponse, "redrive_execution")
+    assert StepFunctionResponse.describe_execution is describe
+
+
 def test_only_one_sandbox_at_a_time() -> None:
     with Sandbox(clock=VirtualClock()), pytest.raises(RuntimeError):
         Sandbox(clock=VirtualClock()).start()
