@@ -95,7 +95,8 @@ def bound_line(scenario: Scenario, bound: Bound) -> str:
 
 
 def render(measurements: Sequence[Measurement], bounds: Mapping[Scenario, Bound]) -> str:
-    """The table, then the bounds, then API calls per target by operation."""
+    """The table, then the bounds, API calls per target by operation, the statuses of
+    runs that did not fix every target, throttled calls by operation, and step times."""
     sequential = {m.scenario: m for m in measurements if m.tool == "one-at-a-time"}
     rows = [row(m, bounds[m.scenario], sequential.get(m.scenario)) for m in measurements]
     parts = [table(rows), "", "Lower bounds (see README.md):", ""]
@@ -106,6 +107,12 @@ def render(measurements: Sequence[Measurement], bounds: Mapping[Scenario, Bound]
         top = sorted(m.calls_by_api.items(), key=lambda kv: -kv[1])
         calls = ", ".join(f"{api.split(':')[1]} {count / m.targets:.2f}" for api, count in top)
         parts.append(f"- {m.scenario.label}, {m.tool}: {calls}")
+    unfinished = [m for m in measurements if m.statuses.get("succeeded", 0) != m.targets]
+    if unfinished:
+        parts += ["", "Runs where some targets did not succeed (the executor's statuses):", ""]
+        parts += [f"- {m.scenario.label}, {m.tool}: "
+                  + ", ".join(f"{status} {count:,}" for status, count in sorted(m.statuses.items()))
+                  for m in unfinished]
     throttled = [m for m in measurements if m.throttled_by_api]
     if throttled:
         parts += ["", "Requests AWS throttled, by operation:", ""]
