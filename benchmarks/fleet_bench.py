@@ -60,9 +60,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sample", type=int, default=20,
                         help="targets one-at-a-time really runs (then extrapolated); "
                              "0: the whole fleet")
-    parser.add_argument("--rescue-per-az", default="auto",
-                        help="offline repair: rescue instances per AZ: auto (sized from "
-                             "the EC2 buckets), shipped (the playbook's), or a number")
+    parser.add_argument("--rescue-per-az", default="shipped",
+                        help="offline repair: rescue instances per AZ: shipped (the "
+                             "playbook's, default), auto (sized from the EC2 buckets), or a "
+                             "number")
     parser.add_argument("--concurrency", type=int, default=None,
                         help="override the playbook's execution.concurrency")
     parser.add_argument("--keep-canary", action="store_true",

@@ -27,6 +27,7 @@ from remediate.aws.clients import DEFAULT_ACCOUNT, ClientFactory
 from remediate.aws.errors import from_exception
 from remediate.aws.resources import RESOURCES
 from remediate.aws.retry import RetryPolicy
+from remediate.aws.retrying import retried
 from remediate.clock import Clock, RealClock
 from remediate.errors import UserError
 from remediate.language.model import TargetSelector
@@ -130,19 +131,14 @@ class _Search:
     def call(self, service: str, operation: str, **params: Any) -> Mapping[str, Any]:
         method = getattr(self.clients.client(service, self.region, self.account),
                          _snake(operation))
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                response: Mapping[str, Any] = method(**params)
-                return response
-            except Exception as exc:  # every boto3 failure: classify, retry or report
-                error = from_exception(exc, operation)
-                delay = self.policy.delay(error.code, attempts)
-                if delay is None:
-                    raise DiscoveryError(f"account {self.account}, {self.region}: {operation} "
-                                         f"failed: {error}") from exc
-                self.clock.sleep(delay)
+        try:
+            response: Mapping[str, Any] = retried(lambda: method(**params), operation,
+                                                  self.clock, self.policy)
+        except Exception as exc:  # every boto3 failure, once retries are spent: report it
+            error = from_exception(exc, operation)
+            raise DiscoveryError(f"account {self.account}, {self.region}: {operation} "
+                                 f"failed: {error}") from exc
+        return response
 
     def pages(self, service: str, operation: str, **params: Any) -> Iterator[Mapping[str, Any]]:
         while True:

@@ -5,7 +5,9 @@ hint says what would). ``ack``: the target is refused unless the operator accept
 the risk with ``--accept KIND`` (data loss). ``info``: reported, never refused.
 
 A finding matters to a playbook only when one of its actions declares it among its
-``risks`` (instance-store data is lost only if something stops the instance).
+``risks`` (instance-store data is lost only if something stops the instance); only
+then is it reported, unless it says what the target is (``about_target``: not
+Windows, already healthy).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ class FindingKind:
     severity: Severity
     summary: str
     hint: str = ""
+    # Says what the target is, whatever the playbook does to it (shown for every
+    # playbook); the others are shown only where an action of the playbook risks them.
+    about_target: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,11 @@ FINDINGS: Final = MappingProxyType({f.name: f for f in (
     FindingKind("marketplace-product-code", "block",
                 "the instance carries an AWS Marketplace product code; its root volume may "
                 "not attach to another instance", "use root-volume replacement instead"),
+    FindingKind("rescue-image-unusable", "block",
+                "the rescue AMI (rescue_image_id) does not exist, or is not available, in the "
+                "target's Region: no rescue instance could be launched",
+                "set rescue_image_id to an available AMI of that Region (aws ec2 "
+                "describe-images --image-ids AMI --region REGION)"),
     FindingKind("hibernation-enabled", "info",
                 "hibernation is configured (older guides restrict snapshots of such roots)"),
     FindingKind("same-ami-rescue", "ack",
@@ -63,9 +73,9 @@ FINDINGS: Final = MappingProxyType({f.name: f for f in (
     FindingKind("public-ip-will-change", "info",
                 "the public IPv4 address changes on stop/start (no Elastic IP)"),
     FindingKind("not-windows", "info", "the instance is not Windows; the channel-file fix "
-                "does not apply"),
+                "does not apply", about_target=True),
     FindingKind("already-healthy", "info", "status checks already pass; steps that would "
-                "change it are skipped"),
+                "change it are skipped", about_target=True),
     FindingKind("root-replacement-data-loss", "ack",
                 "replacing the root volume discards what was written after the chosen snapshot",
                 "--accept root-replacement-data-loss"),

@@ -55,6 +55,9 @@ KINDS: Final = MappingProxyType(
                 "public_ip": "its public IPv4 address, if any",
                 "has_elastic_ip": "whether that address is an Elastic IP",
                 "status": "status checks in one word: ok, impaired, initializing, not-running",
+                "rescue_image_state": "the rescue AMI's state in its Region (available, pending, "
+                                      "'not found', ...), when the playbook launches rescue "
+                                      "instances (None: not read)",
             }),
         ),
         "workspace": TargetKind(

@@ -1,8 +1,10 @@
 """``--notify sns:TOPIC_ARN``: tell the people waiting on the outage how the fix is going.
 
 A subscriber that publishes the run's start, each batch's outcome and the final
-summary to an SNS topic. Publishing failures are logged, never fatal: a missing
-notification must not stop a recovery.
+summary to an SNS topic. The topic is checked before the run starts
+(GetTopicAttributes: a typo in the ARN fails the command in one line); a publish
+that fails later is a one-line warning, never fatal: a missing notification must
+not stop a recovery.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from remediate.aws.errors import from_exception
 from remediate.errors import UserError
 from remediate.executor.events import BatchFinished, Event, RunFinished, RunStarted
 
 log = logging.getLogger(__name__)
+Warn = Callable[[str], None]
 
 
 class NotifySpecError(UserError):
@@ -35,12 +39,38 @@ def topic_region(arn: str) -> str:
     return arn.split(":")[3]
 
 
-class SnsNotifier:
-    """Publishes a few messages per run; ``publish`` is (subject, message) -> None."""
+def check_topic(client: Any, arn: str) -> None:
+    """The topic exists and this caller may read it (GetTopicAttributes), or a one-line
+    :class:`NotifySpecError`."""
+    try:
+        client.get_topic_attributes(TopicArn=arn)
+    except Exception as exc:
+        error = from_exception(exc, "GetTopicAttributes")
+        if error.code == "NotFound":
+            raise NotifySpecError(f"--notify: SNS topic {arn} does not exist ({error})") from None
+        raise NotifySpecError(f"--notify: cannot use SNS topic {arn}: {error}") from None
 
-    def __init__(self, topic_arn: str, publish: Callable[[str, str], None]) -> None:
+
+def sns_notifier(spec: str, client_for: Callable[[str], Any], warn: Warn, *,
+                 check: bool = True) -> SnsNotifier:
+    """The subscriber for ``--notify spec``; ``client_for(region)`` gives an SNS client.
+    The topic is checked first, unless the caller ``check``ed it already."""
+    arn = parse_notify(spec)
+    client = client_for(topic_region(arn))
+    if check:
+        check_topic(client, arn)
+    return SnsNotifier(arn, sns_publisher(client, arn), warn)
+
+
+class SnsNotifier:
+    """Publishes a few messages per run; ``publish`` is (subject, message) -> None;
+    ``warn`` gets one line when a publish fails (default: a logged warning)."""
+
+    def __init__(self, topic_arn: str, publish: Callable[[str, str], None],
+                 warn: Warn | None = None) -> None:
         self.topic_arn = topic_arn
         self._publish = publish
+        self._warn: Warn = warn or log.warning
         self._playbook = ""
         self._run_id = ""
 
@@ -63,8 +93,9 @@ class SnsNotifier:
     def _send(self, subject: str, body: dict[str, Any]) -> None:
         try:
             self._publish(subject[:100], json.dumps(body, indent=2))
-        except Exception:
-            log.exception("could not publish to %s; the run goes on", self.topic_arn)
+        except Exception as exc:
+            self._warn(f"could not publish {subject!r} to {self.topic_arn}: "
+                       f"{from_exception(exc, 'Publish')}; the run goes on")
 
 
 def sns_publisher(client: Any, topic_arn: str) -> Callable[[str, str], None]:

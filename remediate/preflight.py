@@ -69,6 +69,15 @@ def _marketplace(facts: Facts, _rescue: str | None) -> str | None:
     return None
 
 
+def _rescue_image(facts: Facts, rescue_image_id: str | None) -> str | None:
+    state = facts.get("rescue_image_state")
+    if rescue_image_id is None or state in (None, "available"):
+        return None
+    where = f"in {facts.get('region')}"
+    found = f"does not exist {where}" if state == "not found" else f"is {state} {where}"
+    return f"rescue image {rescue_image_id} {found}: no rescue instance for {facts.get('id')}"
+
+
 def _hibernation(facts: Facts, _rescue: str | None) -> str | None:
     if facts.get("hibernation"):
         return f"{facts.get('id')} has hibernation configured"
@@ -109,6 +118,7 @@ RULES: Mapping[str, Mapping[str, Rule]] = {
         "stop-protection": _stop_protection,
         "kms-key-unusable": _kms_key_unusable,
         "marketplace-product-code": _marketplace,
+        "rescue-image-unusable": _rescue_image,
         "instance-store-data-loss": _instance_store,
         "spot-persistent": _spot_persistent,
         "same-ami-rescue": _same_ami_rescue,

@@ -6,10 +6,12 @@ the call layer (tests/executor/test_calls.py).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -241,3 +243,80 @@ def test_commit_stale_commits_only_an_old_enough_transaction(journal: Journal,
     assert seen() == []
     journal.commit_stale(age=0.0)
     assert seen() == [("k",)]
+
+
+# ---- claiming a run (resume) -----------------------------------------------------------
+
+
+def _dump(path: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        return [*db.execute("SELECT * FROM runs"), *db.execute("SELECT * FROM locks")]
+
+
+def test_a_run_whose_process_lives_is_not_claimed_and_nothing_is_written(
+        journal: Journal, tmp_path: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                              stdin=subprocess.PIPE)
+    try:
+        journal.begin_run(replace(record(), pid=holder.pid, host=journal.host))
+        _lock_as(tmp_path / "run.journal", "run-1", holder.pid, journal.host, ["k1"])
+        before = _dump(tmp_path / "run.journal")
+
+        claimed = journal.claim_run("run-1")
+
+        assert claimed == LockHolder("", "run-1", holder.pid, journal.host, AT.isoformat())
+        assert _dump(tmp_path / "run.journal") == before
+    finally:
+        holder.communicate(b"")
+    # Its process gone (its row still says running, its lock is left): the run is ours.
+    assert journal.claim_run("run-1") is None
+    assert (journal.run("run-1").status, journal.run("run-1").pid) == ("running", journal.pid)
+
+
+def test_a_live_lock_of_the_run_holds_it_even_after_its_row_says_crashed(
+        journal: Journal, tmp_path: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                              stdin=subprocess.PIPE)
+    try:
+        journal.begin_run(record())
+        journal.set_run_status("run-1", "crashed", AT)
+        _lock_as(tmp_path / "run.journal", "run-1", holder.pid, journal.host, ["k1"])
+
+        claimed = journal.claim_run("run-1")
+
+        assert claimed is not None and (claimed.target_key, claimed.pid) == ("k1", holder.pid)
+        assert journal.run("run-1").status == "crashed"
+    finally:
+        holder.communicate(b"")
+
+
+def test_a_run_held_on_another_host_is_never_claimed(journal: Journal, tmp_path: Path) -> None:
+    journal.begin_run(record(pid=4242))  # host-a, running
+    before = _dump(tmp_path / "run.journal")
+
+    assert journal.claim_run("run-1") == LockHolder("", "run-1", 4242, "host-a",
+                                                    AT.isoformat())
+    assert _dump(tmp_path / "run.journal") == before
+
+
+def test_a_killed_process_not_reaped_yet_holds_nothing(journal: Journal) -> None:
+    zombie = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                              stdin=subprocess.PIPE)
+    zombie.kill()
+    wait_for_zombie(zombie.pid)  # killed; its parent (this test) has not reaped it
+    try:
+        journal.begin_run(replace(record(), pid=zombie.pid, host=journal.host))
+
+        assert journal.claim_run("run-1") is None
+    finally:
+        zombie.wait()
+
+
+def wait_for_zombie(pid: int) -> None:
+    """Until the kernel shows ``pid`` as a zombie (SIGKILL is delivered asynchronously)."""
+    stat = Path(f"/proc/{pid}/stat")
+    for _ in range(10_000):
+        if stat.read_text().rpartition(")")[2].split()[0] == "Z":
+            return
+        os.sched_yield()
+    raise AssertionError(f"{pid} never became a zombie")

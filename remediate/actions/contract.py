@@ -93,6 +93,9 @@ class PlannedCall:
     api: str  # "ec2:StopInstances"
     mutating: bool
     note: str = ""
+    # The request a dry run's permission check sends with DryRun=True for this call
+    # (None: the check's own, from the target's facts; see executor.permission_probe).
+    probe: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -123,10 +126,14 @@ class Action(ABC):
     destructive: ClassVar[str | None] = None
     verify: ClassVar[str] = ""
     undo: ClassVar[str | None] = None
+    # What this action does differently once exported to Step Functions (warned at export).
+    export_note: ClassVar[str | None] = None
 
-    def inspect_params(self, risks: frozenset[str]) -> dict[str, Any]:
+    def inspect_params(self, risks: frozenset[str],
+                       rescue_image_id: str | None = None) -> dict[str, Any]:
         """Inspect actions: their params for a playbook whose actions declare ``risks``
-        (finding kinds), so facts nothing will judge are not paid for."""
+        (finding kinds) and launch rescue instances from ``rescue_image_id``, so facts
+        nothing will judge are not paid for."""
         return {}
 
     def validate(self, params: Mapping[str, Any], base_dir: str) -> list[tuple[Path, str]]:
@@ -159,5 +166,6 @@ class Action(ABC):
         return None
 
 
-def calls(*apis: str, mutating: bool = True, note: str = "") -> tuple[PlannedCall, ...]:
-    return tuple(PlannedCall(api, mutating, note) for api in apis)
+def calls(*apis: str, mutating: bool = True, note: str = "",
+          probe: Mapping[str, Any] | None = None) -> tuple[PlannedCall, ...]:
+    return tuple(PlannedCall(api, mutating, note, probe) for api in apis)

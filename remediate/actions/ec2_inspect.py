@@ -23,7 +23,7 @@ from remediate.actions.requests import ActionRun, AwsError, Call, Gate, Request,
 from remediate.aws import apis
 from remediate.aws.resources import instance_health
 from remediate.kinds import KINDS
-from remediate.language.schema import Bool, Field
+from remediate.language.schema import Bool, Field, Str
 from remediate.language.schema import Record as Schema
 
 if TYPE_CHECKING:
@@ -205,6 +205,22 @@ def _elastic_ips(ctx: StepContext) -> Steps:
         ctx, f"elastic-ips:{ctx.target.account}:{ctx.target.region}", fetch))
 
 
+def _rescue_image_state(ctx: StepContext, image_id: str) -> Steps:
+    """The rescue AMI's state in the target's Region, once per account and Region:
+    ``not found`` when the Region has no such image, None when it cannot be read."""
+    def fetch() -> Steps:
+        response = yield from optional(Call(
+            "ec2", "DescribeImages", {"Filters": [{"Name": "image-id", "Values": [image_id]}]},
+            note=f"rescue image {image_id}"))
+        if response is None:
+            return None
+        images = response.get("Images") or []
+        return str(images[0].get("State") or "available") if images else "not found"
+
+    return (yield from ctx.service(SharedAnswers).ask(
+        ctx, f"rescue-image:{ctx.target.account}:{ctx.target.region}:{image_id}", fetch))
+
+
 def _spot_request_type(instance_id: str) -> Steps:
     response = yield from optional(Call(
         "ec2", "DescribeSpotInstanceRequests",
@@ -267,15 +283,25 @@ class Inspect(Action):
     permissions = iam("ec2:DescribeInstances", "ec2:DescribeInstanceStatus",
                       "ec2:DescribeVolumes", "ec2:DescribeInstanceAttribute",
                       "ec2:DescribeInstanceTypes", "ec2:DescribeSpotInstanceRequests",
-                      "ec2:DescribeAddresses", "kms:DescribeKey")
+                      "ec2:DescribeAddresses", "ec2:DescribeImages", "kms:DescribeKey")
     batches = batch_limits("ec2:DescribeInstanceTypes")
     verify = "read-only"
-    params = Schema(fields={"stop_protection": Field(Bool(), default=True, description=(
-        "read DisableApiStop: one DescribeInstanceAttribute per instance (AWS has no "
-        "batch form), skipped when no action of the playbook stops the instance"))})
+    params = Schema(fields={
+        "stop_protection": Field(Bool(), default=True, description=(
+            "read DisableApiStop: one DescribeInstanceAttribute per instance (AWS has no "
+            "batch form), skipped when no action of the playbook stops the instance")),
+        "rescue_image_id": Field(Str(pattern=r"ami-[0-9a-f]{8,17}",
+                                     pattern_name="an AMI id (ami-...)"), description=(
+            "the rescue AMI whose state to read (once per Region), when the playbook "
+            "launches rescue instances")),
+    })
 
-    def inspect_params(self, risks: frozenset[str]) -> dict[str, Any]:
-        return {"stop_protection": "stop-protection" in risks}
+    def inspect_params(self, risks: frozenset[str],
+                       rescue_image_id: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"stop_protection": "stop-protection" in risks}
+        if rescue_image_id and "rescue-image-unusable" in risks:
+            params["rescue_image_id"] = rescue_image_id
+        return params
 
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:
         return Plan(calls=planned("ec2:DescribeInstances", "ec2:DescribeInstanceStatus",
@@ -301,6 +327,10 @@ class Inspect(Action):
         if facts["public_ip"]:
             elastic = yield from _elastic_ips(ctx)
             facts["has_elastic_ip"] = None if elastic is None else facts["public_ip"] in elastic
+        facts["rescue_image_state"] = None  # read only when the playbook launches rescues
+        if params.get("rescue_image_id"):
+            facts["rescue_image_state"] = yield from _rescue_image_state(
+                ctx, str(params["rescue_image_id"]))
         return facts
 
     def _root_facts(self, ctx: StepContext, instance: Record, facts: dict[str, Any]) -> Steps:

@@ -12,7 +12,8 @@ response of the merged call). An AWS error is thrown into the generator as
 errors are spent. ``yield Wait(...)`` returns the resource's record once ``until``
 holds (``None`` when the resource does not exist), or throws :class:`WaitTimeout`
 / :class:`WaitFailed`. ``yield Sleep(s)`` returns after ``s`` seconds on the run's
-clock. ``yield Gate(key)`` parks until someone calls ``StepContext.open_gate(key)``.
+clock. ``yield Gate(key)`` parks until someone calls ``StepContext.open_gate(key)``
+(with a ``timeout``, at most that long: the action then looks for itself).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class Sleep:
 @dataclass(frozen=True)
 class Gate:
     key: str
+    # Give up waiting after this many seconds and return anyway (None: wait for the open).
+    timeout: float | None = None
 
 
 Request = Call | Wait | Sleep | Gate

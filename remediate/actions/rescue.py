@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
 from remediate.actions.contract import Action, Plan, StepContext, calls
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, AwsError, Call, StepFailed, Wait, observe
-from remediate.actions.rescue_launch import SLOTS, Pulled, RescueConfig
+from remediate.actions.rescue_launch import SLOTS, Pulled, RescueConfig, probe_request
 from remediate.actions.rescue_pool import RescueInstance, RescuePool, Slot, detach_from_rescue
 from remediate.actions.ssm import (
     INSTANCE_ID_RE,
@@ -82,6 +83,20 @@ def same_image_error(ctx: StepContext, image_id: str) -> str | None:
             "leave it unbootable; use a different Windows version, or --accept same-ami-rescue")
 
 
+_CONFIG_FIELDS: Final = ("instance_type", "instance_profile", "max_per_az",
+                         "volumes_per_instance", "ready_timeout")
+
+
+def _config(params: Mapping[str, Any]) -> RescueConfig:
+    """How to launch rescue instances, from rescue.attach_volume's parameters (those not
+    given keep RescueConfig's defaults, which are the parameters' defaults)."""
+    config = RescueConfig(image_id=params["rescue_image_id"],
+                          subnet_ids=tuple(params.get("subnet_ids") or ()),
+                          security_group_ids=tuple(params.get("security_group_ids") or ()))
+    return replace(config, **{name: params[name] for name in _CONFIG_FIELDS
+                              if params.get(name) is not None})
+
+
 def _observe_volume(volume_id: str) -> Pulled:
     volume = yield observe("volume", volume_id)
     if volume is None:
@@ -103,6 +118,9 @@ class AttachVolume(Action):
     name = "rescue.attach_volume"
     summary = ("Attach the target's (detached) root volume to a rescue instance in its AZ, "
                "launching one if no slot is free.")
+    export_note = ("the rescue pool does not export: on Step Functions each target launches "
+                   "a rescue instance of its own (max_per_az and volumes_per_instance do not "
+                   "apply)")
     params = Record(fields={
         "rescue_image_id": Field(
             Str(pattern=r"ami-[0-9a-f]{8,17}", pattern_name="an AMI id (ami-...)",
@@ -148,7 +166,8 @@ class AttachVolume(Action):
     )
     mutating = True
     start_states = frozenset({"stopped"})
-    risks = frozenset({SAME_AMI, "kms-key-unusable", "marketplace-product-code"})
+    risks = frozenset({SAME_AMI, "kms-key-unusable", "marketplace-product-code",
+                       "rescue-image-unusable"})
     verify = "DescribeVolumes shows the volume attached to the rescue instance"
     undo = "rescue.detach_volume"
 
@@ -159,23 +178,17 @@ class AttachVolume(Action):
         note = (f"attach {volume} to a rescue instance in {az} (launching one from "
                 f"{params['rescue_image_id']} as {params['instance_type']} if none has a free "
                 "slot)")
+        probe = probe_request(ctx.run_id, ctx.facts.get("availability_zone"),
+                              _config(params))
         return Plan(
-            calls("ec2:RunInstances", note="only if no rescue instance has a free slot")
+            calls("ec2:RunInstances", note="only if no rescue instance has a free slot",
+                  probe=probe)
             + calls("ec2:AttachVolume"),
             note=f"{note}; would fail: {problem}" if problem else note,
         )
 
     def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        config = RescueConfig(
-            image_id=params["rescue_image_id"],
-            instance_type=params["instance_type"],
-            subnet_ids=tuple(params["subnet_ids"]),
-            security_group_ids=tuple(params["security_group_ids"]),
-            instance_profile=params.get("instance_profile"),
-            max_per_az=params["max_per_az"],
-            volumes_per_instance=params["volumes_per_instance"],
-            ready_timeout=params["ready_timeout"],
-        )
+        config = _config(params)
         problem = same_image_error(ctx, config.image_id)
         if problem:
             raise StepFailed(problem)

@@ -58,6 +58,21 @@ def launch(run_id: str, region: str, az: str, config: RescueConfig,
         state = "not found" if image is None else state_of("image", image)
         raise StepFailed(f"rescue image {config.image_id} is {state} in {region}")
     subnet_id = yield from subnet_in(az, config)
+    request = {**launch_request(run_id, az, config, {"SubnetId": subnet_id}),
+               "ClientToken": client_token, "BlockDeviceMappings": [root_mapping(image)]}
+    response = yield Call("ec2", "RunInstances", request,
+                          note=f"launch a rescue instance in {az}")
+    return Launched(
+        instance_id=str(response["Instances"][0]["InstanceId"]),
+        platform="windows" if image.get("Platform") == "windows" else "linux",
+        root_slot=slot_of(str(image.get("RootDeviceName", "/dev/sda1"))),
+    )
+
+
+def launch_request(run_id: str, az: str, config: RescueConfig,
+                   where: Mapping[str, Any]) -> dict[str, Any]:
+    """RunInstances for one rescue instance in ``az``, placed by ``where`` (a SubnetId, or
+    a Placement), without the parts only a real launch knows (token, root mapping)."""
     tags = [{"Key": RUN_TAG, "Value": run_id}, {"Key": ROLE_TAG, "Value": ROLE},
             {"Key": "Name", "Value": f"remediate-rescue-{az}"}]
     request: dict[str, Any] = {
@@ -65,9 +80,7 @@ def launch(run_id: str, region: str, az: str, config: RescueConfig,
         "InstanceType": config.instance_type,
         "MinCount": 1,
         "MaxCount": 1,
-        "SubnetId": subnet_id,
-        "ClientToken": client_token,
-        "BlockDeviceMappings": [root_mapping(image)],
+        **where,
         "MetadataOptions": {"HttpTokens": "required"},
         "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
                               {"ResourceType": "volume", "Tags": tags}],
@@ -78,13 +91,16 @@ def launch(run_id: str, region: str, az: str, config: RescueConfig,
         profile = config.instance_profile
         request["IamInstanceProfile"] = (
             {"Arn": profile} if profile.startswith("arn:") else {"Name": profile})
-    response = yield Call("ec2", "RunInstances", request,
-                          note=f"launch a rescue instance in {az}")
-    return Launched(
-        instance_id=str(response["Instances"][0]["InstanceId"]),
-        platform="windows" if image.get("Platform") == "windows" else "linux",
-        root_slot=slot_of(str(image.get("RootDeviceName", "/dev/sda1"))),
-    )
+    return request
+
+
+def probe_request(run_id: str, az: str | None, config: RescueConfig) -> dict[str, Any]:
+    """The RunInstances a dry run sends with DryRun=True: the real launch's image, type,
+    tags, profile and groups, in a configured subnet (else the AZ's default subnet)."""
+    where: dict[str, Any] = (
+        {"SubnetId": config.subnet_ids[0]} if config.subnet_ids
+        else {"Placement": {"AvailabilityZone": az}} if az else {})
+    return launch_request(run_id, az or "its-az", config, where)
 
 
 def subnet_in(az: str, config: RescueConfig) -> Pulled:

@@ -5,10 +5,11 @@ several volumes at once in free device slots (``xvdf``..``xvdp``; never the root
 device). The pool launches rescue instances on demand (at most ``max_per_az`` per
 AZ, tagged with the run id) and hands out slots. A target that needs a slot while
 an instance is launching parks on a :class:`Gate` until the instance is ready (or
-its launch failed); one that finds every slot taken and the AZ at its cap looks
-again every :data:`FULL_POLL` seconds, re-reading the slots from AWS at most once
-per interval per AZ, because a rollback (``ec2.reattach_root``) may take a volume
-off a rescue instance without telling the pool.
+its launch failed); one that finds every slot taken and the AZ at its cap queues:
+each slot the pool frees wakes the longest-waiting target, and every waiter also
+looks again after :data:`FULL_POLL` seconds, re-reading the slots from AWS at most
+once per interval per AZ, because a rollback (``ec2.reattach_root``) may take a
+volume off a rescue instance without telling the pool.
 
 It is a run-wide service: all targets of a run share it, and
 :meth:`RescuePool.finish` terminates its instances at the end of the run, never
@@ -29,6 +30,7 @@ import contextlib
 import hashlib
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -40,7 +42,6 @@ from remediate.actions.requests import (
     AwsError,
     Call,
     Gate,
-    Sleep,
     StepFailed,
     wait_state,
 )
@@ -152,6 +153,27 @@ class _Zone:
     bell: _Bell
     instances: list[RescueInstance] = field(default_factory=list)
     refreshed: float = float("-inf")
+    # Gate keys of targets waiting for a slot in a full AZ, first come first.
+    waiters: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    _tickets: int = 0
+
+    def queue(self) -> Gate:
+        """A gate for one target waiting for a free slot: opened when one frees, or after
+        :data:`FULL_POLL` (a rollback may free a slot without telling the pool)."""
+        self._tickets += 1
+        key = f"{self.bell.name}:slot#{self._tickets}"
+        self.waiters[key] = None
+        return Gate(key, timeout=FULL_POLL)
+
+    def leave(self, gate: Gate) -> bool:
+        """The target stops waiting; True if no freed slot woke it (it timed out)."""
+        return self.waiters.pop(gate.key, False) is None
+
+    def wake_one(self, ctx: StepContext) -> None:
+        """A slot freed: the longest-waiting target gets to look (not all of them)."""
+        if self.waiters:
+            key, _ = self.waiters.popitem(last=False)
+            ctx.open_gate(key)
 
 
 @dataclass
@@ -212,8 +234,13 @@ class RescuePool(RunService):
                 if launching:
                     yield zone.bell.gate()  # rung when it is ready, or failed
                 else:
-                    yield Sleep(FULL_POLL)
-                    yield from self._refresh(ctx, zone)
+                    gate = zone.queue()
+                    try:
+                        yield gate
+                    finally:
+                        timed_out = zone.leave(gate)
+                    if timed_out:  # nothing freed a slot: look at AWS (a rollback may have)
+                        yield from self._refresh(ctx, zone)
                 continue
             try:
                 yield from self.ready(ctx, slot.rescue, config)
@@ -259,6 +286,7 @@ class RescuePool(RunService):
             for zone in self._zones_of(ctx):
                 if any([rescue.forget(volume_id) for rescue in zone.instances]):
                     zone.bell.ring(ctx)
+                    zone.wake_one(ctx)
 
     # ---- the end of the run -----------------------------------------------------
 
@@ -356,7 +384,9 @@ class RescuePool(RunService):
         with self._lock:
             freed = [r.reconcile(attached.get(r.instance_id, {}), now)
                      for r in zone.instances if r.instance_id in ids]
-        if any(freed):
+        if any(freed):  # freed behind the pool's back (a rollback): rare, let all look
+            while zone.waiters:
+                zone.wake_one(ctx)
             zone.bell.ring(ctx)
 
     def _discover(self, ctx: StepContext) -> Pulled:

@@ -8,7 +8,7 @@ from typing import Any
 from remediate.findings import FINDINGS
 from remediate.language.durations import format_duration
 from remediate.reporters.record import RunRecord, TargetRecord
-from remediate.reporters.wording import permission_lines, plural
+from remediate.reporters.wording import permission_lines, plural, selection
 
 
 def _findings(record: TargetRecord) -> str:
@@ -62,8 +62,8 @@ def audit_text(record: RunRecord) -> str:
     for target in record.targets.values():
         lines.extend(_target_lines(target))
     summary = record.summary()
-    lines += ["", f"{plural(summary['total'], 'target')}: {summary['not_run']} would be worked on, "
-                  f"{summary['refused']} refused"]
+    lines += ["", f"{plural(summary['total'], 'target')}: "
+                  f"{selection(summary, 'would be worked on')}"]
     findings = findings_summary(record)
     if findings:
         lines += ["findings:", *findings]
@@ -90,7 +90,7 @@ def _permissions(record: RunRecord) -> list[str]:
 def preflight_text(record: RunRecord) -> str:
     summary = record.summary()
     lines = [f"{record.playbook}: {plural(summary['total'], 'target')} selected, "
-             f"{summary['not_run']} to work on, {summary['refused']} refused"]
+             f"{selection(summary, 'to work on')}"]
     for target in record.by_status("refused"):
         lines.append(f"  refused {target.target.id}: {target.refused}")
     findings = findings_summary(record)

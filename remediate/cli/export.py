@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,14 +24,16 @@ class Compiled:
     playbook: Playbook
     params: dict[str, Any]
     definition: dict[str, Any]
-    # The role every SDK call assumes (the playbook's one account with a role, or --role-arn
-    # of `export`); None: the state machine's own role.
+    # The role every SDK call assumes (the playbook's one account with a role, or
+    # --target-role-arn); None: the state machine's own role.
     target_role_arn: str | None
+    items_bucket: str | None = None  # the batches are read from this S3 bucket
 
 
 def compile_or_fail(playbook_path: str, params: Mapping[str, str],
                     accepted: frozenset[str] = frozenset(),
-                    target_role_arn: str | None = None) -> Compiled:
+                    target_role_arn: str | None = None,
+                    items_bucket: str | None = None) -> Compiled:
     """Load, bind and compile; every problem a :class:`UserError` (one line, exit 1)."""
     from remediate.export import NotExportable, compile_playbook
     from remediate.language.loader import bind_params
@@ -43,10 +45,20 @@ def compile_or_fail(playbook_path: str, params: Mapping[str, str],
     accounts = playbook.targets.accounts
     role = target_role_arn or (accounts[0].role_arn if len(accounts) == 1 else None)
     try:
-        definition = compile_playbook(playbook, bound, role_arn=role, accepted=accepted)
+        definition = compile_playbook(playbook, bound, role_arn=role, accepted=accepted,
+                                      items_bucket=items_bucket)
     except NotExportable as exc:
         raise UserError(str(exc)) from None
-    return Compiled(playbook, bound, definition, role)
+    return Compiled(playbook, bound, definition, role, items_bucket)
+
+
+def warn_dropped(playbook: Playbook, *, judged_by_run: bool = False,
+                 rate_limits: Mapping[str, object] | None = None) -> None:
+    """One warning line on stderr per feature of the playbook that does not export."""
+    from remediate.export.dropped import dropped
+
+    for line in dropped(playbook, judged_by_run=judged_by_run, rate_limits=rate_limits):
+        click.echo(f"warning: {line}", err=True)
 
 
 def size_line(compiled: Compiled) -> str:
@@ -60,7 +72,24 @@ def _engine_option(func: Any) -> Any:
                         show_default=True, help="Where the playbook is to run.")(func)
 
 
+def items_bucket_option(func: Any) -> Any:
+    return click.option(
+        "--items-bucket", metavar="BUCKET",
+        help="Each batch's targets are read from this S3 bucket (Distributed Map ItemReader; "
+             "`run --engine stepfunctions` writes them there): for more targets than an "
+             "execution's input holds (about 3,700). Same account and Region as the "
+             "machine.")(func)
+
+
+def target_role_option(*names: str) -> Callable[[Any], Any]:
+    return click.option(
+        *(names or ("--target-role-arn",)), "target_role_arn", metavar="ARN",
+        help="A role every AWS call of the machine assumes (targets in another account; "
+             "default: the playbook's account role, if any).")
+
+
 def _compile_options(func: Any) -> Any:
+    func = items_bucket_option(func)
     func = click.option("--accept", "accepted", multiple=True, type=click.Choice(ACKNOWLEDGEABLE),
                         help="Accept a destructive finding the machine would otherwise refuse "
                              "(repeatable).")(func)
@@ -73,19 +102,20 @@ def _compile_options(func: Any) -> Any:
 @click.argument("playbook", type=click.Path(dir_okay=False))
 @_engine_option
 @_compile_options
-@click.option("--role-arn", metavar="ARN",
-              help="A role every AWS call of the machine assumes (targets in another account; "
-                   "default: the playbook's account role, if any).")
+@target_role_option("--target-role-arn", "--role-arn")
 @click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
               help="Write the definition here instead of standard output.")
 def export(playbook: str, engine: str, params: tuple[str, ...], accepted: tuple[str, ...],
-           role_arn: str | None, output: str | None) -> int:
+           items_bucket: str | None, target_role_arn: str | None, output: str | None) -> int:
     """Compile PLAYBOOK into an Amazon States Language definition (JSON).
 
-    Its size and number of states go to standard error. A playbook that uses
-    something Step Functions cannot run fails here, naming it (exit 1).
+    Its size and number of states go to standard error, after a warning for each
+    feature of the playbook that does not export. A playbook that uses something
+    Step Functions cannot run fails here, naming it (exit 1).
     """
-    compiled = compile_or_fail(playbook, parse_params(params), frozenset(accepted), role_arn)
+    compiled = compile_or_fail(playbook, parse_params(params), frozenset(accepted),
+                               target_role_arn, items_bucket)
+    warn_dropped(compiled.playbook)
     document = json.dumps(compiled.definition, indent=2) + "\n"
     if output:
         from remediate.reporters.files import write_atomically
@@ -104,16 +134,23 @@ def export(playbook: str, engine: str, params: tuple[str, ...], accepted: tuple[
 @_compile_options
 @click.option("--role-arn", metavar="ARN", required=True,
               help="The state machine's execution role (it needs the policy printed).")
+@target_role_option()
 @click.option("--name", metavar="NAME", help="The state machine's name (default: the "
                                              "playbook's name).")
 @click.option("--region", metavar="REGION",
               help="Where to deploy (default: the playbook's one Region, else AWS_REGION).")
 @click.option("--profile", metavar="NAME", help="AWS profile (default: AWS_PROFILE).")
 def deploy(playbook: str, engine: str, params: tuple[str, ...], accepted: tuple[str, ...],
-           role_arn: str, name: str | None, region: str | None, profile: str | None) -> int:
+           items_bucket: str | None, role_arn: str, target_role_arn: str | None,
+           name: str | None, region: str | None, profile: str | None) -> int:
     """Create or update PLAYBOOK's state machine; print its ARN, then (as JSON) the IAM
-    policy its execution role needs, from the actions' contracts."""
-    compiled = compile_or_fail(playbook, parse_params(params), frozenset(accepted))
+    policy its execution role needs, from the actions' contracts.
+
+    `run --engine stepfunctions` uses the machine only if it was deployed with the
+    same --param, --accept, --target-role-arn and --items-bucket values."""
+    compiled = compile_or_fail(playbook, parse_params(params), frozenset(accepted),
+                               target_role_arn, items_bucket)
+    warn_dropped(compiled.playbook)
     sfn = stepfunctions_client(compiled.playbook, region, profile)
     from remediate.export import role_policy
     from remediate.export.deploy import deploy as deploy_machine

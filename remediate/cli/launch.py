@@ -110,18 +110,24 @@ def execute(request: RunRequest, env: Environment | None = None) -> int:
 
     playbook = load_or_fail(request.playbook_path)
     params = _bound_params(playbook, request.params)
-    if request.notify:
-        from remediate.notify import parse_notify
+    from remediate.notify import check_topic, parse_notify, topic_region
 
-        parse_notify(request.notify)  # a typo fails before anything runs
-    from remediate.reporters import parse_spec
+    # A typo fails before anything runs.
+    topic_arn = parse_notify(request.notify) if request.notify else None
+    from remediate.destinations import check_destination
+    from remediate.reporters import checked_specs
 
-    for spec in request.reports:
-        parse_spec(spec)  # so does a typo in --report (not after the prompt, or the run)
+    # So does a typo in --report, or a report or journal that cannot be written (not
+    # after the prompt, or the run).
+    checked_specs(request.reports)
+    if not request.dry_run and request.stepfunctions is None:
+        check_destination(request.journal_path, f"--journal {request.journal_path}")
     run_id = new_run_id()
     factory = ClientFactory(_accounts(playbook, request.targets.profile), run_id=run_id,
                             session=env.session, endpoint_url=env.endpoint_url,
                             dry_run=request.dry_run)
+    if topic_arn:  # a topic that does not exist fails before the first target is found
+        check_topic(factory.client("sns", topic_region(topic_arn)), topic_arn)
     overrides = Overrides(
         target_ids=split_ids(request.targets.target_ids),
         tags=parse_pairs(request.targets.tags, "--tag", split=False),
@@ -139,6 +145,10 @@ def execute(request: RunRequest, env: Environment | None = None) -> int:
                         "with --tag, --filter, --target-ids or --limit")
     if request.dry_run:
         return _plan(request, env, playbook, params, targets, factory, run_id)
+    if request.stepfunctions is not None:
+        from remediate.cli.stepfunctions_run import check_before_preflight
+
+        check_before_preflight(request.stepfunctions, playbook, targets, factory, run_id)
     if not request.yes:
         _ask_first(request, env, playbook, params, targets, factory)
     if request.stepfunctions is not None:
@@ -234,7 +244,8 @@ def _run(request: RunRequest, env: Environment, playbook: Playbook, params: dict
     from remediate.journal import Journal
 
     journal = Journal(_journal_path(request.journal_path))
-    bus = subscribers(request.reports, request.progress, request.notify, factory)
+    bus = subscribers(request.reports, request.progress, request.notify, factory,
+                      topic_checked=True)
     confirm = None if request.yes or not playbook.guards.pause_after_canary else _canary_prompt
     executor = Executor(playbook, targets, clients=lookup(factory), clock=env.clock, bus=bus,
                         journal=journal, run_id=run_id, params=params,
@@ -256,7 +267,9 @@ def _journal_path(path: str) -> str:
 
 
 def subscribers(reports: tuple[str, ...], progress: bool | None, notify: str | None,
-                factory: Any) -> Any:
+                factory: Any, *, topic_checked: bool = False) -> Any:
+    """The run's event bus: the terminal, the reports, and ``--notify``'s SNS topic (checked
+    with GetTopicAttributes first, unless ``topic_checked``)."""
     from remediate.executor.events import EventBus
     from remediate.reporters import from_specs
     from remediate.reporters.terminal import TerminalReporter
@@ -265,12 +278,15 @@ def subscribers(reports: tuple[str, ...], progress: bool | None, notify: str | N
     bus.subscribe(TerminalReporter(progress=progress))
     bus.subscribe(from_specs(reports))
     if notify:
-        from remediate.notify import SnsNotifier, parse_notify, sns_publisher, topic_region
+        from remediate.notify import sns_notifier
 
-        arn = parse_notify(notify)
-        client = factory.client("sns", topic_region(arn))
-        bus.subscribe(SnsNotifier(arn, sns_publisher(client, arn)))
+        bus.subscribe(sns_notifier(notify, lambda region: factory.client("sns", region),
+                                   _warn, check=not topic_checked))
     return bus
+
+
+def _warn(text: str) -> None:
+    click.echo(f"warning: {text}", err=True)
 
 
 def _canary_prompt(batch: Any) -> bool:

@@ -35,5 +35,24 @@ def open_leases(table_name: str | None, factory: Any, run_id: str,
     from remediate.leases import LeaseTable, Owner
 
     table = LeaseTable(factory.client("dynamodb"), table_name, owner=Owner.current(run_id),
-                       clock=clock)
+                       clock=clock, execution_status=execution_status(factory, clock))
     return TargetLeases(table, lookup(factory))
+
+
+def execution_status(factory: Any, clock: Clock) -> Callable[[str], str]:
+    """A Step Functions execution's status by ARN (in the ARN's Region), "MISSING" if it
+    does not exist: how long the lease of a run on Step Functions holds."""
+    from botocore.exceptions import ClientError
+
+    from remediate.aws.retrying import RetryingClient
+
+    def status(arn: str) -> str:
+        sfn = RetryingClient(factory.client("stepfunctions", arn.split(":")[3]), clock)
+        try:
+            return str(sfn.describe_execution(executionArn=arn)["status"])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ExecutionDoesNotExist":
+                return "MISSING"  # the run stopped before StartExecution
+            raise
+
+    return status

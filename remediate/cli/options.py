@@ -68,6 +68,13 @@ def clock_factor_option(func: F) -> F:
                         metavar="F", hidden=True, help=CLOCK_FACTOR_HELP)(func)
 
 
+def notify_option(func: F) -> F:
+    """``--notify sns:TOPIC_ARN`` (run and resume)."""
+    return click.option("--notify", metavar="sns:TOPIC_ARN",
+                        help="Publish the start, each batch and the summary to an SNS topic "
+                             "(checked before the run starts).")(func)
+
+
 def target_options(func: F) -> F:
     """How to narrow or override the playbook's target selector (``targets: TargetArgs``)."""
     return _packing(func, TargetArgs, "targets", [
@@ -92,7 +99,8 @@ def execution_options(func: F) -> F:
         click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
                      help="Set a playbook parameter (repeatable)."),
         click.option("--concurrency", type=click.IntRange(min=1), metavar="N",
-                     help="Targets in flight at once (default: the playbook's)."),
+                     help="Targets in flight at once per account and Region "
+                          "(default: the playbook's)."),
         click.option("--rate-limit", "rate_limits", multiple=True, metavar="BUCKET=BURST/RATE",
                      help="Override an API bucket, e.g. ec2.mutating=20/2 (repeatable)."),
         click.option("--accept", "accepted", multiple=True,

@@ -11,6 +11,7 @@ from its start).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 import click
@@ -26,6 +27,16 @@ def is_execution_arn(text: str) -> bool:
     return len(parts) >= 8 and parts[:3] == ["arn", "aws", "states"] and parts[5] == "execution"
 
 
+def refuse_journal_options(given: Mapping[str, object]) -> None:
+    """A redrive is followed by its status only: options for resuming a journal (reports,
+    progress, leases...) would be silently ignored, so they are refused."""
+    used = [name for name, value in given.items() if value is not None and value != ()]
+    if used:
+        raise UserError(f"resume EXECUTION_ARN redrives the execution and follows its status "
+                        f"only: {', '.join(used)} {'is' if len(used) == 1 else 'are'} for "
+                        "resuming a journal")
+
+
 def _error(exc: Any) -> str:
     error = exc.response.get("Error", {})
     return f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
@@ -35,13 +46,14 @@ def redrive(arn: str) -> int:
     from botocore.exceptions import ClientError
 
     from remediate.aws.clients import ClientFactory
+    from remediate.aws.retrying import RetryingClient
     from remediate.cli import launch
     from remediate.cli.stepfunctions_run import pause_for
     from remediate.export.follow import RUNNING
 
     env = launch.Environment()
     factory = ClientFactory(run_id="redrive", session=env.session, endpoint_url=env.endpoint_url)
-    sfn = factory.client("stepfunctions", arn.split(":")[3])
+    sfn = RetryingClient(factory.client("stepfunctions", arn.split(":")[3]), env.clock)
     try:
         status = sfn.describe_execution(executionArn=arn)["status"]
     except ClientError as exc:

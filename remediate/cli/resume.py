@@ -10,7 +10,7 @@ from remediate.cli import exitcodes
 from remediate.cli.exitcodes import UserError
 from remediate.cli.launch import Environment, ctrl_c, exit_code, lookup, subscribers
 from remediate.cli.lock_table import lock_table_option, open_leases
-from remediate.cli.options import clock_factor_option
+from remediate.cli.options import clock_factor_option, notify_option
 from remediate.cli.playbook_arg import load_or_fail
 
 
@@ -22,11 +22,12 @@ from remediate.cli.playbook_arg import load_or_fail
 @click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
               help="Write a report: json:PATH, junit:PATH or md:PATH (repeatable).")
 @click.option("--progress/--no-progress", default=None)
+@notify_option
 @clock_factor_option
 @lock_table_option
 def resume(journal: str, run_id: str | None, playbook_path: str | None,
            reports: tuple[str, ...], progress: bool | None, clock_factor: float | None,
-           lock_table: str | None) -> int:
+           lock_table: str | None, notify: str | None) -> int:
     """Continue the run journaled in JOURNAL from where it stopped.
 
     Finished steps are not run again; the step that was in flight is re-run
@@ -34,11 +35,15 @@ def resume(journal: str, run_id: str | None, playbook_path: str | None,
     started); a rollback in flight goes on; rescue instances are cleaned up.
 
     JOURNAL may also be the ARN of a failed Step Functions execution (`run --engine
-    stepfunctions`): it is redriven (RedriveExecution) and followed until it ends.
+    stepfunctions`): it is redriven (RedriveExecution) and its status followed until it
+    ends; the other options are for journals and are refused with an ARN.
     """
-    from remediate.cli.redrive import is_execution_arn, redrive
+    from remediate.cli.redrive import is_execution_arn, redrive, refuse_journal_options
 
     if is_execution_arn(journal):
+        refuse_journal_options({"--run-id": run_id, "--playbook": playbook_path,
+                                "--report": reports, "--progress/--no-progress": progress,
+                                "--clock-factor": clock_factor, "--lock-table": lock_table})
         return redrive(journal)
     if not os.path.isfile(journal):
         raise UserError(f"no journal at {journal}")
@@ -56,7 +61,7 @@ def resume(journal: str, run_id: str | None, playbook_path: str | None,
     env = Environment().scaled(clock_factor)
     factory = ClientFactory(playbook.targets.accounts, run_id=record.run_id,
                             session=env.session, endpoint_url=env.endpoint_url)
-    bus = subscribers(reports, progress, None, factory)
+    bus = subscribers(reports, progress, notify, factory)
     try:
         executor = resuming(store, playbook, clients=lookup(factory), clock=env.clock, bus=bus,
                             run_id=record.run_id,

@@ -5,9 +5,16 @@ from __future__ import annotations
 import click
 
 from remediate.cli import exitcodes
+from remediate.cli.export import items_bucket_option, target_role_option
 from remediate.cli.launch import RunRequest, execute
 from remediate.cli.lock_table import lock_table_option
-from remediate.cli.options import ExecutionArgs, TargetArgs, execution_options, target_options
+from remediate.cli.options import (
+    ExecutionArgs,
+    TargetArgs,
+    execution_options,
+    notify_option,
+    target_options,
+)
 
 
 @click.command(epilog=exitcodes.EPILOG)
@@ -17,8 +24,7 @@ from remediate.cli.options import ExecutionArgs, TargetArgs, execution_options, 
 @click.option("--dry-run", is_flag=True, help="The audit of `remediate plan`: change nothing.")
 @click.option("--yes", "-y", is_flag=True,
               help="Don't ask before starting, nor after the canary batch.")
-@click.option("--notify", metavar="sns:TOPIC_ARN",
-              help="Publish the start, each batch and the summary to an SNS topic.")
+@notify_option
 @lock_table_option
 @click.option("--engine", type=click.Choice(["local", "stepfunctions"]), default="local",
               show_default=True, help="Run here, or as an AWS Step Functions execution "
@@ -28,9 +34,11 @@ from remediate.cli.options import ExecutionArgs, TargetArgs, execution_options, 
 @click.option("--role-arn", metavar="ARN",
               help="stepfunctions: create or update the state machine with this execution "
                    "role (default: it must be deployed already, with this definition).")
+@target_role_option()
+@items_bucket_option
 def run(playbook: str, targets: TargetArgs, execution: ExecutionArgs, dry_run: bool, yes: bool,
         notify: str | None, lock_table: str | None, engine: str, state_machine: str | None,
-        role_arn: str | None) -> int:
+        role_arn: str | None, target_role_arn: str | None, items_bucket: str | None) -> int:
     """Run PLAYBOOK across its targets.
 
     Without --yes it first shows what it is about to do to how many targets,
@@ -40,13 +48,21 @@ def run(playbook: str, targets: TargetArgs, execution: ExecutionArgs, dry_run: b
     """
     stepfunctions = None
     if engine == "stepfunctions":
-        from remediate.cli.export import compile_or_fail
-        from remediate.cli.options import parse_params
+        from remediate.cli.export import compile_or_fail, warn_dropped
+        from remediate.cli.options import parse_params, parse_rate_limits
         from remediate.cli.stepfunctions_run import StepFunctionsOptions
 
         # A playbook that does not export fails before any AWS call.
-        compile_or_fail(playbook, parse_params(execution.params), frozenset(execution.accepted))
-        stepfunctions = StepFunctionsOptions(state_machine, role_arn)
+        compiled = compile_or_fail(playbook, parse_params(execution.params),
+                                   frozenset(execution.accepted), target_role_arn, items_bucket)
+        warn_dropped(compiled.playbook, judged_by_run=True,
+                     rate_limits=parse_rate_limits(execution.rate_limits))
+        stepfunctions = StepFunctionsOptions(state_machine, role_arn, target_role_arn,
+                                             items_bucket)
+    elif target_role_arn or items_bucket:
+        from remediate.cli.exitcodes import UserError
+
+        raise UserError("--target-role-arn and --items-bucket are for --engine stepfunctions")
     return execute(RunRequest.from_args(playbook, targets, execution, dry_run=dry_run, yes=yes,
                                         notify=notify, lock_table=lock_table,
                                         stepfunctions=stepfunctions))

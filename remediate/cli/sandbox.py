@@ -18,23 +18,25 @@ def sandbox() -> None:
 
 
 @sandbox.command()
-@click.option("--port", type=int, default=0, show_default=True,
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="TCP port on 127.0.0.1 (0: any free port).")
-@click.option("--fleet", "plain", type=int, default=20, show_default=True,
+@click.option("--fleet", "plain", type=click.IntRange(min=0), default=20, show_default=True,
               help="Plain broken Windows instances.")
-@click.option("--workspaces", type=int, default=6, show_default=True,
+@click.option("--workspaces", type=click.IntRange(min=0), default=6, show_default=True,
               help="Broken WorkSpaces.")
 @click.option("--pitfalls/--no-pitfalls", default=True, show_default=True,
               help="Add one instance of each pitfall (instance store, Spot, stop protection, "
                    "bad KMS key, Marketplace, hibernation).")
-@click.option("--clock-factor", type=float, default=60.0, show_default=True,
+@click.option("--clock-factor", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True,
               help="Simulated seconds per real second (60: a 2-minute stop takes 2 s).")
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoint and fleet as JSON.")
 def serve(port: int, plain: int, workspaces: int, pitfalls: bool, clock_factor: float,
           as_json: bool) -> int:
     """Serve the sandbox on 127.0.0.1 until Ctrl-C.
 
-    Rehearse a playbook from another shell with the printed AWS_ENDPOINT_URL.
+    Rehearse a playbook from another shell with the printed AWS_ENDPOINT_URL. A port
+    already in use is an error (exit 1).
     """
     import logging
 
@@ -58,12 +60,14 @@ class _Announcer(io.StringIO):
         fleet = data["fleet"]
         kinds = Counter(t["kind"] for t in fleet["targets"])
         region = next(iter(fleet["regions"]), "us-east-1")
+        rescue = fleet["regions"][region]["rescue_windows_ami"]
         tag_key, tag_value = fleet["tag"]
         click.echo(f"sandbox ready at {data['endpoint']}\n")
         click.echo("in another shell:")
         click.echo(f"  export AWS_ENDPOINT_URL={data['endpoint']} AWS_ACCESS_KEY_ID=testing "
                    f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={region}")
-        click.echo("  remediate plan playbooks/ec2-offline-repair.yaml\n")
+        click.echo("  remediate plan playbooks/ec2-offline-repair.yaml "
+                   f"--param rescue_image_id={rescue}\n")
         click.echo(f"fleet (tagged {tag_key}={tag_value}):")
         for kind, count in sorted(kinds.items()):
             click.echo(f"  {count:5d} EC2 instances: {kind}")

@@ -11,8 +11,13 @@ execution), else all batches at once. The executions are followed through their
 history (:mod:`remediate.export.follow`), publishing the executor's events to the
 same subscribers, so progress, reports and exit codes are a local run's.
 
-Leases live as long as this process follows the execution: stopped with Ctrl-C,
-the execution goes on in AWS but its leases expire after their ttl.
+Leases name the execution working on their targets and are never given back
+while it may still run (:mod:`remediate.cli.execution_leases`): stopped with
+Ctrl-C or by an error, the execution goes on in AWS, and other runs keep off its
+targets until it ends. The follower's calls retry throttling and transient
+errors on the run's clock. What would fail after the pre-flight (targets in
+several Regions, more targets than an execution's input holds, an unreachable
+``--items-bucket``) is checked before it (:func:`check_before_preflight`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from remediate.actions.contract import Target
 from remediate.cli.exitcodes import UserError
 from remediate.clock import Clock, VirtualClock
 from remediate.executor.events import (
+    ApiRetrying,
     Event,
     EventBus,
     Notice,
@@ -39,6 +45,9 @@ from remediate.executor.events import (
 from remediate.language.model import Playbook
 
 if TYPE_CHECKING:
+    from remediate.actions.requests import AwsError
+    from remediate.aws.retrying import RetryingClient
+    from remediate.cli.execution_leases import ExecutionLeases
     from remediate.cli.launch import Environment, RunRequest
     from remediate.executor.leasing import TargetLeases
     from remediate.export.follow import Followed
@@ -53,6 +62,34 @@ SIMULATED_POLL_SECONDS: Final = 0.05
 class StepFunctionsOptions:
     state_machine: str | None = None  # default: the playbook's name
     role_arn: str | None = None  # create or update the machine with this execution role
+    target_role_arn: str | None = None  # every SDK call of the machine assumes this role
+    items_bucket: str | None = None  # the batches go to S3 (ItemReader), not in the input
+
+
+def check_before_preflight(options: StepFunctionsOptions, playbook: Playbook,
+                           targets: Sequence[Target], factory: Any, run_id: str) -> None:
+    """What would stop the run after the pre-flight and the deploy: one line, exit 1."""
+    from remediate.export.run_input import input_problem
+
+    regions = sorted({t.region for t in targets})
+    if len(regions) > 1:
+        raise UserError(f"a state machine works in one Region; the targets are in "
+                        f"{', '.join(regions)}: pass --region")
+    if options.items_bucket is None:
+        problem = input_problem(playbook, targets, run_id)
+        if problem:
+            raise UserError(problem)
+        return
+    from botocore.exceptions import ClientError
+
+    from remediate.aws.errors import from_exception
+
+    try:
+        factory.client("s3", regions[0] if regions else None).head_bucket(
+            Bucket=options.items_bucket)
+    except ClientError as exc:
+        raise UserError(f"--items-bucket {options.items_bucket}: "
+                        f"{from_exception(exc, 'HeadBucket')}") from None
 
 
 def pause_for(clock: Clock) -> Callable[[], object]:
@@ -76,6 +113,7 @@ class _Preflight:
 def run_on_stepfunctions(request: RunRequest, env: Environment, playbook: Playbook,
                          params: dict[str, Any], targets: list[Target], factory: Any,
                          run_id: str) -> int:
+    from remediate.cli.execution_leases import ExecutionLeases
     from remediate.cli.launch import exit_code, subscribers
     from remediate.executor.result import RunResult
 
@@ -88,12 +126,13 @@ def run_on_stepfunctions(request: RunRequest, env: Environment, playbook: Playbo
     statuses = {k: v for k, v in statuses.items() if v != "planned"}
     errors: dict[str, str] = {}
     leases = _leases(request, factory, run_id, env.clock)
+    flight = ExecutionLeases(leases, bus)
     try:
         if leases is not None and eligible:
             eligible = _lease(leases, run_id, eligible, env, bus, statuses)
         if eligible:
             followed = _start_and_follow(request, options, env, playbook, eligible, factory,
-                                         run_id, bus, leases)
+                                         run_id, bus, flight)
             statuses.update(followed.statuses)
             errors.update(followed.errors)
             for target in eligible:
@@ -101,14 +140,10 @@ def run_on_stepfunctions(request: RunRequest, env: Environment, playbook: Playbo
                     reason = f"not started: the execution ended {followed.status}"
                     statuses[target.key], errors[target.key] = "skipped", reason
                     bus.publish(TargetFinished(target, "skipped", reason))
-    except KeyboardInterrupt:
-        raise  # the execution goes on in AWS: its leases are left to expire
     except BaseException:
-        if leases is not None:
-            leases.release()
+        flight.stop()  # Ctrl-C, or an error: the execution may go on in AWS
         raise
-    if leases is not None:
-        leases.release()
+    flight.release()
     result = RunResult(run_id, False, statuses, errors)
     bus.publish(RunFinished(run_id, env.clock.wall(), result.summary))
     return exit_code(result)
@@ -153,55 +188,47 @@ def _lease(leases: TargetLeases, run_id: str, eligible: list[Target], env: Envir
     return [t for t in eligible if t.key not in outcome.refused]
 
 
-def _state_machine(options: StepFunctionsOptions, playbook: Playbook,
-                   definition: Mapping[str, Any], sfn: Any) -> str:
-    """The ARN of a state machine running exactly ``definition``."""
-    from remediate.export.deploy import deploy, find_state_machine, is_current
+def _retrying(client: Any, clock: Clock, bus: EventBus) -> RetryingClient:
+    """``client``'s calls retried on throttling and transient errors, each retry an event
+    (the progress display counts them)."""
+    from remediate.aws.retrying import RetryingClient
 
-    name = options.state_machine or playbook.name
-    if options.role_arn:
-        deployed = deploy(sfn, name, definition, options.role_arn, playbook.name)
-        if deployed.change != "unchanged":
-            click.echo(f"state machine {name} {deployed.change}: {deployed.arn}", err=True)
-        return deployed.arn
-    arn = find_state_machine(sfn, name)
-    if arn is None:
-        raise UserError(f"no state machine {name}: deploy it first (`remediate deploy "
-                        f"{playbook.source} --role-arn ARN`), or pass --role-arn")
-    if not is_current(sfn, arn, definition):
-        raise UserError(f"state machine {name} does not run this playbook with these --param "
-                        f"and --accept values: deploy it again (`remediate deploy "
-                        f"{playbook.source} --role-arn ARN ...`), or pass --role-arn")
-    return arn
+    def said(error: AwsError, attempts: int, delay: float) -> None:
+        bus.publish(ApiRetrying(f"states:{error.operation}", error.code, attempts, delay))
+
+    return RetryingClient(client, clock, on_retry=said)
 
 
 def _start_and_follow(request: RunRequest, options: StepFunctionsOptions, env: Environment,
                       playbook: Playbook, eligible: list[Target], factory: Any, run_id: str,
-                      bus: EventBus, leases: TargetLeases | None) -> Followed:
+                      bus: EventBus, flight: ExecutionLeases) -> Followed:
     from remediate.cli.export import compile_or_fail
-    from remediate.export import execution_input
+    from remediate.cli.state_machine import state_machine
+    from remediate.export import execution_input, execution_name
+    from remediate.export.run_input import cut_batches, execution_arn
 
-    regions = sorted({t.region for t in eligible})
-    if len(regions) > 1:
-        raise UserError(f"a state machine works in one Region; the targets are in "
-                        f"{', '.join(regions)}: pass --region")
-    compiled = compile_or_fail(request.playbook_path, request.params, request.accepted)
-    sfn = factory.client("stepfunctions", regions[0])
-    machine = _state_machine(options, playbook, compiled.definition, sfn)
-    whole = execution_input(playbook, eligible, run_id)
+    compiled = compile_or_fail(request.playbook_path, request.params, request.accepted,
+                               options.target_role_arn, options.items_bucket)
+    region = eligible[0].region
+    sfn = _retrying(factory.client("stepfunctions", region), env.clock, bus)
+    machine = state_machine(request, options, playbook, compiled.definition, sfn)
+    items = cut_batches(playbook, eligible)
+    keys = _write_items(options, factory, region, run_id, items, env.clock, bus)
     by_item = {(t.account, t.region, t.id): t for t in eligible}
-    batches = [[by_item[(i["account"], i["region"], i["id"])] for i in batch]
-               for batch in whole["batches"]]
+    batches = [[by_item[(i["account"], i["region"], i["id"])] for i in batch] for batch in items]
     pause = not request.yes and playbook.guards.pause_after_canary and len(batches) > 1
     parts = [slice(0, 1), slice(1, None)] if pause else [slice(None)]
-    tick = leases.pump if leases is not None else None  # renew while following
     followed: Followed | None = None
     for number, part in enumerate(parts):
-        name = run_id if number == 0 else f"{run_id}-rest"
-        arn = _start(sfn, machine, name, execution_input(playbook, eligible, run_id, part))
+        name = execution_name(run_id if number == 0 else f"{run_id}-rest")
+        started = [t for batch in batches[part] for t in batch]
+        flight.starting(started, execution_arn(machine, name))  # its leases name it first
+        document = execution_input(playbook, eligible, run_id, part, item_keys=keys)
+        arn = _start(sfn, machine, name, document)
         click.echo(f"run {run_id}: execution {arn}", err=True)
-        followed = _follow(sfn, arn, bus, env.clock, batches, part, tick, followed)
-        ask = leases.renewing(_go_on) if leases is not None else _go_on
+        followed = _follow(sfn, arn, bus, env.clock, batches, part, flight.renew, followed)
+        flight.ended(started)
+        ask = flight.leases.renewing(_go_on) if flight.leases is not None else _go_on
         if number == 0 and pause and not ask((batches, followed)):
             _not_confirmed([t for b in batches[1:] for t in b], followed, bus)
             break
@@ -214,12 +241,26 @@ def _start_and_follow(request: RunRequest, options: StepFunctionsOptions, env: E
     return followed
 
 
+def _write_items(options: StepFunctionsOptions, factory: Any, region: str, run_id: str,
+                 items: list[list[dict[str, str]]], clock: Clock,
+                 bus: EventBus) -> list[str] | None:
+    """With --items-bucket: the batches written to S3, their keys (None: in the input)."""
+    if options.items_bucket is None:
+        return None
+    from remediate.export.items import PREFIX, write_items
+    from remediate.reporters.wording import plural
+
+    s3 = _retrying(factory.client("s3", region), clock, bus)
+    keys = write_items(s3, options.items_bucket, run_id, items)
+    click.echo(f"run {run_id}: {plural(len(keys), 'batch', 'batches')} of targets in "
+               f"s3://{options.items_bucket}/{PREFIX}/{run_id}/", err=True)
+    return keys
+
+
 def _start(sfn: Any, machine: str, name: str, document: Mapping[str, Any]) -> str:
     import json
 
-    from remediate.export import execution_name
-
-    started = sfn.start_execution(stateMachineArn=machine, name=execution_name(name),
+    started = sfn.start_execution(stateMachineArn=machine, name=name,
                                   input=json.dumps(document, separators=(",", ":")))
     return str(started["executionArn"])
 
@@ -235,7 +276,7 @@ def _follow(sfn: Any, arn: str, bus: EventBus, clock: Clock, batches: Sequence[l
                                  tick=tick)
     try:
         followed = follower.follow(arn)
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or AWS's errors once retries are spent
         click.echo(f"stopped following; the execution goes on in AWS: {arn} (stop it with "
                    "`aws stepfunctions stop-execution`)", err=True)
         raise

@@ -86,6 +86,9 @@ class SyncRuntime:
             self.clock.sleep(request.seconds)
             return None
         if isinstance(request, Gate):
+            if request.key not in self._open and request.timeout is not None:
+                self.clock.sleep(request.timeout)
+                return None
             if request.key not in self._open:
                 raise WaitFailed(f"gate {request.key} is closed and nothing else runs here")
             return None

@@ -9,7 +9,8 @@ Two bounds, and the estimate is the larger:
 - **Waiting.** Each target's critical path is the sum of the time AWS takes to
   settle after each mutating call it makes (:data:`SETTLE_SECONDS`: domain.md's
   "a stop takes a few minutes", etc.; AWS publishes no exact figures). Targets
-  run ``concurrency`` at a time, so the path is paid once per wave.
+  run ``concurrency`` at a time per account and Region, so the path is paid once
+  per wave of the busiest one.
 
 It ignores batch pauses (the canary's confirmation), throttling by other tools,
 retries and failures; treat it as an order of magnitude, not a promise.
@@ -58,10 +59,10 @@ def estimate(plans: Iterable[tuple[Target, Sequence[str]]], limiter: RateLimiter
              concurrency: int) -> Estimate:
     """``plans``: each target with the APIs ("ec2:StopInstances") its steps would call."""
     per_api: Counter[tuple[str, str, str]] = Counter()
-    targets = 0
+    per_scope: Counter[tuple[str, str]] = Counter()
     path = 0.0
     for target, apis in plans:
-        targets += 1
+        per_scope[(target.account, target.region)] += 1
         path = max(path, sum(SETTLE_SECONDS.get(api, 0.0) for api in apis))
         for api in apis:
             per_api[(target.account, target.region, api)] += 1
@@ -81,6 +82,6 @@ def estimate(plans: Iterable[tuple[Target, Sequence[str]]], limiter: RateLimiter
         spec = limiter.spec(bucket)
         over = max(0.0, count - spec.capacity)
         bucket_seconds[f"{account}/{region}/{bucket}"] = over / spec.refill
-    waves = math.ceil(targets / max(1, concurrency)) if targets else 0
+    waves = math.ceil(max(per_scope.values(), default=0) / max(1, concurrency))
     seconds = max([waves * path, *bucket_seconds.values()])
     return Estimate(seconds, bucket_seconds, path, waves)

@@ -9,13 +9,17 @@ thread does while the question after the canary batch blocks the scheduler; the
 executor releases them at the end, after failures and Ctrl-C too. If the
 executor itself crashes, the leases of targets it had not finished are left to
 expire (or to be taken back by ``remediate resume`` on the same host), like the
-journal's locks: a target may be mid-way.
+journal's locks: a target may be mid-way. A run on Step Functions drives the
+same leases without a scheduler (:meth:`TargetLeases.watch`, and
+:meth:`TargetLeases.bind_execution` to name the execution working on them: see
+:mod:`remediate.cli.execution_leases`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from remediate.actions.contract import Target
@@ -53,6 +57,7 @@ class TargetLeases:
         self._reported_lost: set[str] = set()
         self._bus: EventBus | None = None
         self._lost: dict[str, str] | None = None
+        self._consequence = ""
 
     @property
     def name(self) -> str:
@@ -70,32 +75,49 @@ class TargetLeases:
                            self._holders(outcome.refused), self._holders(outcome.taken_over))
 
     def _holders(self, found: Mapping[str, LockHolder]) -> dict[str, LockHolder]:
-        return {self._by_lease[k]: LockHolder(self._by_lease[k], h.run_id, h.pid, h.host,
-                                              h.started_at)
+        return {self._by_lease[k]: replace(h, target_key=self._by_lease[k])
                 for k, h in found.items()}
 
     def attach(self, scheduler: Scheduler, bus: EventBus, lost: dict[str, str]) -> None:
         """Renew while the scheduler runs. A lease lost (renewed too late: another run
         took the target over) is said on ``bus`` and filed in ``lost`` (target key ->
         why), which stops the target before its next step."""
+        self.watch(bus, lost)
+        scheduler.add_pump(self.pump, keepalive=True)
+
+    def watch(self, bus: EventBus, lost: dict[str, str],
+              consequence: str = "no further step starts on it") -> None:
+        """Say each lease lost on ``bus`` (with ``consequence``: what becomes of its target)
+        and file it in ``lost``, whoever drives :meth:`pump`."""
         self._bus = bus
         self._lost = lost
-        scheduler.add_pump(self.pump, keepalive=True)
+        self._consequence = consequence
+
+    def bind_execution(self, target_keys: Iterable[str], execution_arn: str) -> None:
+        """Name the Step Functions execution about to work on these targets in their
+        leases (see :meth:`LeaseTable.bind_execution`)."""
+        wanted = set(target_keys)
+        self.table.bind_execution((k for k, t in self._by_lease.items() if t in wanted),
+                                  execution_arn)
+        self._report_lost()
 
     def pump(self) -> float | None:
         when = self.table.pump()
-        lost = sorted(self.table.lost - self._reported_lost)
-        if lost:
-            self._reported_lost.update(lost)
-            names = [self._by_lease.get(k, k) for k in lost]
-            why = (f"lost its lease in lock table {self.name}: another run may work on it "
-                   "now")
-            if self._lost is not None:
-                self._lost.update(dict.fromkeys(names, why))
-            if self._bus is not None:
-                self._bus.publish(Notice("error", f"{', '.join(names)}: {why}; no further "
-                                                  "step starts on it"))
+        self._report_lost()
         return when
+
+    def _report_lost(self) -> None:
+        lost = sorted(self.table.lost - self._reported_lost)
+        if not lost:
+            return
+        self._reported_lost.update(lost)
+        names = [self._by_lease.get(k, k) for k in lost]
+        why = f"lost its lease in lock table {self.name}: another run may work on it now"
+        if self._lost is not None:
+            self._lost.update(dict.fromkeys(names, why))
+        if self._bus is not None:
+            self._bus.publish(Notice("error", f"{', '.join(names)}: {why}; "
+                                              f"{self._consequence}"))
 
     def renewing(self, wait: Callable[[T], R]) -> Callable[[T], R]:
         """``wait`` blocks the scheduler (the question after the canary batch, which a
@@ -126,6 +148,10 @@ class TargetLeases:
                     self._bus.publish(Notice("error", f"could not renew the leases in lock "
                                                       f"table {self.name}: {exc}"))
                 return
+
+    def held(self) -> set[str]:
+        """The target keys whose leases this run holds."""
+        return {self._by_lease[k] for k in self.table.held if k in self._by_lease}
 
     def release(self, target_keys: Iterable[str] | None = None) -> None:
         """Give back the leases of ``target_keys`` (default: all this run holds)."""

@@ -8,11 +8,14 @@ the first canary failing at 3 a.m.
 
 One probe per (account, Region, EC2 operation) the plan would call, carrying the
 first planned target's own ids, so that resource-level conditions (tags, ARNs)
-are judged as for the real call. The probes go through the call layer like any
-call (paced, counted), which lets them through a dry run because AWS changes
-nothing for them. What cannot be probed is reported ``unchecked``, with why:
-calls on rescue instances that do not exist yet, and services without a dry-run
-flag (SSM, WorkSpaces); ``remediate iam-policy`` lists what those need.
+are judged as for the real call; a planned call may give its own request (the
+rescue launch's RunInstances: its image, type and tags, so a rescue AMI the
+Region does not have answers ``InvalidAMIID.NotFound``). The probes go through
+the call layer like any call (paced, counted), which lets them through a dry run
+because AWS changes nothing for them. What cannot be probed is reported
+``unchecked``, with why: calls on rescue instances that do not exist yet, and
+services without a dry-run flag (SSM, WorkSpaces); ``remediate iam-policy``
+lists what those need.
 """
 
 from __future__ import annotations
@@ -59,17 +62,18 @@ PROBES: Mapping[str, ProbeParams] = {
                                      f.get("root_delete_on_termination", True))}}]},
     "CreateReplaceRootVolumeTask": lambda f: {"InstanceId": f["id"]},
 }
-ON_RESCUE_INSTANCES = frozenset({"RunInstances", "TerminateInstances"})
+ON_RESCUE_INSTANCES = frozenset({"TerminateInstances"})
 STEP_ID = "permission-check"
 
 
-def unchecked_reason(service: str, operation: str) -> str | None:
-    """Why ``service:operation`` cannot be probed (None: it can)."""
+def unchecked_reason(service: str, operation: str, planned_probe: bool = False) -> str | None:
+    """Why ``service:operation`` cannot be probed (None: it can); ``planned_probe``: the
+    planned call gave its own probe request (RunInstances: the rescue launch)."""
     if service != "ec2":
         return f"{service} has no dry-run flag; see `remediate iam-policy`"
     if operation in ON_RESCUE_INSTANCES:
         return "acts on a rescue instance that does not exist before the run"
-    if operation not in PROBES:
+    if operation not in PROBES and not planned_probe:
         return "no dry-run probe for this operation yet"
     return None
 
@@ -104,7 +108,7 @@ def probe_permissions(rc: RunContext, plans: Iterable[tuple[TargetState, Sequenc
     for (account, region), users in sorted(first_users(plans).items()):
         for api, state in users.items():
             service, _, operation = api.partition(":")
-            reason = unchecked_reason(service, operation)
+            reason = unchecked_reason(service, operation, api in state.probes)
             if reason is not None:
                 publish(PermissionChecked(account, region, api, _iam_action(api), "unchecked",
                                           reason, state.target.key))
@@ -122,7 +126,7 @@ def _probe(rc: RunContext, api: str, operation: str, state: TargetState,
     target = state.target
     outcome: PermissionOutcome
     try:
-        params = PROBES[operation](state.facts)
+        params = dict(state.probes.get(api) or PROBES[operation](state.facts))
     except KeyError as exc:
         outcome, detail = "unchecked", f"inspection did not find the target's {exc.args[0]}"
     else:

@@ -98,4 +98,7 @@ def plan_target(rc: RunContext, state: TargetState) -> list[str]:
                                    condition))
         if not plan.skip:
             apis.extend(planned)
+            for call in plan.calls:
+                if call.probe is not None:
+                    state.probes.setdefault(call.api, call.probe)
     return apis

@@ -75,9 +75,12 @@ class PreflightPolicy:
 
     def judge(self, kind: str, facts: Mapping[str, Any]) -> tuple[tuple[Finding, ...],
                                                                    str | None]:
-        """The target's findings, and why it is refused (None: it may go on)."""
-        findings = preflight.findings_for(kind, facts, self.rescue_image_id)
-        findings += preflight.destructive_findings(self.destructive, facts)
+        """The target's findings that matter to the playbook (a risk of one of its actions,
+        or what the target is), and why it is refused (None: it may go on)."""
+        found = preflight.findings_for(kind, facts, self.rescue_image_id)
+        found += preflight.destructive_findings(self.destructive, facts)
+        shown = self.relevant | self.at_step
+        findings = [f for f in found if f.kind in shown or FINDINGS[f.kind].about_target]
         refusal = preflight.gate(findings, set(self.relevant), set(self.accepted),
                                  set(self.require_ack))
         return tuple(findings), refusal

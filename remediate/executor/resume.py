@@ -22,12 +22,22 @@ from remediate.executor.calls import ClientLookup
 from remediate.executor.engine import Confirm, Executor, playbook_sha256
 from remediate.executor.events import EventBus
 from remediate.executor.result import RunResult
-from remediate.journal import Journal, RunRecord
+from remediate.journal import Journal, LockHolder, RunRecord
 from remediate.language.model import Playbook
 
 
 class ResumeRefused(ValueError):
     pass
+
+
+def held_text(journal: Journal, run_id: str, holder: LockHolder) -> str:
+    """Why ``run_id`` cannot be resumed now: ``holder`` is still running it."""
+    if holder.host == journal.host:
+        return (f"{journal.path}: run {run_id} is still going (pid {holder.pid} on this host "
+                "is alive): let it finish, or stop it, then resume")
+    return (f"{journal.path}: run {run_id} is held by pid {holder.pid} on {holder.host} "
+            f"(since {holder.started_at}), which cannot be checked from {journal.host}: "
+            f"resume it on {holder.host}")
 
 
 def check_playbook(record: RunRecord, playbook: Playbook) -> None:
@@ -68,6 +78,11 @@ def resuming(
     if record.dry_run:
         raise ResumeRefused(f"run {record.run_id} was a dry run: there is nothing to resume")
     check_playbook(record, playbook)
+    # Last: the claim marks the run running in this process (nothing is written if
+    # another live process, or another host, still runs it).
+    holder = journal.claim_run(record.run_id)
+    if holder is not None:
+        raise ResumeRefused(held_text(journal, record.run_id, holder))
     saved = record.options
     limits = rate_limits or {name: Bucket(*spec) for name, spec in
                              saved.get("rate_limits", {}).items()}

@@ -6,13 +6,18 @@ anything else is touched. Within a batch up to ``concurrency`` targets are in
 flight; when one finishes the next starts, unless the run is stopping or the
 failure budget is spent (then the rest end ``interrupted`` / ``skipped``).
 
+``concurrency`` counts per account and Region, as AWS's API buckets and the
+rescue pools do (and as SSM Automation's ``MaxConcurrency`` applies per target
+location): a run over three Regions keeps three times as many targets in flight,
+each Region paced to its own buckets.
+
 A resumed run counts the failures it had before against the budget, and does
 not ask again after a canary that was already confirmed.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
@@ -72,30 +77,34 @@ class Rollout:
         self._leave_unstarted(queue, budget)
 
     def _batch(self, batch: list[TargetRunner], budget: FailureBudget) -> None:
+        """Run ``batch``: up to ``concurrency`` targets in flight per account and Region."""
         rc = self.rc
-        waiting = deque(batch)
-        active = 0
+        waiting: dict[tuple[str, str], deque[TargetRunner]] = {}
+        for runner in batch:
+            waiting.setdefault(_scope(runner), deque()).append(runner)
+        active: Counter[tuple[str, str]] = Counter()
 
-        def start_more() -> None:
-            nonlocal active
-            while (waiting and active < self.concurrency and not rc.stop_level
+        def start_more(scope: tuple[str, str]) -> None:
+            queue = waiting[scope]
+            while (queue and active[scope] < self.concurrency and not rc.stop_level
                    and not budget.exhausted):
-                runner = waiting.popleft()
-                active += 1
+                runner = queue.popleft()
+                active[scope] += 1
                 self.spawn(runner, runner.work(), partial(finished, runner))
 
         def finished(runner: TargetRunner) -> None:
-            nonlocal active
-            active -= 1
+            scope = _scope(runner)
+            active[scope] -= 1
             if budget.record(runner.status):
                 self.budget_exhausted = True
                 rc.bus.publish(BudgetExhausted(budget.failed, budget.allowed))
-            start_more()
+            start_more(scope)
 
-        start_more()
+        for scope in list(waiting):
+            start_more(scope)
         rc.scheduler.run()
         rc.journal.commit()
-        self._leave_unstarted(waiting, budget)
+        self._leave_unstarted(deque(r for queue in waiting.values() for r in queue), budget)
 
     def _leave_unstarted(self, runners: deque[TargetRunner], budget: FailureBudget) -> None:
         if self.rc.stop_level:
@@ -107,3 +116,8 @@ class Rollout:
         while runners:
             runners.popleft().finish(status, reason)
         self.rc.journal.commit()
+
+
+def _scope(runner: TargetRunner) -> tuple[str, str]:
+    """What ``concurrency`` counts in flight per: AWS's limits are per account and Region."""
+    return runner.target.account, runner.target.region

@@ -36,19 +36,32 @@ def handle_sleeps(scheduler: Scheduler) -> None:
 
 class Gates:
     def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
         self._open: set[str] = set()
-        self._parked: dict[str, list[Ticket]] = {}
+        # key -> parked tickets (a dict as an ordered set: a timed-out one leaves in O(1))
+        self._parked: dict[str, dict[Ticket, None]] = {}
         scheduler.handle(Gate, self.park)
 
     def park(self, ticket: Ticket, gate: Gate) -> None:
         if gate.key in self._open:
             ticket.resolve(None)
-        else:
-            self._parked.setdefault(gate.key, []).append(ticket)
+            return
+        self._parked.setdefault(gate.key, {})[ticket] = None
+        if gate.timeout is not None:
+            # The first of the two answers wins (Ticket.resolve); the other is dropped.
+            self._scheduler.at(self._scheduler.clock.now() + max(0.0, gate.timeout),
+                               lambda: self._time_out(gate.key, ticket))
+
+    def _time_out(self, key: str, ticket: Ticket) -> None:
+        parked = self._parked.get(key, {})
+        parked.pop(ticket, None)
+        if not parked:
+            self._parked.pop(key, None)
+        ticket.resolve(None)
 
     def open(self, key: str) -> None:
         self._open.add(key)
-        for ticket in self._parked.pop(key, []):
+        for ticket in self._parked.pop(key, {}):
             ticket.resolve(None)
 
     def fail_parked(self) -> None:

@@ -39,6 +39,8 @@ class TargetState:
     task: Task | None = None
     # What it is doing, for the "still in flight" list of a second Ctrl-C.
     doing: str = ""
+    # Dry runs: API -> the permission check's request its planned call gave, if any.
+    probes: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def scope(self, rc: RunContext) -> dict[str, Any]:
         return {

@@ -117,8 +117,9 @@ class TargetRunner:
         if action is None:
             return None, f"no inspect action {name!r} for kind {target.kind!r}"
         problems = Problems()
-        params = action.params.check(action.inspect_params(rc.policy.relevant), ("inspect",),
-                                     problems)
+        params = action.params.check(
+            action.inspect_params(rc.policy.relevant, rc.policy.rescue_image_id), ("inspect",),
+            problems)
         assert self.state.task is not None
         self.state.task.caller.step_id = "inspect"
         try:

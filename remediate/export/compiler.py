@@ -13,6 +13,11 @@ the local budget counts over the whole run).
 ``guards.pause_after_canary`` is the caller's: start one execution with the
 canary batch, ask, then another with the other batches
 (:func:`remediate.export.run_input.execution_input` cuts them either way).
+
+With ``items_bucket`` the input's batches are S3 keys instead of lists of
+targets, and each Map reads its batch with an ItemReader
+(:mod:`remediate.export.items`): for runs over more targets than an execution's
+input can hold.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from remediate.export import asl
 from remediate.export.asl import MOTO_UNSAFE_PATH, States
 from remediate.export.errors import NotExportable
 from remediate.export.fragments.ec2_instance import FACTS
+from remediate.export.items import item_reader
 from remediate.export.iteration import Iteration
 from remediate.language.model import Playbook
 
@@ -47,13 +53,15 @@ class DefinitionSize:
 
 def compile_playbook(playbook: Playbook, params: Mapping[str, Any], *,
                      role_arn: str | None = None, accepted: frozenset[str] = frozenset(),
-                     base_dir: str | None = None) -> dict[str, Any]:
+                     base_dir: str | None = None,
+                     items_bucket: str | None = None) -> dict[str, Any]:
     """The ASL definition of ``playbook`` with ``params`` bound (the values
     :func:`remediate.language.loader.bind_params` returns: defaults and ``--param``s).
 
     ``role_arn``: every SDK call assumes this role (targets in another account);
     ``accepted``: finding kinds the operator accepted (``--accept``); ``base_dir``:
-    where script paths are relative to (default: the playbook's folder). Raises
+    where script paths are relative to (default: the playbook's folder);
+    ``items_bucket``: the batches are read from this S3 bucket. Raises
     :class:`NotExportable` naming the first step, action or feature that cannot be
     expressed.
     """
@@ -67,7 +75,7 @@ def compile_playbook(playbook: Playbook, params: Mapping[str, Any], *,
     definition = {
         "Comment": f"remediate playbook {playbook.name}: {playbook.description}"[:1000],
         "StartAt": "start",
-        "States": _batches(playbook, processor),
+        "States": _batches(playbook, processor, items_bucket),
     }
     unsafe = sorted(set(unsafe_paths(definition)))
     if unsafe:  # a fragment bug, not the playbook's: fail loudly
@@ -112,8 +120,12 @@ def _walk(states: States) -> Iterator[dict[str, Any]]:
             yield from _walk(state["ItemProcessor"]["States"])
 
 
-def _batches(playbook: Playbook, processor: dict[str, Any]) -> States:
+def _batches(playbook: Playbook, processor: dict[str, Any], items_bucket: str | None) -> States:
     guards, concurrency = playbook.guards, playbook.execution.concurrency
+    batch = asl.Ref("States.ArrayGetItem($.batches, $.at.n)")
+    items: dict[str, Any] = {"ItemsPath": "$.batch.items"}
+    if items_bucket is not None:
+        items = {"ItemReader": item_reader(items_bucket, "$.batch.key")}
     states: States = {
         "start": asl.pass_state("next batch", parameters={
             "run": {"id": asl.path("$.run_id")}, "batches": asl.path("$.batches"),
@@ -122,12 +134,11 @@ def _batches(playbook: Playbook, processor: dict[str, Any]) -> States:
             [({"Variable": "$.at.n", "NumericGreaterThanEqualsPath": "$.count"}, "done")],
             "batch"),
         "batch": asl.pass_state("targets", parameters={
-            "items": asl.Ref("States.ArrayGetItem($.batches, $.at.n)")},
-            result_path="$.batch"),
+            "items" if items_bucket is None else "key": batch}, result_path="$.batch"),
         "targets": {
             "Type": "Map",
             "Comment": "one child execution per target",
-            "ItemsPath": "$.batch.items",
+            **items,
             "ItemSelector": {"target.$": "$$.Map.Item.Value", "run.$": "$.run"},
             "MaxConcurrency": concurrency,
             "ToleratedFailurePercentage": float(guards.max_failure_percent),

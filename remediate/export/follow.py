@@ -15,8 +15,10 @@ What cannot be mapped, and is not faked:
   no retries);
 * where the child executions are not listed (moto 5.2.5 does not list them), a
   batch's Map Run counts are all there is: a batch with no failure means every
-  target of it succeeded; in a batch with failures, which targets failed is not
-  known, and each of its targets ends ``interrupted`` with an error saying so.
+  target of it succeeded, one whose every target failed (a batch of one, say)
+  that each failed (how, and with which error, is not known); in a batch with
+  some failures, which targets failed is not known, and each of its targets ends
+  ``interrupted`` with an error saying so.
 """
 
 from __future__ import annotations
@@ -178,15 +180,21 @@ class ExecutionFollower:
                 if target_id in by_id:
                     self._finish(by_id[target_id], status, error)
         not_ok = sum(int(counts.get(k, 0)) for k in ("failed", "aborted", "timedOut"))
+        batch = self.first + index + 1
         for target in targets:
             if target.key in self.result.statuses:
                 continue
             if not_ok == 0 and int(counts.get("succeeded", 0)) == len(targets):
                 self._finish(target, "succeeded", None)
+            elif not_ok == len(targets):  # every one failed: that much is certain
+                self._finish(target, "failed", (
+                    f"batch {batch} failed as a whole (its Map Run counted {not_ok} of "
+                    f"{len(targets)} targets failed); the error is not known: Step Functions "
+                    f"did not list the Map Run's child executions ({arn})"))
             else:
                 self._finish(target, "interrupted", (
                     f"outcome not known: {not_ok} of the {len(targets)} targets of batch "
-                    f"{self.first + index + 1} failed, and Step Functions did not list the "
+                    f"{batch} failed, and Step Functions did not list the "
                     f"Map Run's child executions ({arn}); check this target"))
         statuses = [self.result.statuses[t.key] for t in targets]
         self.bus.publish(BatchFinished(self.first + index, statuses.count("succeeded"),

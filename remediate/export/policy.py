@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from remediate.export.items import read_statement
 from remediate.language.model import Playbook
 from remediate.permissions import permissions_for, playbook_actions
 
@@ -32,11 +33,19 @@ def _calls(value: Any) -> Iterator[str]:
             yield from _calls(item)
 
 
+def item_buckets(definition: Mapping[str, Any]) -> list[str]:
+    """The S3 buckets the definition's Maps read their items from."""
+    readers = [state["ItemReader"] for state in definition["States"].values()
+               if "ItemReader" in state]
+    return sorted({reader["Parameters"]["Bucket"] for reader in readers})
+
+
 def role_policy(playbook: Playbook, definition: Mapping[str, Any], *,
                 state_machine_arn: str | None = None,
                 role_arn: str | None = None) -> dict[str, Any]:
     """The execution role's policy: the definition's calls plus what the playbook's
-    actions declare (the same contracts ``remediate iam-policy`` prints)."""
+    actions declare (the same contracts ``remediate iam-policy`` prints), reading the
+    batches from the definition's items bucket, assuming the target role ``role_arn``."""
     actions = set(sdk_calls(definition))
     actions.update(permissions_for(playbook_actions(playbook), playbook.targets.kind))
     by_service: dict[str, list[str]] = {}
@@ -55,4 +64,5 @@ def role_policy(playbook: Playbook, definition: Mapping[str, Any], *,
     if role_arn:
         statements.append({"Sid": "RemediateAssumeTargetRole", "Effect": "Allow",
                            "Action": ["sts:AssumeRole"], "Resource": [role_arn]})
+    statements.extend(read_statement(bucket) for bucket in item_buckets(definition))
     return {"Version": "2012-10-17", "Statement": statements}

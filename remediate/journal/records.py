@@ -82,10 +82,20 @@ class LockHolder:
     pid: int
     host: str
     started_at: str
+    # A lease (--lock-table) taken for a Step Functions execution, and what its state
+    # means for the lease (e.g. "which is still RUNNING": held past its expiry).
+    execution_arn: str | None = None
+    execution_note: str = ""
 
     def describe(self) -> str:
-        return (f"locked by run {self.run_id} (pid {self.pid} on {self.host}, "
-                f"started {self.started_at})")
+        return (f"locked by run {self.run_id} (pid {self.pid} on {self.host}, started "
+                f"{self.started_at}){execution_text(self.execution_arn, self.execution_note)}")
+
+
+def execution_text(execution_arn: str | None, note: str) -> str:
+    """What a lock holder's description says of its Step Functions execution."""
+    text = f" for Step Functions execution {execution_arn}" if execution_arn else ""
+    return f"{text}, {note}" if note else text
 
 
 @dataclass(frozen=True)

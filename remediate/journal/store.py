@@ -26,9 +26,11 @@ from datetime import datetime
 from typing import Any
 
 from remediate.actions.contract import Target
+from remediate.errors import UserError
 from remediate.journal import locks
 from remediate.journal.records import (
     CallRecord,
+    LockHolder,
     LockOutcome,
     RunRecord,
     StepRecord,
@@ -88,16 +90,32 @@ def target_json(target: Target) -> str:
                   "account": target.account})
 
 
+class JournalError(UserError):
+    """The journal file cannot be opened, or is not a journal: one line, exit 1."""
+
+
+def _open(path: str) -> sqlite3.Connection:
+    db: sqlite3.Connection | None = None
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        if db is not None:
+            db.close()
+        if isinstance(exc, sqlite3.OperationalError):  # no such folder, no permission, ...
+            raise JournalError(f"cannot open journal {path}: {exc}") from None
+        raise JournalError(f"{path} is not a remediate journal: {exc}") from None
+    return db
+
+
 class Journal:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
         self.pid = os.getpid()
         self.host = socket.gethostname()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = _open(self.path)
         self._in_tx = False
         self._tx_started = 0.0
 
@@ -287,3 +305,9 @@ class Journal:
     def release_locks(self, run_id: str) -> None:
         self.commit()
         locks.release(self._db, run_id, self.pid)
+
+    def claim_run(self, run_id: str) -> LockHolder | None:
+        """Make this process the one running ``run_id`` (a resume), unless another live
+        process, or another host, holds it: that holder then, and nothing is written."""
+        self.commit()
+        return locks.claim_run(self._db, run_id, self.pid, self.host)

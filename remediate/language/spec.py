@@ -230,7 +230,7 @@ BUCKET = Record(title="a rate-limit mapping", fields={
 
 EXECUTION = Record(title="an execution mapping", fields={
     "concurrency": Field(Int(1, 100_000), default=50,
-                         description="Targets in flight at once."),
+                         description="Targets in flight at once, per account and Region."),
     "rate_limits": Field(MapOf(value=BUCKET, key=Choice(values=tuple(DEFAULT_BUCKETS),
                                                                  name="a rate bucket name"),
                                title="a mapping of bucket names to {burst, rate}"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
+from remediate.destinations import check_destination
 from remediate.errors import UserError
 from remediate.reporters.files import FileReport
 from remediate.reporters.json_report import JsonReport
@@ -49,16 +50,27 @@ def parse_spec(text: str) -> ReportSpec:
     return ReportSpec(name, path)
 
 
+def checked_specs(specs: Iterable[str]) -> list[ReportSpec]:
+    """Every spec parsed, and its file known to be writable (before any AWS call): a
+    report that cannot be written fails the command now, not after the run."""
+    parsed = [parse_spec(text) for text in specs]
+    for spec in parsed:
+        if spec.path != "-":
+            check_destination(spec.path, f"--report {spec.format}:{spec.path}")
+    return parsed
+
+
 def from_specs(specs: Iterable[str]) -> RunRecord:
     """A record that writes every report named in ``specs`` when the run ends.
 
-    All specs are checked first, so a typo fails before the run starts.
+    All specs are checked first (:func:`checked_specs`), so a typo or a folder that
+    cannot be written fails before the run starts.
     """
     record = RunRecord()
-    for spec in [parse_spec(text) for text in specs]:
+    for spec in checked_specs(specs):
         record.writers.append(FORMATS[spec.format](spec.path))
     return record
 
 
-__all__ = ["FORMATS", "FileReport", "ReportSpec", "ReportSpecError", "RunRecord", "from_specs",
-           "parse_spec"]
+__all__ = ["FORMATS", "FileReport", "ReportSpec", "ReportSpecError", "RunRecord",
+           "checked_specs", "from_specs", "parse_spec"]

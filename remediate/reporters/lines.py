@@ -51,9 +51,8 @@ def _(event: RunStarted) -> str:
 
 @line.register
 def _(event: TargetInspected) -> str:
+    # A refusal is said once, by the TargetFinished that follows.
     kinds = ", ".join(f.kind for f in event.findings)
-    if event.refused:
-        return f"{_who(event.target)}: refused: {event.refused}"
     return f"{_who(event.target)}: inspected" + (f"; findings: {kinds}" if kinds else "")
 
 

@@ -16,7 +16,7 @@ from remediate.findings import FINDINGS
 from remediate.language.durations import format_duration
 from remediate.reporters.markdown_blocks import header, run_notes, table
 from remediate.reporters.record import FACT_EXCERPT, PlannedStep, RunRecord, TargetRecord
-from remediate.reporters.wording import by_urgency, finding_line, outcome, plural
+from remediate.reporters.wording import by_urgency, finding_line, outcome, plural, selection
 
 _API = re.compile(r"^([a-z0-9-]+)[:.]([A-Za-z0-9]+)$")
 
@@ -117,9 +117,8 @@ def audit(record: RunRecord) -> str:
     s = record.summary()
     lines = header(record, "remediate dry run")
     lines += ["**Nothing was changed.** This is what a run would do.", ""]
-    others = s["total"] - s["not_run"] - s["refused"]
-    lines += [f"**{plural(s['total'], 'target')}: {s['not_run']} would be worked on, "
-              f"{s['refused']} refused" + (f", {others} skipped**." if others else "**."), ""]
+    lines += [f"**{plural(s['total'], 'target')}: {selection(s, 'would be worked on')}**.",
+              ""]
     if record.estimate_seconds is not None:
         lines += [f"Estimated duration: {format_duration(record.estimate_seconds)}.", ""]
     lines += run_notes(record)

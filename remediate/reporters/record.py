@@ -291,6 +291,10 @@ class RunRecord(Subscriber):
         for writer in self.writers:
             try:
                 writer(self)
+            except OSError as exc:  # checked writable before the run; since then, not
+                self.failures += 1
+                log.error("error: could not write the report %s: %s",
+                          getattr(writer, "path", writer), exc)
             except Exception:
                 self.failures += 1
                 log.exception("writing a report with %r failed", writer)

@@ -49,8 +49,7 @@ _NOTABLE = (BatchStarted, RollbackStarted, StepRetrying, BudgetExhausted, Interr
 
 
 def _notable(event: Event) -> bool:
-    if isinstance(event, TargetInspected):
-        return event.refused is not None
+    # A refused target's TargetInspected is not: its TargetFinished says why, once.
     if isinstance(event, StepFinished):
         return event.status == "failed" or event.rollback
     if isinstance(event, TargetFinished):

@@ -16,6 +16,14 @@ def plural(count: int, word: str, many: str = "") -> str:
     return f"{count} {word}" if count == 1 else f"{count} {many or word + 's'}"
 
 
+def selection(summary: dict[str, int], working: str) -> str:
+    """What becomes of a dry run's targets (``summary`` is RunRecord.summary()): ``7 to
+    work on, 5 refused, 1 skipped``, ``working`` being the first phrase's words."""
+    skipped = summary["skipped"] - summary["refused"] - summary["not_run"]
+    text = f"{summary['not_run']} {working}, {summary['refused']} refused"
+    return text + (f", {skipped} skipped" if skipped else "")
+
+
 def step_line(step: StepRecord) -> str:
     """``stop (ec2.stop): failed after 3 attempts in 2m05s: IncorrectState: ...``"""
     kind = "rollback " if step.rollback else ""

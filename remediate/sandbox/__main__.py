@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
+from remediate.errors import UserError
 from remediate.sandbox.fleet import FleetSpec
 from remediate.sandbox.server import serve
 
@@ -23,7 +25,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     spec = FleetSpec(plain=args.fleet, workspaces=args.workspaces, azs=args.azs)
-    return serve(args.port, spec, clock_factor=args.clock_factor)
+    try:
+        return serve(args.port, spec, clock_factor=args.clock_factor)
+    except UserError as exc:  # a port in use: one line, as `remediate sandbox serve` says it
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -42,6 +42,22 @@ def _botocore_session() -> botocore.session.Session:
     return _shared_botocore
 
 
+class _SharedSession(boto3.Session):
+    """A boto3 Session on the shared botocore session.
+
+    Every boto3 Session registers boto3's customisations (S3's ``upload_file``...)
+    on its botocore session; on a shared one, the second Session's handlers ran too,
+    and the next S3 client failed ("Cannot inject class attribute upload_file,
+    attribute already exists in class dict"). They are registered once here.
+    """
+
+    def _register_default_handlers(self) -> None:
+        core: Any = self._session
+        if not getattr(core, "remediate_boto3_handlers", False):
+            super()._register_default_handlers()
+            core.remediate_boto3_handlers = True
+
+
 class Sandbox:
     """AWS (EC2, EBS, SSM, WorkSpaces) simulated by moto, made realistic.
 
@@ -134,7 +150,7 @@ class Sandbox:
 
     def boto3_session(self, region: str | None = None) -> boto3.Session:
         """A boto3 session with fake credentials, in ``region`` (default: the sandbox's)."""
-        return boto3.Session(
+        return _SharedSession(
             region_name=region or self.region,
             botocore_session=_botocore_session(),
             **FAKE_CREDENTIALS,
@@ -150,15 +166,23 @@ class Sandbox:
             )
         return self._clients[key]
 
-    def fail(self, operation: str, code: str, message: str = "") -> None:
+    def fail(self, operation: str, code: str, message: str = "", *,
+             times: int | None = None) -> None:
         """Answer every ``operation`` call (e.g. ``DescribeKey``) with AWS error ``code``
-        until :meth:`clear_faults`: for missing permissions, outages and the like."""
+        until :meth:`clear_faults`: for missing permissions, outages and the like. With
+        ``times``, only the next ``times`` calls fail (a throttle that passes)."""
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1")
         with self._world.lock:
             self._world.faults[operation] = (code, message)
+            self._world.fault_calls_left.pop(operation, None)
+            if times is not None:
+                self._world.fault_calls_left[operation] = times
 
     def clear_faults(self) -> None:
         with self._world.lock:
             self._world.faults.clear()
+            self._world.fault_calls_left.clear()
 
     def build_fleet(self, spec: FleetSpec) -> Fleet:
         """Build a broken fleet (see :class:`FleetSpec`); clears :attr:`api_calls` after."""

@@ -13,7 +13,7 @@ import warnings
 from moto.core.common_types import TYPE_RESPONSE
 from moto.core.responses import ActionResult, BaseResponse
 
-from remediate.sandbox import errors
+from remediate.sandbox import ec2_dry_run, errors
 from remediate.sandbox.patcher import Patcher
 from remediate.sandbox.state import ApiCall, maybe_current
 
@@ -35,13 +35,15 @@ def install(patcher: Patcher) -> None:
             )
             dry_run = service == "ec2" and self.querystring.get("DryRun") == ["true"]
             world.calls.append(ApiCall(service, operation, not admitted, now, dry_run))
-            fault = world.faults.get(operation)
+            fault = world.take_fault(operation) if admitted else None
             if not admitted or fault is not None or dry_run:
                 # Like AWS: throttling, then the permission check (faults inject denials),
-                # then a DryRun request stops before any rule or state is looked at.
+                # then a DryRun request is validated and stops before any rule or state
+                # change.
                 error = (errors.throttled(service) if not admitted
                          else errors.SandboxError(*fault) if fault is not None
-                         else errors.dry_run_operation())
+                         else ec2_dry_run.refusal(service, operation, self)
+                         or errors.dry_run_operation())
                 with warnings.catch_warnings():
                     # Models don't declare every error shape (WorkSpaces has no
                     # ThrottlingException); AWS sends them anyway.

@@ -1,7 +1,8 @@
 """EC2 instance lifecycle on the sandbox clock, with AWS's state rules.
 
 Patches moto's ``InstanceBackend`` (run/start/stop/reboot/terminate),
-``InstanceResponse`` (Spot type and ephemeral mappings on RunInstances, the
+``InstanceResponse`` (Spot type and request, :mod:`~remediate.sandbox.ec2_spot`, and
+ephemeral mappings on RunInstances, the
 real current state in Start/Stop responses) and ``Instance.setup_defaults`` (the default root
 volume goes at the AMI's root device name), ``Instance.instance_status``/
 ``system_status`` (status checks driven by boot health: ``initializing`` while
@@ -20,7 +21,7 @@ from moto.ec2.models.instance_types import INSTANCE_TYPES
 from moto.ec2.models.instances import Instance, InstanceBackend, StateReason
 from moto.ec2.responses.instances import InstanceResponse
 
-from remediate.sandbox import ec2_rules, incident
+from remediate.sandbox import ec2_rules, ec2_spot, incident
 from remediate.sandbox.patcher import Patcher
 from remediate.sandbox.state import World, current, maybe_current
 
@@ -222,12 +223,17 @@ def _install_responses(patcher: Patcher) -> None:
 
     def run_instances(self: Any) -> ActionResult:
         market = self._get_param("InstanceMarketOptions.MarketType")
-        spot_type = self._get_param("InstanceMarketOptions.SpotOptions.SpotInstanceType")
+        options = "InstanceMarketOptions.SpotOptions."
+        spot_type = self._get_param(options + "SpotInstanceType") or "one-time"
         result: ActionResult = original_run(self)
         if market == "spot":
             world = current()
-            for instance in result.result.instances:  # type: ignore[attr-defined]
-                world.facts(instance.id).spot_type = spot_type or "one-time"
+            instances = result.result.instances  # type: ignore[attr-defined]
+            for instance in instances:
+                world.facts(instance.id).spot_type = spot_type
+            ec2_spot.record_requests(self.ec2_backend, instances, spot_type,
+                                     self._get_param(options + "InstanceInterruptionBehavior"),
+                                     self._get_param(options + "MaxPrice"))
         return result
 
     def parse_block_device_mapping(self: Any) -> list[dict[str, Any]]:

@@ -27,6 +27,23 @@ def dry_run_operation() -> SandboxError:
 # ---- EC2 instances -------------------------------------------------------------
 
 
+def invalid_filter(name: str) -> SandboxError:
+    """A Describe call with a filter name the operation does not have (AWS text)."""
+    return SandboxError("InvalidParameterValue", f"The filter '{name}' is invalid")
+
+
+def image_not_found(image_id: str) -> SandboxError:
+    """RunInstances (also with DryRun=True) from an AMI the Region does not have (AWS text,
+    as moto's DescribeImages answers it)."""
+    return SandboxError("InvalidAMIID.NotFound", f"The image id '[{image_id}]' does not exist")
+
+
+def image_malformed(image_id: str) -> SandboxError:
+    """RunInstances with an ImageId that is not an AMI id (AWS text)."""
+    return SandboxError("InvalidAMIID.Malformed",
+                        f'Invalid id: "{image_id}" (expecting "ami-...")')
+
+
 def cannot_start(instance_id: str) -> SandboxError:
     """StartInstances on a stopping/terminated instance (seen in AWS responses)."""
     return SandboxError(

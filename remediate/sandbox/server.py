@@ -1,13 +1,19 @@
-"""Server mode: the sandbox behind moto's ThreadedMotoServer on 127.0.0.1.
+"""Server mode: the sandbox behind moto's server app on 127.0.0.1.
 
 For subprocess tests, rehearsals and ``remediate sandbox serve``: clients talk
 to it with ``AWS_ENDPOINT_URL=http://127.0.0.1:PORT``. The clock is a
 :class:`~remediate.clock.ScaledClock` (``clock_factor`` simulated seconds per
 real second), since the clients live in other processes.
+
+The port is bound here, in the calling thread, before anything else: a port in
+use is one :class:`PortInUse` error at once. (moto's ThreadedMotoServer binds in
+its serving thread, which dies on a port in use while ``start()`` waits for it
+forever, deaf to SIGTERM and Ctrl-C.)
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import signal
 import socket
@@ -15,14 +21,19 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import TextIO
+from typing import Any, TextIO
 
 from remediate.clock import ScaledClock
+from remediate.errors import UserError
 from remediate.sandbox.core import Sandbox
 from remediate.sandbox.durations import Durations
 from remediate.sandbox.fleet import Fleet, FleetSpec
 
 HOST = "127.0.0.1"
+
+
+class PortInUse(UserError):
+    pass
 
 
 def free_port() -> int:
@@ -31,6 +42,50 @@ def free_port() -> int:
         probe.bind((HOST, 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def listening(port: int) -> socket.socket:
+    """A socket listening on HOST:``port`` (0: any free port), or a one-line error."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server does
+        sock.bind((HOST, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(f"port {port} on {HOST} is in use: stop what listens there, or "
+                            "pick another port (--port 0: any free one)") from None
+        raise UserError(f"cannot listen on {HOST}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+class MotoServer:
+    """moto's server app on a socket already listening, served from a thread."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        self.port: int = sock.getsockname()[1]
+        self._server: Any = make_server(HOST, self.port,
+                                        DomainDispatcherApplication(create_backend_app), True,
+                                        request_handler=MotoRequestHandler, fd=sock.fileno())
+        sock.close()  # the server holds its own duplicate of the descriptor
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():  # shutdown() waits for a serve_forever() that ran
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
 
 
 def announcement(endpoint: str, fleet: Fleet) -> str:
@@ -51,33 +106,25 @@ def serve(
     """Serve a sandbox with a built fleet until SIGTERM/SIGINT (or ``stop`` is set).
 
     Prints one JSON line ``{"endpoint": ..., "fleet": ...}`` to ``out`` (stdout)
-    once the fleet is built. ``port=0`` picks a free port. Returns an exit code.
+    once the fleet is built. ``port=0`` picks a free port. A port in use raises
+    :class:`PortInUse` before anything else. Returns an exit code.
     """
-    from moto.server import ThreadedMotoServer
-
-    port = port or free_port()
-    endpoint = f"http://{HOST}:{port}"
+    server = MotoServer(listening(port))
+    endpoint = f"http://{HOST}:{server.port}"
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-    server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
-    sandbox = Sandbox(
-        ScaledClock(clock_factor),
-        durations,
-        region=fleet_spec.regions[0],
-        in_process=False,
-        endpoint_url=endpoint,
-    )
-    with sandbox:
-        server.start()
-        try:
+    try:
+        with Sandbox(ScaledClock(clock_factor), durations, region=fleet_spec.regions[0],
+                     in_process=False, endpoint_url=endpoint) as sandbox:
+            server.start()
             fleet = sandbox.build_fleet(fleet_spec)
             stream = out or sys.stdout
             print(announcement(endpoint, fleet), file=stream, flush=True)
             if on_ready is not None:
                 on_ready(endpoint, fleet, sandbox)
             stop.wait()
-        finally:
-            server.stop()
+    finally:
+        server.stop()
     return 0

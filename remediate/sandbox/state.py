@@ -80,6 +80,8 @@ class World:
     throttle: Throttle | None = None
     faults: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Operation -> (code, message): errors injected by tests (Sandbox.fail)."""
+    fault_calls_left: dict[str, int] = field(default_factory=dict)
+    """Operation -> how many more calls its fault answers (absent: every call)."""
     internal: int = 0
     """Above zero while moto acts on its own (launch, terminate): rules and timing pause."""
     online_listeners: list[Callable[[Any, float], None]] = field(default_factory=list)
@@ -107,6 +109,18 @@ class World:
             yield
         finally:
             self.internal -= 1
+
+    def take_fault(self, operation: str) -> tuple[str, str] | None:
+        """The fault injected on ``operation`` for this call, counting it down (call with
+        :attr:`lock` held)."""
+        fault = self.faults.get(operation)
+        if fault is None or operation not in self.fault_calls_left:
+            return fault
+        self.fault_calls_left[operation] -= 1
+        if self.fault_calls_left[operation] <= 0:
+            del self.fault_calls_left[operation]
+            del self.faults[operation]
+        return fault
 
     def now(self) -> float:
         return self.clock.now()

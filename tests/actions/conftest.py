@@ -1,8 +1,7 @@
-"""EC2 fixtures for action tests (all named ``ec2_*``; other engineers share this folder)."""
+"""EC2 fixtures for action tests (on the root conftest's ``clock`` and ``sandbox``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,30 +9,19 @@ import pytest
 from ec2_harness import EC2_FLEET, EC2_NO_RETRIES, Ec2Env
 from remediate.clock import VirtualClock
 from remediate.executor.driver import SyncRuntime
-from remediate.sandbox import Durations, Sandbox
+from remediate.sandbox import Sandbox
 
 
 @pytest.fixture
-def ec2_clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def ec2_sandbox(ec2_clock: VirtualClock) -> Iterator[Sandbox]:
-    with Sandbox(clock=ec2_clock, durations=Durations()) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def ec2_env(ec2_sandbox: Sandbox, ec2_clock: VirtualClock) -> Ec2Env:
+def ec2_env(sandbox: Sandbox, clock: VirtualClock) -> Ec2Env:
     """A sandbox fleet of every EC2 target kind, and a runtime to run actions on it."""
-    fleet = ec2_sandbox.build_fleet(EC2_FLEET)
+    fleet = sandbox.build_fleet(EC2_FLEET)
     clients: dict[tuple[str, str], Any] = {}
 
     def client(service: str, region: str) -> Any:
         if (service, region) not in clients:
-            clients[(service, region)] = ec2_sandbox.client(service, region, EC2_NO_RETRIES)
+            clients[(service, region)] = sandbox.client(service, region, EC2_NO_RETRIES)
         return clients[(service, region)]
 
-    runtime = SyncRuntime(client, ec2_clock)
-    return Ec2Env(ec2_sandbox, fleet, ec2_clock, runtime, client("ec2", ec2_sandbox.region))
+    runtime = SyncRuntime(client, clock)
+    return Ec2Env(sandbox, fleet, clock, runtime, client("ec2", sandbox.region))

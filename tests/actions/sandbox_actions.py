@@ -136,6 +136,7 @@ class _Task:
     wait: Wait | None = None
     deadline: float = 0.0
     gate: str | None = None
+    gate_until: float = float("inf")  # a Gate's timeout: resume then even if still closed
 
 
 class Interleaver:
@@ -164,9 +165,9 @@ class Interleaver:
             for name in list(tasks):
                 task = tasks[name]
                 if task.gate is not None:
-                    if task.gate not in self.runtime.opened:
+                    if task.gate not in self.runtime.opened and clock.now() < task.gate_until:
                         continue
-                    task.gate = None
+                    task.gate, task.gate_until = None, float("inf")
                 if task.wait is not None and not self._poll(task, clock.now()):
                     continue
                 moved = True
@@ -188,7 +189,8 @@ class Interleaver:
                     results[name] = CRASHED
                     del tasks[name]
             if tasks and not moved:
-                if all(t.gate is not None for t in tasks.values()):
+                if all(t.gate is not None and t.gate_until == float("inf")
+                       for t in tasks.values()):
                     raise AssertionError(f"deadlock: every task is parked: {self.parked}")
                 clock.advance(self.poll)
         return results
@@ -204,6 +206,8 @@ class Interleaver:
         elif isinstance(request, Gate):
             if request.key not in self.runtime.opened:
                 task.gate = request.key
+                if request.timeout is not None:
+                    task.gate_until = clock.now() + request.timeout
                 self.parked.append((name, request.key))
         elif isinstance(request, Wait):
             task.wait, task.deadline = request, clock.now() + request.timeout

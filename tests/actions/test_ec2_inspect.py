@@ -44,8 +44,26 @@ def test_facts_of_a_plain_target(ec2_env: Ec2Env) -> None:
         "instance_store": False,
         "public_ip": public_ip,
         "has_elastic_ip": False,
+        "rescue_image_state": None,  # read only for a playbook launching rescue instances
     }
     assert facts["tags"]["incident"] == "crowdstrike-2024-07-19"
+
+
+def test_the_rescue_image_is_read_once_per_region(ec2_env: Ec2Env) -> None:
+    rescue = ec2_env.fleet.regions["us-east-1"].rescue_windows_ami
+    targets = [Target("ec2-instance", t.instance_id, t.region) for t in ec2_env.fleet.targets
+               if t.region == "us-east-1"]
+    states = [ec2_env.run("ec2.inspect", t, {"rescue_image_id": rescue})["rescue_image_state"]
+              for t in targets]
+    assert len(targets) > 1 and states == ["available"] * len(targets)
+    assert ec2_env.calls("DescribeImages") == 1
+
+    missing = ec2_env.run("ec2.inspect", targets[0], {"rescue_image_id": "ami-12345678"})
+    assert missing["rescue_image_state"] == "not found"
+    runtime = ec2_env.denying("UnauthorizedOperation", "DescribeImages")
+    unknown = run_action("ec2.inspect", targets[0], {"rescue_image_id": "ami-87654321"},
+                         runtime)
+    assert unknown["rescue_image_state"] is None
 
 
 def test_an_elastic_ip_is_recognised(ec2_env: Ec2Env) -> None:

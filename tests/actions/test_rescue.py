@@ -392,6 +392,10 @@ def test_a_full_pool_parks_targets_until_a_slot_frees(action_env: Env) -> None:
         "AttachVolume", "AttachVolume", "DetachVolume"]
     zone = f"/{targets[0].availability_zone}#"
     assert len({name for name, key in scheduler.parked if zone in key}) == 1  # waited for a slot
+    # It queued for a slot (looking again after each FULL_POLL), and the detach that freed
+    # one woke it at once.
+    queued = [key for _, key in scheduler.parked if ":slot#" in key]
+    assert queued and queued[-1] in action_env.runtime.opened
     for target in targets:
         assert not action_env.sandbox.channel_file_present(target.root_volume_id)
 

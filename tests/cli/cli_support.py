@@ -60,6 +60,45 @@ class CliSandbox:
         return [call.operation for call in self.sandbox.api_calls if call.mutating]
 
 
+@dataclass
+class Inbox:
+    """An SNS topic with an SQS queue subscribed to it: what `--notify` published."""
+
+    sns: Any
+    sqs: Any
+    topic_arn: str
+    queue_url: str
+
+    def messages(self) -> list[tuple[str, Any]]:
+        """(subject, decoded JSON message) of everything published since the last call."""
+        notes = []
+        while batch := self.sqs.receive_message(QueueUrl=self.queue_url,
+                                                MaxNumberOfMessages=10).get("Messages", []):
+            for message in batch:
+                envelope = json.loads(message["Body"])
+                notes.append((envelope["Subject"], json.loads(envelope["Message"])))
+                self.sqs.delete_message(QueueUrl=self.queue_url,
+                                        ReceiptHandle=message["ReceiptHandle"])
+        return notes
+
+
+def notified_subjects(playbook: str, batches: int) -> list[str]:
+    """What `--notify` publishes for a run of ``playbook`` in ``batches`` batches."""
+    return [f"remediate run started: {playbook}",
+            *(f"remediate {playbook}: batch {n}/{batches} done" for n in range(1, batches + 1)),
+            f"remediate {playbook}: finished"]
+
+
+def sns_inbox(sandbox: Sandbox, name: str = "outage-bridge") -> Inbox:
+    sns, sqs = sandbox.client("sns"), sandbox.client("sqs")
+    topic = sns.create_topic(Name=name)["TopicArn"]
+    queue = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    return Inbox(sns, sqs, topic, queue)
+
+
 def run_cli(*args: str) -> int:
     """``remediate ARGS`` in this process (what the console script calls)."""
     return main(list(args))

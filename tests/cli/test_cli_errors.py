@@ -23,7 +23,7 @@ from remediate.clock import VirtualClock
 from remediate.sandbox import FleetSpec
 
 RESCUE = "--param=rescue_image_id=ami-12345678"
-PARAMS = "(its parameters: rescue_image_id, rescue_instance_type)"
+PARAMS = "(its parameters: rescue_image_id, rescue_instance_type, rescue_per_az)"
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +247,53 @@ def test_resume_without_a_journal_is_one_line(
     assert run_cli("resume", str(tmp_path / "nope.sqlite")) == 1
     assert capsys.readouterr().err == f"error: no journal at {tmp_path / 'nope.sqlite'}\n"
 
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", REBOOT_FIRST, "--yes", "--journal", "/proc/x/j.sqlite"],
+     "error: --journal /proc/x/j.sqlite: cannot create /proc/x: No such file or directory"),
+    (["plan", REBOOT_FIRST, "--report", "json:/proc/x.json"],
+     "error: --report json:/proc/x.json: cannot write in /proc: No such file or directory"),
+    (["run", REBOOT_FIRST, "--yes", "--report", f"md:{REBOOT_FIRST}/run.md"],
+     f"error: --report md:{REBOOT_FIRST}/run.md: {REBOOT_FIRST} is not a folder"),
+], ids=["journal", "report", "report-under-a-file"])
+def test_a_journal_or_report_that_cannot_be_written_fails_before_any_aws_call(
+        unchanged: CliSandbox, args: list[str], message: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(*args) == 1
+
+    assert capsys.readouterr().err == f"{message}\n"
+    assert unchanged.sandbox.api_calls == []
+
+
+def test_resuming_a_file_that_is_not_a_journal_is_one_line(
+        unchanged: CliSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n", encoding="utf-8")
+
+    assert run_cli("resume", str(passwd)) == 1
+
+    assert capsys.readouterr().err == (
+        f"error: {passwd} is not a remediate journal: file is not a database\n")
+    assert passwd.read_text(encoding="utf-8") == "root:x:0:0:root:/root:/bin/bash\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["passwd"]
+    assert unchanged.sandbox.api_calls == []
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--fleet", "-3"], "Error: Invalid value for '--fleet': -3 is not in the range x>=0."),
+    (["--workspaces", "-1"],
+     "Error: Invalid value for '--workspaces': -1 is not in the range x>=0."),
+    (["--clock-factor", "0"],
+     "Error: Invalid value for '--clock-factor': 0.0 is not in the range x>0."),
+    (["--clock-factor", "-60"],
+     "Error: Invalid value for '--clock-factor': -60.0 is not in the range x>0."),
+    (["--port", "70000"],
+     "Error: Invalid value for '--port': 70000 is not in the range 0<=x<=65535."),
+])
+def test_sandbox_serve_refuses_impossible_numbers(
+        args: list[str], line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("sandbox", "serve", *args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Usage: remediate sandbox serve [OPTIONS]")
+    assert err.splitlines()[-1] == line

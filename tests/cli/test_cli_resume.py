@@ -7,8 +7,11 @@ same to a subprocess, and kills one with SIGKILL.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +24,12 @@ from cli_support import (
     backups,
     cli_sandbox,
     misplaced_roots,
+    notified_subjects,
     repair_problems,
     rescue_instances,
     root_states,
     run_cli,
+    sns_inbox,
 )
 from remediate.cli import launch
 from remediate.executor.events import Event, StepFinished
@@ -167,3 +172,52 @@ def test_resume_errors_are_one_line(three: CliSandbox, tmp_path: Path,
     assert err.startswith(f"error: {playbook} changed since run ")
     assert err.endswith("resume needs the playbook the run started with\n")
     assert err.count("\n") == 1
+
+
+def test_a_run_another_host_holds_is_not_resumed_here(
+        three: CliSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    journal = tmp_path / "j.sqlite"
+    assert run_offline_repair(three, journal) == 0
+    with contextlib.closing(sqlite3.connect(journal)) as db, db:
+        # As the journal reads while ops-laptop-2 runs it (a journal on a shared disk).
+        db.execute("UPDATE runs SET status='running', pid=4242, host='ops-laptop-2'")
+        before = db.execute("SELECT * FROM runs").fetchall()
+    record = Journal(journal).run()
+    capsys.readouterr()
+    three.sandbox.reset_api_calls()
+
+    assert run_cli("resume", str(journal), "--no-progress") == 1
+
+    assert capsys.readouterr().err == (
+        f"error: {journal}: run {record.run_id} is held by pid 4242 on ops-laptop-2 (since "
+        f"{record.started_at}), which cannot be checked from {socket.gethostname()}: resume "
+        "it on ops-laptop-2\n")
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        assert db.execute("SELECT * FROM runs").fetchall() == before
+    assert three.sandbox.api_calls == []
+
+
+def test_resume_keeps_notifying_and_checks_the_topic_first(
+        three: CliSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    journal = tmp_path / "j.sqlite"
+    inbox = sns_inbox(three.sandbox)
+    ctrl_c_after(monkeypatch, "verify")  # the canary is done; the next batch never starts
+    assert run_offline_repair(three, journal) == 130
+    run_id = Journal(journal).run().run_id
+    capsys.readouterr()
+
+    nosuch = "arn:aws:sns:us-east-1:123456789012:nosuch"
+    assert run_cli("resume", str(journal), "--no-progress", "--notify", f"sns:{nosuch}") == 1
+    assert capsys.readouterr().err == (
+        f"error: --notify: SNS topic {nosuch} does not exist (NotFound: Topic does not "
+        "exist)\n")
+    assert Journal(journal).run().status == "interrupted"
+
+    code = run_cli("resume", str(journal), "--no-progress", "--notify",
+                   f"sns:{inbox.topic_arn}")
+
+    assert code == 0, capsys.readouterr().err
+    notes = inbox.messages()
+    assert [subject for subject, _ in notes] == notified_subjects(OFFLINE_REPAIR, 2)
+    assert notes[-1][1] == {"run_id": run_id, "summary": {"succeeded": 3}}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,8 +174,6 @@ def test_plan_reports_a_missing_iam_permission_found_with_dry_run_true(
     assert ("IAM permissions (EC2 DryRun=True): 1 API denied\n"
             "  denied ec2:StopInstances in default/us-east-1: UnauthorizedOperation: You are "
             "not authorized to perform this operation.\n"
-            "  unchecked ec2:RunInstances in default/us-east-1: acts on a rescue instance that "
-            "does not exist before the run\n"
             "  unchecked ssm:SendCommand in default/us-east-1: ssm has no dry-run flag; see "
             "`remediate iam-policy`\n"
             "  allowed ec2:AttachVolume in default/us-east-1: DryRunOperation\n") in out
@@ -182,7 +182,7 @@ def test_plan_reports_a_missing_iam_permission_found_with_dry_run_true(
     probes = [c for c in demo_fleet.sandbox.api_calls if c.dry_run]
     assert sorted(c.operation for c in probes) == [
         "AttachVolume", "CreateSnapshot", "CreateTags", "DetachVolume",
-        "ModifyInstanceAttribute", "StartInstances", "StopInstances"]
+        "ModifyInstanceAttribute", "RunInstances", "StartInstances", "StopInstances"]
 
 
 def test_plan_json_lists_every_permission_check(
@@ -215,3 +215,55 @@ def test_a_step_behind_an_earlier_steps_output_is_planned_with_its_condition(
     assert restore == {"step": "restore", "action": "workspaces.restore",
                        "calls": ["workspaces:RestoreWorkspace"], "skip": None, "mutating": True,
                        "condition": "steps.reboot.outputs.healthy is false, known at run time"}
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_report_files_get_the_permissions_of_any_new_file(
+        demo_fleet: CliSandbox, tmp_path: Path, umask: int, mode: int,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    target = demo_fleet.fleet.instance_ids("plain")[0]
+    kept = tmp_path / "kept.md"
+    kept.write_text("an earlier report\n", encoding="utf-8")
+    kept.chmod(0o600)
+    previous = os.umask(umask)
+    try:
+        code = run_cli("plan", REBOOT_FIRST, "--target-ids", target,
+                       "--report", f"json:{tmp_path}/new/plan.json", "--report", f"md:{kept}")
+    finally:
+        os.umask(previous)
+
+    assert code == 0, capsys.readouterr().err
+    assert stat.S_IMODE((tmp_path / "new" / "plan.json").stat().st_mode) == mode
+    assert json.loads((tmp_path / "new" / "plan.json").read_text())["dry_run"] is True
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600  # a replaced report keeps its own
+    assert kept.read_text(encoding="utf-8").startswith("# remediate dry run")
+
+
+def test_the_demo_one_time_spot_instance_reads_as_one_time(
+        demo_fleet: CliSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    spot = demo_fleet.fleet.instance_ids("spot_one_time")[0]
+
+    assert run_cli("plan", OFFLINE_REPAIR, *demo_fleet.rescue_param, "--target-ids", spot,
+                   "--format", "json") == 2
+
+    [target] = json.loads(capsys.readouterr().out)["targets"]
+    assert target["facts"]["lifecycle"] == "spot"
+    assert [f["kind"] for f in target["findings"] if f["kind"].startswith("spot-")] == [
+        "spot-one-time"]
+    assert target["refused"] == (
+        f"blocked by spot-one-time: {spot} is a one-time Spot instance: StopInstances is "
+        "refused for it (hint: use root-volume replacement, which works on a running instance)")
+
+
+def test_an_audit_lists_only_the_findings_its_actions_risk(
+        demo_fleet: CliSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    def finding_kinds(playbook: str, *options: str) -> set[str]:
+        run_cli("plan", playbook, *options, "--format", "json")
+        report = json.loads(capsys.readouterr().out)
+        return {f["kind"] for t in report["targets"] for f in t["findings"]}
+
+    # A reboot stops nothing: no instance-store data or public IP is at risk.
+    assert finding_kinds(REBOOT_FIRST) == set()
+    assert finding_kinds(OFFLINE_REPAIR, *demo_fleet.rescue_param) >= {
+        "instance-store-data-loss", "public-ip-will-change", "stop-protection",
+        "spot-one-time", "kms-key-unusable", "marketplace-product-code"}

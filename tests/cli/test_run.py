@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,16 +12,19 @@ import pytest
 
 from cli_support import (
     OFFLINE_REPAIR,
+    REBOOT_FIRST,
     CliSandbox,
     backups,
     cli_sandbox,
     json_file,
     misplaced_roots,
+    notified_subjects,
     point_commands_at,
     repair_problems,
     rescue_instances,
     root_states,
     run_cli,
+    sns_inbox,
     tags,
 )
 from remediate.sandbox import FleetSpec
@@ -121,29 +123,15 @@ def test_refused_and_rolled_back_targets_exit_2_and_are_left_as_they_were(
 def test_notify_publishes_the_start_each_batch_and_the_summary_to_sns(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with cli_sandbox(monkeypatch, FleetSpec(plain=2, azs=1)) as cli:
-        sns, sqs = cli.sandbox.client("sns"), cli.sandbox.client("sqs")
-        topic = sns.create_topic(Name="outage-bridge")["TopicArn"]
-        queue = sqs.create_queue(QueueName="bridge-inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        inbox = sns_inbox(cli.sandbox)
 
         code = run_cli("run", OFFLINE_REPAIR, "--yes", "--no-progress", *cli.rescue_param,
-                       "--journal", str(tmp_path / "j.sqlite"), "--notify", f"sns:{topic}")
+                       "--journal", str(tmp_path / "j.sqlite"), "--notify",
+                       f"sns:{inbox.topic_arn}")
 
         assert code == 0
-        notes = []
-        while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get(
-                "Messages", []):
-            for message in batch:
-                envelope = json.loads(message["Body"])
-                notes.append((envelope["Subject"], json.loads(envelope["Message"])))
-                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
-    assert [subject for subject, _ in notes] == [
-        f"remediate run started: {OFFLINE_REPAIR}",
-        f"remediate {OFFLINE_REPAIR}: batch 1/2 done",
-        f"remediate {OFFLINE_REPAIR}: batch 2/2 done",
-        f"remediate {OFFLINE_REPAIR}: finished"]
+        notes = inbox.messages()
+    assert [subject for subject, _ in notes] == notified_subjects(OFFLINE_REPAIR, 2)
     run_id = notes[0][1]["run_id"]
     assert notes[0][1] == {"run_id": run_id, "targets": 2, "steps": OFFLINE_STEPS,
                            "dry_run": False}
@@ -208,3 +196,79 @@ def test_after_the_canary_a_no_leaves_the_other_targets_untouched(
     assert root_states(two.ec2, [rest])[rest] == before[rest]
     assert backups(two.ec2, rest) == []
     assert two.sandbox.channel_file_present(before[rest].volume_id)
+
+
+def test_an_sns_topic_that_does_not_exist_fails_before_anything_runs(
+        two: CliSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    topic = "arn:aws:sns:us-east-1:123456789012:nosuch"
+
+    code = run_cli("run", OFFLINE_REPAIR, "--yes", "--no-progress", *two.rescue_param,
+                   "--journal", str(tmp_path / "j.sqlite"), "--notify", f"sns:{topic}")
+
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"error: --notify: SNS topic {topic} does not exist (NotFound: Topic does not "
+        "exist)\n")
+    # Asked before the targets were even looked up.
+    assert [c.operation for c in two.sandbox.api_calls] == ["GetTopicAttributes"]
+    assert not (tmp_path / "j.sqlite").exists()
+
+
+def test_a_publish_that_fails_mid_run_is_a_one_line_warning(
+        two: CliSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inbox = sns_inbox(two.sandbox)
+    before = root_states(two.ec2, two.fleet.instance_ids())
+    two.sandbox.fail("Publish", "AuthorizationError",
+                     "User is not authorized to perform: SNS:Publish", times=2)
+
+    code = run_cli("run", OFFLINE_REPAIR, "--yes", "--no-progress", *two.rescue_param,
+                   "--journal", str(tmp_path / "j.sqlite"), "--notify", f"sns:{inbox.topic_arn}")
+
+    err = capsys.readouterr().err
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert warnings == [
+        f"warning: could not publish 'remediate run started: {OFFLINE_REPAIR}' to "
+        f"{inbox.topic_arn}: AuthorizationError: User is not authorized to perform: "
+        "SNS:Publish; the run goes on",
+        f"warning: could not publish 'remediate {OFFLINE_REPAIR}: batch 1/2 done' to "
+        f"{inbox.topic_arn}: AuthorizationError: User is not authorized to perform: "
+        "SNS:Publish; the run goes on"]
+    assert "Traceback" not in err
+    assert [subject for subject, _ in inbox.messages()] == [
+        f"remediate {OFFLINE_REPAIR}: batch 2/2 done", f"remediate {OFFLINE_REPAIR}: finished"]
+    for instance_id, state in before.items():
+        assert repair_problems(two.ec2, state, two.sandbox.channel_file_present) == [], \
+            instance_id
+
+
+def test_the_prompt_counts_every_selected_target_and_lists_only_the_playbooks_risks(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with cli_sandbox(monkeypatch, FleetSpec(plain=1, reboot_fixable=1, reboots_to_fix=1,
+                                            instance_store=1, stop_protected=1,
+                                            azs=1)) as cli:
+        fixable = cli.fleet.instance_ids("reboot_fixable")[0]
+        # Route 1 first: a reboot fixes one; the others are still broken.
+        assert run_cli("run", REBOOT_FIRST, "--yes", "--no-progress", "--target-ids",
+                       fixable, "--journal", str(tmp_path / "j.sqlite")) == 0
+        point_commands_at(monkeypatch, cli.clock, cli.sandbox.boto3_session(),
+                          interactive=True)
+        monkeypatch.setattr(sys, "stdin", _Terminal("n\nn\n"))
+        capsys.readouterr()
+        cli.sandbox.reset_api_calls()
+
+        assert run_cli("run", OFFLINE_REPAIR, "--no-progress", *cli.rescue_param) == 1
+        offline = capsys.readouterr().err
+        assert run_cli("run", REBOOT_FIRST, "--no-progress") == 1
+        reboot = capsys.readouterr().err
+        assert cli.mutating_calls() == []  # both answered no
+    assert f"{OFFLINE_REPAIR}: 4 targets selected, 1 to work on, 2 refused, 1 skipped\n" in offline
+    # Offline repair stops the instances: instance-store data and public IPs are at risk.
+    assert "x instance-store-data-loss [ack]" in offline
+    assert "x public-ip-will-change [info]" in offline
+    # A reboot risks neither, nor is stop protection in its way: none of it is listed.
+    assert f"{REBOOT_FIRST}: 4 targets selected, 3 to work on, 0 refused, 1 skipped\n" in reboot
+    for kind in ("instance-store-data-loss", "public-ip-will-change", "stop-protection"):
+        assert kind not in reboot
+    assert "x already-healthy [info]" in reboot

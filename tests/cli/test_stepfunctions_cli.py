@@ -28,6 +28,7 @@ from cli_support import (
     status_ok,
 )
 from remediate.export import compile_playbook, definition_size, role_policy
+from remediate.export.dropped import FINDINGS
 from remediate.export.moto_engine import MotoStepFunctions
 from remediate.language.loader import bind_params, load_file
 from remediate.leases import LeaseTable, Owner
@@ -89,7 +90,7 @@ def test_export_prints_the_definition_and_its_size(capsys: pytest.CaptureFixture
     assert code == 0
     _, definition = reboot_first()
     assert json.loads(out) == definition
-    assert err == f"ec2-reboot-first: {definition_size(definition)}\n"
+    assert err == f"warning: {FINDINGS}\nec2-reboot-first: {definition_size(definition)}\n"
     assert str(definition_size(definition)).endswith(" states")
 
 
@@ -103,7 +104,8 @@ def test_export_writes_the_definition_to_a_file(tmp_path: Path,
     _, definition = reboot_first(max_reboots="2")
     assert (code, out) == (0, "")
     assert json.loads(target.read_text(encoding="utf-8")) == definition
-    assert err == f"wrote {target}\nec2-reboot-first: {definition_size(definition)}\n"
+    assert err == (f"warning: {FINDINGS}\nwrote {target}\n"
+                   f"ec2-reboot-first: {definition_size(definition)}\n")
 
 
 def test_a_playbook_that_does_not_export_is_one_line_and_exit_1(
@@ -135,7 +137,7 @@ def test_deploy_creates_then_updates_the_state_machine_and_prints_the_role_polic
     assert code == 0
     policy = role_policy(playbook, definition, state_machine_arn=MACHINE)  # type: ignore[arg-type]
     assert out == f"{MACHINE}\n{json.dumps(policy, indent=2)}\n"
-    assert err == (f"ec2-reboot-first: {size}; state machine created\n"
+    assert err == (f"warning: {FINDINGS}\nec2-reboot-first: {size}; state machine created\n"
                    f"the role {ROLE} needs this policy:\n")
     sfn = sandbox.sandbox.client("stepfunctions")
     found = sfn.describe_state_machine(stateMachineArn=MACHINE)
@@ -143,8 +145,8 @@ def test_deploy_creates_then_updates_the_state_machine_and_prints_the_role_polic
     assert "ec2:RebootInstances" in json.dumps(policy)
 
     assert run_cli("deploy", REBOOT_FIRST, "--role-arn", ROLE) == 0
-    assert capsys.readouterr().err.startswith(f"ec2-reboot-first: {size}; state machine "
-                                              "unchanged\n")
+    assert capsys.readouterr().err.startswith(f"warning: {FINDINGS}\nec2-reboot-first: {size}; "
+                                              "state machine unchanged\n")
     assert run_cli("deploy", REBOOT_FIRST, "--role-arn", ROLE, "--param", "max_reboots=1") == 0
     assert "; state machine updated\n" in capsys.readouterr().err
     _, changed = reboot_first(max_reboots="1")
@@ -206,9 +208,9 @@ def test_run_on_stepfunctions_refuses_a_machine_deployed_with_other_parameters(
 
     assert code == 1
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"error: state machine ec2-reboot-first does not run this playbook with these --param "
-        f"and --accept values: deploy it again (`remediate deploy {REBOOT_FIRST} --role-arn "
-        f"ARN ...`), or pass --role-arn")
+        "error: state machine ec2-reboot-first does not run this playbook with these --param, "
+        "--accept, --target-role-arn and --items-bucket values: deploy it again (`remediate "
+        f"deploy {REBOOT_FIRST} --role-arn ARN`), or pass --role-arn")
 
 
 def test_run_on_stepfunctions_of_a_playbook_that_does_not_export_fails_before_aws(

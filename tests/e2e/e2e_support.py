@@ -26,7 +26,14 @@ from typing import IO, Any
 
 import boto3
 
-from cli_support import FAKE_AWS_ENV, FOREIGN_AWS_ENV, REBOOT_FIRST, REGION
+from cli_support import (
+    FAKE_AWS_ENV,
+    FOREIGN_AWS_ENV,
+    REBOOT_FIRST,
+    REGION,
+    RootState,
+    root_states,
+)
 from remediate.cli.launch import Environment, RunRequest, execute
 from remediate.clock import ScaledClock, VirtualClock
 from remediate.sandbox import FleetSpec, Sandbox
@@ -76,6 +83,10 @@ class SandboxServer:
     def rescue_param(self) -> list[str]:
         ami = self.fleet["regions"][REGION]["rescue_windows_ami"]
         return ["--param", f"rescue_image_id={ami}"]
+
+    def root_states(self) -> dict[str, RootState]:
+        """Every target's root state now: what a run must leave (or put back) as it was."""
+        return root_states(self.client("ec2"), self.instance_ids)
 
     def client(self, service: str) -> Any:
         if service not in self._clients:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_support import OFFLINE_REPAIR, REBOOT_FIRST, backups, root_states
+from cli_support import OFFLINE_REPAIR, REBOOT_FIRST, ROOT, backups, root_states
 from e2e_support import Lines, SandboxServer, remediate, sandbox_env, stop
 
 SERVE = [sys.executable, "-m", "remediate", "sandbox", "serve", "--port", "0", "--fleet", "2",
@@ -32,14 +35,24 @@ def test_sandbox_serve_prints_its_endpoint_and_a_plan_against_it_works(
         lines: list[str] = []
         while not lines or lines[-1] != "Ctrl-C stops the sandbox.":
             lines.append(out.next(10, "the rest of the announcement"))
-        assert lines[:4] == [
+        assert lines[:3] == [
             "", "in another shell:",
             f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing "
-            "AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1",
-            "  remediate plan playbooks/ec2-offline-repair.yaml"]
+            "AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1"]
+        suggested = lines[3].strip()
+        assert re.fullmatch(r"remediate plan playbooks/ec2-offline-repair\.yaml "
+                            r"--param rescue_image_id=ami-[0-9a-f]{17}", suggested), suggested
         assert "fleet (tagged incident=crowdstrike-2024-07-19):" in lines
         assert "      2 EC2 instances: plain" in lines
         assert "      4 EC2 instances: reboot_fixable" in lines
+
+        # The suggested command works as printed, from the repository's root.
+        offline = subprocess.run(
+            [sys.executable, "-m", "remediate", *shlex.split(suggested)[1:], "--format", "json"],
+            env=sandbox_env(endpoint, tmp_path, 60.0), cwd=ROOT, capture_output=True,
+            text=True, timeout=120, check=False)
+        assert offline.returncode == 0, offline.stderr
+        assert [t["status"] for t in json.loads(offline.stdout)["targets"]] == ["planned"] * 6
 
         plan = remediate(["plan", REBOOT_FIRST, "--format", "json"],
                          sandbox_env(endpoint, tmp_path, 60.0), tmp_path / "plan.log",
@@ -72,3 +85,22 @@ def test_run_without_yes_and_without_a_terminal_refuses_and_changes_nothing(
         "review `remediate plan` and pass --yes\n")
     assert root_states(ec2, server.instance_ids) == before
     assert all(backups(ec2, i) == [] for i in server.instance_ids)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [
+    [sys.executable, "-m", "remediate", "sandbox", "serve", "--fleet", "2"],
+    [sys.executable, "-m", "remediate.sandbox", "--fleet", "2"],
+], ids=["remediate-sandbox-serve", "python-m-remediate.sandbox"])
+def test_a_port_in_use_is_one_line_and_exit_1(command: list[str]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+
+        done = subprocess.run([*command, "--port", str(port)], stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (f"error: port {port} on 127.0.0.1 is in use: stop what listens "
+                           "there, or pick another port (--port 0: any free one)\n")

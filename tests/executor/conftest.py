@@ -5,26 +5,14 @@ from collections.abc import Iterator
 import pytest
 from executor_support import registered_test_actions, sandbox_clients
 
-from remediate.clock import VirtualClock
 from remediate.executor.events import Event, EventBus
-from remediate.sandbox import Durations, Sandbox
+from remediate.sandbox import Sandbox
 
 
 @pytest.fixture(autouse=True)
 def _test_actions() -> Iterator[None]:
     with registered_test_actions():
         yield
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def sandbox(clock: VirtualClock) -> Iterator[Sandbox]:
-    with Sandbox(clock=clock, durations=Durations()) as sb:
-        yield sb
 
 
 @pytest.fixture

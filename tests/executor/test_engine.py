@@ -36,6 +36,7 @@ from remediate.executor.events import (
     StepRetrying,
     TargetFinished,
     TargetInspected,
+    TargetStarted,
 )
 from remediate.executor.guards import BatchResult, GuardViolation
 from remediate.executor.result import RunResult
@@ -157,6 +158,28 @@ def test_on_failure_continue_and_abort(fleet_ids: list[str], sandbox: Sandbox, c
     assert tags_of(sandbox, first) == {"fixed": "yes", "reacted": "yes", "strict": "yes",
                                        "last": "yes"}
     assert tags_of(sandbox, second) == {"fixed": "yes", "strict": "yes"}
+
+
+def test_concurrency_counts_targets_in_flight_per_region(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, bus: EventBus,
+        events: list[Event], journal: Journal) -> None:
+    fleet = sandbox.build_fleet(FleetSpec(plain=10, azs=1, regions=(REGION, "eu-west-1")))
+    targets = [Target("ec2-instance", t.instance_id, t.region) for t in fleet.targets]
+    pb = playbook(step("tag", "test.tag", {}), concurrency=2)
+
+    result = Executor(pb, targets, clients=clients, clock=clock, bus=bus, journal=journal,
+                      run_id="run-1", workers=4, inspect_actions=TEST_INSPECT).run()
+
+    assert result.summary == {"succeeded": 10}
+    in_flight: Counter[str] = Counter()
+    most: Counter[str] = Counter()
+    for event in events:
+        if isinstance(event, TargetStarted | TargetFinished):
+            region = event.target.region
+            in_flight[region] += 1 if isinstance(event, TargetStarted) else -1
+            most[region] = max(most[region], in_flight[region])
+            most["all"] = max(most["all"], in_flight.total())
+    assert most == {REGION: 2, "eu-west-1": 2, "all": 4}
 
 
 def test_the_failure_budget_stops_new_targets(fleet_ids: list[str], sandbox: Sandbox,

@@ -4,10 +4,7 @@ human (the canary question blocks the scheduler, whose pump renews them otherwis
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from remediate.actions.contract import Target
 from remediate.clock import VirtualClock
@@ -18,17 +15,6 @@ from remediate.sandbox import Sandbox
 TABLE = "leases"
 TARGET = Target("ec2-instance", "i-0123456789abcdef0", "us-east-1", account="payments")
 KEY = "123456789012/us-east-1/i-0123456789abcdef0"  # the sandbox's STS account id
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def sandbox(clock: VirtualClock) -> Iterator[Sandbox]:
-    with Sandbox(clock=clock) as sb:
-        yield sb
 
 
 def leases(sb: Sandbox, clock: VirtualClock, run_id: str) -> TargetLeases:

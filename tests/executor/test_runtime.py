@@ -1,11 +1,14 @@
-"""Run services: one per run, finished once per place, re-created on resume."""
+"""Run services (one per run, finished once per place, re-created on resume) and gates."""
 
 from __future__ import annotations
 
 import pytest
 
 from remediate.actions.contract import RunService
-from remediate.executor.runtime import Services, class_path, load_class
+from remediate.actions.requests import Gate
+from remediate.clock import VirtualClock
+from remediate.executor.runtime import Gates, Services, class_path, handle_sleeps, load_class
+from remediate.executor.scheduler import Caller, Scheduler, TaskGen
 from remediate.journal import Journal
 
 
@@ -41,3 +44,25 @@ def test_only_run_services_are_loaded_back() -> None:
     assert load_class(class_path(Pool)) is Pool
     with pytest.raises(TypeError, match=r"^remediate\.journal:Journal is not a RunService$"):
         load_class("remediate.journal:Journal")
+
+
+def _waiter(gate: Gate, seen: list[tuple[str, float]], clock: VirtualClock) -> TaskGen:
+    yield gate
+    seen.append((gate.key, clock.now()))
+
+
+def test_a_gate_with_a_timeout_returns_when_opened_or_when_it_expires() -> None:
+    clock = VirtualClock()
+    scheduler = Scheduler(clock, workers=1)
+    gates = Gates(scheduler)
+    handle_sleeps(scheduler)
+    seen: list[tuple[str, float]] = []
+    caller = Caller("default", "us-east-1", "t")
+    for gate in (Gate("opened", timeout=30), Gate("expires", timeout=30)):
+        scheduler.spawn(gate.key, _waiter(gate, seen, clock), caller, lambda _r, _e: None)
+    scheduler.at(10, lambda: gates.open("opened"))
+
+    scheduler.run()
+    scheduler.close()
+
+    assert seen == [("opened", 10.0), ("expires", 30.0)]

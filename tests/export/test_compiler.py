@@ -33,7 +33,7 @@ def test_batches_run_one_after_the_other_each_a_distributed_map_with_the_guards(
 
     assert targets["ItemProcessor"]["ProcessorConfig"] == {
         "Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
-    assert (targets["MaxConcurrency"], targets["ToleratedFailurePercentage"]) == (500, 10.0)
+    assert (targets["MaxConcurrency"], targets["ToleratedFailurePercentage"]) == (1000, 10.0)
     assert targets["ItemsPath"] == "$.batch.items"
     assert targets["Catch"][0]["ErrorEquals"] == ["States.ExceedToleratedFailureThreshold"]
     assert targets["Next"] == "batch done"

@@ -7,6 +7,8 @@ from sfn_support import builtin
 
 from remediate.actions.contract import Target
 from remediate.export import NotExportable, execution_input, execution_name
+from remediate.export.items import item_key
+from remediate.export.run_input import cut_batches, execution_arn, input_problem
 
 
 def targets(count: int) -> list[Target]:
@@ -35,16 +37,42 @@ def test_the_canary_can_run_alone_and_the_rest_after() -> None:
     assert rest["batches"][0][0]["id"] == "i-00000000000000001"
 
 
+TOO_MANY = ("5000 targets make a 350,038-byte execution input; AWS takes at most 262,144 "
+            "bytes: pass --items-bucket BUCKET (the batches are then read from S3), or select "
+            "fewer targets")
+
+
 def test_more_targets_than_one_input_can_hold_are_refused() -> None:
     playbook, _ = builtin("ec2-reboot-first.yaml")
     with pytest.raises(NotExportable) as raised:
         execution_input(playbook, targets(5000), "run-1")
-    assert str(raised.value) == (
-        "ec2-reboot-first cannot be exported to Step Functions: 5000 targets make a "
-        "350,038-byte input; AWS takes 262,144: start several executions (split the targets)")
+    assert str(raised.value) == f"ec2-reboot-first cannot be exported to Step Functions: {TOO_MANY}"
+    assert input_problem(playbook, targets(5000), "run-1") == TOO_MANY
+    assert input_problem(playbook, targets(3000), "run-1") is None
+
+
+def test_with_the_batches_in_s3_the_input_names_their_keys_whatever_the_count() -> None:
+    playbook, _ = builtin("ec2-reboot-first.yaml")  # batches: [1, 5%, 25%, 100%]
+    many = targets(50_000)
+    keys = [item_key("run-1", n) for n in range(len(cut_batches(playbook, many)))]
+
+    whole = execution_input(playbook, many, "run-1", item_keys=keys)
+    rest = execution_input(playbook, many, "run-1", slice(1, None), item_keys=keys)
+
+    assert [len(b) for b in cut_batches(playbook, many)] == [1, 2500, 12500, 34999]
+    assert whole == {"run_id": "run-1", "batches": [
+        "remediate/run-1/batch-0001.json", "remediate/run-1/batch-0002.json",
+        "remediate/run-1/batch-0003.json", "remediate/run-1/batch-0004.json"]}
+    assert rest["batches"] == whole["batches"][1:]
 
 
 def test_execution_names_are_what_aws_accepts() -> None:
     assert execution_name("2024-07-19T05:30 run#1") == "2024-07-19T05-30-run-1"
     assert execution_name("") == "remediate"
     assert len(execution_name("x" * 200)) == 80
+
+
+def test_an_execution_arn_is_known_before_it_starts() -> None:
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:ec2-reboot-first"
+    assert execution_arn(machine, "r1-rest") == (
+        "arn:aws:states:us-east-1:123456789012:execution:ec2-reboot-first:r1-rest")

@@ -116,6 +116,7 @@ def dry_run_events() -> list[Event]:
         TargetInspected(ref, {"state": "running"},
                         (Finding("stop-protection", "DisableApiStop is set"),),
                         refused="stop-protection: DisableApiStop is set"),
+        TargetFinished(ref, "refused", "stop-protection: DisableApiStop is set"),
         StepPlanned(ok, "stop", "ec2.stop", ("ec2:StopInstances", "ec2:DescribeInstances"), None,
                     True),
         StepPlanned(ok, "start", "ec2.start", ("ec2:StartInstances",), "already running", True),

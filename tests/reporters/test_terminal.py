@@ -13,7 +13,7 @@ run run-1: ec2-offline-repair, 5 targets, 2 steps
 i-ok (us-east-1): inspected
 i-bad (us-east-1): inspected; findings: public-ip-will-change
 i-rb (eu-west-1): inspected
-i-ref (us-east-1): refused: stop-protection: DisableApiStop is set
+i-ref (us-east-1): inspected; findings: stop-protection
 i-skip (us-east-1): inspected; findings: already-healthy
 batch 1/1: 4 targets
 i-ok (us-east-1): started
@@ -70,6 +70,7 @@ def test_dry_run_lines(dry_events: list[Event]) -> None:
     assert out.getvalue().splitlines() == [
         "run run-2: ec2-offline-repair, 2 targets, 2 steps (dry run: nothing will change)",
         "i-1 (us-east-1): inspected; findings: public-ip-will-change",
+        "i-2 (us-east-1): inspected; findings: stop-protection",
         "i-2 (us-east-1): refused: stop-protection: DisableApiStop is set",
         "i-1 (us-east-1): stop (ec2.stop) would call ec2:StopInstances, ec2:DescribeInstances",
         "i-1 (us-east-1): start (ec2.start) would skip: already running",
@@ -89,6 +90,8 @@ def test_progress_mode_counts_per_step_and_prints_only_what_matters(
     lines = text.splitlines()
     assert "i-ok (us-east-1): stop (ec2.stop) started" not in text
     assert "i-bad (us-east-1): failed: step stop failed" in lines
+    # A refusal is printed once (when the target finishes), not also when inspected.
+    assert lines.count("i-ref (us-east-1): refused: stop-protection: DisableApiStop is set") == 1
     assert "warning: rescue pool in us-east-1a used 2 instances" in lines
     bars = [line.split() for line in lines[-3:]]  # the final render: bar, M/N, fields, ETA
     assert [bars[0][0], bars[0][2]] == ["targets", "5/5"]

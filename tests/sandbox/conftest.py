@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.config import Config
 
-from remediate.clock import VirtualClock
-from remediate.sandbox import Durations, Fleet, FleetSpec, Sandbox
+from remediate.sandbox import Fleet, FleetSpec, Sandbox
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
@@ -25,17 +23,6 @@ SMALL_FLEET = FleetSpec(
     workspaces=4,
     azs=2,
 )
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def sandbox(clock: VirtualClock) -> Iterator[Sandbox]:
-    with Sandbox(clock=clock, durations=Durations()) as sb:
-        yield sb
 
 
 @pytest.fixture

@@ -63,3 +63,37 @@ def test_instant_durations() -> None:
         clock.advance(0.001)
         state = ec2.describe_instances(InstanceIds=fleet.instance_ids())
         assert state["Reservations"][0]["Instances"][0]["State"]["Name"] == "stopped"
+
+
+def test_a_fault_for_some_calls_answers_only_those_then_the_real_answer() -> None:
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    with Sandbox(clock=VirtualClock()) as sandbox:
+        # botocore's own retries off (as remediate's clients have them), or it would hide
+        # the faults.
+        sfn = sandbox.client("stepfunctions", config=Config(retries={"total_max_attempts": 1}))
+        sandbox.fail("ListStateMachines", "ThrottlingException", "Rate exceeded", times=2)
+        codes = []
+        for _ in range(3):
+            try:
+                codes.append(str(len(sfn.list_state_machines()["stateMachines"])))
+            except ClientError as exc:
+                codes.append(exc.response["Error"]["Code"])
+
+        assert codes == ["ThrottlingException", "ThrottlingException", "0"]
+        with pytest.raises(ValueError, match="times must be at least 1"):
+            sandbox.fail("ListStateMachines", "ThrottlingException", times=0)
+
+
+def test_s3_clients_in_two_regions_and_sessions_coexist() -> None:
+    # Before: every boto3 Session registered boto3's S3 customisations again on the shared
+    # botocore session; the second S3 client failed ("Cannot inject class attribute
+    # upload_file, attribute already exists in class dict").
+    with Sandbox(clock=VirtualClock()) as sandbox:
+        sandbox.client("s3").create_bucket(Bucket="items")
+        other = sandbox.boto3_session().client("s3")
+        west = sandbox.client("s3", "us-west-2")
+
+        assert [b["Name"] for b in other.list_buckets()["Buckets"]] == ["items"]
+        assert [b["Name"] for b in west.list_buckets()["Buckets"]] == ["items"]

@@ -231,3 +231,24 @@ def test_launched_instances_start_pending(ec2: Any, fleet: Fleet, clock: Virtual
     assert state_of(ec2, launched) == "running"
     clock.advance(60)
     assert status_of(ec2, launched) == ("ok", "ok")
+
+
+@pytest.mark.parametrize(("kind", "request_type", "behaviour"), [
+    ("spot_one_time", "one-time", "terminate"), ("spot_persistent", "persistent", "stop")])
+def test_a_spot_launch_opens_its_spot_request(
+        ec2: Any, fleet: Fleet, kind: str, request_type: str, behaviour: str) -> None:
+    spot = fleet.by_kind(kind)[0].instance_id
+
+    [request] = ec2.describe_spot_instance_requests(
+        Filters=[{"Name": "instance-id", "Values": [spot]}])["SpotInstanceRequests"]
+
+    assert (request["Type"], request["State"], request["Status"]["Code"],
+            request["InstanceInterruptionBehavior"]) == (
+        request_type, "active", "fulfilled", behaviour)
+    instance = ec2.describe_instances(InstanceIds=[spot])["Reservations"][0]["Instances"][0]
+    assert instance["SpotInstanceRequestId"] == request["SpotInstanceRequestId"]
+    assert instance["InstanceLifecycle"] == "spot"
+    # One request per Spot instance, and no instance launched by the requests themselves.
+    assert len(ec2.describe_spot_instance_requests()["SpotInstanceRequests"]) == 2
+    launched = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert len(launched) == len(fleet.targets)

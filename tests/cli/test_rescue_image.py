@@ -1,0 +1,99 @@
+"""The rescue AMI, checked before anything changes: a `rescue_image_id` the Region does not
+have is a blocking finding (the dry run exits 2, the real run refuses every target before
+its backup, stop and detach), and the dry run asks RunInstances with DryRun=True."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli_support import (
+    OFFLINE_REPAIR,
+    CliSandbox,
+    backups,
+    cli_sandbox,
+    root_states,
+    run_cli,
+)
+from remediate.sandbox import FleetSpec
+
+MISSING = "ami-12345678"
+HINT = ("(hint: set rescue_image_id to an available AMI of that Region (aws ec2 "
+        "describe-images --image-ids AMI --region REGION))")
+
+
+@pytest.fixture
+def two(monkeypatch: pytest.MonkeyPatch) -> Iterator[CliSandbox]:
+    with cli_sandbox(monkeypatch, FleetSpec(plain=2, azs=1)) as cli:
+        yield cli
+
+
+def refusal(instance_id: str) -> str:
+    return (f"blocked by rescue-image-unusable: rescue image {MISSING} does not exist in "
+            f"us-east-1: no rescue instance for {instance_id} {HINT}")
+
+
+def test_the_dry_run_blocks_a_rescue_image_the_region_does_not_have(
+        two: CliSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_cli("plan", OFFLINE_REPAIR, "--param", f"rescue_image_id={MISSING}")
+
+    out = capsys.readouterr().out
+    assert code == 2
+    for instance_id in two.fleet.instance_ids():
+        assert f"{instance_id} (default/us-east-1): refused\n" in out
+        assert f"    refused: {refusal(instance_id)}\n" in out
+    assert "\n2 targets: 0 would be worked on, 2 refused\n" in out
+    assert f"      2 x rescue-image-unusable [block] {HINT}\n" in out
+    # Looked up once for the Region, and nothing mutated.
+    assert Counter(c.operation for c in two.sandbox.api_calls)["DescribeImages"] == 1
+    assert two.mutating_calls() == []
+
+
+def test_the_real_run_refuses_every_target_before_changing_anything(
+        two: CliSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = two.fleet.instance_ids()
+    before = root_states(two.ec2, ids)
+
+    code = run_cli("run", OFFLINE_REPAIR, "--yes", "--no-progress", "--param",
+                   f"rescue_image_id={MISSING}", "--journal", str(tmp_path / "j.sqlite"))
+
+    err = capsys.readouterr().err
+    assert code == 2
+    for instance_id in ids:
+        assert err.count(f"{instance_id} (us-east-1): refused: {refusal(instance_id)}\n") == 1
+    assert two.mutating_calls() == []
+    assert root_states(two.ec2, ids) == before
+    assert all(backups(two.ec2, i) == [] for i in ids)
+
+
+def test_the_dry_run_probes_the_rescue_launch_with_its_image(
+        two: CliSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    rescue = two.fleet.regions["us-east-1"].rescue_windows_ami
+    assert run_cli("plan", OFFLINE_REPAIR, *two.rescue_param) == 0
+    assert ("  allowed ec2:RunInstances in default/us-east-1: DryRunOperation\n"
+            in capsys.readouterr().out)
+    assert [c.operation for c in two.sandbox.api_calls if c.dry_run].count("RunInstances") == 1
+
+    two.sandbox.fail("RunInstances", "UnauthorizedOperation",
+                     "You are not authorized to perform this operation.")
+    try:
+        assert run_cli("plan", OFFLINE_REPAIR, *two.rescue_param) == 2
+    finally:
+        two.sandbox.clear_faults()
+    assert ("  denied ec2:RunInstances in default/us-east-1: UnauthorizedOperation: You are "
+            "not authorized to perform this operation.\n") in capsys.readouterr().out
+
+    # DescribeImages not allowed: the image cannot be judged by inspection, and the launch
+    # probe (which carries it) is what tells that it is missing.
+    two.sandbox.fail("DescribeImages", "UnauthorizedOperation", "not authorized")
+    try:
+        assert run_cli("plan", OFFLINE_REPAIR, "--param", f"rescue_image_id={MISSING}") == 0
+    finally:
+        two.sandbox.clear_faults()
+    assert (f"  unchecked ec2:RunInstances in default/us-east-1: EC2 answered "
+            f"InvalidAMIID.NotFound: The image id '[{MISSING}]' does not exist\n"
+            in capsys.readouterr().out)
+    assert rescue != MISSING and two.mutating_calls() == []
