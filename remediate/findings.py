@@ -61,9 +61,12 @@ FINDINGS: Final = MappingProxyType({f.name: f for f in (
                 "not attach to another instance", "use root-volume replacement instead"),
     FindingKind("rescue-image-unusable", "block",
                 "the rescue AMI (rescue_image_id) does not exist, or is not available, in the "
-                "target's Region: no rescue instance could be launched",
+                "target's Region, or its resolve:ssm: parameter names none there: no rescue "
+                "instance could be launched",
                 "set rescue_image_id to an available AMI of that Region (aws ec2 "
-                "describe-images --image-ids AMI --region REGION)"),
+                "describe-images --image-ids AMI --region REGION), or to "
+                "resolve:ssm:PARAMETER naming one in every Region (aws ssm get-parameter "
+                "--name PARAMETER --region REGION)"),
     FindingKind("hibernation-enabled", "info",
                 "hibernation is configured (older guides restrict snapshots of such roots)"),
     FindingKind("same-ami-rescue", "ack",

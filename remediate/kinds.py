@@ -55,9 +55,13 @@ KINDS: Final = MappingProxyType(
                 "public_ip": "its public IPv4 address, if any",
                 "has_elastic_ip": "whether that address is an Elastic IP",
                 "status": "status checks in one word: ok, impaired, initializing, not-running",
+                "rescue_image_id": "the rescue AMI in its Region: rescue_image_id, or the AMI "
+                                   "its resolve:ssm: parameter names there (None: not read, "
+                                   "or it names none)",
                 "rescue_image_state": "the rescue AMI's state in its Region (available, pending, "
-                                      "'not found', ...), when the playbook launches rescue "
-                                      "instances (None: not read)",
+                                      "'not found', ...; 'unresolved: WHY' when the "
+                                      "resolve:ssm: parameter names no AMI there), when the "
+                                      "playbook launches rescue instances (None: not read)",
             }),
         ),
         "workspace": TargetKind(

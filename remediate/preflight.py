@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from remediate.actions.rescue_image import UNRESOLVED, shown, unresolved
 from remediate.findings import FINDINGS, Finding
 
 Facts = Mapping[str, Any]
@@ -73,9 +74,14 @@ def _rescue_image(facts: Facts, rescue_image_id: str | None) -> str | None:
     state = facts.get("rescue_image_state")
     if rescue_image_id is None or state in (None, "available"):
         return None
-    where = f"in {facts.get('region')}"
-    found = f"does not exist {where}" if state == "not found" else f"is {state} {where}"
-    return f"rescue image {rescue_image_id} {found}: no rescue instance for {facts.get('id')}"
+    region = str(facts.get("region"))
+    if str(state).startswith(UNRESOLVED):
+        problem = unresolved(rescue_image_id, region, str(state).removeprefix(UNRESOLVED))
+    else:
+        found = "does not exist" if state == "not found" else f"is {state}"
+        problem = (f"rescue image {shown(facts.get('rescue_image_id'), rescue_image_id)} "
+                   f"{found} in {region}")
+    return f"{problem}: no rescue instance for {facts.get('id')}"
 
 
 def _hibernation(facts: Facts, _rescue: str | None) -> str | None:
@@ -85,10 +91,14 @@ def _hibernation(facts: Facts, _rescue: str | None) -> str | None:
 
 
 def _same_ami_rescue(facts: Facts, rescue_image_id: str | None) -> str | None:
-    if rescue_image_id is not None and rescue_image_id == facts.get("image_id"):
-        return (f"{facts.get('id')} runs {facts.get('image_id')}, the same AMI the rescue "
-                "instance would run: the disks' signatures collide")
-    return None
+    """Against the AMI the rescue image resolved to in the target's Region (fact
+    rescue_image_id), else as the playbook names it."""
+    image_id = facts.get("rescue_image_id") or rescue_image_id
+    if rescue_image_id is None or image_id != facts.get("image_id"):
+        return None
+    via = f" ({rescue_image_id})" if image_id != rescue_image_id else ""
+    return (f"{facts.get('id')} runs {image_id}, the same AMI the rescue instance would "
+            f"run{via}: the disks' signatures collide")
 
 
 def _public_ip(facts: Facts, _rescue: str | None) -> str | None:

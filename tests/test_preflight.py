@@ -97,6 +97,36 @@ def test_same_ami_rescue_compares_the_rescue_image_with_the_targets() -> None:
     assert kinds(CLEAN, rescue=None) == []
 
 
+PARAMETER = "resolve:ssm:/aws/service/ami-windows-latest/Windows_Server-2019-English-Full-Base"
+
+
+def test_same_ami_rescue_compares_the_image_a_parameter_resolved_to() -> None:
+    resolved = {**CLEAN, "rescue_image_id": "ami-0target", "rescue_image_state": "available"}
+    assert only(resolved, rescue=PARAMETER) == Finding(
+        "same-ami-rescue", f"i-0abc runs ami-0target, the same AMI the rescue instance would "
+        f"run ({PARAMETER}): the disks' signatures collide")
+    assert kinds({**resolved, "rescue_image_id": "ami-0other"}, rescue=PARAMETER) == []
+    assert kinds(CLEAN, rescue=PARAMETER) == []  # not resolved: nothing to compare
+
+
+@pytest.mark.parametrize(("image", "change", "detail"), [
+    ("ami-0gone", {"rescue_image_id": "ami-0gone", "rescue_image_state": "not found"},
+     "rescue image ami-0gone does not exist in us-east-1: no rescue instance for i-0abc"),
+    ("ami-0new", {"rescue_image_id": "ami-0new", "rescue_image_state": "pending"},
+     "rescue image ami-0new is pending in us-east-1: no rescue instance for i-0abc"),
+    (PARAMETER, {"rescue_image_id": "ami-0gone", "rescue_image_state": "not found"},
+     f"rescue image ami-0gone ({PARAMETER}) does not exist in us-east-1: no rescue instance "
+     "for i-0abc"),
+    ("resolve:ssm:/x", {"rescue_image_id": None,
+                        "rescue_image_state": "unresolved: SSM parameter /x does not exist"},
+     "rescue image resolve:ssm:/x does not resolve in us-east-1 (SSM parameter /x does not "
+     "exist): no rescue instance for i-0abc"),
+])
+def test_an_unusable_rescue_image_says_what_is_missing_where(
+        image: str, change: dict[str, Any], detail: str) -> None:
+    assert only({**CLEAN, **change}, rescue=image) == Finding("rescue-image-unusable", detail)
+
+
 @pytest.mark.parametrize("change", [
     {"lifecycle": "on-demand", "spot_request_type": "one-time"},  # not Spot: type is moot
     {"root_encrypted": True, "kms_key_usable": None},  # unknown is not "unusable"

@@ -20,6 +20,7 @@ rescue instance is left running.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -38,7 +39,6 @@ from fleetbench.scenarios import (
     load,
     params_for,
     prepare,
-    share_rescue_image,
     throttle_policy,
 )
 from remediate.actions.contract import Target
@@ -125,6 +125,26 @@ class _Timings:
         return {step: sum(times) / len(times) for step, times in self.steps.items()}
 
 
+class _Progress:
+    """A line on stderr each tenth of the fleet finished (long runs take an hour)."""
+
+    def __init__(self, label: str, targets: int, clock: Clock) -> None:
+        self.label, self.targets, self.clock = label, targets, clock
+        self.step = max(1, targets // 10)
+        self.done = 0
+        self.wall0 = time.perf_counter()
+        self.started = clock.now()
+
+    def __call__(self, event: Event) -> None:
+        if not isinstance(event, TargetFinished):
+            return
+        self.done += 1
+        if self.done % self.step == 0 and self.targets >= 1000:
+            print(f"... {self.label}: {self.done:,}/{self.targets:,} finished at "
+                  f"{self.clock.now() - self.started:,.0f} s simulated, "
+                  f"{time.perf_counter() - self.wall0:,.0f} s wall", file=sys.stderr, flush=True)
+
+
 def make_clock(speed: float) -> Clock:
     """0: discrete-event simulation (never sleeps); N: N simulated seconds per real one."""
     return ScaledClock(speed) if speed > 0 else VirtualClock()
@@ -157,8 +177,6 @@ def run(scenario: Scenario, tool: Tool, setup: Setup, *, durations: Durations | 
         if size != scenario.targets:
             spec = _resized(spec, size)
         fleet = sandbox.build_fleet(spec)
-        if len(fleet.regions) > 1:
-            share_rescue_image(fleet)
         sandbox.set_throttle(policy or throttle_policy())
         playbook = prepare(load(scenario.playbook),
                            dataclasses.replace(setup, concurrency=1)
@@ -168,12 +186,13 @@ def run(scenario: Scenario, tool: Tool, setup: Setup, *, durations: Durations | 
         timings = _Timings(clock)
         bus = EventBus()
         bus.subscribe(timings)
+        bus.subscribe(_Progress(f"{scenario.label}, {tool}", size, clock))
         targets = [Target("ec2-instance", t.instance_id, t.region) for t in fleet.targets]
         simulator, memory = SimulatorMeter(), MemoryMeter()
         with _journal() as journal:
             executor = Executor(
                 playbook, targets, clients=clients, clock=clock, bus=bus, journal=journal,
-                run_id=f"bench-{tool}", params=params_for(playbook, fleet, dict(setup.params)),
+                run_id=f"bench-{tool}", params=params_for(playbook, dict(setup.params)),
                 rate_limits=UNPACED if tool == "unpaced" else None, workers=workers)
             with simulator.installed(), memory.measuring():
                 started, cpu0, wall0 = clock.now(), time.process_time(), time.perf_counter()

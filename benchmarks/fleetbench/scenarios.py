@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from remediate.language.loader import bind_params, load_file
 from remediate.language.model import BatchSize, Playbook
-from remediate.sandbox import Bucket, Durations, Fleet, FleetSpec, ThrottlePolicy
+from remediate.sandbox import Bucket, Durations, FleetSpec, ThrottlePolicy
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 PLAYBOOK_FILES: Final = {
@@ -47,10 +47,12 @@ SSM_BUCKETS: Final[Mapping[str, Bucket]] = {
     "ssm:GetCommandInvocation": Bucket(40, 20),
     "ssm:ListCommandInvocations": Bucket(40, 20),
     "ssm:DescribeInstanceInformation": Bucket(40, 20),
+    "ssm:GetParameter": Bucket(40, 40),
 }
 """SSM publishes no token buckets; these equal remediate's conservative defaults
-(``ssm.send-command`` 20/5, ``ssm.describe`` 40/20). The sandbox keeps one bucket per
-operation, so its reads are looser than remediate's shared ``ssm.describe``."""
+(``ssm.send-command`` 20/5, ``ssm.describe`` 40/20, ``ssm.get-parameter`` 40/40). The
+sandbox keeps one bucket per operation, so its reads are looser than remediate's shared
+``ssm.describe``."""
 
 
 def throttle_policy() -> ThrottlePolicy:
@@ -128,39 +130,16 @@ def prepare(playbook: Playbook, setup: Setup) -> Playbook:
     return dataclasses.replace(playbook, guards=guards, execution=execution, steps=steps)
 
 
-def params_for(playbook: Playbook, fleet: Fleet,
-               given: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The run's parameters: the defaults, the ``given`` ones the playbook declares, and
-    the rescue image the playbook needs."""
+def params_for(playbook: Playbook, given: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The run's parameters: the defaults and the ``given`` ones the playbook declares.
+    The offline repair's rescue image keeps its default, ``resolve:ssm:`` AWS's public
+    Windows Server 2022 parameter, which the sandbox has in every Region as AWS does."""
     overrides = {name: value for name, value in (given or {}).items()
                  if name in playbook.parameters}
-    if "rescue_image_id" in playbook.parameters:
-        first = next(iter(fleet.regions.values()))
-        overrides["rescue_image_id"] = first.rescue_windows_ami
     values, errors = bind_params(playbook, overrides)
     if errors:
         raise RuntimeError("; ".join(errors))
     return values
-
-
-def share_rescue_image(fleet: Fleet) -> None:
-    """Give the rescue image the same id in every Region of the sandbox.
-
-    AMI ids are regional in AWS, but the offline-repair playbook takes one
-    ``rescue_image_id`` for the whole run (the action accepts only ``ami-...``, not a
-    per-Region map nor ``resolve:ssm:``). To run it over 3 Regions at all, the
-    sandbox's other Regions get their rescue image re-keyed to the first Region's
-    id. Reported to the lead as a gap of the playbook language.
-    """
-    from moto.ec2.models import ec2_backends
-
-    regions = list(fleet.regions.values())
-    shared = regions[0].rescue_windows_ami
-    for setup in regions[1:]:
-        backend = ec2_backends["123456789012"][setup.region]
-        image = backend.amis.pop(setup.rescue_windows_ami)
-        image.id = shared
-        backend.amis[shared] = image
 
 
 RESCUE_HEADROOM: Final = 2.0

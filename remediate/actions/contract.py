@@ -1,9 +1,10 @@
 """What an action is: a contract declared as class attributes, and a generator.
 
 Like Cloud Custodian's actions, each declares its parameter schema, the IAM
-permissions it needs, whether it mutates, what it batches, the states it may
-start from, which pre-flight findings it risks, what a dry run would do, how it
-verifies itself and which action undoes it. The registry, the JSON Schema,
+permissions it needs (and the resources and conditions some are scoped to),
+whether it mutates, what it batches, the states it may start from, which
+pre-flight findings it risks, what a dry run would do, how it verifies itself
+and which action undoes it. The registry, the JSON Schema,
 ``remediate list-actions`` and ``remediate iam-policy`` are all generated from
 these attributes.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from remediate.actions.requests import ActionRun
+from remediate.actions.scoped import Scoped
 from remediate.clock import Clock
 from remediate.language.problems import Path
 from remediate.language.schema import Record
@@ -114,7 +116,10 @@ class Action(ABC):
     params: ClassVar[Record] = Record(fields={})
     # Output name -> description; later steps read them as steps.<id>.outputs.<name>.
     outputs: ClassVar[Mapping[str, str]] = {}
+    # Every IAM action it needs; ``scoped_permissions`` narrow some of them to resource
+    # ARNs and conditions (the others are granted on "*"). See remediate.actions.scoped.
     permissions: ClassVar[tuple[str, ...]] = ()
+    scoped_permissions: ClassVar[tuple[Scoped, ...]] = ()
     mutating: ClassVar[bool] = False
     # The API calls this action merges across targets, with AWS's limit per call.
     batches: ClassVar[Mapping[str, int]] = {}
@@ -128,6 +133,13 @@ class Action(ABC):
     undo: ClassVar[str | None] = None
     # What this action does differently once exported to Step Functions (warned at export).
     export_note: ClassVar[str | None] = None
+
+    def grants(self) -> tuple[Scoped, ...]:
+        """What a policy allows for this action: its scoped permissions, and each other
+        permission on any resource."""
+        narrowed = {scoped.action for scoped in self.scoped_permissions}
+        return (*self.scoped_permissions,
+                *(Scoped(name) for name in self.permissions if name not in narrowed))
 
     def inspect_params(self, risks: frozenset[str],
                        rescue_image_id: str | None = None) -> dict[str, Any]:

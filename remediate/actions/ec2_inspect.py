@@ -14,16 +14,19 @@ modules.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from remediate.actions.contract import Action, Plan, PlannedCall, RunService, StepContext
+from remediate.actions import rescue_image
+from remediate.actions.contract import Action, Plan, PlannedCall, StepContext
 from remediate.actions.registry import register
-from remediate.actions.requests import ActionRun, AwsError, Call, Gate, Request, StepFailed, observe
+from remediate.actions.requests import ActionRun, AwsError, Call, Request, StepFailed, observe
+from remediate.actions.shared_answers import SharedAnswers
 from remediate.aws import apis
+from remediate.aws.errors import ACCESS_DENIED_CODES
 from remediate.aws.resources import instance_health
 from remediate.kinds import KINDS
-from remediate.language.schema import Bool, Field, Str
+from remediate.language.schema import Bool, Field
 from remediate.language.schema import Record as Schema
 
 if TYPE_CHECKING:
@@ -37,8 +40,6 @@ Steps = Generator[Request, Any, Any]
 ROOT_OF_TAG = "remediate:root-of"
 ROOT_DEVICE_TAG = "remediate:root-device"
 ROOT_DOT_TAG = "remediate:delete-on-termination"
-
-ACCESS_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 
 
 # --- contract helpers: one source (remediate.aws.apis) for IAM names and batch limits ---
@@ -118,7 +119,7 @@ def optional(call: Call) -> Steps:
     try:
         return (yield call)
     except AwsError as exc:
-        if exc.code in ACCESS_DENIED:
+        if exc.code in ACCESS_DENIED_CODES:
             return None
         raise StepFailed(f"{call.operation} failed: {exc}") from exc
 
@@ -131,37 +132,7 @@ def existing(resource: str, resource_id: str, what: str) -> Steps:
     return record
 
 
-# --- answers shared by many targets ---
-
-
-class SharedAnswers(RunService):
-    """Lookups whose answer many targets share, fetched once per run.
-
-    The first target to ask fetches; targets asking meanwhile park on a gate and
-    read the answer when it opens, so 10,000 m5.large targets cost one
-    DescribeInstanceTypes call (and never a merged call naming a type twice,
-    which AWS rejects). If the fetch fails, each parked target fetches for itself.
-    """
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(run_id)
-        self.answers: dict[str, Any] = {}
-        self.pending: set[str] = set()
-
-    def ask(self, ctx: StepContext, key: str, fetch: Callable[[], Steps]) -> Steps:
-        if key in self.answers:
-            return self.answers[key]
-        if key in self.pending:
-            yield Gate(f"shared-answer:{key}")
-            if key in self.answers:
-                return self.answers[key]
-        self.pending.add(key)
-        try:
-            self.answers[key] = yield from fetch()
-        finally:
-            self.pending.discard(key)
-            ctx.open_gate(f"shared-answer:{key}")
-        return self.answers[key]
+# --- answers shared by many targets (remediate.actions.shared_answers) ---
 
 
 def _instance_store(ctx: StepContext, instance_type: str) -> Steps:
@@ -219,6 +190,18 @@ def _rescue_image_state(ctx: StepContext, image_id: str) -> Steps:
 
     return (yield from ctx.service(SharedAnswers).ask(
         ctx, f"rescue-image:{ctx.target.account}:{ctx.target.region}:{image_id}", fetch))
+
+
+def _rescue_image(ctx: StepContext, image: str) -> Steps:
+    """The rescue_image_id and rescue_image_state facts: the AMI ``image`` names in the
+    target's Region (itself, or what its resolve:ssm: parameter holds there), and its
+    state; the state says why when the parameter names no AMI (None: unknown)."""
+    resolution = yield from rescue_image.resolve(ctx, image)
+    if resolution.image_id is None:
+        state = rescue_image.UNRESOLVED + resolution.problem if resolution.readable else None
+        return {"rescue_image_id": None, "rescue_image_state": state}
+    return {"rescue_image_id": resolution.image_id,
+            "rescue_image_state": (yield from _rescue_image_state(ctx, resolution.image_id))}
 
 
 def _spot_request_type(instance_id: str) -> Steps:
@@ -283,17 +266,17 @@ class Inspect(Action):
     permissions = iam("ec2:DescribeInstances", "ec2:DescribeInstanceStatus",
                       "ec2:DescribeVolumes", "ec2:DescribeInstanceAttribute",
                       "ec2:DescribeInstanceTypes", "ec2:DescribeSpotInstanceRequests",
-                      "ec2:DescribeAddresses", "ec2:DescribeImages", "kms:DescribeKey")
+                      "ec2:DescribeAddresses", "ec2:DescribeImages", "kms:DescribeKey",
+                      "ssm:GetParameter")
     batches = batch_limits("ec2:DescribeInstanceTypes")
     verify = "read-only"
     params = Schema(fields={
         "stop_protection": Field(Bool(), default=True, description=(
             "read DisableApiStop: one DescribeInstanceAttribute per instance (AWS has no "
             "batch form), skipped when no action of the playbook stops the instance")),
-        "rescue_image_id": Field(Str(pattern=r"ami-[0-9a-f]{8,17}",
-                                     pattern_name="an AMI id (ami-...)"), description=(
-            "the rescue AMI whose state to read (once per Region), when the playbook "
-            "launches rescue instances")),
+        "rescue_image_id": Field(rescue_image.image_node(), description=(
+            "the rescue AMI (or resolve:ssm:PARAMETER) to resolve and whose state to read, "
+            "once per account and Region, when the playbook launches rescue instances")),
     })
 
     def inspect_params(self, risks: frozenset[str],
@@ -327,10 +310,10 @@ class Inspect(Action):
         if facts["public_ip"]:
             elastic = yield from _elastic_ips(ctx)
             facts["has_elastic_ip"] = None if elastic is None else facts["public_ip"] in elastic
-        facts["rescue_image_state"] = None  # read only when the playbook launches rescues
+        # Read only when the playbook launches rescue instances.
+        facts["rescue_image_id"] = facts["rescue_image_state"] = None
         if params.get("rescue_image_id"):
-            facts["rescue_image_state"] = yield from _rescue_image_state(
-                ctx, str(params["rescue_image_id"]))
+            facts.update((yield from _rescue_image(ctx, str(params["rescue_image_id"]))))
         return facts
 
     def _root_facts(self, ctx: StepContext, instance: Record, facts: dict[str, Any]) -> Steps:

@@ -34,6 +34,7 @@ from remediate.actions.ec2_power import timeout_field
 from remediate.actions.ec2_volumes import VOLUME_ID
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, Call, StepFailed, wait_state
+from remediate.actions.scoped import Scoped, created_by, ec2_arn
 from remediate.language.problems import Path
 from remediate.language.schema import Bool, Choice, Field, Str
 from remediate.language.schema import Record as Schema
@@ -105,6 +106,9 @@ class ReplaceRoot(Action):
                "previous_volume_id": "the replaced root volume, kept detached"}
     permissions = iam("ec2:DescribeInstances", "ec2:DescribeReplaceRootVolumeTasks",
                       "ec2:CreateReplaceRootVolumeTask", "ec2:CreateTags")
+    # Tags only the task it creates.
+    scoped_permissions = (Scoped("ec2:CreateTags", (ec2_arn("replace-root-volume-task"),),
+                                 (created_by("CreateReplaceRootVolumeTask"),)),)
     mutating = True
     start_states = frozenset({"running"})
     destructive = "root-replacement-data-loss"

@@ -36,6 +36,8 @@ from remediate.actions.ec2_inspect import (
 from remediate.actions.ec2_power import ensure_running, timeout_field, wait_instance
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, Call, StepFailed, Wait, observe, wait_state
+from remediate.actions.rescue_launch import RUN_TAG
+from remediate.actions.scoped import Scoped, created_by, ec2_arn, only
 from remediate.language.schema import Bool, Field, Str
 from remediate.language.schema import Record as Schema
 
@@ -46,6 +48,10 @@ VOLUME_ID = Str(pattern=r"vol-[0-9a-f]{8,17}", pattern_name="a volume id (vol-..
                 templated=True)
 DEVICE = Str(pattern=r"/dev/[a-z0-9]+|xvd[a-z]+[0-9]*", pattern_name="a device name like /dev/sda1",
              templated=True)
+# The tags a root volume gets before it is detached, and the only ones the policy lets
+# the tool put on an existing resource (tagging freely could mark any instance
+# remediate:role=rescue, which the rescue grants trust).
+ROOT_VOLUME_TAGS = (ROOT_OF_TAG, ROOT_DEVICE_TAG, ROOT_DOT_TAG, RUN_TAG)
 # A volume whose attachment is settling is waited for; these states are final.
 VOLUME_LOST = ("missing", "deleting", "deleted", "error")
 
@@ -163,6 +169,8 @@ class SnapshotRoot(Action):
     outputs = {"snapshot_id": "the backup snapshot", "volume_id": "the volume it is of"}
     permissions = iam("ec2:DescribeInstances", "ec2:DescribeSnapshots", "ec2:CreateSnapshot",
                       "ec2:CreateTags")
+    scoped_permissions = (Scoped("ec2:CreateTags", (ec2_arn("snapshot"),),
+                                 (created_by("CreateSnapshot"),)),)
     mutating = True
     verify = "the snapshot reaches 'completed'"
 
@@ -217,6 +225,8 @@ class DetachRoot(Action):
                "attached_to": "the instance it is attached to now (a rescue instance), or None"}
     permissions = iam("ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:CreateTags",
                       "ec2:DetachVolume")
+    scoped_permissions = (Scoped("ec2:CreateTags", (ec2_arn("volume"),),
+                                 (only("aws:TagKeys", *ROOT_VOLUME_TAGS),)),)
     mutating = True
     start_states = frozenset({"stopping", "stopped"})
     risks = frozenset({"marketplace-product-code", "kms-key-unusable", "spot-persistent"})

@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
+from remediate.actions import rescue_image
 from remediate.actions.contract import Action, Plan, StepContext, calls
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, AwsError, Call, StepFailed, Wait, observe
 from remediate.actions.rescue_launch import SLOTS, Pulled, RescueConfig, probe_request
+from remediate.actions.rescue_permissions import ATTACH, REPAIR, TERMINATE
 from remediate.actions.rescue_pool import RescueInstance, RescuePool, Slot, detach_from_rescue
 from remediate.actions.ssm import (
     INSTANCE_ID_RE,
@@ -75,22 +77,26 @@ def attached_to(instance_id: str) -> Any:
     return check
 
 
-def same_image_error(ctx: StepContext, image_id: str) -> str | None:
+def same_image_error(ctx: StepContext, image_id: str, image: str) -> str | None:
+    """Why the rescue AMI ``image_id`` (what ``image``, the step's rescue_image_id, names
+    in the target's Region) must not be used for this target (None: it may)."""
     if ctx.facts.get("image_id") != image_id or SAME_AMI in accepted_findings(ctx):
         return None
-    return (f"rescue_image_id {image_id} is the AMI {ctx.target.id} was launched from: its "
-            "disk would collide with the rescue instance's (disk signature) and onlining it can "
-            "leave it unbootable; use a different Windows version, or --accept same-ami-rescue")
+    return (f"rescue_image_id {rescue_image.shown(image_id, image)} is the AMI "
+            f"{ctx.target.id} was launched from: its disk would collide with the rescue "
+            "instance's (disk signature) and onlining it can leave it unbootable; use a "
+            "different Windows version, or --accept same-ami-rescue")
 
 
 _CONFIG_FIELDS: Final = ("instance_type", "instance_profile", "max_per_az",
                          "volumes_per_instance", "ready_timeout")
 
 
-def _config(params: Mapping[str, Any]) -> RescueConfig:
-    """How to launch rescue instances, from rescue.attach_volume's parameters (those not
-    given keep RescueConfig's defaults, which are the parameters' defaults)."""
-    config = RescueConfig(image_id=params["rescue_image_id"],
+def _config(params: Mapping[str, Any], image_id: str) -> RescueConfig:
+    """How to launch rescue instances from ``image_id`` (what rescue_image_id names in the
+    Region), from rescue.attach_volume's parameters (those not given keep RescueConfig's
+    defaults, which are the parameters' defaults)."""
+    config = RescueConfig(image_id=image_id,
                           subnet_ids=tuple(params.get("subnet_ids") or ()),
                           security_group_ids=tuple(params.get("security_group_ids") or ()))
     return replace(config, **{name: params[name] for name in _CONFIG_FIELDS
@@ -123,10 +129,10 @@ class AttachVolume(Action):
                    "apply)")
     params = Record(fields={
         "rescue_image_id": Field(
-            Str(pattern=r"ami-[0-9a-f]{8,17}", pattern_name="an AMI id (ami-...)",
-                templated=True), required=True,
+            rescue_image.image_node(templated=True), required=True,
             description="the AMI rescue instances run: a different Windows version than the "
-                        "targets' (disk-signature collision), or Linux with ntfs-3g"),
+                        "targets' (disk-signature collision), or Linux with ntfs-3g; "
+                        "resolve:ssm:PARAMETER is resolved once per account and Region"),
         "instance_type": Field(Str(max_len=64), default="t3.medium",
                                description="rescue instance type (Nitro, so disks are found "
                                            "by volume id)"),
@@ -162,8 +168,9 @@ class AttachVolume(Action):
         "ec2:DescribeVolumes", "ec2:DescribeInstances", "ec2:DescribeImages",
         "ec2:DescribeSubnets", "ec2:RunInstances", "ec2:CreateTags", "ec2:AttachVolume",
         "ec2:DetachVolume", "ec2:TerminateInstances", "ssm:DescribeInstanceInformation",
-        "iam:PassRole", "kms:CreateGrant", "kms:Decrypt",
+        "iam:PassRole", "kms:CreateGrant", "kms:Decrypt", "ssm:GetParameter",
     )
+    scoped_permissions = ATTACH
     mutating = True
     start_states = frozenset({"stopped"})
     risks = frozenset({SAME_AMI, "kms-key-unusable", "marketplace-product-code",
@@ -174,12 +181,15 @@ class AttachVolume(Action):
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:
         volume = params.get("volume_id") or ctx.facts.get("root_volume_id", "the root volume")
         az = ctx.facts.get("availability_zone", "its AZ")
-        problem = same_image_error(ctx, params["rescue_image_id"])
+        image = params["rescue_image_id"]
+        # Resolved by inspection; else the probe sends resolve:ssm:, which AWS resolves too.
+        image_id = rescue_image.known(ctx, image)
+        problem = same_image_error(ctx, image_id, image) if image_id else None
         note = (f"attach {volume} to a rescue instance in {az} (launching one from "
-                f"{params['rescue_image_id']} as {params['instance_type']} if none has a free "
-                "slot)")
+                f"{rescue_image.shown(image_id, image)} as {params['instance_type']} if none "
+                "has a free slot)")
         probe = probe_request(ctx.run_id, ctx.facts.get("availability_zone"),
-                              _config(params))
+                              _config(params, image_id or image))
         return Plan(
             calls("ec2:RunInstances", note="only if no rescue instance has a free slot",
                   probe=probe)
@@ -188,8 +198,9 @@ class AttachVolume(Action):
         )
 
     def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        config = _config(params)
-        problem = same_image_error(ctx, config.image_id)
+        image = params["rescue_image_id"]
+        config = _config(params, (yield from rescue_image.resolved(ctx, image)))
+        problem = same_image_error(ctx, config.image_id, image)
         if problem:
             raise StepFailed(problem)
         volume_id = volume_id_of(ctx, params)
@@ -290,6 +301,7 @@ class Repair(Action):
     permissions = ("ec2:DescribeVolumes", "ec2:DescribeInstances", "ssm:SendCommand",
                    "ssm:GetCommandInvocation", "ssm:ListCommandInvocations",
                    "ssm:DescribeInstanceInformation")
+    scoped_permissions = REPAIR
     mutating = True
     start_states = frozenset({"stopped"})
     verify = "the SSM invocation ends Success with exit code 0"
@@ -369,7 +381,10 @@ class DetachVolume(Action):
         "volume_id": "the volume",
         "detached_from": "the rescue instance it was detached from ('' if it was on none)",
     }
-    permissions = ("ec2:DescribeVolumes", "ec2:DescribeInstances", "ec2:DetachVolume")
+    # TerminateInstances: on Step Functions each target's rescue instance goes with its volume.
+    permissions = ("ec2:DescribeVolumes", "ec2:DescribeInstances", "ec2:DetachVolume",
+                   "ec2:TerminateInstances")
+    scoped_permissions = (TERMINATE,)
     mutating = True
     start_states = frozenset({"stopped"})
     verify = "the volume is available"

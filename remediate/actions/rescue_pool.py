@@ -6,10 +6,11 @@ device). The pool launches rescue instances on demand (at most ``max_per_az`` pe
 AZ, tagged with the run id) and hands out slots. A target that needs a slot while
 an instance is launching parks on a :class:`Gate` until the instance is ready (or
 its launch failed); one that finds every slot taken and the AZ at its cap queues:
-each slot the pool frees wakes the longest-waiting target, and every waiter also
-looks again after :data:`FULL_POLL` seconds, re-reading the slots from AWS at most
-once per interval per AZ, because a rollback (``ec2.reattach_root``) may take a
-volume off a rescue instance without telling the pool.
+each slot the pool frees is reserved for the longest-waiting target (first come,
+first served: no target starves while newcomers take the slots), and every waiter
+also looks again after :data:`FULL_POLL` seconds, re-reading the slots from AWS at
+most once per interval per AZ, because a rollback (``ec2.reattach_root``) may take
+a volume off a rescue instance without telling the pool.
 
 It is a run-wide service: all targets of a run share it, and
 :meth:`RescuePool.finish` terminates its instances at the end of the run, never
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import secrets
 import threading
 from collections import OrderedDict
@@ -56,6 +58,8 @@ from remediate.actions.rescue_launch import (
 
 # How often a target waiting for a slot in a full AZ looks again.
 FULL_POLL: Final = 30.0
+# Waiters _hand_over looks at for each freed slot (beyond the first only on a mismatch).
+_HAND_OVER_LOOKS: Final = 8
 # A reservation never attached after this long is dropped (its target went away).
 STALE_RESERVATION: Final = 1800.0
 _DETACH_TIMEOUT: Final = 600.0
@@ -148,32 +152,38 @@ class _Bell:
         ctx.open_gate(key)
 
 
+@dataclass(frozen=True)
+class _Waiter:
+    volume_id: str
+    config: RescueConfig
+    key: str  # the gate it parks on
+
+
 @dataclass
 class _Zone:
     bell: _Bell
     instances: list[RescueInstance] = field(default_factory=list)
     refreshed: float = float("-inf")
-    # Gate keys of targets waiting for a slot in a full AZ, first come first.
-    waiters: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # Targets waiting for a slot in a full AZ, by volume id, first come first.
+    waiters: OrderedDict[str, _Waiter] = field(default_factory=OrderedDict)
     _tickets: int = 0
 
-    def queue(self) -> Gate:
-        """A gate for one target waiting for a free slot: opened when one frees, or after
+    def wait(self, volume_id: str, config: RescueConfig) -> Gate:
+        """The gate ``volume_id`` waits on for a slot (its place in the queue is kept
+        across timeouts): opened once a slot is reserved for it, or after
         :data:`FULL_POLL` (a rollback may free a slot without telling the pool)."""
-        self._tickets += 1
-        key = f"{self.bell.name}:slot#{self._tickets}"
-        self.waiters[key] = None
-        return Gate(key, timeout=FULL_POLL)
+        waiter = self.waiters.get(volume_id)
+        if waiter is None:
+            self._tickets += 1
+            waiter = _Waiter(volume_id, config, f"{self.bell.name}:slot#{self._tickets}")
+            self.waiters[volume_id] = waiter
+        return Gate(waiter.key, timeout=FULL_POLL)
 
-    def leave(self, gate: Gate) -> bool:
-        """The target stops waiting; True if no freed slot woke it (it timed out)."""
-        return self.waiters.pop(gate.key, False) is None
+    def waiting(self, volume_id: str) -> bool:
+        return volume_id in self.waiters
 
-    def wake_one(self, ctx: StepContext) -> None:
-        """A slot freed: the longest-waiting target gets to look (not all of them)."""
-        if self.waiters:
-            key, _ = self.waiters.popitem(last=False)
-            ctx.open_gate(key)
+    def leave(self, volume_id: str) -> None:
+        self.waiters.pop(volume_id, None)
 
 
 @dataclass
@@ -231,17 +241,20 @@ class RescuePool(RunService):
                     slot = self._reserve(zone, config, volume_id, ctx.clock.now())
                 launching = any(not r.ready and not r.failed for r in zone.instances)
             if slot is None:
-                if launching:
-                    yield zone.bell.gate()  # rung when it is ready, or failed
-                else:
-                    gate = zone.queue()
-                    try:
-                        yield gate
-                    finally:
-                        timed_out = zone.leave(gate)
-                    if timed_out:  # nothing freed a slot: look at AWS (a rollback may have)
-                        yield from self._refresh(ctx, zone)
+                try:
+                    if launching:
+                        yield zone.bell.gate()  # rung when it is ready, or failed
+                    else:
+                        yield zone.wait(volume_id, config)
+                except BaseException:  # the step was cancelled: give up its place
+                    zone.leave(volume_id)
+                    raise
+                if not launching and zone.waiting(volume_id):
+                    # Timed out, nothing handed it a slot: look at AWS (a rollback may have
+                    # freed one behind the pool's back).
+                    yield from self._refresh(ctx, zone)
                 continue
+            zone.leave(volume_id)
             try:
                 yield from self.ready(ctx, slot.rescue, config)
             except BaseException:  # failed launch, or the step was cancelled
@@ -284,9 +297,10 @@ class RescuePool(RunService):
         """``volume_id`` no longer holds (or will not take) its slot: wake parked targets."""
         with self._lock:
             for zone in self._zones_of(ctx):
+                zone.leave(volume_id)
                 if any([rescue.forget(volume_id) for rescue in zone.instances]):
+                    self._hand_over(ctx, zone)
                     zone.bell.ring(ctx)
-                    zone.wake_one(ctx)
 
     # ---- the end of the run -----------------------------------------------------
 
@@ -344,6 +358,23 @@ class RescuePool(RunService):
                 del self._zones[key]
             self._places.pop(place, None)
 
+    def _hand_over(self, ctx: StepContext, zone: _Zone) -> None:
+        """Slots just freed go to the targets waiting for one, in order of arrival:
+        reserved for each, then its gate opened (a newcomer cannot take a slot from
+        under someone who waited). Looks a few waiters deep, should the first want an
+        image no slot fits."""
+        now = ctx.clock.now()
+        served = []
+        for waiter in itertools.islice(zone.waiters.values(), _HAND_OVER_LOOKS):
+            if self._reserve(zone, waiter.config, waiter.volume_id, now) is not None:
+                served.append(waiter)
+            elif not any(rescue.free_slot(waiter.config.volumes_per_instance)
+                         for rescue in zone.instances):
+                break  # no slot left for anyone
+        for waiter in served:
+            del zone.waiters[waiter.volume_id]
+            ctx.open_gate(waiter.key)
+
     @staticmethod
     def _live(zone: _Zone) -> int:
         return sum(1 for rescue in zone.instances if not rescue.failed)
@@ -384,9 +415,8 @@ class RescuePool(RunService):
         with self._lock:
             freed = [r.reconcile(attached.get(r.instance_id, {}), now)
                      for r in zone.instances if r.instance_id in ids]
-        if any(freed):  # freed behind the pool's back (a rollback): rare, let all look
-            while zone.waiters:
-                zone.wake_one(ctx)
+        if any(freed):
+            self._hand_over(ctx, zone)
             zone.bell.ring(ctx)
 
     def _discover(self, ctx: StepContext) -> Pulled:

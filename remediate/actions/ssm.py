@@ -26,6 +26,7 @@ from remediate.actions.contract import Action, Plan, StepContext, calls
 from remediate.actions.ec2_inspect import batch_limits
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, AwsError, Call, Request, Sleep, StepFailed, Wait
+from remediate.actions.scoped import Condition, Scoped, arn, ec2_arn
 from remediate.language.problems import Path
 from remediate.language.quoting import QUOTERS, UnsafeValue
 from remediate.language.schema import (
@@ -59,6 +60,15 @@ _NOT_YET_CODES: Final[frozenset[str]] = frozenset({"InvocationDoesNotExist"})
 _NOT_YET_TRIES: Final = 5
 # Pages of ListCommandInvocations read when looking for this step's command.
 _LIST_PAGES: Final = 10
+
+
+def sends_command(*to_instances: Condition) -> tuple[Scoped, Scoped]:
+    """ssm:SendCommand of the documents above only, to EC2 instances meeting all of
+    ``to_instances`` (none: any instance). AWS checks the document and the instance
+    separately, so each gets its own grant (a tag condition on a document would fail)."""
+    return (Scoped("ssm:SendCommand", tuple(arn("ssm", f"document/{name}")
+                                            for name in DOCUMENTS)),
+            Scoped("ssm:SendCommand", (ec2_arn("instance"),), to_instances))
 
 
 def template_error(text: str, where: str) -> str | None:
@@ -280,6 +290,9 @@ class RunCommand(Action):
         "stderr": "standard error (SSM keeps the first 8,000 characters)",
     }
     permissions = ("ssm:SendCommand", "ssm:GetCommandInvocation", "ssm:ListCommandInvocations")
+    # Any instance: instance_id may name one the playbook chose (broad, but only these
+    # documents).
+    scoped_permissions = sends_command()
     mutating = True
     batches = batch_limits("ssm:SendCommand")
     verify = "the invocation ends Success with exit code 0"

@@ -37,6 +37,8 @@ DEFAULT_BUCKETS: Final = MappingProxyType(
         "ec2.stop-instances-resource": Bucket(1000, 20),
         "ssm.send-command": Bucket(20, 5),
         "ssm.describe": Bucket(40, 20),
+        # Parameter Store's default throughput: 40 GetParameter(s) a second.
+        "ssm.get-parameter": Bucket(40, 40),
         "workspaces.mutating": Bucket(10, 2),
         "workspaces.describe": Bucket(20, 10),
         "sns.publish": Bucket(30, 30),
@@ -133,6 +135,8 @@ OPERATIONS: Final = _ops(
     Operation("ssm", "GetCommandInvocation", _D, "ssm.describe"),
     Operation("ssm", "ListCommandInvocations", _D, "ssm.describe"),
     Operation("ssm", "DescribeInstanceInformation", _D, "ssm.describe"),
+    # resolve:ssm: rescue images, once per account and Region
+    Operation("ssm", "GetParameter", _D, "ssm.get-parameter"),
     # WorkSpaces
     Operation("workspaces", "DescribeWorkspaces", _D, "workspaces.describe",
               batch_key="WorkspaceIds", batch_limit=25),

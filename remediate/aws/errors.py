@@ -59,6 +59,13 @@ EVENTUAL_CODES: Final[frozenset[str]] = frozenset({
     "InvalidInstanceId",
 })
 
+# The caller may not make the call: what it would have read is unknown, not missing.
+ACCESS_DENIED_CODES: Final[frozenset[str]] = frozenset({
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+})
+
 
 def classify(code: str) -> ErrorClass:
     if code in THROTTLING_CODES:

@@ -27,6 +27,7 @@ def describe_action(action: Action) -> dict[str, Any]:
         },
         "outputs": dict(action.outputs),
         "permissions": list(action.permissions),
+        "scoped_permissions": [scoped.describe() for scoped in action.scoped_permissions],
         "batches": dict(action.batches),
         "start_states": sorted(action.start_states),
         "risks": sorted(action.risks),
@@ -36,7 +37,8 @@ def describe_action(action: Action) -> dict[str, Any]:
     }
 
 
-def _text(info: dict[str, Any]) -> str:
+def _text(action: Action) -> str:
+    info = describe_action(action)
     lines = [f"{info['name']}  ({'mutating' if info['mutating'] else 'read-only'}; "
              f"{', '.join(info['kinds'])})", f"  {info['summary']}"]
     for name, p in info["parameters"].items():
@@ -47,6 +49,7 @@ def _text(info: dict[str, Any]) -> str:
         lines.append("    outputs: " + ", ".join(info["outputs"]))
     if info["permissions"]:
         lines.append("    permissions: " + ", ".join(info["permissions"]))
+    lines += [f"      scoped: {scoped.text()}" for scoped in action.scoped_permissions]
     if info["batches"]:
         lines.append("    batches: " + ", ".join(f"{api} ({n} a call)"
                                                  for api, n in info["batches"].items()))
@@ -75,18 +78,22 @@ def list_actions(fmt: str, facts: bool) -> int:
                 for name, desc in names.items():
                     click.echo(f"  target.{name}: {desc}")
         return 0
-    infos = [describe_action(a) for a in registry.actions()]
+    actions = list(registry.actions())
     if fmt == "json":
-        click.echo(json.dumps(infos, indent=2))
+        click.echo(json.dumps([describe_action(a) for a in actions], indent=2))
     else:
-        click.echo("\n\n".join(_text(info) for info in infos))
+        click.echo("\n\n".join(_text(a) for a in actions))
     return 0
 
 
 @click.command("iam-policy")
 @click.argument("playbook", type=click.Path())
 def iam_policy(playbook: str) -> int:
-    """The least-privilege IAM policy PLAYBOOK needs, from its actions' contracts."""
+    """The least-privilege IAM policy PLAYBOOK needs, from its actions' contracts.
+
+    Read-only calls and the calls on the targets are on *, the rest scoped to the
+    rescue instances (tags, ARNs, condition keys); it ends with a Deny of deleting
+    volumes, snapshots and WorkSpaces."""
     loaded = load_or_fail(playbook)
     click.echo(json.dumps(policy_document(loaded), indent=2))
     return 0

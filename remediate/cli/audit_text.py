@@ -8,7 +8,7 @@ from typing import Any
 from remediate.findings import FINDINGS
 from remediate.language.durations import format_duration
 from remediate.reporters.record import RunRecord, TargetRecord
-from remediate.reporters.wording import permission_lines, plural, selection
+from remediate.reporters.wording import permission_lines, plural, rescue_images, selection
 
 
 def _findings(record: TargetRecord) -> str:
@@ -64,6 +64,7 @@ def audit_text(record: RunRecord) -> str:
     summary = record.summary()
     lines += ["", f"{plural(summary['total'], 'target')}: "
                   f"{selection(summary, 'would be worked on')}"]
+    lines += _rescue_images(record)
     findings = findings_summary(record)
     if findings:
         lines += ["findings:", *findings]
@@ -78,6 +79,11 @@ def audit_text(record: RunRecord) -> str:
     return "\n".join(lines)
 
 
+def _rescue_images(record: RunRecord) -> list[str]:
+    images = rescue_images(record)
+    return [f"rescue image (rescue_image_id): {images}"] if images else []
+
+
 def _permissions(record: RunRecord) -> list[str]:
     if not record.permissions:
         return []
@@ -90,7 +96,7 @@ def _permissions(record: RunRecord) -> list[str]:
 def preflight_text(record: RunRecord) -> str:
     summary = record.summary()
     lines = [f"{record.playbook}: {plural(summary['total'], 'target')} selected, "
-             f"{selection(summary, 'to work on')}"]
+             f"{selection(summary, 'to work on')}", *_rescue_images(record)]
     for target in record.by_status("refused"):
         lines.append(f"  refused {target.target.id}: {target.refused}")
     findings = findings_summary(record)

@@ -85,7 +85,6 @@ def demo(plain: int, workspaces: int, speed: float, progress: bool | None,
         env = Environment(clock=clock, session=sandbox.boto3_session(region), interactive=False)
         _section("the fleet, broken (tagged incident=crowdstrike-2024-07-19)")
         click.echo("\n".join(_fleet_state(sandbox, fleet)))
-        rescue = {"rescue_image_id": fleet.regions[region].rescue_windows_ami}
 
         def reports(name: str) -> tuple[str, ...]:
             if report_dir is None:
@@ -102,11 +101,11 @@ def demo(plain: int, workspaces: int, speed: float, progress: bool | None,
             return code
 
         step("1. dry-run audit: the offline repair, for every instance", "ec2-offline-repair.yaml",
-             params=rescue, dry_run=True)
+             dry_run=True)
         step("2. route 1: reboot (up to 3 times)", "ec2-reboot-first.yaml")
         worst = max(worst, step(
             "3. route 2: offline repair through rescue instances, for the rest",
-            "ec2-offline-repair.yaml", params=rescue))
+            "ec2-offline-repair.yaml"))
         special = [t.instance_id for t in fleet.targets
                    if t.kind in ("instance_store", "spot_one_time")]
         if special:

@@ -60,14 +60,12 @@ class _Announcer(io.StringIO):
         fleet = data["fleet"]
         kinds = Counter(t["kind"] for t in fleet["targets"])
         region = next(iter(fleet["regions"]), "us-east-1")
-        rescue = fleet["regions"][region]["rescue_windows_ami"]
         tag_key, tag_value = fleet["tag"]
         click.echo(f"sandbox ready at {data['endpoint']}\n")
         click.echo("in another shell:")
         click.echo(f"  export AWS_ENDPOINT_URL={data['endpoint']} AWS_ACCESS_KEY_ID=testing "
                    f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={region}")
-        click.echo("  remediate plan playbooks/ec2-offline-repair.yaml "
-                   f"--param rescue_image_id={rescue}\n")
+        click.echo("  remediate plan playbooks/ec2-offline-repair.yaml\n")
         click.echo(f"fleet (tagged {tag_key}={tag_value}):")
         for kind, count in sorted(kinds.items()):
             click.echo(f"  {count:5d} EC2 instances: {kind}")

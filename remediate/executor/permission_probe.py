@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any
 
+from remediate.actions.ec2_inspect import ROOT_OF_TAG
 from remediate.actions.requests import AwsError, Call
 from remediate.aws.apis import OPERATIONS, is_mutating
 from remediate.executor.context import RunContext
@@ -53,8 +54,9 @@ PROBES: Mapping[str, ProbeParams] = {
     "DetachVolume": _root_volume,
     "AttachVolume": lambda f: {**_root_volume(f), "InstanceId": f["id"],
                                "Device": f["root_device_name"]},
+    # The tag ec2.detach_root puts on the root volume: a policy lets it set no other.
     "CreateTags": lambda f: {"Resources": [f["root_volume_id"]],
-                             "Tags": [{"Key": "remediate:permission-check", "Value": "dry-run"}]},
+                             "Tags": [{"Key": ROOT_OF_TAG, "Value": f["id"]}]},
     "ModifyInstanceAttribute": lambda f: {
         "InstanceId": f["id"],
         "BlockDeviceMappings": [{"DeviceName": f["root_device_name"],

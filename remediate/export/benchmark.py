@@ -32,8 +32,7 @@ from remediate.sandbox import Durations, FleetSpec, Sandbox
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 # Placeholder values for required parameters, to size the definitions.
-SAMPLE_PARAMS = {"rescue_image_id": "ami-0123456789abcdef0",
-                 "snapshot_id": "snap-0123456789abcdef0"}
+SAMPLE_PARAMS = {"snapshot_id": "snap-0123456789abcdef0"}
 
 
 def _load(path: Path) -> Playbook:
@@ -67,7 +66,7 @@ def run(name: str, spec: FleetSpec) -> None:
     clock = VirtualClock()
     with MotoStepFunctions(clock) as engine, Sandbox(clock=clock, durations=Durations()) as sb:
         fleet = sb.build_fleet(spec)
-        params = _params(playbook, rescue_image_id=fleet.regions[sb.region].rescue_windows_ami)
+        params = _params(playbook)  # the rescue image: resolve:ssm:, as the sandbox has it
         sfn = sb.client("stepfunctions")
         machine = sfn.create_state_machine(
             name=playbook.name, roleArn="arn:aws:iam::123456789012:role/remediate",

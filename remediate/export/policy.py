@@ -1,13 +1,14 @@
-"""The IAM policy a state machine's role needs: its calls, and the actions' contracts."""
+"""The IAM policy a state machine's role needs: the actions' contracts, and its calls."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from remediate.actions.scoped import Scoped
 from remediate.export.items import read_statement
 from remediate.language.model import Playbook
-from remediate.permissions import permissions_for, playbook_actions
+from remediate.permissions import VERSION, allow_statements, deny_statement, playbook_grants
 
 _SDK = "arn:aws:states:::aws-sdk:"
 # A Distributed Map starts, watches and stops its child executions.
@@ -43,18 +44,14 @@ def item_buckets(definition: Mapping[str, Any]) -> list[str]:
 def role_policy(playbook: Playbook, definition: Mapping[str, Any], *,
                 state_machine_arn: str | None = None,
                 role_arn: str | None = None) -> dict[str, Any]:
-    """The execution role's policy: the definition's calls plus what the playbook's
-    actions declare (the same contracts ``remediate iam-policy`` prints), reading the
-    batches from the definition's items bucket, assuming the target role ``role_arn``."""
-    actions = set(sdk_calls(definition))
-    actions.update(permissions_for(playbook_actions(playbook), playbook.targets.kind))
-    by_service: dict[str, list[str]] = {}
-    for action in sorted(actions):
-        by_service.setdefault(action.split(":", 1)[0], []).append(action)
-    statements: list[dict[str, Any]] = [
-        {"Sid": f"Remediate{service.title().replace('-', '')}", "Effect": "Allow",
-         "Action": names, "Resource": "*"}
-        for service, names in sorted(by_service.items()) if service != "states"]
+    """The execution role's policy: what the playbook's actions grant (the same scoped
+    statements ``remediate iam-policy`` prints) and, on any resource, each other SDK call of
+    the definition; the Distributed Map's child executions, the batches in the definition's
+    items bucket, assuming the target role ``role_arn``; and the same Deny."""
+    grants = playbook_grants(playbook)
+    granted = {grant.action for grant in grants}
+    grants += [Scoped(call) for call in sdk_calls(definition) if call not in granted]
+    statements = allow_statements(g for g in grants if not g.action.startswith("states:"))
     machine = state_machine_arn or "*"
     executions = (machine.replace(":stateMachine:", ":execution:") + ":*"
                   if state_machine_arn else "*")
@@ -65,4 +62,5 @@ def role_policy(playbook: Playbook, definition: Mapping[str, Any], *,
         statements.append({"Sid": "RemediateAssumeTargetRole", "Effect": "Allow",
                            "Action": ["sts:AssumeRole"], "Resource": [role_arn]})
     statements.extend(read_statement(bucket) for bucket in item_buckets(definition))
-    return {"Version": "2012-10-17", "Statement": statements}
+    statements.append(deny_statement())
+    return {"Version": VERSION, "Statement": statements}

@@ -15,8 +15,15 @@ from remediate.aws.apis import is_mutating
 from remediate.findings import FINDINGS
 from remediate.language.durations import format_duration
 from remediate.reporters.markdown_blocks import header, run_notes, table
-from remediate.reporters.record import FACT_EXCERPT, PlannedStep, RunRecord, TargetRecord
-from remediate.reporters.wording import by_urgency, finding_line, outcome, plural, selection
+from remediate.reporters.record import PlannedStep, RunRecord, TargetRecord
+from remediate.reporters.wording import (
+    by_urgency,
+    finding_line,
+    outcome,
+    plural,
+    rescue_images,
+    selection,
+)
 
 _API = re.compile(r"^([a-z0-9-]+)[:.]([A-Za-z0-9]+)$")
 
@@ -99,7 +106,7 @@ def _target(record: TargetRecord) -> list[str]:
     t = record.target
     verdict = outcome(record) if record.status != "planned" else "would be worked on"
     lines = [f"### `{t.id}` ({t.region}, account {t.account}): {verdict}", ""]
-    facts = [f"{key} {record.facts[key]}" for key in FACT_EXCERPT if key in record.facts]
+    facts = [f"{key} {value}" for key, value in record.fact_excerpt().items()]
     if facts:
         lines += ["Facts: " + ", ".join(facts) + ".", ""]
     if record.findings:
@@ -121,6 +128,9 @@ def audit(record: RunRecord) -> str:
               ""]
     if record.estimate_seconds is not None:
         lines += [f"Estimated duration: {format_duration(record.estimate_seconds)}.", ""]
+    images = rescue_images(record)
+    if images:
+        lines += [f"Rescue image (`rescue_image_id`): {images}.", ""]
     lines += run_notes(record)
     lines += api_calls(record)
     lines += permissions(record)

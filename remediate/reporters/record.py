@@ -67,7 +67,10 @@ SUMMARY_KEY = {
 }
 # Facts worth a line in a report; the full facts stay in the journal.
 FACT_EXCERPT = ("state", "status", "availability_zone", "instance_type", "platform",
-                "lifecycle", "root_volume_id", "directory_id", "user_name", "running_mode")
+                "lifecycle", "root_volume_id", "rescue_image_id", "directory_id", "user_name",
+                "running_mode")
+# Of those, the ones that say something only when set (no rescue image: not worth a word).
+WHEN_SET = frozenset({"rescue_image_id"})
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -140,6 +143,11 @@ class TargetRecord:
     def seconds(self) -> float:
         return sum(step.seconds for step in self.steps.values())
 
+    def fact_excerpt(self) -> dict[str, Any]:
+        """The facts worth a line in a report (:data:`FACT_EXCERPT`)."""
+        return {key: self.facts[key] for key in FACT_EXCERPT if key in self.facts
+                and (key not in WHEN_SET or self.facts[key] is not None)}
+
     @property
     def failed_step(self) -> StepRecord | None:
         """The (non-rollback) step that failed or was cut off, if any."""
@@ -157,7 +165,7 @@ class TargetRecord:
             "steps": [step.as_dict() for step in self.steps.values()],
             "account": t.account, "kind": t.kind, "error": self.error,
             "refused": self.refused, "rollback_reason": self.rollback_reason,
-            "facts": {k: _plain(self.facts[k]) for k in FACT_EXCERPT if k in self.facts},
+            "facts": {k: _plain(v) for k, v in self.fact_excerpt().items()},
             "planned": [p.as_dict() for p in self.planned],
         }
 

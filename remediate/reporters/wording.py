@@ -9,7 +9,7 @@ from __future__ import annotations
 from remediate.executor.events import PermissionChecked
 from remediate.findings import Finding
 from remediate.language.durations import format_duration
-from remediate.reporters.record import PlannedStep, StepRecord, TargetRecord, severity
+from remediate.reporters.record import PlannedStep, RunRecord, StepRecord, TargetRecord, severity
 
 
 def plural(count: int, word: str, many: str = "") -> str:
@@ -22,6 +22,17 @@ def selection(summary: dict[str, int], working: str) -> str:
     skipped = summary["skipped"] - summary["refused"] - summary["not_run"]
     text = f"{summary['not_run']} {working}, {summary['refused']} refused"
     return text + (f", {skipped} skipped" if skipped else "")
+
+
+def rescue_images(record: RunRecord) -> str:
+    """``ami-0abc in default/us-east-1, ami-0def in default/eu-west-1``: the rescue AMI
+    inspection found in each account and Region (fact rescue_image_id; "": none)."""
+    found: dict[str, str] = {}
+    for target in record.targets.values():
+        image = target.facts.get("rescue_image_id")
+        if image:
+            found.setdefault(f"{target.target.account}/{target.target.region}", str(image))
+    return ", ".join(f"{image} in {where}" for where, image in sorted(found.items()))
 
 
 def step_line(step: StepRecord) -> str:

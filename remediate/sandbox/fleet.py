@@ -5,6 +5,10 @@ Every target is a Windows Server 2019 instance in a boot loop (running, status
 ``incident=crowdstrike-2024-07-19``. Instances are launched with RunInstances
 batches (one call per Region, AZ and kind), so 10,000 targets take one call
 per group, not one per instance.
+
+Each Region also gets AWS's public SSM parameters for its Windows AMIs
+(:data:`WINDOWS_PARAMETERS`; moto ships only Amazon Linux's), pointing at that
+Region's own images, so ``resolve:ssm:`` rescue images resolve there as in AWS.
 """
 
 from __future__ import annotations
@@ -23,6 +27,12 @@ KIND_TAG = "sandbox:kind"
 WORKSPACE_FIXES = ("reboot", "restore", "rebuild", "stopped")
 _BATCH = 1000
 _ACCOUNT = "123456789012"
+_LATEST_WINDOWS = "/aws/service/ami-windows-latest/"
+WINDOWS_PARAMETERS = {
+    f"{_LATEST_WINDOWS}Windows_Server-2019-English-Full-Base": "target_ami",
+    f"{_LATEST_WINDOWS}Windows_Server-2022-English-Full-Base": "rescue_windows_ami",
+}
+"""AWS's public parameter -> the :class:`RegionSetup` image it names in each Region."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +193,7 @@ class _Builder:
         kms = self.client("kms", region)
         key = kms.create_key(Description="sandbox: key of encrypted targets")["KeyMetadata"]
         kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
-        return RegionSetup(
+        setup = RegionSetup(
             region=region,
             vpc_id=vpc_id,
             subnets=subnets,
@@ -198,6 +208,24 @@ class _Builder:
             ),
             bad_kms_key_id=key["Arn"],
         )
+        self._public_parameters(setup)
+        return setup
+
+    def _public_parameters(self, setup: RegionSetup) -> None:
+        """AWS's own ``/aws/service/ami-windows-latest/...`` parameters, which
+        PutParameter refuses to create (reserved names): written into moto's backend,
+        each a new version of the parameter if it exists already."""
+        from moto.ssm.models import Parameter, ssm_backends
+
+        parameters = ssm_backends[_ACCOUNT][setup.region]._parameters
+        with self.world.lock:
+            for name, image in WINDOWS_PARAMETERS.items():
+                versions = parameters[name]
+                versions.append(cast(Any, Parameter)(
+                    account_id=_ACCOUNT, name=name, value=getattr(setup, image),
+                    parameter_type="String", description=None, allowed_pattern=None,
+                    keyid=None, last_modified_date=self.world.clock.wall(),
+                    version=len(versions) + 1, data_type="aws:ec2:image"))
 
     def _image(
         self, ec2: Any, region: str, name: str, windows: bool, marketplace: bool = False

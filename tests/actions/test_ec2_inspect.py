@@ -44,7 +44,8 @@ def test_facts_of_a_plain_target(ec2_env: Ec2Env) -> None:
         "instance_store": False,
         "public_ip": public_ip,
         "has_elastic_ip": False,
-        "rescue_image_state": None,  # read only for a playbook launching rescue instances
+        "rescue_image_id": None,  # read only for a playbook launching rescue instances
+        "rescue_image_state": None,
     }
     assert facts["tags"]["incident"] == "crowdstrike-2024-07-19"
 
@@ -64,6 +65,56 @@ def test_the_rescue_image_is_read_once_per_region(ec2_env: Ec2Env) -> None:
     unknown = run_action("ec2.inspect", targets[0], {"rescue_image_id": "ami-87654321"},
                          runtime)
     assert unknown["rescue_image_state"] is None
+
+
+WINDOWS_2022 = ("resolve:ssm:/aws/service/ami-windows-latest/"
+                "Windows_Server-2022-English-Full-Base")
+
+
+def test_a_resolve_ssm_rescue_image_is_resolved_once_per_account_and_region(
+        ec2_env: Ec2Env) -> None:
+    targets = [Target("ec2-instance", t.instance_id, t.region) for t in ec2_env.fleet.targets
+               if t.region == "us-east-1"]
+
+    found = [ec2_env.run("ec2.inspect", t, {"rescue_image_id": WINDOWS_2022}) for t in targets]
+
+    rescue = ec2_env.fleet.regions["us-east-1"].rescue_windows_ami
+    assert len(targets) > 1
+    assert {(f["rescue_image_id"], f["rescue_image_state"]) for f in found} == {
+        (rescue, "available")}
+    assert ec2_env.calls("GetParameter", "ssm") == 1
+    assert ec2_env.calls("DescribeImages") == 1  # of the AMI it resolved to
+    # An AMI id is its own rescue image: nothing to resolve.
+    plain = ec2_env.run("ec2.inspect", targets[0], {"rescue_image_id": rescue})
+    assert (plain["rescue_image_id"], ec2_env.calls("GetParameter", "ssm")) == (rescue, 1)
+
+
+@pytest.mark.parametrize(("image", "state"), [
+    ("resolve:ssm:/no/such/parameter",
+     "unresolved: SSM parameter /no/such/parameter does not exist"),
+    ("resolve:ssm:/golden/rescue", "unresolved: SSM parameter /golden/rescue holds "
+                                   "'Windows Server 2022', not an AMI id"),
+    ("resolve:ssm:/golden/rescue:7", "unresolved: SSM parameter /golden/rescue:7 does not exist"),
+])
+def test_a_parameter_naming_no_ami_says_why_in_the_rescue_image_state(
+        ec2_env: Ec2Env, image: str, state: str) -> None:
+    ec2_env.sandbox.client("ssm").put_parameter(Name="/golden/rescue", Type="String",
+                                                Value="Windows Server 2022")
+
+    facts = ec2_env.run("ec2.inspect", ec2_env.target(), {"rescue_image_id": image})
+
+    assert (facts["rescue_image_id"], facts["rescue_image_state"]) == (None, state)
+    assert ec2_env.calls("DescribeImages") == 0
+
+
+def test_a_parameter_the_caller_may_not_read_leaves_the_rescue_image_unknown(
+        ec2_env: Ec2Env) -> None:
+    runtime = ec2_env.denying("AccessDeniedException", "GetParameter")
+
+    facts = run_action("ec2.inspect", ec2_env.target(), {"rescue_image_id": WINDOWS_2022},
+                       runtime)
+
+    assert (facts["rescue_image_id"], facts["rescue_image_state"]) == (None, None)
 
 
 def test_an_elastic_ip_is_recognised(ec2_env: Ec2Env) -> None:

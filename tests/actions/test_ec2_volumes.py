@@ -124,6 +124,20 @@ def test_detach_root_detaches_tags_and_is_idempotent(ec2_env: Ec2Env) -> None:
     assert ec2_env.calls("DetachVolume") == 1
 
 
+def test_detach_root_sets_exactly_the_tags_its_scoped_permission_allows(
+        ec2_env: Ec2Env) -> None:
+    target, facts = stopped_target(ec2_env)
+    ec2_env.run("ec2.detach_root", target, facts=facts)
+    detach = get("ec2.detach_root")
+    assert detach is not None
+    (grant,) = detach.scoped_permissions
+    (tag_keys,) = grant.conditions
+    assert (grant.action, tag_keys.key) == ("ec2:CreateTags", "aws:TagKeys")
+    set_by_remediate = sorted(k for k in tags(ec2_env.volume(facts["root_volume_id"]))
+                              if k.startswith("remediate:"))
+    assert set_by_remediate == list(tag_keys.values)
+
+
 def test_detach_root_refuses_a_running_instance(ec2_env: Ec2Env) -> None:
     target = ec2_env.target()
     with pytest.raises(StepFailed) as failed:

@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+from functools import cache
+
+import botocore.session
 import pytest
 
 from remediate.actions import registry
 from remediate.actions.contract import Action
+from remediate.actions.scoped import OPERATORS, is_known_key
 from remediate.aws.apis import OPERATIONS
 from remediate.findings import FINDINGS
 from remediate.kinds import KINDS
 from remediate.language.schema import Record
+from remediate.permissions import NEVER
 
 ACTIONS = list(registry.actions())
 IAM_ACTIONS = {op.iam_action for op in OPERATIONS.values()}
+SCOPED = [action for action in ACTIONS if action.scoped_permissions]
+# IAM actions that authorize something without being an API operation of their own.
+PERMISSION_ONLY = frozenset({"iam:PassRole"})
+
+
+@cache
+def _operations(service: str) -> frozenset[str]:
+    """The API operations of ``service``, from botocore's service model."""
+    model = botocore.session.get_session().get_service_model(service)
+    return frozenset(model.operation_names)
+
+
+def is_iam_action(name: str) -> bool:
+    service, _, operation = name.partition(":")
+    return name in PERMISSION_ONLY or operation in _operations(service)
 
 
 def test_registry_holds_every_route() -> None:
@@ -48,3 +68,52 @@ def test_contract(action: Action) -> None:
         assert ":" in permission
     if action.mutating:
         assert action.verify or action.name.startswith(("control.", "ssm.")), action.name
+
+
+@pytest.mark.parametrize("action", ACTIONS, ids=lambda a: a.name)
+def test_every_permission_is_a_real_iam_action(action: Action) -> None:
+    assert [p for p in action.permissions if not is_iam_action(p)] == []
+
+
+def test_scoped_actions() -> None:
+    assert [a.name for a in SCOPED] == [
+        "ec2.detach_root", "ec2.replace_root", "ec2.snapshot_root", "rescue.attach_volume",
+        "rescue.detach_volume", "rescue.repair", "ssm.run_command"]
+
+
+@pytest.mark.parametrize("action", SCOPED, ids=lambda a: a.name)
+def test_scoped_permissions_narrow_what_the_action_lists(action: Action) -> None:
+    for scoped in action.scoped_permissions:
+        assert scoped.action in action.permissions, scoped.action
+        assert is_iam_action(scoped.action), scoped.action
+        assert not scoped.broad, f"{scoped.action} on * unconditionally is not a scope"
+        for condition in scoped.conditions:
+            assert condition.operator in OPERATORS and is_known_key(condition.key), condition
+    assert len(set(action.scoped_permissions)) == len(action.scoped_permissions)
+
+
+@pytest.mark.parametrize("action", ACTIONS, ids=lambda a: a.name)
+def test_grants_are_the_scoped_permissions_and_the_rest_on_any_resource(
+        action: Action) -> None:
+    scoped = {s.action for s in action.scoped_permissions}
+    grants = action.grants()
+    assert [g for g in grants if not g.broad] == list(action.scoped_permissions)
+    assert [g.action for g in grants if g.broad] == [
+        p for p in action.permissions if p not in scoped]
+
+
+def test_no_action_and_no_operation_needs_what_the_policy_denies() -> None:
+    assert [(a.name, p) for a in ACTIONS for p in a.permissions if p in NEVER] == []
+    assert sorted(IAM_ACTIONS & set(NEVER)) == []
+    assert all(is_iam_action(name) for name in NEVER)
+
+
+def test_only_reads_and_calls_on_the_targets_are_granted_on_any_resource() -> None:
+    broad = sorted({g.action for a in ACTIONS for g in a.grants() if g.broad})
+    assert [name for name in broad
+            if not name.split(":", 1)[1].startswith(("Describe", "Get", "List"))] == [
+        "ec2:AttachVolume", "ec2:CreateReplaceRootVolumeTask", "ec2:CreateSnapshot",
+        "ec2:DetachVolume", "ec2:ModifyInstanceAttribute", "ec2:RebootInstances",
+        "ec2:StartInstances", "ec2:StopInstances", "workspaces:RebootWorkspaces",
+        "workspaces:RebuildWorkspaces", "workspaces:RestoreWorkspace",
+        "workspaces:StartWorkspaces"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from remediate.actions.contract import StepContext
-from remediate.actions.requests import ActionRun, AwsError, StepFailed
+from remediate.actions.requests import ActionRun, AwsError, Sleep, StepFailed
 from remediate.actions.rescue import AttachVolume, DetachVolume, Repair, RescuePool
 from remediate.actions.rescue_launch import RescueConfig, slot_of
 from remediate.actions.rescue_pool import RescueInstance
@@ -209,6 +209,74 @@ def test_plan_describes_the_attach_and_warns_of_the_same_image(action_env: Env) 
     assert DetachVolume().plan(ctx, {}).calls[0].api == "ec2:DetachVolume"
 
 
+LATEST = "resolve:ssm:/aws/service/ami-windows-latest/"
+WINDOWS_2022 = f"{LATEST}Windows_Server-2022-English-Full-Base"
+WINDOWS_2019 = f"{LATEST}Windows_Server-2019-English-Full-Base"
+
+
+def test_a_resolve_ssm_image_is_resolved_once_and_launches_the_regions_ami(
+        action_env: Env) -> None:
+    fleet, targets = broken(action_env, count=3)
+
+    results = Interleaver(action_env.runtime).run(
+        {t.instance_id: swap(action_env, fleet, t, rescue_image_id=WINDOWS_2022)
+         for t in targets})
+
+    rescues = {r["rescue_instance_id"] for r in results.values()}
+    assert len(rescues) == 1
+    assert describe_instance(action_env, rescues.pop())["ImageId"] == (
+        fleet.regions[REGION].rescue_windows_ami)
+    assert action_env.runtime.count("GetParameter") == 1
+    assert not any(action_env.sandbox.channel_file_present(t.root_volume_id) for t in targets)
+
+
+@pytest.mark.parametrize(("image", "error"), [
+    (WINDOWS_2019,  # the targets' own image: the same-image guard judges what it resolved to
+     "rescue_image_id {image_id} ({image}) is the AMI {instance_id} was launched from: its "
+     "disk would collide with the rescue instance's (disk signature) and onlining it can "
+     "leave it unbootable; use a different Windows version, or --accept same-ami-rescue"),
+    ("resolve:ssm:/no/such/parameter",
+     "rescue image {image} does not resolve in us-east-1 (SSM parameter /no/such/parameter "
+     "does not exist)"),
+])
+def test_a_parameter_naming_the_targets_image_or_none_fails_the_attach_before_any_launch(
+        action_env: Env, image: str, error: str) -> None:
+    fleet, [target] = broken(action_env)
+
+    with pytest.raises(StepFailed) as failed:
+        action_env.run("rescue.attach_volume", ctx_for(action_env, target),
+                       attach_params(fleet, rescue_image_id=image))
+
+    assert str(failed.value) == error.format(image=image, image_id=target.image_id,
+                                             instance_id=target.instance_id)
+    assert [c.operation for c in action_env.runtime.calls] == ["GetParameter"]
+
+
+def test_plan_shows_the_image_a_parameter_resolved_to_and_probes_with_it(
+        action_env: Env) -> None:
+    fleet, [target] = broken(action_env)
+    ctx = ctx_for(action_env, target)
+    params = {"rescue_image_id": WINDOWS_2022, "instance_type": "t3.medium"}
+    unresolved = AttachVolume().plan(ctx, params)
+    assert unresolved.calls[0].probe is not None
+    assert unresolved.calls[0].probe["ImageId"] == WINDOWS_2022  # AWS resolves it itself
+    assert action_env.runtime.calls == []  # a plan asks AWS nothing
+
+    action_env.run("ec2.inspect", ctx, {"rescue_image_id": WINDOWS_2022})
+    plan = AttachVolume().plan(ctx, params)
+
+    rescue = fleet.regions[REGION].rescue_windows_ami
+    assert plan.note == (
+        f"attach {target.root_volume_id} to a rescue instance in {target.availability_zone} "
+        f"(launching one from {rescue} ({WINDOWS_2022}) as t3.medium if none has a free slot)")
+    assert plan.calls[0].probe is not None and plan.calls[0].probe["ImageId"] == rescue
+    same = AttachVolume().plan(ctx, {**params, "rescue_image_id": WINDOWS_2019})
+    assert "would fail" not in same.note  # not resolved yet: nothing to judge in a plan
+    action_env.run("ec2.inspect", ctx, {"rescue_image_id": WINDOWS_2019})
+    assert "; would fail: rescue_image_id " in AttachVolume().plan(
+        ctx, {**params, "rescue_image_id": WINDOWS_2019}).note
+
+
 def test_a_volume_on_another_instance_is_refused(action_env: Env) -> None:
     fleet = build(action_env, FleetSpec(plain=1, azs=1))
     [target] = fleet.targets
@@ -398,6 +466,29 @@ def test_a_full_pool_parks_targets_until_a_slot_frees(action_env: Env) -> None:
     assert queued and queued[-1] in action_env.runtime.opened
     for target in targets:
         assert not action_env.sandbox.channel_file_present(target.root_volume_id)
+
+
+def later(seconds: float, gen: ActionRun) -> ActionRun:
+    """``gen``, started ``seconds`` later (a target that reaches the step after others)."""
+    yield Sleep(seconds)
+    return (yield from gen)
+
+
+def test_a_freed_slot_goes_to_the_longest_waiting_target_not_a_newcomer(
+        action_env: Env) -> None:
+    fleet, targets = broken(action_env, count=4)
+    one_slot = {"max_per_az": 1, "volumes_per_instance": 1}
+    first, second, third, late = targets
+    gens = {t.instance_id: swap(action_env, fleet, t, **one_slot)
+            for t in (first, second, third)}
+    # It arrives once the others queue for the one slot, before the first frees it.
+    gens[late.instance_id] = later(150, swap(action_env, fleet, late, **one_slot))
+
+    Interleaver(action_env.runtime).run(gens)
+
+    attached = [str(c.params["VolumeId"]) for c in action_env.runtime.calls
+                if c.operation == "AttachVolume"]
+    assert attached == [t.root_volume_id for t in (first, second, third, late)]
 
 
 def test_each_az_gets_its_own_rescue_instance(action_env: Env) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import random
 from pathlib import Path
-from typing import cast
 
 import pytest
 
@@ -14,7 +13,7 @@ from fleetbench.bound import bound, path_for
 from fleetbench.report import END, START, markers, render, write_results
 from fleetbench.runner import extrapolate, run
 from fleetbench.scenarios import SSM_BUCKETS, Scenario, Setup, load, params_for
-from remediate.sandbox import Bucket, Durations, Fleet, ThrottlePolicy
+from remediate.sandbox import Bucket, Durations, ThrottlePolicy
 
 READS = ("Describe", "Get", "List")
 
@@ -31,6 +30,14 @@ def test_remediate_fixes_every_target_without_drawing_aws_throttling(playbook: s
     assert m.makespan >= bound(path_for(scenario, Durations()), 20).seconds
     assert m.cpu.tool > 0 and m.cpu.simulator > 0
     assert m.metered_requests == m.api_calls  # the simulator's CPU is metered on every one
+
+
+def test_a_multi_region_offline_repair_resolves_the_rescue_image_in_each_region() -> None:
+    m = run(Scenario("offline-repair", 8, regions=2), "remediate", Setup(rescue_per_az=1))
+
+    assert m.statuses == {"succeeded": 8}
+    assert (m.fixed, m.rescue_left) == (8, 0)
+    assert m.calls_by_api["ssm:GetParameter"] == 2  # the playbook's default, once per Region
 
 
 def test_unpaced_calls_against_tight_buckets_are_throttled_and_still_fix_every_target() -> None:
@@ -113,7 +120,7 @@ def test_playbook_parameters_go_to_the_playbooks_that_declare_them() -> None:
     args = parse(["--playbooks", "reboot-first", "--param", "status_timeout=2m"])
 
     given = dict(playbook_params(args))
-    values = params_for(load("reboot-first"), cast(Fleet, None), {**given, "other": "x"})
+    values = params_for(load("reboot-first"), {**given, "other": "x"})
 
     assert block_key(args) == "--playbooks reboot-first --param status_timeout=2m"
     assert values["status_timeout"] == "2m" and "other" not in values

@@ -48,9 +48,6 @@ USAGE_ERRORS = [
     (["--param", "bogus=1", RESCUE],
      f"--param bogus: the playbook has no parameter 'bogus' {PARAMS}"),
     (["--param", "bogus", RESCUE], "--param expects KEY=VALUE, got 'bogus'"),
-    ([], "--param rescue_image_id=... is required (AMI for the rescue instances: a different "
-         "Windows version than the targets (disk-signature collision), e.g. Windows Server "
-         "2022 for 2019 targets.)"),
     (["--tag", "=x", RESCUE], "--tag expects KEY=VALUE (or KEY), got '=x'"),
     (["--filter", "instance-type", RESCUE],
      "--filter expects NAME=VALUE[,VALUE...], got 'instance-type'"),
@@ -62,8 +59,9 @@ USAGE_ERRORS = [
      "--rate-limit: unknown bucket 'ec2.mutate'; buckets: ec2.describe, "
      "ec2.describe-unfiltered, ec2.mutating, ec2.create-snapshot, ec2.create-tags, "
      "ec2.run-instances, ec2.start-instances, ec2.start-instances-resource, "
-     "ec2.stop-instances-resource, ssm.send-command, ssm.describe, workspaces.mutating, "
-     "workspaces.describe, sns.publish, sts.describe, dynamodb.describe, kms.describe"),
+     "ec2.stop-instances-resource, ssm.send-command, ssm.describe, ssm.get-parameter, "
+     "workspaces.mutating, workspaces.describe, sns.publish, sts.describe, dynamodb.describe, "
+     "kms.describe"),
     (["--report", "xml:out.xml", RESCUE],
      "unknown report format 'xml' in 'xml:out.xml': use json:PATH, junit:PATH, md:PATH"),
     (["--report", "json", RESCUE], "report 'json' has no path: use json:PATH"),

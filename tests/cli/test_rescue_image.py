@@ -1,6 +1,7 @@
 """The rescue AMI, checked before anything changes: a `rescue_image_id` the Region does not
-have is a blocking finding (the dry run exits 2, the real run refuses every target before
-its backup, stop and detach), and the dry run asks RunInstances with DryRun=True."""
+have (or a resolve:ssm: parameter naming none there) is a blocking finding (the dry run
+exits 2, the real run refuses every target before its backup, stop and detach), and the
+dry run asks RunInstances with DryRun=True."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from remediate.sandbox import FleetSpec
 
 MISSING = "ami-12345678"
 HINT = ("(hint: set rescue_image_id to an available AMI of that Region (aws ec2 "
-        "describe-images --image-ids AMI --region REGION))")
+        "describe-images --image-ids AMI --region REGION), or to resolve:ssm:PARAMETER naming "
+        "one in every Region (aws ssm get-parameter --name PARAMETER --region REGION))")
 
 
 @pytest.fixture
@@ -97,3 +99,34 @@ def test_the_dry_run_probes_the_rescue_launch_with_its_image(
             f"InvalidAMIID.NotFound: The image id '[{MISSING}]' does not exist\n"
             in capsys.readouterr().out)
     assert rescue != MISSING and two.mutating_calls() == []
+
+
+def test_the_default_rescue_image_resolves_in_the_region_and_the_dry_run_shows_it(
+        two: CliSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_cli("plan", OFFLINE_REPAIR)
+
+    out = capsys.readouterr().out
+    rescue = two.fleet.regions["us-east-1"].rescue_windows_ami
+    assert code == 0
+    assert f"\nrescue image (rescue_image_id): {rescue} in default/us-east-1\n" in out
+    assert Counter(c.operation for c in two.sandbox.api_calls)["GetParameter"] == 1
+    assert two.mutating_calls() == []
+
+
+def test_a_parameter_that_does_not_exist_blocks_the_dry_run_in_one_line(
+        two: CliSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_cli("plan", OFFLINE_REPAIR, "--param",
+                   "rescue_image_id=resolve:ssm:/golden/windows-rescue")
+
+    out = capsys.readouterr().out
+    assert code == 2
+    for instance_id in two.fleet.instance_ids():
+        assert (f"    refused: blocked by rescue-image-unusable: rescue image "
+                f"resolve:ssm:/golden/windows-rescue does not resolve in us-east-1 (SSM "
+                f"parameter /golden/windows-rescue does not exist): no rescue instance for "
+                f"{instance_id} {HINT}\n") in out
+    assert "\n2 targets: 0 would be worked on, 2 refused\n" in out
+    assert "rescue image (rescue_image_id)" not in out
+    calls = Counter(c.operation for c in two.sandbox.api_calls)
+    assert (calls["GetParameter"], calls["DescribeImages"]) == (1, 0)
+    assert two.mutating_calls() == []

@@ -33,15 +33,41 @@ def test_list_facts(capsys: pytest.CaptureFixture[str]) -> None:
     assert "  target.root_volume_id: the EBS volume attached at the root device" in out
 
 
-def test_iam_policy(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["iam-policy", str(ROOT / "playbooks/ec2-offline-repair.yaml")]) == 0
-    policy = json.loads(capsys.readouterr().out)
-    actions = {a for s in policy["Statement"] for a in s["Action"]}
-    assert {"ec2:DescribeInstances", "ec2:CreateSnapshot", "ec2:StopInstances",
-            "ec2:DetachVolume", "ec2:AttachVolume", "ec2:RunInstances",
-            "ec2:TerminateInstances", "ssm:SendCommand",
-            "ec2:ModifyInstanceAttribute", "ec2:StartInstances"} <= actions
-    assert not any(a.startswith("workspaces:") for a in actions)
+def test_list_actions_json_has_the_scoped_permissions(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list-actions", "--format", "json"]) == 0
+    actions = {a["name"]: a for a in json.loads(capsys.readouterr().out)}
+    assert actions["rescue.repair"]["scoped_permissions"] == [
+        {"action": "ssm:SendCommand",
+         "resources": ["arn:aws:ssm:*:*:document/AWS-RunPowerShellScript",
+                       "arn:aws:ssm:*:*:document/AWS-RunShellScript"],
+         "conditions": {}},
+        {"action": "ssm:SendCommand", "resources": ["arn:aws:ec2:*:*:instance/*"],
+         "conditions": {"StringEquals": {"aws:ResourceTag/remediate:role": "rescue"}}},
+    ]
+    assert actions["ec2.stop"]["scoped_permissions"] == []
+
+
+def test_list_actions_text_shows_each_scoped_permission_under_the_permissions(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list-actions"]) == 0
+    blocks = {block.split("  ", 1)[0]: block
+              for block in capsys.readouterr().out.rstrip("\n").split("\n\n")}
+    assert blocks["ec2.snapshot_root"] == "\n".join([
+        "ec2.snapshot_root  (mutating; ec2-instance)",
+        "  snapshot the root volume (tagged backup), reusing this run's snapshot on re-run",
+        "    with.volume_id (optional, a volume id (vol-...)): the volume to snapshot; default: "
+        "the root volume found by ec2.inspect",
+        "    with.wait (optional, true or false): wait until the snapshot is completed; false: "
+        "go on once it has started (a snapshot is point-in-time from its start)",
+        "    with.timeout (optional, a duration from 1s to 168h (seconds, or text like 30s, 5m, "
+        "1h30m)): how long the snapshot may take to complete (2h)",
+        "    outputs: snapshot_id, volume_id",
+        "    permissions: ec2:DescribeInstances, ec2:DescribeSnapshots, ec2:CreateSnapshot, "
+        "ec2:CreateTags",
+        "      scoped: ec2:CreateTags on arn:aws:ec2:*::snapshot/* if ec2:CreateAction = "
+        "CreateSnapshot",
+    ])
 
 
 def test_iam_policy_of_invalid_playbook(capsys: pytest.CaptureFixture[str]) -> None:

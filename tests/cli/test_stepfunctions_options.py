@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from policy_parts import DENY
 
 from cli_support import (
     OFFLINE_REPAIR,
@@ -137,9 +138,10 @@ def test_deploy_with_an_items_bucket_lets_the_role_read_the_batches(
     assert run_cli("deploy", REBOOT_FIRST, "--role-arn", ROLE, "--items-bucket", "items") == 0
 
     policy = json.loads(capsys.readouterr().out.split("\n", 1)[1])
-    assert policy["Statement"][-1] == {
-        "Sid": "RemediateItemReader", "Effect": "Allow", "Action": ["s3:GetObject"],
-        "Resource": ["arn:aws:s3:::items/remediate/*"]}
+    assert policy["Statement"][-2:] == [
+        {"Sid": "RemediateItemReader", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": ["arn:aws:s3:::items/remediate/*"]},
+        DENY]
 
 
 # ---- what does not export --------------------------------------------------------------------

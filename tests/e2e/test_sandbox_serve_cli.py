@@ -40,8 +40,8 @@ def test_sandbox_serve_prints_its_endpoint_and_a_plan_against_it_works(
             f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing "
             "AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1"]
         suggested = lines[3].strip()
-        assert re.fullmatch(r"remediate plan playbooks/ec2-offline-repair\.yaml "
-                            r"--param rescue_image_id=ami-[0-9a-f]{17}", suggested), suggested
+        # The playbook's default rescue image (resolve:ssm:) resolves in the sandbox too.
+        assert suggested == "remediate plan playbooks/ec2-offline-repair.yaml"
         assert "fleet (tagged incident=crowdstrike-2024-07-19):" in lines
         assert "      2 EC2 instances: plain" in lines
         assert "      4 EC2 instances: reboot_fixable" in lines
@@ -52,7 +52,10 @@ def test_sandbox_serve_prints_its_endpoint_and_a_plan_against_it_works(
             env=sandbox_env(endpoint, tmp_path, 60.0), cwd=ROOT, capture_output=True,
             text=True, timeout=120, check=False)
         assert offline.returncode == 0, offline.stderr
-        assert [t["status"] for t in json.loads(offline.stdout)["targets"]] == ["planned"] * 6
+        planned = json.loads(offline.stdout)["targets"]
+        assert [t["status"] for t in planned] == ["planned"] * 6
+        assert all(re.fullmatch(r"ami-[0-9a-f]{17}", t["facts"]["rescue_image_id"])
+                   for t in planned)
 
         plan = remediate(["plan", REBOOT_FIRST, "--format", "json"],
                          sandbox_env(endpoint, tmp_path, 60.0), tmp_path / "plan.log",

@@ -93,6 +93,33 @@ def test_templates_read_the_iteration_state_and_params_are_bound() -> None:
                                   "StringEqualsPath": "$.steps.attach.outputs.rescue_instance_id"}
 
 
+def test_a_resolve_ssm_rescue_image_is_read_in_the_region_before_it_is_judged() -> None:
+    playbook, params = builtin("ec2-offline-repair.yaml")  # the default: resolve:ssm:
+    attach = states_of(compile_playbook(playbook, params))["attach"]["Branches"][0]
+    parameter = "/aws/service/ami-windows-latest/Windows_Server-2022-English-Full-Base"
+
+    resolve = attach["States"]["attach.resolve"]
+    assert attach["StartAt"] == "attach.resolve"
+    assert (resolve["Resource"], resolve["Parameters"], resolve["Next"]) == (
+        "arn:aws:states:::aws-sdk:ssm:getParameter", {"Name": parameter}, "attach.same_ami")
+    assert resolve["ResultSelector"] == {"id.$": "$.Parameter.Value"}
+    assert resolve["Catch"][0]["Next"] == "attach.resolve.failed"
+    assert attach["States"]["attach.resolve.failed"]["Cause"] == (
+        f"rescue image resolve:ssm:{parameter} does not resolve: SSM parameter {parameter} "
+        "does not exist in this Region, or cannot be read (ssm:GetParameter)")
+    same = attach["States"]["attach.same_ami"]["Choices"][0]["And"][2]
+    assert same == {"Variable": "$.target.image_id", "StringEqualsPath": "$.r.image_id.id"}
+    assert attach["States"]["attach.same_ami.refuse"]["CausePath"] == (
+        f"States.Format('rescue_image_id {{}} (resolve:ssm:{parameter}) is the AMI {{}} was "
+        "launched from: its disk would collide with the rescue instance disk (disk "
+        "signature); use a different Windows version, or --accept same-ami-rescue', "
+        "$.r.image_id.id, $.target.id)")
+    launch = attach["States"]["attach.launch"]["Parameters"]
+    assert launch["ImageId.$"] == "$.r.image_id.id"
+    assert attach["States"]["attach.image"]["Parameters"] == {
+        "ImageIds.$": "States.Array($.r.image_id.id)"}
+
+
 WHEN = """
 version: 1
 name: when-test

@@ -43,15 +43,12 @@ def clean_snapshot(sb: Sandbox, clock: VirtualClock) -> str:
 
 
 def local_run(spec: FleetSpec, playbook: Playbook, params: dict[str, Any],
-              rescue_param: str | None = None,
               snapshot_param: str | None = None,
               accepted: frozenset[str] = frozenset()) -> Counter[tuple[str, EndState]]:
     """The same playbook run by the local executor on a fresh fleet of the same shape."""
     clock = VirtualClock()
     with Sandbox(clock=clock, durations=Durations()) as sb:
         fleet = sb.build_fleet(spec)
-        if rescue_param:
-            params = {**params, rescue_param: fleet.regions["us-east-1"].rescue_windows_ami}
         if snapshot_param:
             params = {**params, snapshot_param: clean_snapshot(sb, clock)}
         Executor(playbook, ec2_targets(fleet.targets),
@@ -83,12 +80,12 @@ def test_reboot_first_fixes_the_reboot_fixable_and_fails_the_rest_like_a_local_r
 
 def test_offline_repair_swaps_every_root_volume_and_leaves_no_rescue_instance() -> None:
     spec = FleetSpec(plain=3, azs=2)
-    playbook, params = builtin("ec2-offline-repair.yaml", rescue_image_id="ami-00000000")
-    local = local_run(spec, playbook, params, rescue_param="rescue_image_id")
+    # The default rescue image, resolve:ssm:, which each iteration reads (GetParameter).
+    playbook, params = builtin("ec2-offline-repair.yaml")
+    local = local_run(spec, playbook, params)
     clock = VirtualClock()
     with MotoStepFunctions(clock) as engine, Sandbox(clock=clock, durations=Durations()) as sb:
         fleet = sb.build_fleet(spec)
-        params["rescue_image_id"] = fleet.regions["us-east-1"].rescue_windows_ami
 
         outcome = run_playbook(sb, engine, playbook, params, ec2_targets(fleet.targets),
                                run_id="repair-1")
@@ -99,6 +96,7 @@ def test_offline_repair_swaps_every_root_volume_and_leaves_no_rescue_instance() 
         assert rescue_instances(sb) == []
         calls = sb.api_call_counts()
     assert calls[("ec2", "RunInstances")] == 3  # one rescue instance per target
+    assert calls[("ssm", "GetParameter")] == 3
     assert calls[("ec2", "TerminateInstances")] == 3
     assert found == Counter({("plain", FIXED): 3})
     assert found == local

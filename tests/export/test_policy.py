@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from iam_grammar import problems
+from policy_parts import DENY, INSPECT
 from sfn_support import builtin
 
 from remediate.export import compile_playbook, role_policy
 from remediate.export.policy import sdk_calls
+from remediate.permissions import policy_document
+
+MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:ec2-reboot-first"
 
 
 def test_the_role_may_make_every_call_the_definition_makes() -> None:
@@ -16,7 +21,7 @@ def test_the_role_may_make_every_call_the_definition_makes() -> None:
     policy = role_policy(playbook, definition, state_machine_arn=arn,
                          role_arn="arn:aws:iam::210987654321:role/target")
 
-    allowed = {a for s in policy["Statement"] for a in s["Action"]}
+    allowed = {a for s in policy["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
     assert set(sdk_calls(definition)) <= allowed
     assert {"ec2:RunInstances", "ec2:TerminateInstances", "ssm:SendCommand",
             "ec2:DetachVolume", "iam:PassRole"} <= allowed
@@ -32,3 +37,49 @@ def test_sdk_calls_are_named_like_iam_actions() -> None:
     assert sdk_calls(compile_playbook(playbook, params)) == [
         "ec2:DescribeInstanceStatus", "ec2:DescribeInstances", "ec2:DescribeVolumes",
         "ec2:RebootInstances"]
+
+
+def test_the_role_gets_the_statements_iam_policy_prints_and_the_machine_s_own() -> None:
+    playbook, params = builtin("ec2-offline-repair.yaml", rescue_image_id="ami-0123456789abcdef0")
+    definition = compile_playbook(playbook, params)
+
+    policy = role_policy(playbook, definition)
+
+    assert problems(policy) == []
+    assert policy == {"Version": "2012-10-17", "Statement": [
+        *policy_document(playbook)["Statement"][:-1],
+        {"Sid": "RemediateDistributedMap", "Effect": "Allow", "Action": [
+            "states:DescribeExecution", "states:StartExecution", "states:StopExecution"],
+         "Resource": ["*"]},
+        DENY]}
+
+
+def test_role_policy_of_reboot_first() -> None:
+    playbook, params = builtin("ec2-reboot-first.yaml")
+    policy = role_policy(playbook, compile_playbook(playbook, params),
+                         state_machine_arn=MACHINE)
+    assert problems(policy) == []
+    assert policy == {"Version": "2012-10-17", "Statement": [
+        {"Sid": "RemediateEc2", "Effect": "Allow", "Action": [*INSPECT, "ec2:RebootInstances"],
+         "Resource": "*"},
+        {"Sid": "RemediateKms", "Effect": "Allow", "Action": ["kms:DescribeKey"],
+         "Resource": "*"},
+        {"Sid": "RemediateSsm", "Effect": "Allow", "Action": ["ssm:GetParameter"],
+         "Resource": "*"},
+        {"Sid": "RemediateDistributedMap", "Effect": "Allow", "Action": [
+            "states:DescribeExecution", "states:StartExecution", "states:StopExecution"],
+         "Resource": ["arn:aws:states:us-east-1:123456789012:execution:ec2-reboot-first:*",
+                      MACHINE]},
+        DENY]}
+
+
+def test_a_call_no_action_declares_is_granted_on_any_resource() -> None:
+    playbook, _ = builtin("ec2-reboot-first.yaml")
+    definition = {"States": {
+        "regions": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:ec2:describeRegions"},
+        "reboot": {"Type": "Task",
+                   "Resource": "arn:aws:states:::aws-sdk:ec2:rebootInstances"}}}
+    assert role_policy(playbook, definition)["Statement"][0] == {
+        "Sid": "RemediateEc2", "Effect": "Allow",
+        "Action": sorted([*INSPECT, "ec2:DescribeRegions", "ec2:RebootInstances"]),
+        "Resource": "*"}

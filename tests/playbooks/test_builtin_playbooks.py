@@ -38,21 +38,21 @@ def run(sb: Sandbox, playbook: str, tmp_path: Path, **kw: Any) -> int:
     return execute(request, env)
 
 
-def instance(sb: Sandbox, instance_id: str) -> dict[str, Any]:
-    found = sb.client("ec2").describe_instances(InstanceIds=[instance_id])
+def instance(sb: Sandbox, instance_id: str, region: str = "us-east-1") -> dict[str, Any]:
+    found = sb.client("ec2", region).describe_instances(InstanceIds=[instance_id])
     result: dict[str, Any] = found["Reservations"][0]["Instances"][0]
     return result
 
 
-def healthy(sb: Sandbox, instance_id: str) -> bool:
-    (status,) = sb.client("ec2").describe_instance_status(
+def healthy(sb: Sandbox, instance_id: str, region: str = "us-east-1") -> bool:
+    (status,) = sb.client("ec2", region).describe_instance_status(
         InstanceIds=[instance_id], IncludeAllInstances=True)["InstanceStatuses"]
     return (status["InstanceState"]["Name"], status["InstanceStatus"]["Status"],
             status["SystemStatus"]["Status"]) == ("running", "ok", "ok")
 
 
-def root_mapping(sb: Sandbox, instance_id: str) -> dict[str, Any]:
-    found = instance(sb, instance_id)
+def root_mapping(sb: Sandbox, instance_id: str, region: str = "us-east-1") -> dict[str, Any]:
+    found = instance(sb, instance_id, region)
     (mapping,) = [m for m in found["BlockDeviceMappings"]
                   if m["DeviceName"] == found["RootDeviceName"]]
     return mapping
@@ -96,6 +96,34 @@ def test_offline_repair(sandbox: Sandbox, tmp_path: Path) -> None:
         assert sandbox.channel_file_present(target.root_volume_id)
         assert sandbox.instance_store_intact(target.instance_id) or kind != "instance_store"
     assert rescue_instances(sandbox) == []
+
+
+def test_offline_repair_over_two_regions_with_the_default_rescue_image(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    regions = ("us-east-1", "eu-west-1")
+    fleet = sandbox.build_fleet(FleetSpec(plain=6, azs=2, regions=regions))
+
+    code = run(sandbox, "ec2-offline-repair.yaml", tmp_path,
+               targets=TargetArgs(regions=regions))
+
+    assert code == 0
+    assert {t.region for t in fleet.targets} == set(regions)
+    for target in fleet.targets:
+        mapping = root_mapping(sandbox, target.instance_id, target.region)
+        assert healthy(sandbox, target.instance_id, target.region)
+        assert (mapping["DeviceName"], mapping["Ebs"]["VolumeId"]) == (
+            target.root_device_name, target.root_volume_id)
+        assert not sandbox.channel_file_present(target.root_volume_id)
+    # resolve:ssm: read once per account and Region; each Region's rescue instances ran
+    # that Region's own Windows Server 2022 AMI, and none is left.
+    assert sandbox.api_call_counts()[("ssm", "GetParameter")] == len(regions)
+    for region in regions:
+        launched = sandbox.client("ec2", region).describe_instances(Filters=[
+            {"Name": "tag:remediate:role", "Values": ["rescue"]}])["Reservations"]
+        instances = [i for r in launched for i in r["Instances"]]
+        assert instances and {i["ImageId"] for i in instances} == {
+            fleet.regions[region].rescue_windows_ami}
+        assert {i["State"]["Name"] for i in instances} == {"terminated"}
 
 
 def test_reboot_first(sandbox: Sandbox, tmp_path: Path) -> None:

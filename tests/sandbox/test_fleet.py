@@ -69,6 +69,24 @@ def test_fleet_spans_regions(sandbox: Sandbox) -> None:
     assert {s["InstanceStatus"]["Status"] for s in statuses} == {"impaired"}
 
 
+def test_each_region_has_awss_public_windows_ami_parameters_for_its_own_images(
+    sandbox: Sandbox,
+) -> None:
+    regions = ("us-east-1", "eu-west-1")
+    fleet = sandbox.build_fleet(FleetSpec(plain=2, azs=1, regions=regions))
+    latest = "/aws/service/ami-windows-latest/Windows_Server-"
+    for region in regions:
+        found = sandbox.client("ssm", region).get_parameters_by_path(
+            Path="/aws/service/ami-windows-latest")["Parameters"]
+        setup = fleet.regions[region]
+        assert {p["Name"]: (p["Value"], p["DataType"]) for p in found} == {
+            f"{latest}2019-English-Full-Base": (setup.target_ami, "aws:ec2:image"),
+            f"{latest}2022-English-Full-Base": (setup.rescue_windows_ami, "aws:ec2:image"),
+        }
+    assert fleet.regions["us-east-1"].rescue_windows_ami != (
+        fleet.regions["eu-west-1"].rescue_windows_ami)
+
+
 def test_fleet_serializes_to_json(fleet: Fleet) -> None:
     data = json.loads(fleet.to_json())
     assert len(data["targets"]) == len(fleet.targets)

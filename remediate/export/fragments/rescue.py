@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from remediate.actions.requests import StepFailed
 from remediate.actions.rescue import SAME_AMI, SHELLS
+from remediate.actions.rescue_image import parameter_of
 from remediate.actions.rescue_launch import ROLE, ROLE_TAG, RUN_TAG
 from remediate.actions.ssm import DELIVERY_TIMEOUT, IN_FLIGHT, SHELL_DOCUMENTS, read_script
 from remediate.export import asl
@@ -67,14 +68,35 @@ def _held_by_ours(step: AslStep, name: str, holder: str, yes: str, no: str) -> S
     }
 
 
+def _resolve_image(step: AslStep, image: Any, start: str) -> tuple[Any, str, States]:
+    """``resolve:ssm:PARAMETER``: read the parameter in the execution's Region first
+    (``$.r.image_id.id``). Returns the image (the AMI id, or where the resolved one is),
+    the first state, and the states that resolve it (none for an AMI id)."""
+    parameter = parameter_of(image) if isinstance(image, str) else None
+    if parameter is None:
+        return image, start, {}
+    n = step.name
+    return asl.path(step.at("image_id", "id")), n("resolve"), {
+        n("resolve"): asl.task(
+            "ssm", "GetParameter", {"Name": parameter}, start,
+            select={"id": Ref("$.Parameter.Value")}, result_path=step.scratch("image_id"),
+            catch=[{"ErrorEquals": [asl.TASK_FAILED], "ResultPath": step.scratch("refused"),
+                    "Next": n("resolve", "failed")}]),
+        n("resolve", "failed"): step.failure(
+            f"rescue image {image} does not resolve: SSM parameter {parameter} does not "
+            "exist in this Region, or cannot be read (ssm:GetParameter)"),
+    }
+
+
 def attach_volume(step: AslStep) -> Fragment:
     p = step.params
+    n = step.name
     volume = step.value("volume_id", "root_volume_id")
-    image = p["rescue_image_id"]
+    checked = n("volume") if SAME_AMI in step.accepted else n("same_ami")
+    image, start, resolving = _resolve_image(step, p["rescue_image_id"], checked)
     rescue_id = asl.path(step.at("rescue", "i", "InstanceId"))
     device = asl.path(step.at("dev", "device"))
     holder = attachment_of(step, "volume", "InstanceId")
-    n = step.name
     online = poll(step, _online(step, rescue_id, p["ready_timeout"]), n("attach"))
     running = poll(step, wait_instance(step, "running", "running", p["ready_timeout"],
                                        instance_id=rescue_id, fail_on=NOT_READY), online.start)
@@ -108,16 +130,15 @@ def attach_volume(step: AslStep) -> Fragment:
         subnet_filters = [{"Name": "availability-zone", "Values": [az]},
                           {"Name": "default-for-az", "Values": ["true"]}]
         no_subnet = asl.fmt("no default subnet in ", az, ": set subnet_ids to a subnet in ", az)
-    start = n("volume")
-    states: States = {}
+    states: States = dict(resolving)
     if SAME_AMI not in step.accepted:
-        start = n("same_ami")
-        states[start] = asl.choice([(same("$.target.image_id", image), n("same_ami", "refuse"))],
-                                   n("volume"))
+        states[checked] = asl.choice(
+            [(same("$.target.image_id", image), n("same_ami", "refuse"))], n("volume"))
+        via = f" ({p['rescue_image_id']})" if resolving else ""
         states[n("same_ami", "refuse")] = step.failure(asl.fmt(
-            "rescue_image_id ", image, " is the AMI ", step.target_id, " was launched from: its "
-            "disk would collide with the rescue instance disk (disk signature); use a different "
-            "Windows version, or --accept same-ami-rescue"))
+            "rescue_image_id ", image, via + " is the AMI ", step.target_id, " was launched "
+            "from: its disk would collide with the rescue instance disk (disk signature); use "
+            "a different Windows version, or --accept same-ami-rescue"))
     return Fragment(start, merge(
         states, online, running, settle, on,
         read_volume(step, "volume", volume, n("route"), n("free")),
