@@ -5,9 +5,10 @@ only what the benchmark compares differs:
 
 - ``remediate``: as designed: calls paced to AWS's buckets, batched, polled in bulk;
 - ``one-at-a-time``: concurrency 1, one target after the other (what the public
-  fleet scripts do). It runs over a sample of the fleet and is extrapolated
-  linearly (one target's time does not depend on the fleet's size when nothing
-  else runs), and says so;
+  fleet scripts do). It runs over a sample of the fleet, in its first Region (the
+  executor's concurrency counts per Region), and is extrapolated linearly (one
+  target's time does not depend on the fleet's size or Region when nothing else
+  runs), and says so;
 - ``unpaced``: every client-side bucket set huge, so calls go out as soon as a
   target wants them and only AWS's ``RequestLimitExceeded`` and the retry policy's
   jittered backoff hold them back ("retries alone").
@@ -174,8 +175,10 @@ def run(scenario: Scenario, tool: Tool, setup: Setup, *, durations: Durations | 
     clock = make_clock(speed)
     with Sandbox(clock=clock, durations=durations) as sandbox:
         spec = scenario.fleet_spec()
-        if size != scenario.targets:
-            spec = _resized(spec, size)
+        if tool == "one-at-a-time":
+            # One Region: the executor's concurrency counts per Region, and one target
+            # after another over the whole fleet is what the public scripts do.
+            spec = dataclasses.replace(_resized(spec, size), regions=spec.regions[:1])
         fleet = sandbox.build_fleet(spec)
         sandbox.set_throttle(policy or throttle_policy())
         playbook = prepare(load(scenario.playbook),

@@ -25,6 +25,7 @@ ACTION_MODULES = (
     "remediate.actions.ec2_volumes",
     "remediate.actions.ec2_replace_root",
     "remediate.actions.rescue",
+    "remediate.actions.rescue_prepare",
     "remediate.actions.ssm",
     "remediate.actions.workspaces",
     "remediate.actions.control",

@@ -92,7 +92,7 @@ _CONFIG_FIELDS: Final = ("instance_type", "instance_profile", "max_per_az",
                          "volumes_per_instance", "ready_timeout")
 
 
-def _config(params: Mapping[str, Any], image_id: str) -> RescueConfig:
+def config_of(params: Mapping[str, Any], image_id: str) -> RescueConfig:
     """How to launch rescue instances from ``image_id`` (what rescue_image_id names in the
     Region), from rescue.attach_volume's parameters (those not given keep RescueConfig's
     defaults, which are the parameters' defaults)."""
@@ -119,6 +119,38 @@ def _rescue_holding(ctx: StepContext, volume: Mapping[str, Any]) -> Pulled:
     return rescue
 
 
+LAUNCH_FIELDS: Final = {
+    "rescue_image_id": Field(
+        rescue_image.image_node(templated=True), required=True,
+        description="the AMI rescue instances run: a different Windows version than the "
+                    "targets' (disk-signature collision), or Linux with ntfs-3g; "
+                    "resolve:ssm:PARAMETER is resolved once per account and Region"),
+    "instance_type": Field(Str(max_len=64), default="t3.medium",
+                           description="rescue instance type (Nitro, so disks are found "
+                                       "by volume id)"),
+    "subnet_ids": Field(ListOf(item=Str(pattern=r"subnet-[0-9a-f]{8,17}",
+                                        pattern_name="a subnet id (subnet-...)")),
+                        default=[], description="subnets to launch rescue instances in, "
+                        "one per AZ used; default: each AZ's default subnet"),
+    "security_group_ids": Field(ListOf(item=Str(pattern=r"sg-[0-9a-f]{8,17}",
+                                                pattern_name="a security group id")),
+                                default=[], description="security groups for rescue "
+                                "instances; default: the subnet VPC's default group"),
+    "instance_profile": Field(Str(max_len=2048),
+                              description="instance profile (name or ARN) giving rescue "
+                                          "instances SSM access (AmazonSSMManagedInstance"
+                                          "Core)"),
+    "max_per_az": Field(Int(minimum=1, maximum=50), default=2,
+                        description="at most this many rescue instances per AZ"),
+    "volumes_per_instance": Field(Int(minimum=1, maximum=len(SLOTS)), default=len(SLOTS),
+                                  description="volumes one rescue instance holds at once "
+                                              "(devices xvdf..xvdp)"),
+    "ready_timeout": READY_TIMEOUT,
+}
+"""rescue.attach_volume's parameters saying how rescue instances are launched
+(rescue.prepare takes the same)."""
+
+
 @register
 class AttachVolume(Action):
     name = "rescue.attach_volume"
@@ -128,33 +160,8 @@ class AttachVolume(Action):
                    "a rescue instance of its own (max_per_az and volumes_per_instance do not "
                    "apply)")
     params = Record(fields={
-        "rescue_image_id": Field(
-            rescue_image.image_node(templated=True), required=True,
-            description="the AMI rescue instances run: a different Windows version than the "
-                        "targets' (disk-signature collision), or Linux with ntfs-3g; "
-                        "resolve:ssm:PARAMETER is resolved once per account and Region"),
-        "instance_type": Field(Str(max_len=64), default="t3.medium",
-                               description="rescue instance type (Nitro, so disks are found "
-                                           "by volume id)"),
-        "subnet_ids": Field(ListOf(item=Str(pattern=r"subnet-[0-9a-f]{8,17}",
-                                            pattern_name="a subnet id (subnet-...)")),
-                            default=[], description="subnets to launch rescue instances in, "
-                            "one per AZ used; default: each AZ's default subnet"),
-        "security_group_ids": Field(ListOf(item=Str(pattern=r"sg-[0-9a-f]{8,17}",
-                                                    pattern_name="a security group id")),
-                                    default=[], description="security groups for rescue "
-                                    "instances; default: the subnet VPC's default group"),
-        "instance_profile": Field(Str(max_len=2048),
-                                  description="instance profile (name or ARN) giving rescue "
-                                              "instances SSM access (AmazonSSMManagedInstance"
-                                              "Core)"),
-        "max_per_az": Field(Int(minimum=1, maximum=50), default=2,
-                            description="at most this many rescue instances per AZ"),
-        "volumes_per_instance": Field(Int(minimum=1, maximum=len(SLOTS)), default=len(SLOTS),
-                                      description="volumes one rescue instance holds at once "
-                                                  "(devices xvdf..xvdp)"),
+        **LAUNCH_FIELDS,
         "volume_id": VOLUME_ID,
-        "ready_timeout": READY_TIMEOUT,
         "attach_timeout": Field(Duration(minimum=10, maximum=3600), default=300.0,
                                 description="how long the attachment may take"),
     })
@@ -189,7 +196,7 @@ class AttachVolume(Action):
                 f"{rescue_image.shown(image_id, image)} as {params['instance_type']} if none "
                 "has a free slot)")
         probe = probe_request(ctx.run_id, ctx.facts.get("availability_zone"),
-                              _config(params, image_id or image))
+                              config_of(params, image_id or image))
         return Plan(
             calls("ec2:RunInstances", note="only if no rescue instance has a free slot",
                   probe=probe)
@@ -199,7 +206,7 @@ class AttachVolume(Action):
 
     def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
         image = params["rescue_image_id"]
-        config = _config(params, (yield from rescue_image.resolved(ctx, image)))
+        config = config_of(params, (yield from rescue_image.resolved(ctx, image)))
         problem = same_image_error(ctx, config.image_id, image)
         if problem:
             raise StepFailed(problem)

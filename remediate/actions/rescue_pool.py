@@ -167,6 +167,8 @@ class _Zone:
     # Targets waiting for a slot in a full AZ, by volume id, first come first.
     waiters: OrderedDict[str, _Waiter] = field(default_factory=OrderedDict)
     _tickets: int = 0
+    # Targets that said ahead of time they will want a slot here (rescue.prepare).
+    announced: set[str] = field(default_factory=set)
 
     def wait(self, volume_id: str, config: RescueConfig) -> Gate:
         """The gate ``volume_id`` waits on for a slot (its place in the queue is kept
@@ -262,6 +264,25 @@ class RescuePool(RunService):
                 raise
             if slot.rescue.volumes.get(slot.slot) == volume_id:
                 return slot
+
+    def launch_ahead(self, ctx: StepContext, config: RescueConfig, az: str) -> Pulled:
+        """The target will want a slot in ``az``: launch a rescue instance now, without
+        waiting for it, if the AZ's instances (launching ones too) have fewer slots than
+        the targets announced so far and the AZ is under its cap. It boots while the
+        targets are backed up and stopped, so volumes do not wait for launches. Returns
+        its id, or "" if none was needed."""
+        yield from self._discover(ctx)
+        zone = self._zone(ctx, az)
+        with self._lock:
+            zone.announced.add(ctx.target.key)
+            live = sum(1 for rescue in zone.instances if not rescue.failed)
+            if (live >= config.max_per_az
+                    or live * config.volumes_per_instance >= len(zone.announced)):
+                return ""
+            rescue = RescueInstance(az, config.image_id, driven=True)
+            zone.instances.append(rescue)
+        yield from self._drive(ctx, zone, rescue, config, wait=False)
+        return rescue.instance_id
 
     def ready(self, ctx: StepContext, rescue: RescueInstance, config: RescueConfig) -> Pulled:
         """Return once ``rescue`` is running with its SSM agent Online (driving it there
@@ -468,8 +489,9 @@ class RescuePool(RunService):
         self._zone(ctx, az).instances.append(rescue)
 
     def _drive(self, ctx: StepContext, zone: _Zone, rescue: RescueInstance,
-               config: RescueConfig) -> Pulled:
-        """Launch ``rescue`` if it has no instance yet, then wait until it is usable."""
+               config: RescueConfig, *, wait: bool = True) -> Pulled:
+        """Launch ``rescue`` if it has no instance yet, then (``wait``) wait until it is
+        usable."""
         try:
             if not rescue.instance_id:
                 self._launches += 1
@@ -478,6 +500,8 @@ class RescuePool(RunService):
                                              f"{digest}-{self._nonce}-{self._launches}")
                 rescue.instance_id, rescue.launched = launched.instance_id, True
                 rescue.platform, rescue.root_slot = launched.platform, launched.root_slot
+            if not wait:
+                return
             yield wait_state("instance", rescue.instance_id, "running",
                              fail_on=("shutting-down", "terminated", "stopping", "stopped"),
                              timeout=config.ready_timeout)

@@ -162,6 +162,15 @@ class Iteration:
     def _step(self, step: Step, after: str, on_fail: str, *,
               rollback_errors: bool = False) -> None:
         action = self._action(step)
+        decided = (None if step.when is None
+                   else rule(step.when, self.params, self.facts, f"step {step.id} when"))
+        if decided is False:
+            # Never runs with these parameters: only its skip is compiled (its `with`
+            # may name a parameter that is not given, e.g. replace-root's snapshot_id).
+            self._add({f"{step.id}.skipped": asl.pass_state(
+                after, result={"status": "skipped", "outputs": {}},
+                result_path=f"$.steps.{step.id}")})
+            return
         params = bind(action, step.id, step.params, self.params, self.facts)
         aslstep = self._aslstep(step.id, action, params)
         fragment = action.asl(aslstep)
@@ -171,11 +180,10 @@ class Iteration:
             self.cleanups.setdefault(cleanup.start, cleanup)
         states: States = {}
         if step.when is not None:
-            decided = rule(step.when, self.params, self.facts, f"step {step.id} when")
             skipped = f"{step.id}.skipped"
             states[skipped] = asl.pass_state(after, result={"status": "skipped", "outputs": {}},
                                              result_path=f"$.steps.{step.id}")
-            if not isinstance(decided, bool):
+            if isinstance(decided, dict):  # decided at run time
                 states[f"{step.id}.when"] = asl.choice([(decided, step.id)], skipped)
         if rollback_errors:
             catch = catch_all(f"$.rollback_errors.{step.id}", on_fail if step.on_failure ==

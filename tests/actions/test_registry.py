@@ -78,7 +78,7 @@ def test_every_permission_is_a_real_iam_action(action: Action) -> None:
 def test_scoped_actions() -> None:
     assert [a.name for a in SCOPED] == [
         "ec2.detach_root", "ec2.replace_root", "ec2.snapshot_root", "rescue.attach_volume",
-        "rescue.detach_volume", "rescue.repair", "ssm.run_command"]
+        "rescue.detach_volume", "rescue.prepare", "rescue.repair", "ssm.run_command"]
 
 
 @pytest.mark.parametrize("action", SCOPED, ids=lambda a: a.name)

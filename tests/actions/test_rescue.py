@@ -491,6 +491,42 @@ def test_a_freed_slot_goes_to_the_longest_waiting_target_not_a_newcomer(
     assert attached == [t.root_volume_id for t in (first, second, third, late)]
 
 
+def test_prepare_launches_ahead_as_many_instances_as_the_announced_targets_need(
+        action_env: Env) -> None:
+    fleet = build(action_env, FleetSpec(plain=7, azs=1))
+    ahead = attach_params(fleet, max_per_az=3, volumes_per_instance=2)
+
+    launched = [action_env.run("rescue.prepare", ctx_for(action_env, t), ahead)
+                ["rescue_instance_id"] for t in fleet.targets]
+
+    # Targets 1, 3 and 5 needed a new instance (2 slots each); the 7th finds the AZ at its cap.
+    assert [bool(i) for i in launched] == [True, False, True, False, True, False, False]
+    assert sorted(i for i in launched if i) == rescue_ids(action_env)
+    # They launched without waiting: still pending, nobody waited for them to run.
+    assert {instance_state(action_env, i) for i in launched if i} == {"pending"}
+
+
+def test_the_attach_uses_the_instance_launched_ahead(action_env: Env) -> None:
+    fleet, [target] = broken(action_env, count=1)
+    ahead = action_env.run("rescue.prepare", ctx_for(action_env, target), attach_params(fleet))
+
+    attached = action_env.run("rescue.attach_volume", ctx_for(action_env, target),
+                              attach_params(fleet))
+
+    assert attached["rescue_instance_id"] == ahead["rescue_instance_id"]
+    assert action_env.runtime.count("RunInstances") == 1
+
+
+def test_prepare_launches_nothing_from_the_targets_own_image(action_env: Env) -> None:
+    fleet = build(action_env, FleetSpec(plain=1, azs=1))
+    target = fleet.targets[0]
+    own = {"rescue_image_id": target.image_id}
+
+    assert action_env.run("rescue.prepare", ctx_for(action_env, target), own) == {
+        "rescue_instance_id": ""}
+    assert action_env.runtime.count("RunInstances") == 0
+
+
 def test_each_az_gets_its_own_rescue_instance(action_env: Env) -> None:
     fleet, targets = broken(action_env, count=2, azs=2)
     results = Interleaver(action_env.runtime).run(

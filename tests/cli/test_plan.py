@@ -98,8 +98,8 @@ def test_plan_json_has_the_run_report_keys_and_what_each_target_would_get(
         else:
             assert target["status"] == "planned", (kinds[instance_id], target)
             assert [p["step"] for p in target["planned"]] == [
-                "backup", "stop", "detach", "attach", "repair", "release", "reattach",
-                "restore", "verify"]
+                "prepare_rescue", "backup", "stop", "detach", "attach", "repair", "release",
+                "reattach", "restore", "verify"]
         if kinds[instance_id] == "stop_protected":
             assert "stop-protection" in findings
     assert report["summary"]["refused"] == 5

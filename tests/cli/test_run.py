@@ -33,8 +33,8 @@ RUN_KEYS = {"run_id", "playbook", "dry_run", "started_at", "finished_at", "summa
 SUMMARY_KEYS = {"succeeded", "failed", "skipped", "rolled_back"}
 TARGET_KEYS = {"id", "region", "status", "findings", "steps"}
 STEP_KEYS = {"id", "action", "status", "attempts", "started_at", "finished_at", "error"}
-OFFLINE_STEPS = ["backup", "stop", "detach", "attach", "repair", "release", "reattach",
-                 "restore", "verify"]
+OFFLINE_STEPS = ["prepare_rescue", "backup", "stop", "detach", "attach", "repair", "release",
+                 "reattach", "restore", "verify"]
 
 
 @pytest.fixture

@@ -158,6 +158,16 @@ def test_when_is_a_choice_and_a_params_only_condition_is_decided_at_export() -> 
                  {"Variable": "$.steps.reboot.outputs.healthy", "BooleanEquals": False}]}]}
 
 
+def test_a_step_its_parameters_rule_out_is_only_a_skip_even_if_its_with_needs_one() -> None:
+    # Route 3 to the launch state: replace_from_snapshot needs a snapshot_id nobody gave.
+    states = states_of(machine("ec2-replace-root-volume.yaml"))
+
+    assert states["replace_from_snapshot.skipped"] == {
+        "Type": "Pass", "Result": {"status": "skipped", "outputs": {}},
+        "ResultPath": "$.steps.replace_from_snapshot", "Next": "verify"}
+    assert "replace_from_snapshot" not in states and "replace" in states
+
+
 def test_role_arn_makes_every_call_assume_it() -> None:
     playbook, params = builtin("ec2-reboot-first.yaml")
     role = "arn:aws:iam::210987654321:role/remediate-target"

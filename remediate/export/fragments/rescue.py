@@ -357,3 +357,9 @@ def cleanup(step: AslStep) -> Fragment:
                                  n("find")),
         n("done"): step.done({}),
     }))
+
+
+def prepare(step: AslStep) -> Fragment:
+    """rescue.prepare: nothing to do ahead, each target launches its own at the attach."""
+    done = step.name("done")
+    return Fragment(done, {done: step.done({"rescue_instance_id": ""})})
