@@ -49,6 +49,24 @@ def test_a_run_reads_back_as_written(journal: Journal) -> None:
         journal.run("nope")
 
 
+def test_without_a_run_id_the_latest_unfinished_run_is_the_one_to_resume(
+        journal: Journal) -> None:
+    """Runs share the default journal: a run that finished after an interrupted one must
+    not hide it from `remediate resume JOURNAL`."""
+    journal.begin_run(record("interrupted"))
+    journal.set_run_status("interrupted", "interrupted", AT)
+    journal.begin_run(record("finished"))
+    journal.set_run_status("finished", "finished", AT)
+    assert journal.run().run_id == "interrupted"
+
+    journal.begin_run(record("crashed"))  # still "running": its process died
+    assert journal.run().run_id == "crashed"
+
+    journal.set_run_status("interrupted", "finished", AT)
+    journal.set_run_status("crashed", "finished", AT)
+    assert journal.run().run_id == "crashed"  # all finished: the latest
+
+
 def test_the_journal_uses_wal_with_full_sync(journal: Journal) -> None:
     db = journal._db
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -7,6 +7,7 @@ with the sandbox's session and clock.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,21 @@ def _fleet_state(sandbox: Any, fleet: Any) -> list[str]:
     return lines
 
 
+def _outcome(report: Path, last: dict[str, tuple[str, str]]) -> str:
+    """One line from a run's JSON report; ``last`` keeps each target's latest status and
+    why (a target refused by one route and fixed by the next ends fixed)."""
+    targets = json.loads(report.read_text(encoding="utf-8"))["targets"]
+    for target in targets:
+        last[target["id"]] = (target["status"], target.get("error") or "")
+    counts = Counter(t["status"] for t in targets)
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+def _needs_a_human(last: dict[str, tuple[str, str]]) -> list[str]:
+    return [f"  {target}: {status}: {why}" for target, (status, why) in sorted(last.items())
+            if status not in ("succeeded", "skipped")]
+
+
 @click.command(epilog=exitcodes.EPILOG)
 @click.option("--fleet", "plain", type=click.IntRange(1, 5000), default=12, show_default=True,
               help="Plain broken Windows instances (plus one of each pitfall).")
@@ -63,10 +79,11 @@ def _fleet_state(sandbox: Any, fleet: Any) -> list[str]:
               help="0: simulated time (instant); N: N simulated seconds per real second.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bars (default: when stderr is a terminal).")
-@click.option("--report-dir", type=click.Path(file_okay=False), default=None,
-              help="Also write JSON, JUnit and Markdown reports here.")
+@click.option("--report-dir", type=click.Path(file_okay=False), default=".remediate/demo",
+              show_default=True, help="Where the JSON, JUnit and Markdown reports and the "
+                                      "journal go.")
 def demo(plain: int, workspaces: int, speed: float, progress: bool | None,
-         report_dir: str | None) -> int:
+         report_dir: str) -> int:
     """Build a broken fleet in the sandbox, audit it, fix it, report.
 
     Mixed on purpose: plain Windows instances in a boot loop, some that reboots
@@ -77,8 +94,9 @@ def demo(plain: int, workspaces: int, speed: float, progress: bool | None,
     from remediate.sandbox import Sandbox
 
     clock: Clock = ScaledClock(speed) if speed > 0 else VirtualClock()
-    journal = str(Path(report_dir or ".remediate") / "demo-journal.sqlite")
+    journal = str(Path(report_dir) / "demo-journal.sqlite")
     worst = exitcodes.OK
+    last: dict[str, tuple[str, str]] = {}
     with Sandbox(clock=clock) as sandbox:
         fleet = sandbox.build_fleet(demo_spec(plain=plain, workspaces=workspaces))
         region = next(iter(fleet.regions))
@@ -86,18 +104,18 @@ def demo(plain: int, workspaces: int, speed: float, progress: bool | None,
         _section("the fleet, broken (tagged incident=crowdstrike-2024-07-19)")
         click.echo("\n".join(_fleet_state(sandbox, fleet)))
 
-        def reports(name: str) -> tuple[str, ...]:
-            if report_dir is None:
-                return ()
-            return tuple(f"{fmt}:{report_dir}/{name}.{ext}" for fmt, ext in
-                         (("json", "json"), ("junit", "xml"), ("md", "md")))
-
         def step(title: str, playbook: str, **kw: Any) -> int:
             _section(title)
+            name = playbook.removesuffix(".yaml")
+            reports = tuple(f"{fmt}:{report_dir}/{name}.{ext}" for fmt, ext in
+                            (("json", "json"), ("junit", "xml"), ("md", "md")))
             request = RunRequest(_playbook(playbook), journal_path=journal, progress=progress,
-                                 yes=True, reports=reports(playbook.removesuffix(".yaml")), **kw)
+                                 yes=True, reports=reports, **kw)
             code = execute(request, env)
-            click.echo(f"-> exit code {code}")
+            outcome = _outcome(Path(report_dir) / f"{name}.json", {} if kw.get("dry_run")
+                               else last)
+            click.echo(f"-> exit code {code}: {outcome} "
+                       f"(reports: {report_dir}/{name}.json, .xml, .md)")
             return code
 
         step("1. dry-run audit: the offline repair, for every instance", "ec2-offline-repair.yaml",
@@ -118,6 +136,6 @@ def demo(plain: int, workspaces: int, speed: float, progress: bool | None,
                                     "workspaces-recover.yaml", accepted=ACCEPT_WORKSPACES))
         _section("the fleet, after")
         click.echo("\n".join(_fleet_state(sandbox, fleet)))
-    click.echo("\nTargets still broken were refused on purpose (stop protection, unusable "
-               "KMS key, Marketplace code): the reports above say what a human must do.")
+    _section("needs a human (refused on purpose: each line says what to do)")
+    click.echo("\n".join(_needs_a_human(last)) or "  nothing")
     return exitcodes.OK if worst in (exitcodes.OK, exitcodes.TARGETS_FAILED) else worst

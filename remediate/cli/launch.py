@@ -132,7 +132,7 @@ def execute(request: RunRequest, env: Environment | None = None) -> int:
         target_ids=split_ids(request.targets.target_ids),
         tags=parse_pairs(request.targets.tags, "--tag", split=False),
         filters=parse_pairs(request.targets.filters, "--filter", split=True),
-        regions=request.targets.regions, limit=request.targets.limit)
+        regions=split_ids(request.targets.regions, "--region"), limit=request.targets.limit)
     notices: list[str] = []
     targets = discover(playbook.targets, factory, overrides, clock=env.clock,
                        warn=notices.append)

@@ -27,7 +27,8 @@ def _packing(func: F, cls: type, key: str, options: list[Callable[[F], F]]) -> F
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        kwargs[key] = cls(**{name: kwargs.pop(name) for name in names})
+        # A field without its option here (e.g. plan has no --journal) keeps its default.
+        kwargs[key] = cls(**{name: kwargs.pop(name) for name in names if name in kwargs})
         return func(*args, **kwargs)
 
     packed: Any = wrapper
@@ -93,9 +94,8 @@ def target_options(func: F) -> F:
     ])
 
 
-def execution_options(func: F) -> F:
-    """How to run (``execution: ExecutionArgs``)."""
-    return _packing(func, ExecutionArgs, "execution", [
+def _shared_execution_options() -> list[Callable[[F], F]]:
+    return [
         click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
                      help="Set a playbook parameter (repeatable)."),
         click.option("--concurrency", type=click.IntRange(min=1), metavar="N",
@@ -108,13 +108,26 @@ def execution_options(func: F) -> F:
                      help="Accept a destructive finding for this run (repeatable)."),
         click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
                      help="Write a report: json:PATH, junit:PATH or md:PATH (repeatable)."),
+        clock_factor_option,
+    ]
+
+
+def execution_options(func: F) -> F:
+    """How to run (``execution: ExecutionArgs``)."""
+    return _packing(func, ExecutionArgs, "execution", [
+        *_shared_execution_options(),
         click.option("--journal", "journal_path", default=DEFAULT_JOURNAL, show_default=True,
                      type=click.Path(dir_okay=False),
                      help="The run's journal (what `remediate resume` continues)."),
         click.option("--progress/--no-progress", default=None,
                      help="Progress bars (default: when stderr is a terminal)."),
-        clock_factor_option,
     ])
+
+
+def audit_options(func: F) -> F:
+    """``execution_options`` less what a dry run has no use for (no journal, no progress
+    bars: it changes nothing and takes no time)."""
+    return _packing(func, ExecutionArgs, "execution", _shared_execution_options())
 
 
 def new_run_id() -> str:
@@ -152,7 +165,14 @@ def parse_rate_limits(items: tuple[str, ...]) -> dict[str, Bucket]:
     return out
 
 
-def split_ids(items: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(i.strip() for item in items for i in item.split(",") if i.strip())
+def split_ids(items: tuple[str, ...], option: str = "--target-ids") -> tuple[str, ...]:
+    """Comma-separated values; an empty one is refused, never read as "no filter" (an
+    unset shell variable in ``--target-ids "$IDS"`` must not select the whole fleet)."""
+    out = tuple(i.strip() for item in items for i in item.split(","))
+    if "" in out:
+        raise UserError(f"{option} has an empty value ({', '.join(map(repr, items))}): give "
+                        "at least one id, or leave the option out to use the playbook's "
+                        "selector")
+    return out
 
 

@@ -16,7 +16,8 @@ from remediate.cli.playbook_arg import load_or_fail
 
 @click.command(epilog=exitcodes.EPILOG)
 @click.argument("journal", type=click.Path(dir_okay=False))
-@click.option("--run-id", help="The run to continue (default: the journal's latest).")
+@click.option("--run-id", help="The run to continue (default: the journal's latest "
+                                 "unfinished run).")
 @click.option("--playbook", "playbook_path", type=click.Path(dir_okay=False),
               help="Where the playbook is now, if it moved (it must be the same file).")
 @click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",

@@ -11,6 +11,7 @@ from remediate.cli.lock_table import lock_table_option
 from remediate.cli.options import (
     ExecutionArgs,
     TargetArgs,
+    audit_options,
     execution_options,
     notify_option,
     target_options,
@@ -71,7 +72,7 @@ def run(playbook: str, targets: TargetArgs, execution: ExecutionArgs, dry_run: b
 @click.command(epilog=exitcodes.EPILOG)
 @click.argument("playbook", type=click.Path(dir_okay=False))
 @target_options
-@execution_options
+@audit_options
 @click.option("--format", "plan_format", type=click.Choice(["text", "json", "md"]),
               default="text", show_default=True, help="How to print the audit on stdout.")
 def plan(playbook: str, targets: TargetArgs, execution: ExecutionArgs, plan_format: str) -> int:

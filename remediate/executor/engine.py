@@ -311,6 +311,7 @@ class Executor:
         return RunResult(
             self.rc.run_id, self.rc.dry_run, statuses, errors,
             interrupted=self.rc.stop_level > 0, budget_exhausted=self._rollout.budget_exhausted,
+            declined=self._rollout.declined,
             estimate=self._estimate, cleanup_errors=tuple(self._cleanup_errors),
             api_calls=dict(self.rc.calls.sent), refused_mutations=self.rc.calls.refused,
             permissions=self._permissions)

@@ -21,6 +21,8 @@ class RunResult:
     errors: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
     budget_exhausted: bool = False
+    # The operator said no after the canary batch: the rest were not run.
+    declined: bool = False
     estimate: Estimate | None = None
     # Run services whose finish() failed (e.g. a rescue instance left running), why.
     cleanup_errors: tuple[str, ...] = ()
@@ -42,5 +44,5 @@ class RunResult:
     @property
     def ok(self) -> bool:
         """Nothing failed, nothing was left half done, everything was cleaned up."""
-        return (not self.interrupted and not self.cleanup_errors
+        return (not self.interrupted and not self.cleanup_errors and not self.declined
                 and not BAD.intersection(self.statuses.values()))

@@ -42,6 +42,7 @@ class Rollout:
         self.confirm = confirm
         self.spawn = spawn
         self.budget_exhausted = False
+        self.declined = False  # the operator said no after the canary batch
 
     def run(self, runners: list[TargetRunner], done: Iterable[TargetRecord]) -> None:
         """Work on ``runners``; ``done`` are targets a resumed run had finished before."""
@@ -69,6 +70,7 @@ class Rollout:
                     and self.confirm is not None and not rc.stop_level
                     and not budget.exhausted):
                 if not self.confirm(result):
+                    self.declined = True
                     rc.bus.publish(Notice("warning", "not confirmed after the canary batch: "
                                                      f"{plural(len(queue), 'target')} skipped"))
                     self._leave(queue, "skipped", "not confirmed after the canary batch")

@@ -167,9 +167,17 @@ class Journal:
         self.commit()
 
     def run(self, run_id: str | None = None) -> RunRecord:
-        """A run by id, or the latest one. KeyError when there is none."""
+        """A run by id; without one, the latest run that did not finish (interrupted,
+        crashed, or still running), else the latest. KeyError when there is none.
+
+        Runs share the default journal, so "the latest" alone could be a run that
+        finished after an interrupted one, and resuming it would leave the other undone.
+        """
         if run_id is None:
-            row = self._db.execute("SELECT * FROM runs ORDER BY rowid DESC LIMIT 1").fetchone()
+            row = self._db.execute(
+                "SELECT * FROM runs WHERE status != 'finished' AND dry_run = 0 "
+                "ORDER BY rowid DESC LIMIT 1").fetchone() or self._db.execute(
+                "SELECT * FROM runs ORDER BY rowid DESC LIMIT 1").fetchone()
         else:
             row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is None:

@@ -50,7 +50,7 @@ def api_calls(record: RunRecord) -> list[str]:
             for (call, mutating), count in sorted(calls.items())]
     return ["## API calls it would make", "",
             "Counted per target; the executor merges calls that take many ids into one request.",
-            "", *table(["API call", "Mutating", "Targets"], rows)]
+            "", *table(["API call", "Mutating", "Calls"], rows)]
 
 
 def permissions(record: RunRecord) -> list[str]:

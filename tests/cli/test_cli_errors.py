@@ -72,6 +72,13 @@ USAGE_ERRORS = [
      "unknown AWS Region 'us-esat-1' (did you mean us-west-1 or us-east-1?)"),
     (["--region", "xx-nowhere-9", RESCUE],
      "unknown AWS Region 'xx-nowhere-9'; botocore "),
+    # An unset shell variable must not widen the selection to the whole fleet.
+    (["--target-ids", "", RESCUE],
+     "--target-ids has an empty value (''): give at least one id, or leave the option out "
+     "to use the playbook's selector"),
+    (["--target-ids=i-1,,i-2", RESCUE],
+     "--target-ids has an empty value ('i-1,,i-2'): give at least one id"),
+    (["--region=", RESCUE], "--region has an empty value (''): give at least one id"),
 ]
 
 
@@ -87,8 +94,8 @@ CASES = [(command, args, message) for command in ("run", "plan")
 def test_a_usage_error_is_one_line_and_exit_1(
         unchanged: CliSandbox, command: str, args: list[str], message: str,
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_cli(command, OFFLINE_REPAIR, *(["--yes"] if command == "run" else []),
-                   "--journal", str(tmp_path / "j.sqlite"), *args)
+    run_only = ["--yes", "--journal", str(tmp_path / "j.sqlite")] if command == "run" else []
+    code = run_cli(command, OFFLINE_REPAIR, *run_only, *args)
 
     out, err = capsys.readouterr()
     assert code == 1
@@ -109,6 +116,8 @@ def test_a_usage_error_is_one_line_and_exit_1(
     (["run", OFFLINE_REPAIR, "--limit", "0"],
      "Error: Invalid value for '--limit': 0 is not in the range x>=1."),
     (["run"], "Error: Missing argument 'PLAYBOOK'."),
+    # A dry run keeps no journal: the option is not offered rather than ignored.
+    (["plan", OFFLINE_REPAIR, "--journal", "j.sqlite"], "Error: No such option '--journal'."),
     (["resume"], "Error: Missing argument 'JOURNAL'."),
 ])
 def test_a_bad_option_shows_click_usage_and_exit_1(

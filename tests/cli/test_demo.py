@@ -37,7 +37,8 @@ def test_demo_breaks_a_fleet_audits_it_fixes_it_and_reports(
         "3. route 2: offline repair through rescue instances, for the rest",
         "4. route 3: replace the root volume, for instance-store and Spot instances",
         "5. WorkSpaces: start, reboot, restore, rebuild",
-        "the fleet, after"]
+        "the fleet, after",
+        "needs a human (refused on purpose: each line says what to do)"]
     broken = section(out, "the fleet, broken")
     assert "     1 plain: BROKEN" in broken and "     4 reboot_fixable: BROKEN" in broken
     after = section(out, "the fleet, after")
@@ -45,6 +46,22 @@ def test_demo_breaks_a_fleet_audits_it_fixes_it_and_reports(
     assert sorted(line.split()[1] for line in after if "BROKEN" in line) == [
         "encrypted_bad_key:", "marketplace:", "stop_protected:"]
     assert "     1 plain: healthy" in after and "     2 WorkSpaces AVAILABLE" in after
+    reports = tmp_path / "reports"
+    route_2 = section(out, "3. route 2: offline repair through rescue instances, for the rest")
+    assert route_2[-1] == (
+        f"-> exit code 2: 5 refused, 4 skipped, 2 succeeded (reports: {reports}/"
+        "ec2-offline-repair.json, .xml, .md)")
+    route_3 = section(
+        out, "4. route 3: replace the root volume, for instance-store and Spot instances")
+    assert route_3[-1].startswith("-> exit code 0: 2 succeeded ")
+    # The closing report: each target no route fixed, with what a human must do.
+    human = section(out, "needs a human")
+    assert sorted(line.split(": ")[1:3] for line in human) == [
+        ["refused", "blocked by kms-key-unusable"],
+        ["refused", "blocked by marketplace-product-code"],
+        ["refused", "blocked by stop-protection"]]
+    assert any("(hint: turn it off first: aws ec2 modify-instance-attribute "
+               "--no-disable-api-stop)" in line for line in human)
     report = json_file(tmp_path / "reports" / "ec2-offline-repair.json")
     assert report["dry_run"] is False
     # Route 2 fixed the plain and hibernation instances; route 1 had fixed the reboot-fixable

@@ -267,3 +267,4 @@ def test_an_audit_lists_only_the_findings_its_actions_risk(
     assert finding_kinds(OFFLINE_REPAIR, *demo_fleet.rescue_param) >= {
         "instance-store-data-loss", "public-ip-will-change", "stop-protection",
         "spot-one-time", "kms-key-unusable", "marketplace-product-code"}
+

@@ -26,7 +26,7 @@ Estimated duration: 12m34s.
 
 Counted per target; the executor merges calls that take many ids into one request.
 
-| API call | Mutating | Targets |
+| API call | Mutating | Calls |
 |---|---|---|
 | `ec2:DescribeInstances` | no | 1 |
 | `ec2:StopInstances` | yes | 1 |
