@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -20,7 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_JOURNAL = ".remediate/journal.sqlite"
 
 
-def _packing(func: F, cls: type, key: str, options: list[Callable[[F], F]]) -> F:
+def _packing(func: F, cls: type, key: str, options: Sequence[Callable[[F], F]]) -> F:
     """Apply click ``options``, then hand them to ``func`` packed as one ``cls`` value,
     as its keyword argument ``key``."""
     names = [f.name for f in fields(cls)]

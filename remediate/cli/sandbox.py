@@ -11,6 +11,9 @@ import click
 
 from remediate.cli.fleets import demo_spec
 
+# Any role ARN does in the sandbox (moto does not check it exists).
+SANDBOX_ROLE = "arn:aws:iam::123456789012:role/remediate-sfn"
+
 
 @click.group()
 def sandbox() -> None:
@@ -30,9 +33,12 @@ def sandbox() -> None:
 @click.option("--clock-factor", type=click.FloatRange(min=0, min_open=True), default=60.0,
               show_default=True,
               help="Simulated seconds per real second (60: a 2-minute stop takes 2 s).")
+@click.option("--stepfunctions", is_flag=True,
+              help="Execute Step Functions state machines too (moto's interpreter, on the "
+                   "sandbox's clock): rehearse `run --engine stepfunctions`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoint and fleet as JSON.")
 def serve(port: int, plain: int, workspaces: int, pitfalls: bool, clock_factor: float,
-          as_json: bool) -> int:
+          stepfunctions: bool, as_json: bool) -> int:
     """Serve the sandbox on 127.0.0.1 until Ctrl-C.
 
     Rehearse a playbook from another shell with the printed AWS_ENDPOINT_URL. A port
@@ -45,12 +51,17 @@ def serve(port: int, plain: int, workspaces: int, pitfalls: bool, clock_factor: 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
 
     spec = demo_spec(plain=plain, workspaces=workspaces, pitfalls=pitfalls)
-    out = None if as_json else _Announcer()
-    return serve_sandbox(port, spec, clock_factor=clock_factor, out=out)
+    out = None if as_json else _Announcer(clock_factor)
+    return serve_sandbox(port, spec, clock_factor=clock_factor, out=out,
+                         stepfunctions=stepfunctions)
 
 
 class _Announcer(io.StringIO):
     """Turns the server's one JSON line into something a person reads."""
+
+    def __init__(self, clock_factor: float) -> None:
+        super().__init__()
+        self.clock_factor = clock_factor
 
     def write(self, text: str) -> int:
         text = text.strip()
@@ -65,7 +76,11 @@ class _Announcer(io.StringIO):
         click.echo("in another shell:")
         click.echo(f"  export AWS_ENDPOINT_URL={data['endpoint']} AWS_ACCESS_KEY_ID=testing "
                    f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={region}")
-        click.echo("  remediate plan playbooks/ec2-offline-repair.yaml\n")
+        click.echo("  remediate plan playbooks/ec2-offline-repair.yaml")
+        if data["stepfunctions"]:
+            click.echo("  remediate run playbooks/ec2-reboot-first.yaml --engine stepfunctions "
+                       f"--role-arn {SANDBOX_ROLE} --clock-factor {self.clock_factor:g}")
+        click.echo("")
         click.echo(f"fleet (tagged {tag_key}={tag_value}):")
         for kind, count in sorted(kinds.items()):
             click.echo(f"  {count:5d} EC2 instances: {kind}")

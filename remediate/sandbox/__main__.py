@@ -1,4 +1,4 @@
-"""``python -m remediate.sandbox --port P --fleet N [--clock-factor F]``."""
+"""``python -m remediate.sandbox --port P --fleet N [--clock-factor F] [--stepfunctions]``."""
 
 from __future__ import annotations
 
@@ -23,10 +23,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--clock-factor", type=float, default=1.0, help="simulated seconds per real second"
     )
+    parser.add_argument("--stepfunctions", action="store_true",
+                        help="moto's interpreter executes Step Functions state machines")
     args = parser.parse_args(argv)
     spec = FleetSpec(plain=args.fleet, workspaces=args.workspaces, azs=args.azs)
     try:
-        return serve(args.port, spec, clock_factor=args.clock_factor)
+        return serve(args.port, spec, clock_factor=args.clock_factor,
+                     stepfunctions=args.stepfunctions)
     except UserError as exc:  # a port in use: one line, as `remediate sandbox serve` says it
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

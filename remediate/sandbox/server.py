@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import signal
 import socket
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict
 from typing import Any, TextIO
+from unittest import mock
 
 from remediate.clock import ScaledClock
 from remediate.errors import UserError
@@ -88,9 +91,10 @@ class MotoServer:
         self._server.server_close()
 
 
-def announcement(endpoint: str, fleet: Fleet) -> str:
+def announcement(endpoint: str, fleet: Fleet, stepfunctions: bool = False) -> str:
     """The one JSON line a server prints once it is ready."""
-    return json.dumps({"endpoint": endpoint, "fleet": asdict(fleet)}, sort_keys=True)
+    return json.dumps({"endpoint": endpoint, "fleet": asdict(fleet),
+                       "stepfunctions": stepfunctions}, sort_keys=True)
 
 
 def serve(
@@ -102,12 +106,18 @@ def serve(
     stop: threading.Event | None = None,
     on_ready: Callable[[str, Fleet, Sandbox], None] | None = None,
     out: TextIO | None = None,
+    stepfunctions: bool = False,
 ) -> int:
     """Serve a sandbox with a built fleet until SIGTERM/SIGINT (or ``stop`` is set).
 
     Prints one JSON line ``{"endpoint": ..., "fleet": ...}`` to ``out`` (stdout)
     once the fleet is built. ``port=0`` picks a free port. A port in use raises
     :class:`PortInUse` before anything else. Returns an exit code.
+
+    ``stepfunctions``: moto's interpreter executes the state machines started here
+    (``run --engine stepfunctions`` rehearsed), its Wait states and Retry delays on the
+    server's clock, and its ``aws-sdk`` Tasks call this server (moto sends them to
+    ``localhost:$MOTO_PORT``, 5000 unless set: set to this server's port).
     """
     server = MotoServer(listening(port))
     endpoint = f"http://{HOST}:{server.port}"
@@ -115,13 +125,21 @@ def serve(
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+    clock = ScaledClock(clock_factor)
     try:
-        with Sandbox(ScaledClock(clock_factor), durations, region=fleet_spec.regions[0],
-                     in_process=False, endpoint_url=endpoint) as sandbox:
+        with ExitStack() as stack:
+            sandbox = stack.enter_context(Sandbox(
+                clock, durations, region=fleet_spec.regions[0], in_process=False,
+                endpoint_url=endpoint))
+            if stepfunctions:
+                from remediate.export.moto_engine import MotoStepFunctions
+
+                stack.enter_context(mock.patch.dict(os.environ, {"MOTO_PORT": str(server.port)}))
+                stack.enter_context(MotoStepFunctions(clock))
             server.start()
             fleet = sandbox.build_fleet(fleet_spec)
             stream = out or sys.stdout
-            print(announcement(endpoint, fleet), file=stream, flush=True)
+            print(announcement(endpoint, fleet, stepfunctions), file=stream, flush=True)
             if on_ready is not None:
                 on_ready(endpoint, fleet, sandbox)
             stop.wait()
