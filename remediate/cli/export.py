@@ -102,7 +102,7 @@ def _compile_options(func: Any) -> Any:
 @click.argument("playbook", type=click.Path(dir_okay=False))
 @_engine_option
 @_compile_options
-@target_role_option("--target-role-arn", "--role-arn")
+@target_role_option()
 @click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
               help="Write the definition here instead of standard output.")
 def export(playbook: str, engine: str, params: tuple[str, ...], accepted: tuple[str, ...],
