@@ -13,7 +13,8 @@ What cannot be mapped, and is not faked:
 * steps: a child execution's steps are not read, so reports of a Step Functions
   run list targets without steps (no :class:`StepStarted`/:class:`StepFinished`,
   no retries);
-* where the child executions are not listed (moto 5.2.5 does not list them), a
+* where the child executions are not listed (no ``states:ListExecutions``; bare
+  moto 5.2.5, which the sandbox completes: :mod:`remediate.sandbox.map_runs`), a
   batch's Map Run counts are all there is: a batch with no failure means every
   target of it succeeded, one whose every target failed (a batch of one, say)
   that each failed (how, and with which error, is not known); in a batch with
@@ -75,7 +76,7 @@ def history(sfn: Any, arn: str) -> Iterator[dict[str, Any]]:
 
 def children(sfn: Any, map_run_arn: str) -> list[dict[str, Any]] | None:
     """The Map Run's child executions described (input, status, error, cause); None where
-    Step Functions does not list them (moto 5.2.5 fails on ``mapRunArn``)."""
+    they cannot be listed (denied; bare moto 5.2.5 fails on ``mapRunArn``)."""
     arns: list[str] = []
     token: str | None = None
     try:

@@ -22,8 +22,10 @@ definitions avoid or absorb them):
 * ``ToleratedFailurePercentage`` must be written as a decimal (``10.0``) and has
   no effect: a Distributed Map never fails for its items' failures, and failed
   items' outputs are null;
-* child executions of a Distributed Map are neither listed nor in the parent's
-  history (AWS: one child execution per item, ``ListExecutions(mapRunArn=...)``);
+* a Distributed Map's items run inline, with no child executions (AWS: one per
+  item, ``ListExecutions(mapRunArn=...)``): :mod:`remediate.sandbox.map_runs`
+  records each item's run as one, so a follower learns each target's outcome as
+  on AWS (a child's history is not kept);
 * an execution started without a name gets an ARN ending in ``:None``: always
   pass ``name`` (:func:`remediate.export.run_input.execution_name`);
 * intrinsic-function string literals cannot hold escapes (``\\'``, ``\\{``): the
@@ -48,6 +50,7 @@ from typing import Any
 from unittest import mock
 
 from remediate.clock import Clock
+from remediate.sandbox import map_runs
 from remediate.sandbox.patcher import Patcher
 
 
@@ -124,6 +127,7 @@ class MotoStepFunctions:
         self._patcher.set(wait_function.WaitFunction, "_wait_interval", wait_interval)
         self._patcher.set(retrier_decl, "time", _ClockTime(clock))
         self._patcher.set(ExecutionWorker, "start", start)
+        map_runs.record_items(self._patcher)
         self._patcher.set(state_task_service_aws_sdk, "boto_client_for",
                           _cached(state_task_service_aws_sdk.boto_client_for))
         # moto logs every caught error with the whole state machine's repr.

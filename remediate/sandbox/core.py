@@ -18,6 +18,7 @@ from remediate.sandbox import (
     ec2_instances,
     ec2_scale,
     ec2_volumes,
+    map_runs,
     replace_root,
     ssm,
     state,
@@ -116,6 +117,7 @@ class Sandbox:
                 replace_root,
                 ssm,
                 stepfunctions,
+                map_runs,  # after stepfunctions: its DescribeExecution wraps that one's
                 workspaces,
             ):
                 module.install(self._patcher)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remediate.clock import Clock
+from remediate.sandbox.child_executions import MapRunChildren
 from remediate.sandbox.durations import Durations
 from remediate.sandbox.throttling import Throttle
 from remediate.sandbox.timeline import Timeline
@@ -88,6 +89,8 @@ class World:
     """Called with (moto instance, time) when an instance finishes a healthy boot."""
     ssm_waiting: dict[str, list[Callable[[float], None]]] = field(default_factory=dict)
     """SSM invocations waiting for their (offline) instance to come online."""
+    map_run_children: MapRunChildren = field(default_factory=MapRunChildren)
+    """Distributed Map items run by moto's interpreter, as AWS's child executions."""
 
     def facts(self, instance_id: str) -> InstanceFacts:
         found = self.instances.get(instance_id)

@@ -40,7 +40,7 @@ def test_a_step_functions_run_against_a_sandbox_server_fixes_the_fleet(tmp_path:
             broken, "succeeded")
         assert [i for i in server.instance_ids if not status_ok(ec2, i)] == []
         executions = server.client("stepfunctions").list_executions(
-            stateMachineArn=f"arn:aws:states:us-east-1:123456789012:stateMachine:"
+            stateMachineArn="arn:aws:states:us-east-1:123456789012:stateMachine:"
                             "ec2-reboot-first")["executions"]
         assert [e["status"] for e in executions] == ["SUCCEEDED"] * len(executions) != []
     finally:

@@ -1,5 +1,5 @@
 """A child execution of a batch's Map Run, as a target's outcome; a batch's Map Run counts,
-where the child executions are not listed (moto)."""
+where the child executions are not listed."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import pytest
 from sfn_support import NO_RETRIES, REGION, ec2_targets, from_text, run_playbook
 
+from remediate.actions.contract import Target
 from remediate.clock import VirtualClock
 from remediate.executor.events import EventBus
 from remediate.export.follow import ExecutionFollower, history, outcome
@@ -40,41 +41,85 @@ def test_a_child_execution_gives_its_target_status_and_the_fail_cause(
     assert outcome(execution) == expected
 
 
-FAIL_THE_CANARY = """\
+DOOM = """\
 version: 1
-name: fail-the-canary
-description: The canary batch's one target fails; the others succeed.
+name: doom
+description: The doomed targets fail; the others succeed.
 targets:
   kind: ec2-instance
   tags: {{incident: crowdstrike-2024-07-19}}
 steps:
   - id: doom
     action: control.fail
-    when: {{value: target.id, equals: {canary}}}
+    when: {{value: target.id, in: [{doomed}]}}
     with: {{message: "doomed"}}
 guards:
-  batches: [1, 100%]
+  batches: [{batches}]
 """
 
 
-def test_a_batch_whose_every_target_failed_ends_them_failed_not_interrupted(
-        sfn_sandbox: Sandbox, sfn_engine: MotoStepFunctions, sfn_clock: VirtualClock) -> None:
-    fleet = sfn_sandbox.build_fleet(FleetSpec(plain=2, azs=1))
-    canary, other = targets = sorted(ec2_targets(fleet.targets), key=lambda t: t.id)
-    playbook, params = from_text(FAIL_THE_CANARY.format(canary=canary.id))
-    ended = run_playbook(sfn_sandbox, sfn_engine, playbook, params, targets)
+def doom(sb: Sandbox, engine: MotoStepFunctions, doomed: list[Target], targets: list[Target],
+         batches: str) -> tuple[str, list[str]]:
+    """Run DOOM over ``targets``; the execution's ARN and its Map Runs (one per batch)."""
+    playbook, params = from_text(DOOM.format(doomed=", ".join(t.id for t in doomed),
+                                             batches=batches))
+    ended = run_playbook(sb, engine, playbook, params, targets)
+    sfn = sb.client("stepfunctions", REGION, config=NO_RETRIES)
+    return ended.arn, [e["mapRunStartedEventDetails"]["mapRunArn"]
+                       for e in history(sfn, ended.arn) if e["type"] == "MapRunStarted"]
+
+
+@pytest.fixture
+def three(sfn_sandbox: Sandbox) -> list[Target]:
+    fleet = sfn_sandbox.build_fleet(FleetSpec(plain=3, azs=1))
+    return sorted(ec2_targets(fleet.targets), key=lambda t: t.id)
+
+
+def test_each_target_of_a_mixed_batch_gets_its_own_outcome_from_its_child_execution(
+        sfn_sandbox: Sandbox, sfn_engine: MotoStepFunctions, sfn_clock: VirtualClock,
+        three: list[Target]) -> None:
+    doomed = three[1]
+    arn, (map_run,) = doom(sfn_sandbox, sfn_engine, [doomed], three, "100%")
     sfn = sfn_sandbox.client("stepfunctions", REGION, config=NO_RETRIES)
-    map_runs = [e["mapRunStartedEventDetails"]["mapRunArn"] for e in history(sfn, ended.arn)
-                if e["type"] == "MapRunStarted"]
 
-    followed = ExecutionFollower(sfn, EventBus(), sfn_clock, [[canary], [other]]).follow(
-        ended.arn)
+    followed = ExecutionFollower(sfn, EventBus(), sfn_clock, [three]).follow(arn)
 
-    # moto lists no child executions: the Map Run's counts are all there is. Before, a
-    # batch of one failed target ended `interrupted` ("outcome not known").
-    assert (followed.status, followed.statuses) == (
-        "SUCCEEDED", {canary.key: "failed", other.key: "succeeded"})
-    assert followed.errors == {canary.key: (
+    assert (followed.status, followed.statuses) == ("SUCCEEDED", {
+        t.key: "failed" if t is doomed else "succeeded" for t in three})
+    assert followed.errors == {doomed.key: "step doom failed: doomed"}
+    # The child executions, as AWS shows them: one per item, its input the iteration's.
+    listed = sfn.list_executions(mapRunArn=map_run)["executions"]
+    assert sorted(e["status"] for e in listed) == ["FAILED", "SUCCEEDED", "SUCCEEDED"]
+    prefix = map_run.rsplit(":", 1)[0].replace(":mapRun:", ":execution:")
+    assert all(e["executionArn"].startswith(prefix + ":") and e["mapRunArn"] == map_run
+               for e in listed)
+    failed = sfn.list_executions(mapRunArn=map_run, statusFilter="FAILED")["executions"]
+    child = sfn.describe_execution(executionArn=failed[0]["executionArn"])
+    assert json.loads(child["input"])["target"]["id"] == doomed.id
+    assert (child["status"], child["error"], child["cause"]) == (
+        "FAILED", "remediate.Failed", "step doom failed: doomed")
+    assert child["stateMachineArn"] == prefix.replace(":execution:", ":stateMachine:")
+
+
+def test_without_child_executions_a_batch_whose_every_target_failed_ends_them_failed(
+        sfn_sandbox: Sandbox, sfn_engine: MotoStepFunctions, sfn_clock: VirtualClock,
+        three: list[Target]) -> None:
+    """Where Step Functions does not list a Map Run's children (here: no permission), its
+    counts are all there is: certain for a batch that failed as a whole, else unknown."""
+    canary, second, third = three
+    arn, map_runs = doom(sfn_sandbox, sfn_engine, [canary, third], three, "1, 100%")
+    sfn_sandbox.fail("ListExecutions", "AccessDeniedException", "not allowed")
+    sfn = sfn_sandbox.client("stepfunctions", REGION, config=NO_RETRIES)
+
+    followed = ExecutionFollower(sfn, EventBus(), sfn_clock, [[canary], [second, third]]
+                                 ).follow(arn)
+
+    assert (followed.status, followed.statuses) == ("SUCCEEDED", {
+        canary.key: "failed", second.key: "interrupted", third.key: "interrupted"})
+    assert followed.errors[canary.key] == (
         "batch 1 failed as a whole (its Map Run counted 1 of 1 targets failed); the error is "
         "not known: Step Functions did not list the Map Run's child executions "
-        f"({map_runs[0]})")}
+        f"({map_runs[0]})")
+    assert followed.errors[second.key] == (
+        "outcome not known: 1 of the 2 targets of batch 2 failed, and Step Functions did "
+        f"not list the Map Run's child executions ({map_runs[1]}); check this target")
