@@ -61,6 +61,7 @@ def test_without_a_run_id_the_latest_unfinished_run_is_the_one_to_resume(
 
     journal.begin_run(record("crashed"))  # still "running": its process died
     assert journal.run().run_id == "crashed"
+    assert journal.unfinished_runs() == ["interrupted", "crashed"]
 
     journal.set_run_status("interrupted", "finished", AT)
     journal.set_run_status("crashed", "finished", AT)

@@ -58,6 +58,11 @@ def resume(journal: str, run_id: str | None, playbook_path: str | None,
     except KeyError:
         raise UserError(f"{journal} has no run {run_id!r}" if run_id
                         else f"{journal} holds no run") from None
+    if run_id is None:
+        others = [r for r in store.unfinished_runs() if r != record.run_id]
+        if others:
+            click.echo(f"note: {journal} also holds {len(others)} other unfinished "
+                       f"run(s): {', '.join(others)} (`--run-id` continues one)", err=True)
     playbook = load_or_fail(playbook_path or record.playbook_path)
     env = Environment().scaled(clock_factor)
     factory = ClientFactory(playbook.targets.accounts, run_id=record.run_id,

@@ -174,9 +174,10 @@ class Journal:
         finished after an interrupted one, and resuming it would leave the other undone.
         """
         if run_id is None:
+            unfinished = self.unfinished_runs()
             row = self._db.execute(
-                "SELECT * FROM runs WHERE status != 'finished' AND dry_run = 0 "
-                "ORDER BY rowid DESC LIMIT 1").fetchone() or self._db.execute(
+                "SELECT * FROM runs WHERE run_id=?", (unfinished[-1],)).fetchone() \
+                if unfinished else self._db.execute(
                 "SELECT * FROM runs ORDER BY rowid DESC LIMIT 1").fetchone()
         else:
             row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
@@ -188,6 +189,13 @@ class Journal:
         return RunRecord(rid, path, sha, json.loads(params), json.loads(options),
                          tuple(_target(t) for t in json.loads(targets)), bool(dry), status,
                          pid, host, started, finished)
+
+    def unfinished_runs(self) -> list[str]:
+        """Ids of the runs that did not finish (interrupted, crashed, still running),
+        oldest first."""
+        return [row[0] for row in self._db.execute(
+            "SELECT run_id FROM runs WHERE status != 'finished' AND dry_run = 0 "
+            "ORDER BY rowid")]
 
     def set_state(self, run_id: str, key: str, value: Any) -> None:
         self._write("INSERT OR REPLACE INTO run_state VALUES (?,?,?)", (run_id, key, dumps(value)))

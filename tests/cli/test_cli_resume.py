@@ -108,6 +108,33 @@ def test_ctrl_c_between_batches_then_resume_fixes_every_target(
     assert rescue_instances(three.ec2) == []
 
 
+def test_resume_continues_the_interrupted_run_not_a_later_finished_one(
+        three: CliSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs without --journal share one: a run that finished after the interrupted one
+    must not be what `resume JOURNAL` picks up."""
+    journal = tmp_path / "j.sqlite"
+    canary = sorted(three.fleet.instance_ids())[0]
+    before = root_states(three.ec2, three.fleet.instance_ids())
+    subscribers = launch.subscribers
+    ctrl_c_after(monkeypatch, "verify")  # the canary is done; the next batch never starts
+    assert run_offline_repair(three, journal) == 130
+    interrupted = Journal(journal).run().run_id
+    monkeypatch.setattr(launch, "subscribers", subscribers)  # no more Ctrl-C
+    assert run_cli("run", OFFLINE_REPAIR, "--yes", "--no-progress", *three.rescue_param,
+                   "--journal", str(journal), "--target-ids", canary) == 0  # finished
+    capsys.readouterr()
+
+    code = run_cli("resume", str(journal), "--no-progress")
+
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.startswith(f"resuming run {interrupted} (interrupted) of {OFFLINE_REPAIR}\n")
+    assert err.splitlines()[-1] == f"run {interrupted} finished: 3 succeeded"
+    for state in before.values():
+        assert repair_problems(three.ec2, state, three.sandbox.channel_file_present) == []
+
+
 def test_ctrl_c_mid_step_then_resume_fixes_every_target(
         three: CliSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
