@@ -99,6 +99,19 @@ def test_targets_steps_and_outputs_read_back(journal: Journal) -> None:
     assert targets[ws.key].target == ws and targets[ws.key].phase == "pending"
 
 
+def test_step_sent_says_whether_a_steps_call_was_journaled_for_that_target(
+        journal: Journal) -> None:
+    journal.begin_run(record())
+    i1, i2, _ = TARGETS
+    journal.call_intent("run-1", i1.key, "repair", False, "ssm", "SendCommand", {}, AT)
+
+    assert journal.step_sent("run-1", i1.key, "repair", "SendCommand")
+    assert not journal.step_sent("run-1", i2.key, "repair", "SendCommand")
+    assert not journal.step_sent("run-1", i1.key, "verify", "SendCommand")
+    assert not journal.step_sent("run-1", i1.key, "repair", "StopInstances")
+    assert not journal.step_sent("run-2", i1.key, "repair", "SendCommand")
+
+
 def test_a_target_counts_as_mutated_unless_aws_rejected_the_call(journal: Journal) -> None:
     journal.begin_run(record())
     i1, i2, ws = TARGETS

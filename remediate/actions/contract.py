@@ -12,7 +12,7 @@ these attributes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
@@ -63,6 +63,15 @@ class StepContext:
     base_dir: str = "."
     # Finding kinds the operator accepted with --accept.
     accepted: frozenset[str] = frozenset()
+    # Whether this step sent an operation (e.g. "SendCommand") for this target before,
+    # in an earlier attempt or before a crash; None: not known.
+    sent_before: Callable[[str], bool] | None = None
+
+    def may_have_sent(self, operation: str) -> bool:
+        """Whether an ``operation`` of this step may already be in flight for this target
+        (a retry, a resumed run), so the action must look for it before sending it again.
+        True when the executor cannot tell: looking is never wrong, only a call more."""
+        return self.sent_before is None or self.sent_before(operation)
 
     @property
     def clock(self) -> Clock:

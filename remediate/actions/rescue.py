@@ -357,7 +357,8 @@ class Repair(Action):
                              read_script(ctx.base_dir, params["script"]))
         invocation = yield from run_script(
             rescue.instance_id, SHELL_DOCUMENTS[shell], lines, timeout=params["timeout"],
-            comment=command_comment(ctx.run_id, ctx.step_id, volume_id), now=ctx.clock.wall())
+            comment=command_comment(ctx.run_id, ctx.step_id, volume_id), now=ctx.clock.wall(),
+            may_be_in_flight=ctx.may_have_sent("SendCommand"))
         if not invocation.ok:
             raise StepFailed(invocation.failure(f"offline repair of {volume_id}"))
         return {"stdout": invocation.stdout, "exit_code": invocation.exit_code,

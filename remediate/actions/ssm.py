@@ -181,14 +181,18 @@ def run_script(
     timeout: float,
     comment: str,
     now: datetime,
+    may_be_in_flight: bool = True,
 ) -> Generator[Request, Any, Invocation]:
     """Run ``lines`` on ``instance_id`` (or find this step's command still running), wait.
 
     ``now`` is the wall-clock time: a command of this step still running cannot be
     older than its delivery and execution timeouts, which bounds the search.
+    ``may_be_in_flight`` false (the journal holds no SendCommand of this step): no
+    search, the command is sent at once (a busy rescue instance lists many pages).
     """
     since = now - timedelta(seconds=timeout + DELIVERY_TIMEOUT)
-    command_id = yield from _in_flight(instance_id, comment, since)
+    command_id = (yield from _in_flight(instance_id, comment, since)) \
+        if may_be_in_flight else None
     if command_id is None:
         response = yield Call(
             "ssm",
@@ -346,7 +350,8 @@ class RunCommand(Action):
             raise StepFailed(f"parameters: {exc}") from exc
         invocation = yield from run_script(
             instance_id, document, lines, timeout=params["timeout"],
-            comment=command_comment(ctx.run_id, ctx.step_id), now=ctx.clock.wall())
+            comment=command_comment(ctx.run_id, ctx.step_id), now=ctx.clock.wall(),
+            may_be_in_flight=ctx.may_have_sent("SendCommand"))
         if params["fail_on_error"] and not invocation.ok:
             raise StepFailed(invocation.failure(f"{self.name} on {instance_id}"))
         return invocation.outputs()

@@ -55,7 +55,9 @@ class TargetState:
         return StepContext(run_id=rc.run_id, target=self.target, facts=dict(self.facts),
                            runtime=rc.runtime(self.target), outputs=dict(self.outputs),
                            params=params, dry_run=rc.dry_run, step_id=step_id,
-                           base_dir=rc.base_dir, accepted=rc.accepted)
+                           base_dir=rc.base_dir, accepted=rc.accepted,
+                           sent_before=lambda operation: rc.journal.step_sent(
+                               rc.run_id, self.target.key, step_id, operation))
 
 
 @dataclass(frozen=True)

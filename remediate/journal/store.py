@@ -289,6 +289,14 @@ class Journal:
                      text, at.isoformat(),
                      call_id))
 
+    def step_sent(self, run_id: str, target_key: str, step_id: str, operation: str) -> bool:
+        """Whether a call of ``operation`` was journaled for this target's step (any
+        attempt, rollback or not)."""
+        return self._db.execute(
+            "SELECT 1 FROM calls WHERE run_id=? AND target_key=? AND step_id=? AND "
+            "operation=? LIMIT 1", (run_id, target_key, step_id, operation)).fetchone() \
+            is not None
+
     def calls(self, run_id: str, target_key: str | None = None) -> list[CallRecord]:
         sql = ("SELECT call_id, target_key, step_id, service, operation, params, status, "
                "request_id, error, response FROM calls WHERE run_id=?")

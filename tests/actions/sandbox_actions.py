@@ -88,10 +88,11 @@ class Env:
     def context(self, target: Target, facts: Mapping[str, Any] | None = None, *,
                 runtime: SyncRuntime | None = None, step_id: str = "step",
                 base_dir: str = str(SCRIPTS.parent), run_id: str = "sync-run",
-                accepted: frozenset[str] = frozenset()) -> StepContext:
+                accepted: frozenset[str] = frozenset(),
+                sent_before: Callable[[str], bool] | None = None) -> StepContext:
         return StepContext(run_id=run_id, target=target, facts=dict(facts or {}),
                            runtime=runtime or self.runtime, step_id=step_id, base_dir=base_dir,
-                           accepted=accepted)
+                           accepted=accepted, sent_before=sent_before)
 
     def start(self, action: str, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
         """The action's generator, its params checked (defaults applied) as the executor does."""

@@ -190,6 +190,25 @@ def test_a_command_still_running_is_waited_for_not_sent_again(action_env: Env) -
     assert first.params["Comment"] == command_comment("sync-run", "step")
 
 
+def test_a_step_the_journal_shows_never_sent_does_not_look_for_its_command(
+        action_env: Env) -> None:
+    """A first attempt sends at once: listing a busy instance's invocations (pages of 50)
+    would be calls wasted. Once SendCommand is journaled, a retry looks first."""
+    instance_id = instance(action_env)
+    journaled: list[str] = []
+
+    first = run(action_env, instance_id, {"commands": ["hostname"]},
+                sent_before=lambda operation: operation in journaled)
+    lookups = [c for c in action_env.runtime.calls if c.operation == "ListCommandInvocations"]
+    journaled.append("SendCommand")
+    again = run(action_env, instance_id, {"commands": ["hostname"]},
+                sent_before=lambda operation: operation in journaled)
+
+    assert lookups == [] and first["status"] == "Success"
+    assert [c.operation for c in action_env.runtime.calls].count("ListCommandInvocations") == 1
+    assert again["command_id"] != first["command_id"]  # the first one had finished
+
+
 def test_a_finished_command_is_run_again(action_env: Env) -> None:
     instance_id = instance(action_env)
     first = run(action_env, instance_id, {"commands": ["hostname"]})
