@@ -52,7 +52,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="100,1000",
                         help="fleet sizes in one Region (default: 100,1000; 10000 takes "
-                             "~1 h per playbook)")
+                             "10-25 min per playbook and tool)")
     parser.add_argument("--multi-region", action="store_true",
                         help=f"also 1,000 targets over {len(REGIONS)} Regions")
     parser.add_argument("--playbooks", default=",".join(PLAYBOOK_FILES))
