@@ -174,11 +174,9 @@ class Journal:
         finished after an interrupted one, and resuming it would leave the other undone.
         """
         if run_id is None:
-            unfinished = self.unfinished_runs()
             row = self._db.execute(
-                "SELECT * FROM runs WHERE run_id=?", (unfinished[-1],)).fetchone() \
-                if unfinished else self._db.execute(
-                "SELECT * FROM runs ORDER BY rowid DESC LIMIT 1").fetchone()
+                "SELECT * FROM runs ORDER BY (status != 'finished' AND dry_run = 0) DESC, "
+                "rowid DESC LIMIT 1").fetchone()
         else:
             row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is None:

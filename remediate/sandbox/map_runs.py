@@ -28,8 +28,8 @@ from remediate.sandbox.child_executions import ChildExecution
 from remediate.sandbox.patcher import Patcher
 
 
-def _ended(child: ChildExecution, state: Any, output: Any) -> None:
-    """Set ``child``'s end from the interpreter's program ``state`` for its item."""
+def _ended(child: ChildExecution, program: Any, output: Any) -> None:
+    """Set ``child``'s end from its item's ``program`` state, as the interpreter left it."""
     from moto.stepfunctions.parser.asl.eval.program_state import (
         ProgramEnded,
         ProgramError,
@@ -39,14 +39,14 @@ def _ended(child: ChildExecution, state: Any, output: Any) -> None:
     from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 
     child.stop_date = datetime.now(tz=UTC)
-    if isinstance(state, ProgramEnded):
+    if isinstance(program, ProgramEnded):
         child.status, child.output = "SUCCEEDED", to_json_str(output)
-    elif isinstance(state, ProgramStopped):
-        child.status, child.error, child.cause = "ABORTED", state.error, state.cause
-    elif isinstance(state, ProgramTimedOut):
+    elif isinstance(program, ProgramStopped):
+        child.status, child.error, child.cause = "ABORTED", program.error, program.cause
+    elif isinstance(program, ProgramTimedOut):
         child.status = "TIMED_OUT"
     else:  # ProgramError (a Fail state, an uncaught error), or the worker crashed
-        details = (state.error or {}) if isinstance(state, ProgramError) else {}
+        details = (program.error or {}) if isinstance(program, ProgramError) else {}
         child.status = "FAILED"
         child.error = details.get("error") or "States.Runtime"
         child.cause = details.get("cause")
