@@ -75,6 +75,28 @@ class AwsError(Exception):
         self.request_id = request_id
 
 
+class OutcomeUnknown(Exception):
+    """A mutating call failed in a way that does not say whether AWS did it (a 5xx, a
+    timeout, a reset connection: AWS may have acted and lost the reply), and resending
+    it blindly could act twice (AttachVolume meets ``VolumeInUse``, CreateSnapshot makes a
+    second backup). The executor does not resend it: it throws this into the action.
+
+    An action does not catch it. The step is then *reconciled*: run again from its start,
+    without counting an attempt, and every action reads AWS's state before it acts
+    (``StepContext.may_have_sent`` now says the call may be in flight), so it finds what
+    the lost call did and treats "already done" as done.
+    """
+
+    def __init__(self, code: str, message: str, operation: str = "",
+                 request_id: str = "") -> None:
+        super().__init__(f"{operation} outcome unknown ({code}: {message})" if message
+                         else f"{operation} outcome unknown ({code})")
+        self.code = code
+        self.message = message
+        self.operation = operation
+        self.request_id = request_id
+
+
 class StepFailed(Exception):
     """An action decided the target cannot go on; the message says why, for a human."""
 

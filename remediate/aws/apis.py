@@ -71,10 +71,29 @@ class Operation:
     batch_limit: int = 1
     # The IAM action, when it differs from service:name.
     iam: str | None = None
+    # What to do when a mutating call fails in a way that does not say whether AWS did
+    # it (a 5xx, a timeout, a reset connection): "resend" it (repeating it changes
+    # nothing more: idempotent, or made so by its ``token`` parameter, an idempotency
+    # token such as ClientToken, when the request carries one), or "reconcile": the
+    # action reads AWS's state and finishes from there (remediate.actions.requests.
+    # OutcomeUnknown). AttachVolume, DetachVolume and CreateSnapshot have no token
+    # (domain.md, "Ambiguous outcomes").
+    on_unknown: str = "reconcile"
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.on_unknown not in ("resend", "reconcile"):
+            raise ValueError(f"{self.key}: on_unknown is resend or reconcile")
 
     @property
     def key(self) -> str:
         return f"{self.service}.{self.name}"
+
+    def resendable(self, params: Mapping[str, Any]) -> bool:
+        """Whether this request may be sent again when its outcome is unknown."""
+        if self.token is not None:
+            return bool(params.get(self.token))
+        return self.on_unknown == "resend"
 
     @property
     def iam_action(self) -> str:
@@ -86,6 +105,13 @@ def _ops(*ops: Operation) -> MappingProxyType[str, Operation]:
 
 
 _D, _M = False, True
+# Mutating operations: on_unknown="resend" where a repeat changes nothing more (stopping
+# a stopping instance, setting a tag or an attribute to the same value; a second reboot
+# of a crash-looping guest costs a boot, nothing else), token= where the request carries
+# an idempotency token (EC2: "Ensuring idempotency in Amazon EC2 API requests",
+# docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html; Step Functions:
+# StartExecution is idempotent by name and input, RedriveExecution by clientToken).
+# Everything else reconciles: the action reads AWS's state first.
 
 OPERATIONS: Final = _ops(
     # EC2, reading
@@ -113,22 +139,22 @@ OPERATIONS: Final = _ops(
     # EC2, mutating
     Operation("ec2", "StopInstances", _M, "ec2.mutating",
               resource_bucket="ec2.stop-instances-resource", batch_key="InstanceIds",
-              batch_limit=1000),
+              batch_limit=1000, on_unknown="resend"),
     Operation("ec2", "StartInstances", _M, "ec2.start-instances",
               resource_bucket="ec2.start-instances-resource", batch_key="InstanceIds",
-              batch_limit=1000),
+              batch_limit=1000, on_unknown="resend"),
     Operation("ec2", "RebootInstances", _M, "ec2.mutating", batch_key="InstanceIds",
-              batch_limit=1000),
+              batch_limit=1000, on_unknown="resend"),
     Operation("ec2", "CreateSnapshot", _M, "ec2.create-snapshot"),
     Operation("ec2", "CreateTags", _M, "ec2.create-tags", batch_key="Resources",
-              batch_limit=1000),
+              batch_limit=1000, on_unknown="resend"),
     Operation("ec2", "DetachVolume", _M, "ec2.mutating"),
     Operation("ec2", "AttachVolume", _M, "ec2.mutating"),
-    Operation("ec2", "ModifyInstanceAttribute", _M, "ec2.mutating"),
-    Operation("ec2", "CreateReplaceRootVolumeTask", _M, "ec2.mutating"),
-    Operation("ec2", "RunInstances", _M, "ec2.run-instances"),
+    Operation("ec2", "ModifyInstanceAttribute", _M, "ec2.mutating", on_unknown="resend"),
+    Operation("ec2", "CreateReplaceRootVolumeTask", _M, "ec2.mutating", token="ClientToken"),
+    Operation("ec2", "RunInstances", _M, "ec2.run-instances", token="ClientToken"),
     Operation("ec2", "TerminateInstances", _M, "ec2.mutating", batch_key="InstanceIds",
-              batch_limit=1000),
+              batch_limit=1000, on_unknown="resend"),
     # SSM
     Operation("ssm", "SendCommand", _M, "ssm.send-command", batch_key="InstanceIds",
               batch_limit=50),
@@ -151,33 +177,33 @@ OPERATIONS: Final = _ops(
               batch_key="RebuildWorkspaceRequests", batch_limit=1),
     Operation("workspaces", "RestoreWorkspace", _M, "workspaces.mutating"),
     # Notifications, identity, shared locks
-    Operation("sns", "Publish", _M, "sns.publish"),
+    Operation("sns", "Publish", _M, "sns.publish", on_unknown="resend"),
     Operation("sts", "GetCallerIdentity", _D, "sts.describe"),
     # KMS: is the root volume's key usable (DescribeKey shares KMS's 2,000/s read quota)
     Operation("kms", "DescribeKey", _D, "kms.describe"),
     # DynamoDB: the shared lease table (--lock-table)
     Operation("dynamodb", "DescribeTable", _D, "dynamodb.describe"),
     Operation("dynamodb", "GetItem", _D, "dynamodb.describe"),
-    Operation("dynamodb", "CreateTable", _M, "leases.write"),
-    Operation("dynamodb", "UpdateTimeToLive", _M, "leases.write"),
-    Operation("dynamodb", "PutItem", _M, "leases.write"),
-    Operation("dynamodb", "UpdateItem", _M, "leases.write"),
-    Operation("dynamodb", "DeleteItem", _M, "leases.write"),
+    Operation("dynamodb", "CreateTable", _M, "leases.write", on_unknown="resend"),
+    Operation("dynamodb", "UpdateTimeToLive", _M, "leases.write", on_unknown="resend"),
+    Operation("dynamodb", "PutItem", _M, "leases.write", on_unknown="resend"),
+    Operation("dynamodb", "UpdateItem", _M, "leases.write", on_unknown="resend"),
+    Operation("dynamodb", "DeleteItem", _M, "leases.write", on_unknown="resend"),
     # Step Functions: export, deploy, run --engine stepfunctions
     Operation("stepfunctions", "CreateStateMachine", _M, "states.mutating",
-              iam="states:CreateStateMachine"),
+              iam="states:CreateStateMachine", on_unknown="resend"),
     Operation("stepfunctions", "UpdateStateMachine", _M, "states.mutating",
-              iam="states:UpdateStateMachine"),
+              iam="states:UpdateStateMachine", on_unknown="resend"),
     Operation("stepfunctions", "DescribeStateMachine", _D, "states.describe",
               iam="states:DescribeStateMachine"),
     Operation("stepfunctions", "CreateActivity", _M, "states.mutating",
-              iam="states:CreateActivity"),
+              iam="states:CreateActivity", on_unknown="resend"),
     Operation("stepfunctions", "StartExecution", _M, "states.start-execution",
-              iam="states:StartExecution"),
+              iam="states:StartExecution", token="name"),
     Operation("stepfunctions", "StopExecution", _M, "states.mutating",
-              iam="states:StopExecution"),
+              iam="states:StopExecution", on_unknown="resend"),
     Operation("stepfunctions", "RedriveExecution", _M, "states.mutating",
-              iam="states:RedriveExecution"),
+              iam="states:RedriveExecution", token="clientToken"),
     Operation("stepfunctions", "DescribeExecution", _D, "states.describe",
               iam="states:DescribeExecution"),
     Operation("stepfunctions", "ListExecutions", _D, "states.describe",
@@ -190,9 +216,9 @@ OPERATIONS: Final = _ops(
     Operation("stepfunctions", "GetActivityTask", _D, "states.describe",
               iam="states:GetActivityTask"),
     Operation("stepfunctions", "SendTaskSuccess", _M, "states.mutating",
-              iam="states:SendTaskSuccess"),
+              iam="states:SendTaskSuccess", on_unknown="resend"),
     Operation("stepfunctions", "SendTaskFailure", _M, "states.mutating",
-              iam="states:SendTaskFailure"),
+              iam="states:SendTaskFailure", on_unknown="resend"),
 )
 
 

@@ -6,6 +6,11 @@ journals each mutating call's intent before it is sent and its result after,
 retries throttled, transient and not-yet-consistent errors on the scheduler's
 timeline (publishing :class:`ApiRetrying`), and splits a merged call that failed
 for good into one call per target so the error reaches the target it belongs to.
+
+A mutating call whose outcome is unknown (a 5xx, a timeout: AWS may have acted and
+lost the reply) is journaled ``unknown`` and resent only if resending is safe
+(``Operation.resendable``: idempotent, or carrying its idempotency token); any other
+is handed back to the action as :class:`OutcomeUnknown`, to reconcile from AWS's state.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 from botocore import xform_name
 
-from remediate.actions.requests import AwsError, Call, StepFailed
+from remediate.actions.requests import AwsError, Call, OutcomeUnknown, StepFailed
 from remediate.aws.apis import (
     Operation,
     UnknownOperation,
@@ -36,7 +41,7 @@ from remediate.executor.batching import (
     ready_for_window,
     splittable,
 )
-from remediate.executor.events import ApiRetrying, EventBus, Notice
+from remediate.executor.events import ApiOutcomeUnknown, ApiRetrying, EventBus, Notice
 from remediate.executor.scheduler import Scheduler, Ticket
 from remediate.journal import Journal
 
@@ -91,6 +96,8 @@ class CallLayer:
         # Requests sent, by "service:Operation" (one merged call counts once).
         self.sent: Counter[str] = Counter()
         self.refused = 0
+        # Mutating requests whose outcome was unknown and handed back to reconcile.
+        self.unknown: Counter[str] = Counter()
         # Target keys with a mutating (non-rollback) call that AWS did not reject.
         self.mutated: set[str] = set()
         scheduler.handle(Call, self.submit)
@@ -205,7 +212,20 @@ class CallLayer:
         for call_id in dispatch.call_ids:
             self.journal.call_result(call_id, at, request_id=aws.request_id or None,
                                      error=str(aws), uncertain=uncertain)
+        if uncertain and not dispatch.op.resendable(dispatch.params):
+            self._unknown(dispatch, aws)
+            return
         self._failed(dispatch, aws)
+
+    def _unknown(self, dispatch: Dispatch, error: AwsError) -> None:
+        """Hand an unknown outcome to each member's action, to reconcile; never resend."""
+        live = [m for m in dispatch.members if m.live]
+        self.unknown[dispatch.api] += 1
+        self.bus.publish(ApiOutcomeUnknown(dispatch.api, error.code,
+                                           tuple(m.caller.target_key for m in live)))
+        for member in live:
+            member.ticket.fail(OutcomeUnknown(error.code, error.message, error.operation,
+                                              error.request_id))
 
     def _failed(self, dispatch: Dispatch, error: AwsError) -> None:
         kind = classify(error.code)

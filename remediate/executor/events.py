@@ -126,6 +126,28 @@ class ApiRetrying(Event):
 
 
 @dataclass(frozen=True)
+class ApiOutcomeUnknown(Event):
+    """A mutating call failed without saying whether AWS did it (a 5xx, a timeout), and
+    it is not resent: each of its targets' steps reconciles from AWS's state."""
+
+    api: str
+    code: str
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StepReconciling(Event):
+    """A step is run again from its start, reading AWS's state first, after one of its
+    calls had an unknown outcome; this costs no attempt."""
+
+    target: Target
+    step_id: str
+    attempt: int
+    operation: str
+    delay: float
+
+
+@dataclass(frozen=True)
 class StepFinished(Event):
     target: Target
     step_id: str

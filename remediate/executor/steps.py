@@ -16,16 +16,26 @@ from typing import Any
 
 from remediate.actions import registry
 from remediate.actions.contract import Action, StepContext, Target
-from remediate.actions.requests import ActionRun, AwsError, Sleep, StepFailed
+from remediate.actions.requests import ActionRun, AwsError, OutcomeUnknown, Sleep, StepFailed
 from remediate.aws.retry import backoff, delay_for
 from remediate.executor.context import RunContext
-from remediate.executor.events import StepFinished, StepRetrying, StepStarted, StepStatus
+from remediate.executor.events import (
+    StepFinished,
+    StepReconciling,
+    StepRetrying,
+    StepStarted,
+    StepStatus,
+)
 from remediate.executor.scheduler import Abandoned, Cancelled, Expired, Task
 from remediate.language.model import Step
 from remediate.language.problems import Problems, render_path
 from remediate.language.template import TemplateError, render
 
 Steps = Generator[Any, Any, Any]
+# A step whose call had an unknown outcome is run again from its start (it reads AWS's
+# state first) after this many seconds, at most this many times per attempt.
+RECONCILE_DELAY = 5.0
+RECONCILE_LIMIT = 5
 
 
 @dataclass
@@ -69,11 +79,14 @@ class StepOutcome:
     refused: str | None = None  # not run: it needs an --accept the run lacks
 
 
-def drive(rc: RunContext, task: Task, gen: ActionRun, timeout: float | None) -> Steps:
-    """Run an action's generator to its end; its outputs, or its exception."""
+def drive(rc: RunContext, task: Task, gen: ActionRun, timeout: float | None,
+          deadline: float | None = None) -> Steps:
+    """Run an action's generator to its end; its outputs, or its exception. It expires
+    ``timeout`` seconds from now, or at ``deadline`` on the run's clock if given."""
     timer = None
     if timeout is not None:
-        timer = rc.scheduler.at(rc.clock.now() + timeout,
+        expires = rc.clock.now() + timeout if deadline is None else deadline
+        timer = rc.scheduler.at(expires,
                                 lambda: rc.scheduler.interrupt(task, Expired(timeout)),
                                 guard=True)
     value: Any = None
@@ -105,7 +118,7 @@ def _close(gen: ActionRun) -> None:
 
 def failure_text(action: str, exc: BaseException) -> tuple[str, bool]:
     """The error a human reads, and whether another attempt could help."""
-    if isinstance(exc, StepFailed | AwsError | Expired):
+    if isinstance(exc, StepFailed | AwsError | Expired | OutcomeUnknown):
         return str(exc), True
     return f"internal error in action {action}: {type(exc).__name__}: {exc}", False
 
@@ -122,6 +135,33 @@ def prepare(rc: RunContext, state: TargetState, step: Step, path: tuple[str | in
     if problems:
         return None, "; ".join(f"{render_path(p.path)}: {p.message}" for p in problems.items)
     return checked, None
+
+
+def _attempt(rc: RunContext, state: TargetState, step: Step, action: Action,
+             params: Mapping[str, Any], attempt: int, rollback: bool) -> Steps:
+    """One attempt at ``step``: the action run to its end, and run again from its start
+    (reconciled) each time one of its calls had an unknown outcome, up to
+    :data:`RECONCILE_LIMIT` times; the step's timeout covers them all."""
+    task = state.task
+    assert task is not None
+    timeout = rc.default_timeout(step.timeout)
+    deadline = rc.clock.now() + timeout
+    reconciled = 0
+    while True:
+        gen = action.run(state.context(rc, step.id, params), params)
+        try:
+            return (yield from drive(rc, task, gen, timeout, deadline))
+        except OutcomeUnknown as unknown:
+            reconciled += 1
+            stopping = rc.stop_level >= (2 if rollback else 1)
+            if reconciled > RECONCILE_LIMIT or stopping:
+                raise StepFailed(f"{unknown}; AWS's state did not settle it after "
+                                 f"{reconciled - 1} reconciliations") from unknown
+            delay = RECONCILE_DELAY
+            rc.bus.publish(StepReconciling(state.target, step.id, attempt, unknown.operation,
+                                           delay))
+            # Let what the lost call did become visible (AWS is eventually consistent).
+            yield Sleep(delay)
 
 
 def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | int, ...],
@@ -165,8 +205,7 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
         rc.bus.publish(StepStarted(target, step.id, step.action, attempt, at))
         state.doing = f"{'rollback ' if rollback else ''}step {step.id} ({step.action})"
         try:
-            gen = action.run(state.context(rc, step.id, params), params)
-            outputs = yield from drive(rc, task, gen, rc.default_timeout(step.timeout))
+            outputs = yield from _attempt(rc, state, step, action, params, attempt, rollback)
         except Abandoned:
             raise
         except Exception as exc:

@@ -7,6 +7,7 @@ from functools import singledispatch
 
 from remediate.actions.contract import Target
 from remediate.executor.events import (
+    ApiOutcomeUnknown,
     ApiRetrying,
     BatchFinished,
     BatchStarted,
@@ -19,6 +20,7 @@ from remediate.executor.events import (
     RunStarted,
     StepFinished,
     StepPlanned,
+    StepReconciling,
     StepRetrying,
     StepStarted,
     TargetFinished,
@@ -97,6 +99,19 @@ def _(event: StepRetrying) -> str:
 def _(event: ApiRetrying) -> str:
     many = f" for {plural(len(event.targets), 'target')}" if event.targets else ""
     return (f"{event.api}{many}: {event.code}, retry {event.attempt} in {event.delay:.1f}s")
+
+
+@line.register
+def _(event: ApiOutcomeUnknown) -> str:
+    many = f" for {plural(len(event.targets), 'target')}" if event.targets else ""
+    return (f"{event.api}{many}: {event.code}, outcome unknown; reading AWS's state "
+            "instead of sending it again")
+
+
+@line.register
+def _(event: StepReconciling) -> str:
+    return (f"{_who(event.target)}: {event.step_id}: {event.operation} outcome unknown; "
+            f"reconciling from AWS's state in {format_duration(event.delay)}")
 
 
 @line.register

@@ -33,6 +33,7 @@ from typing import Any
 from remediate.actions.contract import Target
 from remediate.aws.errors import ErrorClass, classify
 from remediate.executor.events import (
+    ApiOutcomeUnknown,
     ApiRetrying,
     BudgetExhausted,
     Interrupted,
@@ -43,6 +44,7 @@ from remediate.executor.events import (
     RunStarted,
     StepFinished,
     StepPlanned,
+    StepReconciling,
     StepRetrying,
     StepStarted,
     TargetFinished,
@@ -193,6 +195,9 @@ class RunRecord(Subscriber):
         self.step_retries = 0
         self.api_retries = 0
         self.throttled = 0
+        # Mutating calls whose outcome was unknown, and the step runs that reconciled them.
+        self.unknown_outcomes = 0
+        self.reconciled = 0
         self.notices: list[Notice] = []
         self.permissions: list[PermissionChecked] = []
         self.budget: BudgetExhausted | None = None
@@ -246,6 +251,12 @@ class RunRecord(Subscriber):
         self.api_retries += 1
         if classify(event.code) is ErrorClass.THROTTLED:
             self.throttled += 1
+
+    def on_api_outcome_unknown(self, event: ApiOutcomeUnknown) -> None:
+        self.unknown_outcomes += 1
+
+    def on_step_reconciling(self, event: StepReconciling) -> None:
+        self.reconciled += 1
 
     def on_step_finished(self, event: StepFinished) -> None:
         record = self.target(event.target)
@@ -343,7 +354,8 @@ class RunRecord(Subscriber):
             "steps": list(self.step_ids),
             "estimate_seconds": self.estimate_seconds,
             "retries": {"steps": self.step_retries, "api": self.api_retries,
-                        "throttled": self.throttled},
+                        "throttled": self.throttled, "unknown_outcomes": self.unknown_outcomes,
+                        "reconciled": self.reconciled},
             "notices": [{"level": n.level, "message": n.message} for n in self.notices],
             "budget_exhausted": None if self.budget is None else {
                 "failed": self.budget.failed, "allowed": self.budget.allowed},

@@ -28,7 +28,7 @@ from remediate.sandbox import (
 from remediate.sandbox.durations import Durations
 from remediate.sandbox.fleet import Fleet, FleetSpec, build_fleet
 from remediate.sandbox.patcher import Patcher
-from remediate.sandbox.state import ApiCall, World
+from remediate.sandbox.state import ApiCall, LostReplies, World
 from remediate.sandbox.throttling import Throttle, ThrottlePolicy
 
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -181,10 +181,19 @@ class Sandbox:
             if times is not None:
                 self._world.fault_calls_left[operation] = times
 
+    def lose_replies(self, operation: str = "*", probability: float = 1.0, *, seed: int = 0,
+                     times: int | None = None) -> None:
+        """Let mutating ``operation`` calls (``*``: every mutating call) take effect and
+        then answer 500 ``InternalError``, each with ``probability`` (seeded); with
+        ``times``, only that many. Until :meth:`clear_faults`."""
+        with self._world.lock:
+            self._world.lost_replies[operation] = LostReplies(probability, seed, times)
+
     def clear_faults(self) -> None:
         with self._world.lock:
             self._world.faults.clear()
             self._world.fault_calls_left.clear()
+            self._world.lost_replies.clear()
 
     def build_fleet(self, spec: FleetSpec) -> Fleet:
         """Build a broken fleet (see :class:`FleetSpec`); clears :attr:`api_calls` after."""

@@ -3,12 +3,17 @@
 Patches ``BaseResponse.call_action`` so each request first applies due state
 changes, is logged, and may be throttled before moto's handler runs. Requests
 are serialized under the world's lock: moto's backends are not thread-safe.
+
+A mutating call may also *take effect and lose its reply* (``Sandbox.lose_replies``):
+moto handles it, then the client gets a 500 ``InternalError`` instead of the answer,
+as AWS may answer during a large event.
 """
 
 from __future__ import annotations
 
 import uuid
 import warnings
+from dataclasses import replace
 
 from moto.core.common_types import TYPE_RESPONSE
 from moto.core.responses import ActionResult, BaseResponse
@@ -16,6 +21,20 @@ from moto.core.responses import ActionResult, BaseResponse
 from remediate.sandbox import ec2_dry_run, errors
 from remediate.sandbox.patcher import Patcher
 from remediate.sandbox.state import ApiCall, maybe_current
+
+
+def _error(response: BaseResponse, error: errors.SandboxError) -> TYPE_RESPONSE:
+    """``error`` serialized as the service's protocol has it."""
+    with warnings.catch_warnings():
+        # Models don't declare every error shape (WorkSpaces has no
+        # ThrottlingException); AWS sends them anyway.
+        warnings.simplefilter("ignore", UserWarning)
+        status, headers, body = response.serialized(ActionResult(error))
+    # AWS's JSON protocols (SSM, WorkSpaces) carry the request id in a header
+    # (the query protocol, in the body); moto's Step Functions interpreter
+    # fails on an error without one (States.Runtime, KeyError('RequestId')).
+    headers.setdefault("x-amzn-RequestId", str(uuid.uuid4()))
+    return status, headers, body
 
 
 def install(patcher: Patcher) -> None:
@@ -34,26 +53,25 @@ def install(patcher: Patcher) -> None:
                 service, operation, self.region, self.querystring, now
             )
             dry_run = service == "ec2" and self.querystring.get("DryRun") == ["true"]
-            world.calls.append(ApiCall(service, operation, not admitted, now, dry_run))
+            call = ApiCall(service, operation, not admitted, now, dry_run)
+            world.calls.append(call)
             fault = world.take_fault(operation) if admitted else None
             if not admitted or fault is not None or dry_run:
                 # Like AWS: throttling, then the permission check (faults inject denials),
                 # then a DryRun request is validated and stops before any rule or state
                 # change.
-                error = (errors.throttled(service) if not admitted
-                         else errors.SandboxError(*fault) if fault is not None
-                         else ec2_dry_run.refusal(service, operation, self)
-                         or errors.dry_run_operation())
-                with warnings.catch_warnings():
-                    # Models don't declare every error shape (WorkSpaces has no
-                    # ThrottlingException); AWS sends them anyway.
-                    warnings.simplefilter("ignore", UserWarning)
-                    status, headers, body = self.serialized(ActionResult(error))
-                # AWS's JSON protocols (SSM, WorkSpaces) carry the request id in a header
-                # (the query protocol, in the body); moto's Step Functions interpreter
-                # fails on an error without one (States.Runtime, KeyError('RequestId')).
-                headers.setdefault("x-amzn-RequestId", str(uuid.uuid4()))
-                return status, headers, body
-            return original(self)
+                return _error(self, errors.throttled(service) if not admitted
+                              else errors.SandboxError(*fault) if fault is not None
+                              else ec2_dry_run.refusal(service, operation, self)
+                              or errors.dry_run_operation())
+            lose = call.mutating and world.loses_reply(operation)
+            index = len(world.calls) - 1
+            response = original(self)
+            if lose and 200 <= int(response[0]) < 300:
+                # It took effect; the caller never learns so.
+                world.calls[index] = replace(call, reply_lost=True)
+                _status, headers, body = _error(self, errors.internal_error())
+                return 500, headers, body
+            return response
 
     patcher.set(BaseResponse, "call_action", call_action)

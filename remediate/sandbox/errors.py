@@ -246,3 +246,11 @@ def throttled(service: str) -> SandboxError:
     if service == "ec2":
         return SandboxError("RequestLimitExceeded", "Request limit exceeded.")
     return SandboxError("ThrottlingException", "Rate exceeded")
+
+
+def internal_error() -> SandboxError:
+    """A 500 (EC2's error-codes page: "An internal error has occurred. Retry your
+    request, but if the problem persists, contact us with details...")."""
+    return SandboxError("InternalError", "An internal error has occurred. Retry your request, "
+                        "but if the problem persists, contact us with details by posting a "
+                        "message on AWS re:Post.")

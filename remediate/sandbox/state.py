@@ -6,6 +6,7 @@ the patched moto methods reach it through :func:`current`.
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,6 +33,8 @@ class ApiCall:
     at: float
     dry_run: bool = False
     """EC2's ``DryRun=True``: a permission check that changes nothing."""
+    reply_lost: bool = False
+    """It took effect, and the caller got a 500 instead of the reply (lost_replies)."""
 
     @property
     def mutating(self) -> bool:
@@ -65,6 +68,37 @@ class WorkspaceFacts:
 
 
 @dataclass
+class LostReplies:
+    """A fault: the call takes effect, then its reply is lost (AWS answers 500
+    ``InternalError``, as it may during a large event; domain.md "Ambiguous outcomes").
+
+    Each call is hit with ``probability`` (drawn from ``seed``); with ``times``, only
+    that many calls are hit, then the fault ends."""
+
+    probability: float = 1.0
+    seed: int = 0
+    times: int | None = None
+    rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.probability <= 1.0:
+            raise ValueError("probability must be in (0, 1]")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times must be at least 1")
+        self.rng = random.Random(self.seed)
+
+    def hit(self) -> bool:
+        """Whether this call's reply is lost (counts ``times`` down)."""
+        if self.times is not None and self.times <= 0:
+            return False
+        if self.probability < 1.0 and self.rng.random() >= self.probability:
+            return False
+        if self.times is not None:
+            self.times -= 1
+        return True
+
+
+@dataclass
 class World:
     """Everything the patches share: clock, durations, deadlines, incident, API log."""
 
@@ -83,6 +117,8 @@ class World:
     """Operation -> (code, message): errors injected by tests (Sandbox.fail)."""
     fault_calls_left: dict[str, int] = field(default_factory=dict)
     """Operation -> how many more calls its fault answers (absent: every call)."""
+    lost_replies: dict[str, LostReplies] = field(default_factory=dict)
+    """Operation (or ``*``) -> how often its call takes effect and the reply is lost."""
     internal: int = 0
     """Above zero while moto acts on its own (launch, terminate): rules and timing pause."""
     online_listeners: list[Callable[[Any, float], None]] = field(default_factory=list)
@@ -124,6 +160,12 @@ class World:
             del self.fault_calls_left[operation]
             del self.faults[operation]
         return fault
+
+    def loses_reply(self, operation: str) -> bool:
+        """Whether the reply of this (mutating, admitted) call is to be lost (call with
+        :attr:`lock` held)."""
+        fault = self.lost_replies.get(operation) or self.lost_replies.get("*")
+        return fault is not None and fault.hit()
 
     def now(self) -> float:
         return self.clock.now()

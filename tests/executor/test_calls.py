@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from executor_support import FakeAws, Harness, caller_for, client_error, one
 
-from remediate.actions.requests import AwsError, Call, StepFailed
+from remediate.actions.requests import AwsError, Call, OutcomeUnknown, StepFailed
 from remediate.aws.apis import Bucket
 from remediate.aws.retry import RetryPolicy
 from remediate.executor.calls import MutationRefused
-from remediate.executor.events import ApiRetrying, Notice
+from remediate.executor.events import ApiOutcomeUnknown, ApiRetrying, Notice
 from remediate.journal import Journal
 
 
@@ -133,12 +133,63 @@ def test_retries_give_up_after_max_attempts_and_throw_the_error_in() -> None:
 
     harness = Harness(FakeAws(handler), retry=RetryPolicy(max_attempts=3))
 
-    [(_, error)] = harness.run(one(Call("ec2", "DetachVolume", {"VolumeId": "vol-1"})))
+    [(_, error)] = harness.run(one(Call("ec2", "DescribeVolumes", {"VolumeIds": ["vol-1"]})))
 
     assert isinstance(error, AwsError)
     assert (error.code, error.message, error.request_id) == ("ServiceUnavailable", "try later",
                                                              "req-7")
-    assert harness.aws.count("DetachVolume") == 3
+    assert harness.aws.count("DescribeVolumes") == 3
+
+
+def lost_once(response: dict[str, Any]) -> Any:
+    """A handler whose first call fails with a 500 and the others answer ``response``."""
+    calls = iter([client_error("InternalError", "An internal error has occurred.")])
+
+    def handler(*_: Any) -> dict[str, Any]:
+        error = next(calls, None)
+        if error is not None:
+            raise error
+        return response
+
+    return handler
+
+
+def test_a_mutating_call_without_idempotency_is_not_resent_after_an_unknown_outcome() -> None:
+    harness = Harness(FakeAws(lost_once({})))
+    call = Call("ec2", "AttachVolume", {"VolumeId": "vol-1", "InstanceId": "i-1",
+                                        "Device": "xvdf"})
+
+    [(_, error)] = harness.run((one(call), caller_for("i-1")))
+
+    assert isinstance(error, OutcomeUnknown)
+    assert str(error) == ("AttachVolume outcome unknown (InternalError: An internal error has "
+                          "occurred.)")
+    assert harness.aws.count("AttachVolume") == 1 and not harness.of(ApiRetrying)
+    [event] = harness.of(ApiOutcomeUnknown)
+    assert (event.api, event.code, event.targets) == (
+        "ec2:AttachVolume", "InternalError", ("default/us-east-1/i-1",))
+    # Journaled as sent with an unknown outcome, not as failed.
+    [record] = harness.journal.calls("run-1")
+    assert (record.operation, record.status) == ("AttachVolume", "unknown")
+
+
+@pytest.mark.parametrize(("call", "sends"), [
+    (stop("i-1"), 2),  # stopping a stopping instance changes nothing: resent
+    (Call("ec2", "RunInstances", {"ImageId": "ami-1", "MinCount": 1, "MaxCount": 1,
+                                  "ClientToken": "run-1:i-1"}), 2),  # its token makes it so
+    (Call("ec2", "RunInstances", {"ImageId": "ami-1", "MinCount": 1, "MaxCount": 1}), 1),
+])
+def test_a_call_safe_to_repeat_is_resent_after_an_unknown_outcome(call: Call,
+                                                                    sends: int) -> None:
+    harness = Harness(FakeAws(lost_once({"Instances": []})))
+
+    [(_, error)] = harness.run((one(call), caller_for("i-1")))
+
+    assert harness.aws.count(call.operation) == sends
+    if sends == 2:
+        assert error is None and [r.code for r in harness.of(ApiRetrying)] == ["InternalError"]
+    else:
+        assert isinstance(error, OutcomeUnknown)
 
 
 def test_fatal_errors_are_not_retried() -> None:
