@@ -8,7 +8,10 @@ received (``Sandbox.api_calls``); `remediate` runs as processes against it.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import signal
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,6 +20,7 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.core.base_backend import BackendDict
 
 from cli_support import REGION, WORKSPACES_RECOVER
 from e2e_support import remediate, sandbox_env, wait_for
@@ -47,6 +51,9 @@ class InThreadServer:
         self._ready.set()
 
     def start(self) -> None:
+        # moto's backends live as long as this process: start from an empty AWS, not
+        # from the WorkSpaces an earlier test's server left.
+        BackendDict.reset()
         self._thread.start()
         assert self._ready.wait(60), "the sandbox server did not come up"
 
@@ -79,9 +86,9 @@ def server() -> Iterator[InThreadServer]:
 
 
 def killed_in_flight(server: InThreadServer, operation: str, journal: Path,
-                     tmp_path: Path) -> str:
+                     tmp_path: Path) -> list[str]:
     """Run the playbook until AWS has received ``operation``, SIGKILL the run, and wait
-    until the WorkSpace it went to is done with it; that WorkSpace's id."""
+    until the WorkSpaces it went to (one, or two sent together) are done with it."""
     env = sandbox_env(server.endpoint, tmp_path / "crashes", CLOCK_FACTOR)
     run = remediate(["run", WORKSPACES_RECOVER, "--yes", "--no-progress", *ACCEPT,
                      "--journal", str(journal)], env, tmp_path / "run.log")
@@ -90,11 +97,23 @@ def killed_in_flight(server: InThreadServer, operation: str, journal: Path,
     assert run.process.poll() is None, f"the run ended first:\n{run.stderr()[-3000:]}"
     run.process.send_signal(signal.SIGKILL)
     run.process.wait()
-    [target] = [wid for wid, state in server.states().items()
-                if state == TRANSIENT[operation]]
-    left: Callable[[], bool] = lambda: server.states()[target] != TRANSIENT[operation]  # noqa: E731
-    wait_for(left, RUN_TIMEOUT, f"{target} to finish {operation}")
-    return target
+    targets = journaled_targets(journal, operation)
+    assert targets, f"no {operation} in the journal"
+    done: Callable[[], bool] = lambda: all(  # noqa: E731
+        server.states()[t] != TRANSIENT[operation] for t in targets)
+    wait_for(done, RUN_TIMEOUT, f"{targets} to finish {operation}")
+    return targets
+
+
+def journaled_targets(journal: Path, operation: str) -> list[str]:
+    """The WorkSpaces the run's ``operation`` calls went to: the journal holds every
+    mutating call's parameters from before it was sent."""
+    with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT params FROM calls WHERE operation=?", (operation,)).fetchall()
+    requests = [json.loads(params) for (params,) in rows]
+    if operation == "RestoreWorkspace":
+        return [str(r["WorkspaceId"]) for r in requests]
+    return [str(w["WorkspaceId"]) for r in requests for w in r["RebuildWorkspaceRequests"]]
 
 
 @pytest.mark.slow
@@ -102,7 +121,7 @@ def killed_in_flight(server: InThreadServer, operation: str, journal: Path,
 def test_a_destructive_call_in_flight_at_sigkill_is_not_sent_again_by_resume(
         server: InThreadServer, tmp_path: Path, operation: str) -> None:
     journal = tmp_path / "journal.sqlite"
-    target = killed_in_flight(server, operation, journal, tmp_path)
+    targets = killed_in_flight(server, operation, journal, tmp_path)
 
     resume = remediate(["resume", str(journal), "--no-progress"],
                        sandbox_env(server.endpoint, tmp_path / "crashes", CLOCK_FACTOR),
@@ -114,6 +133,6 @@ def test_a_destructive_call_in_flight_at_sigkill_is_not_sent_again_by_resume(
     # where a restore does not (the sandbox counts every request it received).
     needs = Counter(w.fixed_by for w in server.fleet.workspaces)
     assert (server.sent("RestoreWorkspace"), server.sent("RebuildWorkspaces")) == (
-        needs["restore"] + needs["rebuild"], needs["rebuild"]), target
-    assert code == 0, f"{target}: {resume.stderr()[-3000:]}"
+        needs["restore"] + needs["rebuild"], needs["rebuild"]), targets
+    assert code == 0, f"{targets}: {resume.stderr()[-3000:]}"
     assert server.states() == {wid: "AVAILABLE" for wid in server.states()}
