@@ -77,8 +77,9 @@ FINDINGS: Final = MappingProxyType({f.name: f for f in (
                 "the public IPv4 address changes on stop/start (no Elastic IP)"),
     FindingKind("not-windows", "info", "the instance is not Windows; the channel-file fix "
                 "does not apply", about_target=True),
-    FindingKind("already-healthy", "info", "status checks already pass; steps that would "
-                "change it are skipped", about_target=True),
+    FindingKind("already-healthy", "info", "already healthy (an instance passes its status "
+                "checks, a WorkSpace is AVAILABLE); steps that would change it are skipped",
+                about_target=True),
     FindingKind("root-replacement-data-loss", "ack",
                 "replacing the root volume discards what was written after the chosen snapshot",
                 "--accept root-replacement-data-loss"),

@@ -18,6 +18,8 @@ class TargetKind:
     summary: str
     inspect_action: str
     facts: MappingProxyType[str, str]
+    # What "already healthy" means for it: the reason a run skips such a target.
+    healthy: str
 
 
 _COMMON = {
@@ -63,6 +65,7 @@ KINDS: Final = MappingProxyType(
                                       "resolve:ssm: parameter names no AMI there), when the "
                                       "playbook launches rescue instances (None: not read)",
             }),
+            healthy="status checks pass",
         ),
         "workspace": TargetKind(
             "workspace",
@@ -76,6 +79,7 @@ KINDS: Final = MappingProxyType(
                 "computer_name": "its computer name",
                 "running_mode": "ALWAYS_ON or AUTO_STOP",
             }),
+            healthy="AVAILABLE: WorkSpaces' health checks pass",
         ),
     }
 )

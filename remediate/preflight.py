@@ -121,6 +121,14 @@ def _already_healthy(facts: Facts, _rescue: str | None) -> str | None:
     return None
 
 
+def _workspace_available(facts: Facts, _rescue: str | None) -> str | None:
+    """AVAILABLE: "The WorkSpace is running and has passed the health checks" (WorkSpaces
+    API reference, Workspace.State). A reboot would only drop its user's session."""
+    if facts.get("state") == "AVAILABLE":
+        return f"{facts.get('id')} is AVAILABLE: it passes WorkSpaces' health checks already"
+    return None
+
+
 # Finding kind -> rule, per target kind; the order is the order findings are reported.
 RULES: Mapping[str, Mapping[str, Rule]] = {
     "ec2-instance": {
@@ -137,7 +145,9 @@ RULES: Mapping[str, Mapping[str, Rule]] = {
         "not-windows": _not_windows,
         "already-healthy": _already_healthy,
     },
-    "workspace": {},
+    "workspace": {
+        "already-healthy": _workspace_available,
+    },
 }
 
 

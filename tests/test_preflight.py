@@ -153,6 +153,15 @@ def test_workspaces_and_unknown_kinds_have_no_ec2_findings() -> None:
     assert findings_for("no-such-kind", CLEAN) == []
 
 
+@pytest.mark.parametrize("state", ["UNHEALTHY", "STOPPED", "ERROR", "REBOOTING", None])
+def test_an_available_workspace_is_already_healthy(state: str | None) -> None:
+    """AVAILABLE is WorkSpaces' own verdict: running, and passing its health checks."""
+    workspace = {"id": "ws-0abc", "state": "AVAILABLE"}
+    assert findings_for("workspace", workspace) == [Finding(
+        "already-healthy", "ws-0abc is AVAILABLE: it passes WorkSpaces' health checks already")]
+    assert findings_for("workspace", {**workspace, "state": state}) == []
+
+
 def test_destructive_findings_name_the_target() -> None:
     assert destructive_findings(["root-replacement-data-loss"], CLEAN) == [Finding(
         "root-replacement-data-loss",

@@ -36,6 +36,7 @@ from remediate.executor.events import (
 from remediate.executor.scheduler import Abandoned
 from remediate.executor.steps import TargetState, drive, failure_text, run_step
 from remediate.journal import FINISHED_STATUSES, StepRecord, TargetRecord
+from remediate.kinds import KINDS
 from remediate.language.model import Step
 from remediate.language.problems import Problems
 
@@ -106,7 +107,7 @@ class TargetRunner:
             self.finish("refused", refusal)
         elif rc.playbook.guards.skip_healthy and any(
                 f.kind == ALREADY_HEALTHY for f in findings):
-            refusal = "already healthy (status checks pass)"
+            refusal = f"already healthy ({KINDS[target.kind].healthy})"
             self.finish("skipped", refusal)
         return refusal
 

@@ -147,7 +147,7 @@ class Guards:
     require_ack: tuple[str, ...] = ()
     # Ask before going on after the first (canary) batch.
     pause_after_canary: bool = True
-    # Skip targets whose status checks already pass (fixed by an earlier route).
+    # Skip targets already healthy (status checks pass, WorkSpace AVAILABLE): fixed earlier.
     skip_healthy: bool = True
 
 

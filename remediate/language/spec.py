@@ -219,8 +219,9 @@ GUARDS = Record(title="a guards mapping", fields={
     "pause_after_canary": Field(Bool(), default=True,
                                 description="Ask before going on after the first batch."),
     "skip_healthy": Field(Bool(), default=True,
-                          description="Skip targets whose status checks already pass "
-                                      "(e.g. fixed by an earlier route)."),
+                          description="Skip targets already healthy (instances whose status "
+                                      "checks pass, AVAILABLE WorkSpaces), e.g. fixed by an "
+                                      "earlier route or run."),
 })
 
 BUCKET = Record(title="a rate-limit mapping", fields={

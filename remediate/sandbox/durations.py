@@ -30,9 +30,12 @@ class Durations:
     workspace_start: float = 180.0
     workspace_stop: float = 120.0
     workspace_restore: float = 1200.0
+    """AWS publishes no figure for a restore; it recreates both volumes, as a rebuild does."""
     workspace_rebuild: float = 2400.0
+    """"The rebuild process might take up to an hour" (WorkSpaces user guide, Rebuild)."""
     workspace_stuck_reboot: float = 1200.0
-    """A REBOOTING WorkSpace counts as stuck (rebootable again) after this long."""
+    """A WorkSpace REBOOTING for over this long is stuck and may be rebooted again
+    (RebootWorkspaces API reference: "stuck in the REBOOTING state for over 20 minutes")."""
 
     @classmethod
     def instant(cls) -> Durations:

@@ -24,7 +24,7 @@ from remediate.sandbox.state import World
 
 INCIDENT_TAG = ("incident", "crowdstrike-2024-07-19")
 KIND_TAG = "sandbox:kind"
-WORKSPACE_FIXES = ("reboot", "restore", "rebuild", "stopped")
+WORKSPACE_FIXES = ("reboot", "restore", "rebuild", "stopped", "stopped-reboot")
 _BATCH = 1000
 _ACCOUNT = "123456789012"
 _LATEST_WINDOWS = "/aws/service/ami-windows-latest/"
@@ -44,7 +44,8 @@ class FleetSpec:
     targets get an Elastic IP (the others only have an auto-assigned public IP).
     WorkSpaces are built in the first Region, their condition cycling through
     ``workspace_mix`` (``reboot``/``restore``/``rebuild``: what repairs them;
-    ``stopped``: a healthy STOPPED WorkSpace).
+    ``stopped``: a healthy STOPPED WorkSpace; ``stopped-reboot``: an AutoStop one in
+    the boot loop, stopped, which starts UNHEALTHY and a reboot repairs).
     """
 
     plain: int = 8
@@ -99,7 +100,7 @@ class Workspace:
     region: str
     directory_id: str
     fixed_by: str
-    """``reboot``, ``restore``, ``rebuild`` or ``stopped``."""
+    """``reboot``, ``restore``, ``rebuild``, ``stopped`` or ``stopped-reboot``."""
 
 
 @dataclass(frozen=True)
@@ -395,7 +396,7 @@ class _Builder:
                     "UserName": f"user{start + offset:05d}",
                     "BundleId": "wsb-sandbox01",
                     "WorkspaceProperties": {
-                        "RunningMode": "AUTO_STOP" if fix == "stopped" else "ALWAYS_ON"
+                        "RunningMode": "AUTO_STOP" if fix.startswith("stopped") else "ALWAYS_ON"
                     },
                     "Tags": [{"Key": INCIDENT_TAG[0], "Value": INCIDENT_TAG[1]}],
                 }

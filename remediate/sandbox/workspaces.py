@@ -1,10 +1,21 @@
 """Amazon WorkSpaces actions moto lacks, with AWS's state preconditions.
 
 Adds Reboot/Start/Stop/Rebuild WorkSpaces and RestoreWorkspace to moto's
-``WorkSpacesResponse``. Batch calls report ids they cannot act on in
-``FailedRequests`` (as AWS does) instead of failing the call. Each WorkSpace
-has a hidden condition (:class:`~remediate.sandbox.state.WorkspaceFacts`):
-what repairs it. Transitions take :class:`Durations` on the sandbox clock.
+``WorkSpacesResponse``, each allowed from the states its API reference names
+(docs.aws.amazon.com/workspaces/latest/api/API_<Operation>.html, the same text as
+botocore's ``workspaces/2015-04-08/service-2.json``): Start only from STOPPED and
+Stop only from AVAILABLE, IMPAIRED, UNHEALTHY or ERROR, both only in the AutoStop or
+Manual running mode; Reboot from AVAILABLE or UNHEALTHY, or REBOOTING once stuck
+there over 20 minutes; Restore from AVAILABLE, ERROR, UNHEALTHY or STOPPED; Rebuild
+from those and REBOOTING. Batch calls report ids they cannot act on in
+``FailedRequests`` (as AWS does) instead of failing the call; RestoreWorkspace, which
+has no such list, answers OperationNotSupportedException (the state error its API
+reference declares).
+
+Each WorkSpace has a hidden condition (:class:`~remediate.sandbox.state.WorkspaceFacts`):
+what repairs it. A broken one stays broken through a start (an AutoStop WorkSpace in a
+boot loop that was stopped comes back UNHEALTHY, as it went). Transitions take
+:class:`Durations` on the sandbox clock.
 """
 
 from __future__ import annotations
@@ -21,11 +32,19 @@ from remediate.sandbox import errors
 from remediate.sandbox.patcher import Patcher
 from remediate.sandbox.state import World, current
 
-INVALID_STATE = (
-    "InvalidResourceState",
-    "The specified WorkSpace has an invalid state for this operation.",
-)
-"""FailedRequests entry for an id in the wrong state (approximation of AWS's text)."""
+# FailedRequests entries. AWS documents no ErrorCode values for them
+# (API_FailedWorkspaceChangeRequest.html: "The error code that is returned if the
+# WorkSpace cannot be rebooted"): these use the WorkSpaces exception shapes that say the
+# same thing, with the text botocore's model documents for each.
+INVALID_STATE = ("InvalidResourceStateException",
+                 "The state of the resource is not valid for this operation.")
+"""An id in a state the operation does not start from."""
+NOT_FOUND = ("ResourceNotFoundException", "The resource could not be found.")
+"""An id the account does not have."""
+WRONG_RUNNING_MODE = ("OperationNotSupportedException", "This operation is not supported.")
+"""Start/Stop of a WorkSpace whose running mode is ALWAYS_ON."""
+STOPPABLE_MODES = frozenset({"AUTO_STOP", "MANUAL"})
+"""StartWorkspaces/StopWorkspaces: "unless it has a running mode of AutoStop or Manual"."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,8 @@ class _Operation:
     failed_state: str = "UNHEALTHY"
     """Where a WorkSpace this operation does not repair ends up."""
     final_state: str = "AVAILABLE"
+    running_modes: frozenset[str] | None = None
+    """The running modes it accepts (None: any)."""
 
 
 REBOOT = _Operation(
@@ -62,6 +83,7 @@ START = _Operation(
     "STARTING",
     lambda w: w.durations.workspace_start,
     frozenset(),
+    running_modes=STOPPABLE_MODES,
 )
 STOP = _Operation(
     "StopWorkspaces",
@@ -72,6 +94,7 @@ STOP = _Operation(
     lambda w: w.durations.workspace_stop,
     frozenset(),
     final_state="STOPPED",
+    running_modes=STOPPABLE_MODES,
 )
 REBUILD = _Operation(
     "RebuildWorkspaces",
@@ -94,17 +117,22 @@ RESTORE = _Operation(
 )
 
 
-def set_condition(world: World, region: str, workspace_id: str, fixed_by: str) -> None:
-    """Break a WorkSpace (``reboot``/``restore``/``rebuild``) or stop it (``stopped``)."""
+STOPPED = "stopped"
+
+
+def set_condition(world: World, region: str, workspace_id: str, condition: str) -> None:
+    """Break a WorkSpace (``reboot``/``restore``/``rebuild``: what repairs it), stop a
+    healthy one (``stopped``) or a broken one (``stopped-reboot``...: an AutoStop
+    WorkSpace in the boot loop, stopped; it starts UNHEALTHY)."""
     workspace = _backend(region).workspaces[workspace_id]
     facts = world.workspace(workspace_id)
     facts.state_since = world.now()
-    if fixed_by == "stopped":
-        facts.fixed_by = "healthy"
+    if condition.startswith(STOPPED):
         workspace.state = "STOPPED"
+        facts.fixed_by = condition.removeprefix(STOPPED).removeprefix("-") or "healthy"
     else:
-        facts.fixed_by = fixed_by
         workspace.state = "UNHEALTHY"
+        facts.fixed_by = condition
 
 
 def _backend(region: str) -> Any:
@@ -117,11 +145,24 @@ def _may_start(world: World, operation: _Operation, workspace: Any) -> bool:
     if workspace.state in operation.allowed:
         return True
     stuck_for = world.now() - world.workspace(workspace.workspace_id).state_since
+    # "only if your WorkSpace has been stuck in the REBOOTING state for over 20 minutes"
     return (
         operation is REBOOT
         and workspace.state == "REBOOTING"
-        and stuck_for >= world.durations.workspace_stuck_reboot
+        and stuck_for > world.durations.workspace_stuck_reboot
     )
+
+
+def _running_mode(workspace: Any) -> str:
+    return str((workspace.workspace_properties or {}).get("RunningMode", "ALWAYS_ON"))
+
+
+def _refusal(world: World, operation: _Operation, workspace: Any) -> tuple[str, str] | None:
+    """Why AWS refuses ``operation`` for ``workspace`` (code, message), or None."""
+    if operation.running_modes is not None and (
+            _running_mode(workspace) not in operation.running_modes):
+        return WRONG_RUNNING_MODE
+    return None if _may_start(world, operation, workspace) else INVALID_STATE
 
 
 def _begin(world: World, operation: _Operation, workspace: Any) -> None:
@@ -158,19 +199,12 @@ def _batch(response: Any, operation: _Operation) -> str:
     for request in requests:
         workspace_id = request.get("WorkspaceId", "")
         workspace = backend.workspaces.get(workspace_id)
-        if workspace is None:
-            failed.append(
-                {
-                    "WorkspaceId": workspace_id,
-                    "ErrorCode": "ResourceNotFound.Workspace",
-                    "ErrorMessage": f"The WorkSpace {workspace_id} could not be found.",
-                }
-            )
-        elif not _may_start(world, operation, workspace):
-            code, message = INVALID_STATE
-            failed.append({"WorkspaceId": workspace_id, "ErrorCode": code, "ErrorMessage": message})
-        else:
+        refusal = NOT_FOUND if workspace is None else _refusal(world, operation, workspace)
+        if refusal is None:
             _begin(world, operation, workspace)
+        else:
+            code, message = refusal
+            failed.append({"WorkspaceId": workspace_id, "ErrorCode": code, "ErrorMessage": message})
     return json.dumps({"FailedRequests": failed})
 
 

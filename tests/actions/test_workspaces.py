@@ -1,4 +1,6 @@
-"""WorkSpaces actions against the sandbox: states, FailedRequests, stuck reboots, reconciling."""
+"""WorkSpaces actions against the sandbox: states, FailedRequests, stuck reboots, a broken
+WorkSpace that starts UNHEALTHY, resumed and reconciled steps that never send a restore or
+a rebuild twice, lost replies."""
 
 from __future__ import annotations
 
@@ -8,25 +10,28 @@ from typing import Any
 import pytest
 
 from remediate.actions.contract import StepContext, Target
-from remediate.actions.requests import Call, StepFailed
+from remediate.actions.requests import AwsError, Call, StepFailed, Wait
 from remediate.actions.workspaces import Reboot, Rebuild, Restore, Start, WaitState
 from remediate.sandbox import Fleet, FleetSpec
-from sandbox_actions import REGION, Env, build
+from sandbox_actions import REGION, Env, GateRuntime, build
 
 pytest_plugins = ["conftest_sandbox_actions"]
 
 
 @pytest.fixture
 def fleet(action_env: Env) -> Fleet:
-    return build(action_env, FleetSpec(plain=0, workspaces=4, azs=1))
+    return build(action_env, FleetSpec(plain=0, workspaces=5, azs=1))
 
 
 def workspace(fleet: Fleet, fixed_by: str) -> str:
     return next(w.workspace_id for w in fleet.workspaces if w.fixed_by == fixed_by)
 
 
-def ctx(env: Env, workspace_id: str, **facts: Any) -> StepContext:
-    return env.context(Target("workspace", workspace_id, REGION), facts)
+def ctx(env: Env, workspace_id: str, *, sent: bool = False, **facts: Any) -> StepContext:
+    """A step's context; ``sent``: the journal holds a call of this step's operation (a
+    resumed or reconciled step), else a first attempt, as the executor says."""
+    return env.context(Target("workspace", workspace_id, REGION), facts,
+                       sent_before=lambda _operation: sent)
 
 
 def state(env: Env, workspace_id: str) -> str:
@@ -64,19 +69,19 @@ def test_inspect_of_a_missing_workspace_fails(action_env: Env, fleet: Fleet) -> 
 def test_start_starts_a_stopped_workspace(action_env: Env, fleet: Fleet) -> None:
     workspace_id = workspace(fleet, "stopped")
     assert action_env.run("workspaces.start", ctx(action_env, workspace_id), {}) == {
-        "started": True, "state": "AVAILABLE"}
+        "started": True, "healthy": True, "state": "AVAILABLE"}
     assert state(action_env, workspace_id) == "AVAILABLE"
     [call] = [c for c in action_env.runtime.calls if c.operation == "StartWorkspaces"]
     assert call.batch_key == "StartWorkspaceRequests"
     assert action_env.run("workspaces.start", ctx(action_env, workspace_id), {}) == {
-        "started": False, "state": "AVAILABLE"}
+        "started": False, "healthy": True, "state": "AVAILABLE"}
     assert action_env.runtime.count("StartWorkspaces") == 1
 
 
 def test_start_skips_a_workspace_that_is_not_stopped(action_env: Env, fleet: Fleet) -> None:
     workspace_id = workspace(fleet, "reboot")
     assert action_env.run("workspaces.start", ctx(action_env, workspace_id), {}) == {
-        "started": False, "state": "UNHEALTHY"}
+        "started": False, "healthy": False, "state": "UNHEALTHY"}
     assert action_env.runtime.count("StartWorkspaces") == 0
     assert Start().plan(ctx(action_env, workspace_id, state="UNHEALTHY"), {}).skip == (
         "the WorkSpace is UNHEALTHY, not STOPPED")
@@ -137,21 +142,23 @@ def test_a_workspace_stuck_rebooting_is_rebooted_again(action_env: Env, fleet: F
 
 
 def test_failed_requests_become_step_failures() -> None:
-    gen = Reboot().run(StepContext("run", Target("workspace", "ws-1", REGION), {}, None),  # type: ignore[arg-type]
-                       {"timeout": 600.0, "require_healthy": False})
+    first_attempt = StepContext("run", Target("workspace", "ws-1", REGION), {}, None,  # type: ignore[arg-type]
+                                sent_before=lambda _operation: False)
+    gen = Reboot().run(first_attempt, {"timeout": 600.0, "require_healthy": False})
     next(gen)  # read the WorkSpace
     call = gen.send({"WorkspaceId": "ws-1", "State": "AVAILABLE"})
     assert isinstance(call, Call) and call.operation == "RebootWorkspaces"
     batched: Mapping[str, Any] = {"FailedRequests": [
         {"WorkspaceId": "ws-2", "ErrorCode": "Other", "ErrorMessage": "not ours"},
-        {"WorkspaceId": "ws-1", "ErrorCode": "InvalidResourceState",
-         "ErrorMessage": "The specified WorkSpace has an invalid state for this operation."},
+        {"WorkspaceId": "ws-1", "ErrorCode": "InvalidResourceStateException",
+         "ErrorMessage": "The state of the resource is not valid for this operation."},
     ]}
+    assert isinstance(gen.send(batched), Wait)  # refused: what state is it in?
     with pytest.raises(StepFailed) as failed:
-        gen.send(batched)
+        gen.send({"WorkspaceId": "ws-1", "State": "STOPPED"})
     assert str(failed.value) == (
-        "RebootWorkspaces refused ws-1: InvalidResourceState: The specified WorkSpace has an "
-        "invalid state for this operation.")
+        "RebootWorkspaces refused ws-1: InvalidResourceStateException: The state of the "
+        "resource is not valid for this operation. (it is STOPPED)")
 
 
 def test_restore_heals_what_a_reboot_cannot(action_env: Env, fleet: Fleet) -> None:
@@ -216,3 +223,144 @@ def test_wait_state_waits_and_fails_on_bad_states(action_env: Env, fleet: Fleet)
     assert str(failed.value) == f"WorkSpace {broken} AVAILABLE: it is UNHEALTHY"
     assert WaitState().plan(ctx(action_env, broken, state="AVAILABLE"),
                             {"states": ["AVAILABLE"]}).skip == "the WorkSpace is already AVAILABLE"
+
+
+# ---- start: AWSSupport-RecoverWorkSpace's route -------------------------------------------
+
+
+def test_a_broken_stopped_workspace_starts_unhealthy_and_goes_on_to_the_reboot(
+        action_env: Env, fleet: Fleet) -> None:
+    workspace_id = workspace(fleet, "stopped-reboot")  # AutoStop, stopped in its boot loop
+    assert action_env.run("workspaces.start", ctx(action_env, workspace_id), {}) == {
+        "started": True, "healthy": False, "state": "UNHEALTHY"}
+    assert action_env.run("workspaces.reboot", ctx(action_env, workspace_id), {}) == {
+        "healthy": True, "state": "AVAILABLE"}
+
+
+def test_a_resumed_start_waits_for_its_start_and_does_not_send_it_again(
+        action_env: Env, fleet: Fleet) -> None:
+    workspace_id = workspace(fleet, "stopped-reboot")
+    action_env.client("workspaces").start_workspaces(
+        StartWorkspaceRequests=[{"WorkspaceId": workspace_id}])  # ours, before a crash
+    assert action_env.run("workspaces.start", ctx(action_env, workspace_id, sent=True), {}) == {
+        "started": True, "healthy": False, "state": "UNHEALTHY"}
+    assert action_env.runtime.count("StartWorkspaces") == 0
+
+
+# ---- resumed and reconciled steps: a restore or a rebuild is never sent twice -------------
+
+
+def _sent_before_the_crash(env: Env, workspace_id: str, operation: str) -> None:
+    """The step's call, sent before the run died; the WorkSpace then settles on its own."""
+    client = env.client("workspaces")
+    if operation == "RestoreWorkspace":
+        client.restore_workspace(WorkspaceId=workspace_id)
+    else:
+        client.rebuild_workspaces(RebuildWorkspaceRequests=[{"WorkspaceId": workspace_id}])
+    env.clock.advance(3600)
+
+
+@pytest.mark.parametrize(("action", "operation", "fixed_by", "after"), [
+    ("workspaces.restore", "RestoreWorkspace", "restore", "AVAILABLE"),
+    ("workspaces.restore", "RestoreWorkspace", "rebuild", "ERROR"),
+    ("workspaces.rebuild", "RebuildWorkspaces", "rebuild", "AVAILABLE"),
+])
+def test_a_resumed_destructive_step_takes_what_its_call_did(
+        action_env: Env, fleet: Fleet, action: str, operation: str, fixed_by: str,
+        after: str) -> None:
+    workspace_id = workspace(fleet, fixed_by)
+    _sent_before_the_crash(action_env, workspace_id, operation)
+    assert state(action_env, workspace_id) == after
+    assert action_env.run(action, ctx(action_env, workspace_id, sent=True), {}) == {
+        "healthy": after == "AVAILABLE", "state": after}
+    assert action_env.runtime.count(operation) == 0
+    assert action_env.sandbox.api_call_counts()[("workspaces", operation)] == 1
+
+
+def test_a_resumed_restore_still_under_way_is_waited_for(action_env: Env, fleet: Fleet) -> None:
+    workspace_id = workspace(fleet, "restore")
+    action_env.client("workspaces").restore_workspace(WorkspaceId=workspace_id)
+    assert action_env.run("workspaces.restore", ctx(action_env, workspace_id, sent=True),
+                          {}) == {"healthy": True, "state": "AVAILABLE"}
+    assert action_env.sandbox.api_call_counts()[("workspaces", "RestoreWorkspace")] == 1
+
+
+def test_a_reconciled_restore_that_shows_nothing_is_not_sent_again(
+        action_env: Env, fleet: Fleet) -> None:
+    """The journal says the step may have sent it; the WorkSpace shows no sign of it in
+    two minutes: a repeat could throw away user data a second time, so it is not sent."""
+    workspace_id = workspace(fleet, "restore")
+    started = action_env.clock.now()
+    assert action_env.run("workspaces.restore", ctx(action_env, workspace_id, sent=True),
+                          {}) == {"healthy": False, "state": "UNHEALTHY"}
+    assert action_env.runtime.count("RestoreWorkspace") == 0
+    assert action_env.clock.now() - started >= 120
+
+
+def test_a_reconciled_reboot_that_shows_nothing_is_sent_again(
+        action_env: Env, fleet: Fleet) -> None:
+    workspace_id = workspace(fleet, "reboot")
+    assert action_env.run("workspaces.reboot", ctx(action_env, workspace_id, sent=True),
+                          {}) == {"healthy": True, "state": "AVAILABLE"}
+    assert action_env.runtime.count("RebootWorkspaces") == 1
+
+
+def test_a_resumed_reboot_of_a_workspace_now_available_keeps_its_sessions(
+        action_env: Env, fleet: Fleet) -> None:
+    workspace_id = workspace(fleet, "reboot")
+    action_env.client("workspaces").reboot_workspaces(
+        RebootWorkspaceRequests=[{"WorkspaceId": workspace_id}])  # ours, before a crash
+    action_env.clock.advance(600)
+    assert action_env.run("workspaces.reboot", ctx(action_env, workspace_id, sent=True),
+                          {}) == {"healthy": True, "state": "AVAILABLE"}
+    assert action_env.runtime.count("RebootWorkspaces") == 0
+
+
+# ---- a lost reply, and the request sent again: our own call in progress ------------------
+
+
+class Resending(GateRuntime):
+    """A client that sends a request again when its reply is lost (an SDK's own retries,
+    or an operation that would be resent): the repeat meets the first one's effect."""
+
+    def call(self, call: Call, region: str) -> Mapping[str, Any]:
+        try:
+            return super().call(call, region)
+        except AwsError as error:
+            if error.code != "InternalError":
+                raise
+            return super().call(call, region)
+
+
+@pytest.mark.parametrize(("action", "operation", "fixed_by"), [
+    ("workspaces.reboot", "RebootWorkspaces", "reboot"),
+    ("workspaces.restore", "RestoreWorkspace", "restore"),
+    ("workspaces.rebuild", "RebuildWorkspaces", "rebuild"),
+])
+def test_a_repeat_refused_because_of_our_lost_call_waits_for_it(
+        action_env: Env, fleet: Fleet, action: str, operation: str, fixed_by: str) -> None:
+    workspace_id = workspace(fleet, fixed_by)
+    action_env.sandbox.lose_replies(operation, times=1)
+    runtime = Resending(action_env.client, action_env.clock)
+    step = action_env.context(Target("workspace", workspace_id, REGION), {}, runtime=runtime,
+                              sent_before=lambda _operation: False)
+    assert action_env.run(action, step, {}) == {"healthy": True, "state": "AVAILABLE"}
+    calls = [c for c in action_env.sandbox.api_calls if c.operation == operation]
+    assert [c.reply_lost for c in calls] == [True, False]  # the repeat was refused
+
+
+def test_a_refusal_while_another_change_is_under_way_fails_with_its_state(
+        action_env: Env, fleet: Fleet) -> None:
+    workspace_id = workspace(fleet, "restore")
+
+    def someone_reboots_it(_response: Mapping[str, Any]) -> None:  # after our first read
+        del action_env.runtime.after["DescribeWorkspaces"]
+        action_env.client("workspaces").reboot_workspaces(
+            RebootWorkspaceRequests=[{"WorkspaceId": workspace_id}])
+
+    action_env.runtime.after["DescribeWorkspaces"] = someone_reboots_it
+    with pytest.raises(StepFailed) as failed:
+        action_env.run("workspaces.restore", ctx(action_env, workspace_id), {})
+    assert str(failed.value) == (
+        f"RestoreWorkspace refused {workspace_id}: OperationNotSupportedException: The "
+        f"WorkSpace {workspace_id} cannot be restored while it is REBOOTING. (it is REBOOTING)")

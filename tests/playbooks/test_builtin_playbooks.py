@@ -161,13 +161,36 @@ def test_replace_root_needs_acceptance(sandbox: Sandbox, tmp_path: Path) -> None
     assert sandbox.instance_store_intact(store.instance_id)
 
 
+WORKSPACE_DATA_LOSS = frozenset({"workspace-restore-data-loss", "workspace-rebuild-data-loss"})
+
+
+def workspace_states(sb: Sandbox, ids: list[str]) -> dict[str, str]:
+    found = sb.client("workspaces").describe_workspaces(WorkspaceIds=ids)["Workspaces"]
+    return {w["WorkspaceId"]: w["State"] for w in found}
+
+
+def report_of(path: Path) -> dict[str, tuple[str, str | None, list[str]]]:
+    """Target id -> (status, error, the steps it ran), from a JSON report."""
+    return {t["id"]: (t["status"], t["error"], [s["id"] for s in t["steps"]
+                                                if s["status"] != "skipped"])
+            for t in json.loads(path.read_text())["targets"]}
+
+
 def test_workspaces(sandbox: Sandbox, tmp_path: Path) -> None:
-    fleet = sandbox.build_fleet(FleetSpec(plain=0, workspaces=4, azs=1))
-    accepted = frozenset({"workspace-restore-data-loss", "workspace-rebuild-data-loss"})
-    assert run(sandbox, "workspaces-recover.yaml", tmp_path, accepted=accepted) == 0
+    fleet = sandbox.build_fleet(FleetSpec(plain=0, workspaces=5, azs=1))
+    report = tmp_path / "run.json"
+    assert run(sandbox, "workspaces-recover.yaml", tmp_path, accepted=WORKSPACE_DATA_LOSS,
+               reports=(f"json:{report}",)) == 0
     ids = [w.workspace_id for w in fleet.workspaces]
-    spaces = sandbox.client("workspaces").describe_workspaces(WorkspaceIds=ids)["Workspaces"]
-    assert {w["State"] for w in spaces} == {"AVAILABLE"}
+    assert workspace_states(sandbox, ids) == {wid: "AVAILABLE" for wid in ids}
+    # AWSSupport-RecoverWorkSpace's route: each step only where the one before did not help.
+    route = {"reboot": ["start", "reboot", "verify"],
+             "restore": ["start", "reboot", "restore", "verify"],
+             "rebuild": ["start", "reboot", "restore", "rebuild", "verify"],
+             "stopped": ["start", "verify"],
+             "stopped-reboot": ["start", "reboot", "verify"]}  # it starts UNHEALTHY
+    assert report_of(report) == {w.workspace_id: ("succeeded", None, route[w.fixed_by])
+                                 for w in fleet.workspaces}
 
 
 def test_workspaces_destructive_steps_need_acceptance(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -199,6 +222,28 @@ def test_workspaces_destructive_steps_need_acceptance(sandbox: Sandbox, tmp_path
     assert {wid: state for wid, state in states().items()
             if fixed_by[wid] in ("reboot", "stopped")} == {
         wid: "AVAILABLE" for wid, how in fixed_by.items() if how in ("reboot", "stopped")}
+
+
+def test_a_rerun_skips_the_workspaces_already_healthy(sandbox: Sandbox, tmp_path: Path) -> None:
+    fleet = sandbox.build_fleet(FleetSpec(plain=0, workspaces=5, azs=1))
+    fixed_by = {w.workspace_id: w.fixed_by for w in fleet.workspaces}
+    assert run(sandbox, "workspaces-recover.yaml", tmp_path) == 2  # restores not accepted
+    sandbox.reset_api_calls()
+    report = tmp_path / "rerun.json"
+
+    assert run(sandbox, "workspaces-recover.yaml", tmp_path, accepted=WORKSPACE_DATA_LOSS,
+               reports=(f"json:{report}",)) == 0
+
+    # The first run made these AVAILABLE: the rerun leaves them (and their users'
+    # sessions) alone, and goes on with the two that needed a restore.
+    healthy = ("skipped", "already healthy (AVAILABLE: WorkSpaces' health checks pass)", [])
+    expected = {"restore": ("succeeded", None, ["start", "reboot", "restore", "verify"]),
+                "rebuild": ("succeeded", None,
+                            ["start", "reboot", "restore", "rebuild", "verify"])}
+    assert report_of(report) == {wid: expected.get(how, healthy)
+                                 for wid, how in fixed_by.items()}
+    assert sandbox.api_call_counts()[("workspaces", "StartWorkspaces")] == 0
+    assert workspace_states(sandbox, list(fixed_by)) == {wid: "AVAILABLE" for wid in fixed_by}
 
 
 def test_root_replacement_needs_acceptance_before_anything_runs(

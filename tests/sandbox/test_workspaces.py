@@ -6,7 +6,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from remediate.clock import VirtualClock
-from remediate.sandbox import Fleet
+from remediate.sandbox import Fleet, FleetSpec, Sandbox
 
 from .conftest import error_of
 
@@ -79,8 +79,8 @@ def test_wrong_state_ids_come_back_in_failed_requests(workspaces: Any, fleet: Fl
     assert answer["FailedRequests"] == [
         {
             "WorkspaceId": stopped,
-            "ErrorCode": "InvalidResourceState",
-            "ErrorMessage": "The specified WorkSpace has an invalid state for this operation.",
+            "ErrorCode": "InvalidResourceStateException",
+            "ErrorMessage": "The state of the resource is not valid for this operation.",
         }
     ]
     assert _state(workspaces, broken) == "REBOOTING"
@@ -134,4 +134,60 @@ def test_batches_are_limited_like_aws(workspaces: Any, fleet: Fleet) -> None:
         workspaces.rebuild_workspaces(RebuildWorkspaceRequests=ids[:2])
     assert error_of(excinfo)[0] == "ValidationException"
     unknown = workspaces.reboot_workspaces(RebootWorkspaceRequests=ids[:1])
-    assert unknown["FailedRequests"][0]["WorkspaceId"] == "ws-000000000"
+    assert unknown["FailedRequests"] == [{
+        "WorkspaceId": "ws-000000000", "ErrorCode": "ResourceNotFoundException",
+        "ErrorMessage": "The resource could not be found."}]
+
+
+def test_a_broken_workspace_stopped_by_autostop_starts_unhealthy(
+        sandbox: Sandbox, workspaces: Any, clock: VirtualClock) -> None:
+    fleet = sandbox.build_fleet(FleetSpec(plain=0, workspaces=5, azs=1))
+    target = _one(fleet, "stopped-reboot")
+    assert _state(workspaces, target) == "STOPPED"
+    workspaces.start_workspaces(StartWorkspaceRequests=[{"WorkspaceId": target}])
+    clock.advance(180)
+    assert _state(workspaces, target) == "UNHEALTHY"  # the boot loop again, not AVAILABLE
+    workspaces.reboot_workspaces(RebootWorkspaceRequests=[{"WorkspaceId": target}])
+    clock.advance(300)
+    assert _state(workspaces, target) == "AVAILABLE"
+
+
+def test_start_and_stop_need_autostop_or_manual(workspaces: Any, fleet: Fleet) -> None:
+    always_on = _one(fleet, "reboot")
+    refused = {"WorkspaceId": always_on, "ErrorCode": "OperationNotSupportedException",
+               "ErrorMessage": "This operation is not supported."}
+    answer = workspaces.stop_workspaces(StopWorkspaceRequests=[{"WorkspaceId": always_on}])
+    assert answer["FailedRequests"] == [refused]
+    answer = workspaces.start_workspaces(StartWorkspaceRequests=[{"WorkspaceId": always_on}])
+    assert answer["FailedRequests"] == [refused]
+    assert _state(workspaces, always_on) == "UNHEALTHY"
+
+
+def test_a_reboot_is_repeated_only_after_over_twenty_minutes_rebooting(
+        sandbox: Sandbox, workspaces: Any, fleet: Fleet, clock: VirtualClock) -> None:
+    target = _one(fleet, "reboot")
+    workspaces.reboot_workspaces(RebootWorkspaceRequests=[{"WorkspaceId": target}])
+    sandbox.world.timeline.cancel(("workspace", target))  # stuck: nothing ends this reboot
+    clock.advance(1200)
+    again = workspaces.reboot_workspaces(RebootWorkspaceRequests=[{"WorkspaceId": target}])
+    assert [f["ErrorCode"] for f in again["FailedRequests"]] == ["InvalidResourceStateException"]
+    clock.advance(1)
+    again = workspaces.reboot_workspaces(RebootWorkspaceRequests=[{"WorkspaceId": target}])
+    assert again["FailedRequests"] == []
+    clock.advance(300)
+    assert _state(workspaces, target) == "AVAILABLE"
+
+
+def test_a_workspaces_call_can_take_effect_and_lose_its_reply(
+        sandbox: Sandbox, workspaces: Any, fleet: Fleet) -> None:
+    target = _one(fleet, "rebuild")
+    sandbox.lose_replies("RebuildWorkspaces", times=1)
+    with pytest.raises(ClientError) as excinfo:
+        workspaces.rebuild_workspaces(RebuildWorkspaceRequests=[{"WorkspaceId": target}])
+    assert error_of(excinfo)[0] == "InternalError"
+    assert _state(workspaces, target) == "REBUILDING"  # it took effect
+    again = workspaces.rebuild_workspaces(RebuildWorkspaceRequests=[{"WorkspaceId": target}])
+    assert [f["ErrorCode"] for f in again["FailedRequests"]] == ["InvalidResourceStateException"]
+    calls = [c for c in sandbox.api_calls if c.operation == "RebuildWorkspaces"]
+    assert [c.reply_lost for c in calls] == [True, False]
+
