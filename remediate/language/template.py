@@ -13,7 +13,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-TEMPLATE_RE = re.compile(r"\$\{\{(.*?)\}\}")
+# What is inside cannot hold "}}": "${{ a }}-${{ b }}" is two templates, even where the
+# whole string must match (a value that is one template keeps its type).
+TEMPLATE_RE = re.compile(r"\$\{\{((?:(?!\}\}).)*)\}\}")
 REFERENCE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*")
 NAMESPACES = ("params", "target", "steps", "run")
 

@@ -107,6 +107,21 @@ def test_a_newline_for_a_script_is_refused_before_an_earlier_step_stops_anything
     assert unchanged.sandbox.api_calls == []
 
 
+def test_an_unset_parameter_inside_a_string_is_refused_rather_than_sent_as_none(
+        unchanged: CliSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    playbook = tmp_path / "note.yaml"
+    playbook.write_text(STOP_THEN_SCRIPT.replace("default: fine", "description: optional"),
+                        encoding="utf-8")
+
+    assert run_cli("plan", str(playbook)) == 1
+
+    assert capsys.readouterr().err == (
+        "error: parameter note (unset; set it with --param note=...): step note "
+        "(ssm.run_command) with.parameters.Note: the parameter is unset, but the step puts it "
+        "inside a string\n")
+    assert unchanged.sandbox.api_calls == []
+
+
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_a_clock_factor_that_is_not_a_finite_number_is_a_usage_error(
         unchanged: CliSandbox, value: str, capsys: pytest.CaptureFixture[str]) -> None:
