@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from remediate.actions.requests import ActionRun
 from remediate.actions.scoped import Scoped
 from remediate.clock import Clock
-from remediate.language.problems import Path
+from remediate.language.problems import Path, Problem, Problems
 from remediate.language.schema import Record
 
 if TYPE_CHECKING:
@@ -157,10 +157,24 @@ class Action(ABC):
         nothing will judge are not paid for."""
         return {}
 
-    def validate(self, params: Mapping[str, Any], base_dir: str) -> list[tuple[Path, str]]:
-        """Rules the schema cannot say (cross-field, files exist); (path under ``with``,
-        message) pairs. ``base_dir`` is the playbook's folder."""
+    def validate(self, params: Mapping[str, Any], base_dir: str) -> list[Problem]:
+        """Rules the schema cannot say (cross-field, files exist), on params the schema
+        accepted; each problem's path is under ``with``. ``base_dir`` is the playbook's
+        folder."""
         return []
+
+    def check_params(self, params: Mapping[str, Any], path: Path,
+                     base_dir: str) -> tuple[Any, list[Problem]]:
+        """A step's ``with`` (at ``path``) judged by the schema and, once the schema
+        accepts it, by :meth:`validate`: the checked value (``INVALID`` if the schema
+        refused it) and every problem. ``validate`` and the parameter checks of
+        ``plan``/``run`` both judge a step through here."""
+        problems = Problems()
+        checked = self.params.check(params, path, problems)
+        if not problems and isinstance(checked, Mapping):
+            problems.extend([replace(p, path=(*path, *p.path))
+                             for p in self.validate(checked, base_dir)])
+        return checked, problems.items
 
     @abstractmethod
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:

@@ -35,7 +35,7 @@ from remediate.actions.ec2_volumes import VOLUME_ID
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, Call, StepFailed, wait_state
 from remediate.actions.scoped import Scoped, created_by, ec2_arn
-from remediate.language.problems import Path
+from remediate.language.problems import Problem
 from remediate.language.schema import Bool, Choice, Field, Str
 from remediate.language.schema import Record as Schema
 
@@ -115,17 +115,18 @@ class ReplaceRoot(Action):
     verify = "the task reaches 'succeeded'"
     undo = "ec2.replace_root"
 
-    def validate(self, params: Mapping[str, Any], base_dir: str) -> list[tuple[Path, str]]:
-        problems: list[tuple[Path, str]] = []
+    def validate(self, params: Mapping[str, Any], base_dir: str) -> list[Problem]:
+        problems: list[Problem] = []
         given = [key for key in SOURCES if params.get(key)]
         if len(given) != 1:
             found = ", ".join(given) if given else "none"
-            problems.append(((), "expected exactly one of snapshot_id, image_id, volume_id, "
-                                 f"restore_to: launch-state; found {found}"))
+            problems.append(Problem((), "expected exactly one of snapshot_id, image_id, "
+                                        f"volume_id, restore_to: launch-state; found {found}"))
         if params.get("delete_replaced_root_volume") is True:
-            problems.append((("delete_replaced_root_volume",),
-                             "remediate never deletes a customer volume; the replaced root "
-                             "volume is kept (delete it yourself once you have checked it)"))
+            problems.append(Problem(("delete_replaced_root_volume",),
+                                    "remediate never deletes a customer volume; the replaced "
+                                    "root volume is kept (delete it yourself once you have "
+                                    "checked it)"))
         return problems
 
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:

@@ -20,16 +20,15 @@ from remediate.actions.requests import ActionRun, AwsError, Call, StepFailed, Wa
 from remediate.actions.rescue_launch import SLOTS, Pulled, RescueConfig, probe_request
 from remediate.actions.rescue_permissions import ATTACH, REPAIR, TERMINATE
 from remediate.actions.rescue_pool import RescueInstance, RescuePool, Slot, detach_from_rescue
+from remediate.actions.script_files import read_script, script_problems
 from remediate.actions.ssm import (
     INSTANCE_ID_RE,
     SHELL_DOCUMENTS,
     build_script,
-    check_script_file,
     command_comment,
-    read_script,
     run_script,
 )
-from remediate.language.problems import Path
+from remediate.language.problems import Problem
 from remediate.language.schema import Choice, Duration, Field, Int, ListOf, Record, Str
 
 if TYPE_CHECKING:
@@ -313,17 +312,14 @@ class Repair(Action):
     start_states = frozenset({"stopped"})
     verify = "the SSM invocation ends Success with exit code 0"
 
-    def validate(self, params: Mapping[str, Any], base_dir: str) -> list[tuple[Path, str]]:
+    def validate(self, params: Mapping[str, Any], base_dir: str) -> list[Problem]:
         script = params.get("script", DEFAULT_SCRIPT)
         if not isinstance(script, str):
             return []
-        problems: list[tuple[Path, str]] = []
-        problem = check_script_file(base_dir, script)
-        if problem:
-            problems.append((("script",), problem))
+        problems = script_problems(base_dir, script, ("script",))
         if params.get("shell", "auto") == "auto" and _shell(script, "auto") is None:
-            problems.append((("shell",), f"cannot tell the shell of {script} from its "
-                                         "extension: set shell to powershell or sh"))
+            problems.append(Problem(("shell",), f"cannot tell the shell of {script} from its "
+                                                "extension: set shell to powershell or sh"))
         return problems
 
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:

@@ -14,7 +14,6 @@ running the script a second time next to itself.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,8 @@ from remediate.actions.ec2_inspect import batch_limits
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, AwsError, Call, Request, Sleep, StepFailed, Wait
 from remediate.actions.scoped import Condition, Scoped, arn, ec2_arn
-from remediate.language.problems import Path
+from remediate.actions.script_files import read_script, script_problems, template_error
+from remediate.language.problems import Problem
 from remediate.language.quoting import QUOTERS, UnsafeValue
 from remediate.language.schema import (
     Bool,
@@ -41,7 +41,6 @@ from remediate.language.schema import (
     Record,
     Str,
 )
-from remediate.language.template import TEMPLATE_RE, has_template
 
 # Document -> the shell its commands run in (the quoting to use).
 DOCUMENTS: Final = MappingProxyType(
@@ -71,16 +70,6 @@ def sends_command(*to_instances: Condition) -> tuple[Scoped, Scoped]:
             Scoped("ssm:SendCommand", (ec2_arn("instance"),), to_instances))
 
 
-def template_error(text: str, where: str) -> str | None:
-    """Why ``text`` may not hold ``${{ }}`` templates, or None when it holds none."""
-    if not has_template(text):
-        return None
-    found = TEMPLATE_RE.search(text)
-    shown = found.group(0) if found else "${{"
-    return (f"templates are not allowed in {where} (found {shown!r}): pass the value "
-            "through parameters, which quotes it, and use the variable in the script")
-
-
 def build_script(shell: str, variables: Mapping[str, str], body: Sequence[str]) -> list[str]:
     """Quoted assignments for ``variables``, then ``body``: the lines SSM runs.
 
@@ -94,36 +83,6 @@ def build_script(shell: str, variables: Mapping[str, str], body: Sequence[str]) 
         quoted = quote(str(value))
         lines.append(f"${name} = {quoted}" if shell == "powershell" else f"{name}={quoted}")
     return [*lines, *body]
-
-
-def script_path(base_dir: str, path: str) -> str:
-    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
-
-
-def read_script(base_dir: str, path: str) -> list[str]:
-    """A script file's lines (BOM dropped); StepFailed if missing or templated."""
-    full = script_path(base_dir, path)
-    try:
-        with open(full, encoding="utf-8-sig") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise StepFailed(f"cannot read script {full}: {exc.strerror}") from exc
-    problem = template_error(text, f"script {path}")
-    if problem:
-        raise StepFailed(problem)
-    return text.splitlines()
-
-
-def check_script_file(base_dir: str, path: str) -> str | None:
-    """What is wrong with a script file named in a playbook (validate time), if anything."""
-    full = script_path(base_dir, path)
-    if not os.path.isfile(full):
-        return f"script file {path} not found (looked for {full})"
-    try:
-        with open(full, encoding="utf-8-sig") as handle:
-            return template_error(handle.read(), f"script {path}")
-    except (OSError, UnicodeDecodeError) as exc:
-        return f"cannot read script file {full}: {exc}"
 
 
 def command_comment(run_id: str, step_id: str, extra: str = "") -> str:
@@ -301,28 +260,29 @@ class RunCommand(Action):
     batches = batch_limits("ssm:SendCommand")
     verify = "the invocation ends Success with exit code 0"
 
-    def validate(self, params: Mapping[str, Any], base_dir: str) -> list[tuple[Path, str]]:
-        problems: list[tuple[Path, str]] = []
+    def validate(self, params: Mapping[str, Any], base_dir: str) -> list[Problem]:
+        problems: list[Problem] = []
         has_commands, has_script = "commands" in params, "script" in params
         if has_commands and has_script:
-            problems.append(((), "set commands or script, not both"))
+            problems.append(Problem((), "set commands or script, not both"))
         elif not has_commands and not has_script:
-            problems.append(((), "set commands (a list of lines) or script (a file)"))
+            problems.append(Problem((), "set commands (a list of lines) or script (a file)"))
         for i, line in enumerate(params.get("commands") or []):
             problem = template_error(str(line), "commands") if isinstance(line, str) else None
             if problem:
-                problems.append((("commands", i), problem))
+                problems.append(Problem(("commands", i), problem))
         if isinstance(params.get("script"), str):
-            problem = check_script_file(base_dir, params["script"])
-            if problem:
-                problems.append((("script",), problem))
+            problems += script_problems(base_dir, params["script"], ("script",))
         shell = DOCUMENTS.get(str(params.get("document", "AWS-RunPowerShellScript")), "sh")
         for name, value in (params.get("parameters") or {}).items():
-            if isinstance(value, str) and not has_template(value):
-                try:
-                    QUOTERS[shell](value)
-                except UnsafeValue as exc:
-                    problems.append((("parameters", name), str(exc)))
+            if not isinstance(value, str):
+                continue
+            try:  # the text around templates now; what they stand for once it is known
+                QUOTERS[shell](value)
+            except UnsafeValue as exc:
+                problems.append(Problem(("parameters", name), str(exc),
+                                        "no quoting makes a newline or NUL safe in a "
+                                        "script: pass one line of text"))
         return problems
 
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:

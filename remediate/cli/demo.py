@@ -17,7 +17,7 @@ import click
 from remediate.cli import exitcodes
 from remediate.cli.fleets import demo_spec
 from remediate.cli.launch import Environment, RunRequest, execute
-from remediate.cli.options import TargetArgs
+from remediate.cli.options import FiniteFloat, TargetArgs
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 ACCEPT_WORKSPACES = frozenset({"workspace-restore-data-loss", "workspace-rebuild-data-loss"})
@@ -75,7 +75,7 @@ def _needs_a_human(last: dict[str, tuple[str, str]]) -> list[str]:
 @click.option("--fleet", "plain", type=click.IntRange(1, 5000), default=12, show_default=True,
               help="Plain broken Windows instances (plus one of each pitfall).")
 @click.option("--workspaces", type=click.IntRange(0, 500), default=6, show_default=True)
-@click.option("--speed", type=float, default=0.0, show_default=True,
+@click.option("--speed", type=FiniteFloat(min=0), default=0.0, show_default=True,
               help="0: simulated time (instant); N: N simulated seconds per real second.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bars (default: when stderr is a terminal).")

@@ -119,8 +119,9 @@ def execute(request: RunRequest, env: Environment | None = None) -> int:
 
     # So does a typo in --report, or a report or journal that cannot be written (not
     # after the prompt, or the run).
-    checked_specs(request.reports)
-    if not request.dry_run and request.stepfunctions is None:
+    journaled = not request.dry_run and request.stepfunctions is None
+    checked_specs(request.reports, request.journal_path if journaled else None)
+    if journaled:
         check_destination(request.journal_path, f"--journal {request.journal_path}")
     run_id = new_run_id()
     factory = ClientFactory(_accounts(playbook, request.targets.profile), run_id=run_id,
@@ -245,7 +246,7 @@ def _run(request: RunRequest, env: Environment, playbook: Playbook, params: dict
 
     journal = Journal(_journal_path(request.journal_path))
     bus = subscribers(request.reports, request.progress, request.notify, factory,
-                      topic_checked=True)
+                      topic_checked=True, journal=request.journal_path)
     confirm = None if request.yes or not playbook.guards.pause_after_canary else _canary_prompt
     executor = Executor(playbook, targets, clients=lookup(factory), clock=env.clock, bus=bus,
                         journal=journal, run_id=run_id, params=params,
@@ -267,16 +268,18 @@ def _journal_path(path: str) -> str:
 
 
 def subscribers(reports: tuple[str, ...], progress: bool | None, notify: str | None,
-                factory: Any, *, topic_checked: bool = False) -> Any:
-    """The run's event bus: the terminal, the reports, and ``--notify``'s SNS topic (checked
-    with GetTopicAttributes first, unless ``topic_checked``)."""
+                factory: Any, *, topic_checked: bool = False,
+                journal: str | None = None) -> Any:
+    """The run's event bus: the terminal, the reports (none on the run's ``journal``), and
+    ``--notify``'s SNS topic (checked with GetTopicAttributes first, unless
+    ``topic_checked``)."""
     from remediate.executor.events import EventBus
     from remediate.reporters import from_specs
     from remediate.reporters.terminal import TerminalReporter
 
     bus = EventBus()
     bus.subscribe(TerminalReporter(progress=progress))
-    bus.subscribe(from_specs(reports))
+    bus.subscribe(from_specs(reports, journal))
     if notify:
         from remediate.notify import sns_notifier
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -63,10 +64,28 @@ CLOCK_FACTOR_HELP = ("Rehearsals against `remediate sandbox serve --clock-factor
                      "tool's own waits (polls, backoff, pacing) run F times faster too.")
 
 
+class FiniteFloat(click.FloatRange):
+    """A number within bounds, never nan or inf: nan compares false with every bound, so
+    click's FloatRange lets it (and inf, without a maximum) through."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+# Simulated seconds per real second (--clock-factor): a positive, finite number.
+CLOCK_FACTOR = FiniteFloat(min=0, min_open=True)
+
+
 def clock_factor_option(func: F) -> F:
     """Hidden: only for the sandbox server, whose state changes run F times faster."""
-    return click.option("--clock-factor", type=click.FloatRange(min=0, min_open=True),
-                        metavar="F", hidden=True, help=CLOCK_FACTOR_HELP)(func)
+    return click.option("--clock-factor", type=CLOCK_FACTOR, metavar="F", hidden=True,
+                        help=CLOCK_FACTOR_HELP)(func)
 
 
 def notify_option(func: F) -> F:
@@ -153,7 +172,8 @@ def parse_rate_limits(items: tuple[str, ...]) -> dict[str, Bucket]:
             if not sep or not slash:
                 raise ValueError(item)
             bucket = Bucket(float(burst), float(rate))
-            if bucket.capacity < 1 or bucket.refill <= 0:
+            if not (math.isfinite(bucket.capacity) and math.isfinite(bucket.refill)) \
+                    or bucket.capacity < 1 or bucket.refill <= 0:
                 raise ValueError(item)
         except ValueError:
             raise UserError(f"--rate-limit expects BUCKET=BURST/RATE (e.g. ec2.mutating=50/5), "

@@ -67,7 +67,7 @@ def resume(journal: str, run_id: str | None, playbook_path: str | None,
     env = Environment().scaled(clock_factor)
     factory = ClientFactory(playbook.targets.accounts, run_id=record.run_id,
                             session=env.session, endpoint_url=env.endpoint_url)
-    bus = subscribers(reports, progress, notify, factory)
+    bus = subscribers(reports, progress, notify, factory, journal=journal)
     try:
         executor = resuming(store, playbook, clients=lookup(factory), clock=env.clock, bus=bus,
                             run_id=record.run_id,

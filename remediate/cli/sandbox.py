@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from remediate.cli.fleets import demo_spec
+from remediate.cli.options import CLOCK_FACTOR
 
 # Any role ARN does in the sandbox (moto does not check it exists).
 SANDBOX_ROLE = "arn:aws:iam::123456789012:role/remediate-sfn"
@@ -30,7 +31,7 @@ def sandbox() -> None:
 @click.option("--pitfalls/--no-pitfalls", default=True, show_default=True,
               help="Add one instance of each pitfall (instance store, Spot, stop protection, "
                    "bad KMS key, Marketplace, hibernation).")
-@click.option("--clock-factor", type=click.FloatRange(min=0, min_open=True), default=60.0,
+@click.option("--clock-factor", type=CLOCK_FACTOR, default=60.0,
               show_default=True,
               help="Simulated seconds per real second (60: a 2-minute stop takes 2 s).")
 @click.option("--stepfunctions", is_flag=True,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from remediate.actions.contract import Target
@@ -44,9 +43,7 @@ class RunContext:
 
     @property
     def base_dir(self) -> str:
-        # Script files named in params are relative to the playbook's folder.
-        folder = Path(self.playbook.source).parent
-        return str(folder) if not self.playbook.source.startswith("<") and folder.is_dir() else "."
+        return self.playbook.folder
 
     def now(self) -> datetime:
         return self.clock.wall()

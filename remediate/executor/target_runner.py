@@ -121,6 +121,8 @@ class TargetRunner:
         params = action.params.check(
             action.inspect_params(rc.policy.relevant, rc.policy.rescue_image_id), ("inspect",),
             problems)
+        if problems:  # its params come from the playbook's: checked before the run starts
+            return None, f"cannot inspect: {problems.summary()}"
         assert self.state.task is not None
         self.state.task.caller.step_id = "inspect"
         try:

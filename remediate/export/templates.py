@@ -24,28 +24,7 @@ from remediate.actions.contract import Action
 from remediate.export import asl
 from remediate.export.errors import NotExportable
 from remediate.language.problems import Problems, render_path
-from remediate.language.template import TEMPLATE_RE, has_template, lookup
-
-
-def _static(value: Any, params: Mapping[str, Any]) -> Any:
-    """``value`` with ``params.*`` references replaced by their values."""
-    if isinstance(value, str) and has_template(value):
-        whole = TEMPLATE_RE.fullmatch(value.strip())
-        if whole and whole.group(1).strip().startswith("params."):
-            return lookup(whole.group(1).strip(), {"params": params})
-
-        def one(match: Any) -> str:
-            ref = match.group(1).strip()
-            if ref.startswith("params."):
-                return str(lookup(ref, {"params": params}))
-            return str(match.group(0))
-
-        return TEMPLATE_RE.sub(one, value)
-    if isinstance(value, list):
-        return [_static(item, params) for item in value]
-    if isinstance(value, Mapping):
-        return {key: _static(item, params) for key, item in value.items()}
-    return value
+from remediate.language.template import TEMPLATE_RE, as_references, has_template, substitute
 
 
 def json_path(ref: str, facts: Collection[str], where: str) -> str:
@@ -87,7 +66,8 @@ def bind(action: Action, step_id: str, raw: Mapping[str, Any], params: Mapping[s
     run-time references as :class:`~remediate.export.asl.Ref`."""
     where = f"step {step_id} ({action.name})"
     problems = Problems()
-    checked = action.params.check(_static(dict(raw), params), ("with",), problems)
+    checked = action.params.check(substitute(dict(raw), as_references(params)), ("with",),
+                                  problems)
     if problems:
         raise NotExportable(where, "; ".join(f"{render_path(p.path)}: {p.message}"
                                              for p in problems.items))

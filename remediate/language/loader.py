@@ -7,6 +7,7 @@ the first AWS call, each with file, line, column, key path, expected and found.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from remediate.aws.apis import Bucket
+from remediate.language.bindings import Misfit, misfits
 from remediate.language.model import (
     Account,
     BatchSize,
@@ -30,6 +32,7 @@ from remediate.language.problems import Located, Problem, Problems, render_path
 from remediate.language.schema import INVALID, did_you_mean
 from remediate.language.semantics import check_semantics
 from remediate.language.spec import PLAYBOOK
+from remediate.language.template import has_template
 from remediate.language.yamlload import Positions, YamlProblem, check_size, parse
 
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
@@ -73,10 +76,25 @@ def load_text(text: str | bytes, source: str = "<string>", base_dir: str = ".") 
     checked = PLAYBOOK.check(data, (), problems)
     check_semantics(data, base_dir, problems)
     decoded = text.decode("utf-8-sig") if isinstance(text, bytes) else text
-    result.problems = _locate(problems.items, source, decoded.splitlines(), positions)
+    lines = decoded.splitlines()
+    result.problems = _locate(problems.items, source, lines, positions)
     if not result.problems and checked is not INVALID:
-        result.playbook = build(checked, source)
+        playbook = build(checked, source)
+        result.problems = _locate(_default_problems(playbook, base_dir), source, lines,
+                                  positions)
+        result.playbook = None if result.problems else playbook
     return result
+
+
+def _default_problems(playbook: Playbook, base_dir: str) -> list[Problem]:
+    """Defaults a step that uses them cannot take (a run would fail every target there)."""
+    defaults = {name: p.default for name, p in playbook.parameters.items()
+                if p.default is not None}
+    return [Problem(("parameters", misfit.names[0], "default"),
+                    f"the default does not fit {misfit.describe()}",
+                    "change the default (or the step): a run with it would fail every "
+                    "target at this step")
+            for misfit in misfits(playbook, defaults, base_dir)]
 
 
 def load_file(path: str | os.PathLike[str]) -> LoadResult:
@@ -200,7 +218,10 @@ def _coerce(param: Parameter, text: str) -> Any:
     if param.type == "integer":
         return int(text)
     if param.type == "number":
-        return float(text)
+        number = float(text)
+        if not math.isfinite(number):  # nan passes every bound it is compared with
+            raise ValueError(text)
+        return number
     if param.type == "boolean":
         if text.lower() in _TRUE | _FALSE:
             return text.lower() in _TRUE
@@ -223,11 +244,15 @@ def bind_params(playbook: Playbook, overrides: Mapping[str, str]) -> tuple[dict[
             errors.append(f"--param {key}: the playbook has no parameter {key!r} ({hint})")
     for name, param in playbook.parameters.items():
         if name in overrides:
+            if has_template(overrides[name]):
+                errors.append(f"--param {name}: expected a value, found a template "
+                              f"{shown(overrides[name])} (parameter values are not rendered)")
+                continue
             try:
                 value = _coerce(param, overrides[name])
             except ValueError:
                 errors.append(f"--param {name}: expected {param.type}, found "
-                              f"{overrides[name]!r}")
+                              f"{shown(overrides[name])}")
                 continue
         elif param.default is not None:
             value = param.default
@@ -241,4 +266,26 @@ def bind_params(playbook: Playbook, overrides: Mapping[str, str]) -> tuple[dict[
                           f"{', '.join(map(str, param.choices))}, found {value!r}")
             continue
         values[name] = value
+    if not errors:  # every value known: judge it by each step that uses it
+        errors = [_misfit_text(m, overrides, values)
+                  for m in misfits(playbook, values, playbook.folder)]
     return values, errors
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """A command-line value in a one-line error: cut when long, quoted when it holds
+    what a terminal would not show on one line (a newline)."""
+    cut = text if len(text) <= limit else text[:limit - 3] + "..."
+    return cut if cut.isprintable() else repr(cut)
+
+
+def _misfit_text(misfit: Misfit, overrides: Mapping[str, str],
+                 values: Mapping[str, Any]) -> str:
+    def who(name: str) -> str:
+        if name in overrides:
+            return f"--param {name}={shown(overrides[name])}"
+        if values.get(name) is None:
+            return f"parameter {name} (unset; set it with --param {name}=...)"
+        return f"parameter {name} (default {shown(repr(values[name]))})"
+
+    return f"{', '.join(map(who, misfit.names))}: {misfit.describe()}"

@@ -6,6 +6,7 @@ Loading goes parse -> validate -> apply defaults -> these objects (see
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -171,6 +172,12 @@ class Playbook:
     guards: Guards = Guards()
     execution: Execution = Execution()
     source: str = "<string>"
+
+    @property
+    def folder(self) -> str:
+        """The playbook's folder: script files named in steps are relative to it."""
+        folder = os.path.dirname(self.source) or "."
+        return folder if not self.source.startswith("<") and os.path.isdir(folder) else "."
 
     def step(self, step_id: str) -> Step:
         for step in (*self.steps, *self.rollback):

@@ -70,5 +70,9 @@ class Problems:
     def __bool__(self) -> bool:
         return bool(self.items)
 
+    def summary(self) -> str:
+        """Every problem on one line: ``with.times: expected ...; with.timeout: ...``."""
+        return "; ".join(f"{render_path(p.path)}: {p.message}" for p in self.items)
+
     def __len__(self) -> int:
         return len(self.items)

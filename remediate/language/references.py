@@ -1,4 +1,5 @@
-"""Check what templates and conditions refer to, before anything runs."""
+"""Check what templates and conditions refer to, and that templates are only where
+something renders them, before anything runs."""
 
 from __future__ import annotations
 
@@ -7,10 +8,40 @@ from typing import Any
 
 from remediate.kinds import KINDS
 from remediate.language.problems import Path, Problems
-from remediate.language.schema import did_you_mean
+from remediate.language.schema import describe, did_you_mean
 from remediate.language.template import TemplateError, has_template, references
 
 RUN_FIELDS = ("id", "dry_run")
+# A parameter's declared type -> the Python types its values have.
+PARAM_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "list": (list,),
+}
+TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number",
+              "boolean": "a boolean", "list": "a list"}
+
+
+def of_type(value: Any, kind: str) -> bool:
+    """Whether ``value`` is a value of parameter type ``kind`` (true is no integer)."""
+    types = PARAM_TYPES[kind]
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
+
+
+def check_literal(value: Any, path: Path, problems: Problems, where: str, hint: str) -> None:
+    """Templates (keys included) in ``value``, which nothing renders: they would be used
+    as written, e.g. a tag filter looking for the text ``${{ params.incident }}``."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and has_template(key):
+                problems.add((*path, key), f"templates are not rendered in {where}, found "
+                                           f"{key!r}", hint, at_key=True)
+            check_literal(item, (*path, key), problems, where, hint)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_literal(item, (*path, i), problems, where, hint)
+    elif isinstance(value, str) and has_template(value):
+        problems.add(path, f"templates are not rendered in {where}, found {describe(value)}",
+                     hint)
 
 
 def template_strings(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
@@ -28,9 +59,11 @@ def template_strings(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
 class Scope:
     """What a step may refer to: parameters, facts, and the steps before it."""
 
-    def __init__(self, params: Sequence[str], kind: str | None,
+    def __init__(self, params: Mapping[str, Any], kind: str | None,
                  steps: Mapping[str, Sequence[str]]) -> None:
-        self.params = list(params)
+        self.params = list(params)  # the playbook's `parameters`, as written
+        self.declared = {name: spec for name, spec in params.items()
+                         if isinstance(spec, Mapping) and spec.get("type") in PARAM_TYPES}
         self.facts = list(KINDS[kind].facts) if kind is not None and kind in KINDS else None
         self.steps = steps  # step id -> its action's output names
 
@@ -101,3 +134,33 @@ class Scope:
         ref = condition.get("value")
         if isinstance(ref, str) and "." in ref:
             self.check(ref, (*path, "value"), problems)
+        for op in ("equals", "not_equals", "in", "not_in"):
+            if op in condition:
+                check_literal(condition[op], (*path, op), problems, "conditions",
+                              "a condition compares with the value as written: test the "
+                              "reference itself, e.g. {value: params.mode, equals: fast}")
+                if isinstance(ref, str) and ref.startswith("params."):
+                    self._comparable(ref, op, condition[op], (*path, op), problems)
+
+    def _comparable(self, ref: str, op: str, operand: Any, path: Path,
+                    problems: Problems) -> None:
+        """Operands a parameter's value could equal: of its type (and among its choices),
+        or the condition is decided before the run, whatever the value."""
+        spec = self.declared.get(ref.split(".")[1])
+        if spec is None:
+            return
+        kind, choices = spec["type"], spec.get("choices")
+        listed = op in ("in", "not_in") and isinstance(operand, list)
+        for at, value in (enumerate(operand) if listed else ((None, operand),)):
+            where = path if at is None else (*path, at)
+            if value is None:
+                continue
+            if not of_type(value, kind):
+                problems.add(where, f"expected {TYPE_NAMES[kind]} to compare {ref} with (its "
+                                    f"type), found {describe(value)}",
+                             "a value of another type never equals the parameter")
+            elif isinstance(choices, list) and value not in choices:
+                problems.add(where, f"expected one of the choices of {ref} "
+                                    f"({', '.join(map(str, choices))}), found "
+                                    f"{describe(value)}",
+                             "the parameter never takes another value")

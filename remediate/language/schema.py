@@ -10,6 +10,7 @@ so `validate`, `run` and `remediate schema` cannot disagree.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,8 @@ class _Missing:
 
 MISSING: Final = _Missing()
 INVALID: Final = object()
+# Integers longer than this (about 60 digits) are described by their length, not printed.
+_LONG_INT_BITS: Final = 200
 
 
 def describe(value: Any) -> str:
@@ -37,6 +40,8 @@ def describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"{str(value).lower()} (a boolean)"
     if isinstance(value, int):
+        if value.bit_length() > _LONG_INT_BITS:  # Python refuses to print past 4,300 digits
+            return f"an integer of {math.floor(math.log10(abs(value))) + 1:,} digits"
         return f"{value} (an integer)"
     if isinstance(value, float):
         return f"{value} (a number)"
@@ -155,6 +160,9 @@ class _Bounded(Node):
                 hint = f"remove the quotes: {value.strip()}"
             return self._wrong(value, path, problems, hint)
         number = cast(float, value)
+        if isinstance(number, float) and not math.isfinite(number):
+            # .nan compares false with every bound, so it would pass them all.
+            return self._wrong(value, path, problems, "write a finite number")
         if (self.minimum is not None and number < self.minimum) or (
             self.maximum is not None and number > self.maximum
         ):
@@ -268,7 +276,7 @@ class Duration(Node):
         if isinstance(value, bool):
             seconds = None
         elif isinstance(value, int | float):
-            seconds = float(value)
+            seconds = float(value) if _fits_float(value) else None
         elif isinstance(value, str):
             seconds = parse_duration(value)
         else:
@@ -276,6 +284,12 @@ class Duration(Node):
         if seconds is None or not self.minimum <= seconds <= self.maximum:
             return self._wrong(value, path, problems)
         return seconds
+
+
+def _fits_float(value: float) -> bool:
+    """Whether ``float(value)`` is a finite number (an integer of 400 digits is not)."""
+    return (isinstance(value, float) and math.isfinite(value)) or (
+        isinstance(value, int) and value.bit_length() <= 1000)
 
 
 @dataclass

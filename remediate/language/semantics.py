@@ -16,14 +16,9 @@ from remediate.actions import registry
 from remediate.findings import FINDINGS
 from remediate.kinds import KINDS
 from remediate.language.problems import Path, Problems
-from remediate.language.references import Scope
+from remediate.language.references import Scope, check_literal, of_type
 from remediate.language.schema import did_you_mean
 from remediate.language.spec import PARAMETER_TYPES
-
-_PARAM_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
-    "list": (list,),
-}
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -50,7 +45,7 @@ def check_semantics(data: Mapping[str, Any], base_dir: str, problems: Problems) 
                 continue
             path: Path = (section, i)
             action = _check_action(step, path, kind, base_dir, problems)
-            scope = Scope(list(params), kind, outputs)
+            scope = Scope(params, kind, outputs)
             scope.check_templates(step.get("with"), (*path, "with"), problems)
             scope.check_condition(step.get("when"), (*path, "when"), problems)
             if step.get("on_failure") == "rollback" and not rollback and section == "steps":
@@ -69,11 +64,13 @@ def _check_parameters(params: Mapping[str, Any], problems: Problems) -> None:
     for name, spec in params.items():
         if not isinstance(spec, Mapping) or spec.get("type") not in PARAMETER_TYPES:
             continue
-        types = _PARAM_TYPES[spec["type"]]
         path: Path = ("parameters", name)
+        for key in ("default", "choices"):
+            check_literal(spec.get(key), (*path, key), problems, "parameter values",
+                          "a parameter's value is used as written; templates go in a step's "
+                          "`with`")
         default = spec.get("default")
-        if default is not None and (not isinstance(default, types)
-                                    or (isinstance(default, bool) and bool not in types)):
+        if default is not None and not of_type(default, spec["type"]):
             problems.add((*path, "default"), f"expected a default of type {spec['type']}, "
                                              f"found {default!r}")
         if spec.get("required") is True and default is not None:
@@ -87,6 +84,9 @@ def _check_parameters(params: Mapping[str, Any], problems: Problems) -> None:
 
 
 def _check_targets(targets: Mapping[str, Any], kind: str | None, problems: Problems) -> None:
+    check_literal(targets, ("targets",), problems, "targets",
+                  "targets are selected as written: narrow them on the command line "
+                  "(--tag KEY=VALUE, --filter, --target-ids, --region)")
     if kind == "workspace" and targets.get("filters"):
         problems.add(("targets", "filters"), "EC2 filters do not apply to workspace targets",
                      "select WorkSpaces by ids or tags")
@@ -137,12 +137,7 @@ def _check_action(step: Mapping[str, Any], path: Path, kind: str | None, base_di
                                         f"playbook targets {kind}")
     params = step.get("with", {})
     if isinstance(params, Mapping):
-        scratch = Problems()
-        checked = action.params.check(params, (*path, "with"), scratch)
-        problems.extend(scratch.items)
-        if not scratch and isinstance(checked, Mapping):
-            for sub, message in action.validate(checked, base_dir):
-                problems.add((*path, "with", *sub), message)
+        problems.extend(action.check_params(params, (*path, "with"), base_dir)[1])
     return action
 
 

@@ -13,7 +13,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-TEMPLATE_RE = re.compile(r"\$\{\{(.*?)\}\}")
+# What is inside cannot hold "}}": "${{ a }}-${{ b }}" is two templates, even where the
+# whole string must match (a value that is one template keeps its type).
+TEMPLATE_RE = re.compile(r"\$\{\{((?:(?!\}\}).)*)\}\}")
 REFERENCE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*")
 NAMESPACES = ("params", "target", "steps", "run")
 
@@ -68,4 +70,33 @@ def render(value: Any, scope: Mapping[str, Any]) -> Any:
         return [render(item, scope) for item in value]
     if isinstance(value, Mapping):
         return {key: render(item, scope) for key, item in value.items()}
+    return value
+
+
+def as_references(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter values keyed by how templates name them: ``{"params.x": 3}``."""
+    return {f"params.{name}": value for name, value in params.items()}
+
+
+def substitute(value: Any, known: Mapping[str, Any]) -> Any:
+    """``value`` with the references ``known`` holds (``{"params.x": 3}``) put in, as
+    :func:`render` would, and every other template left as it is.
+
+    Binding parameters before the run (``plan``, ``run``, ``export``) renders what is
+    known now; the rest (facts, step outputs) is rendered per target at run time.
+    """
+    if isinstance(value, str) and has_template(value):
+        whole = TEMPLATE_RE.fullmatch(value.strip())
+        if whole and whole.group(1).strip() in known:
+            return known[whole.group(1).strip()]
+
+        def one(match: re.Match[str]) -> str:
+            ref = match.group(1).strip()
+            return str(known[ref]) if ref in known else match.group(0)
+
+        return TEMPLATE_RE.sub(one, value)
+    if isinstance(value, list):
+        return [substitute(item, known) for item in value]
+    if isinstance(value, Mapping):
+        return {key: substitute(item, known) for key, item in value.items()}
     return value

@@ -2,8 +2,11 @@
 
 ``yaml.safe_load`` semantics (no tags that build objects), plus what a playbook
 loader needs and PyYAML does not give: duplicate keys are errors, files are size
-capped, alias expansion is capped (a "billion laughs" document fails fast), one
-document per file, and every problem carries a line and column.
+capped, alias expansion is capped (a "billion laughs" document fails fast),
+nesting is capped (PyYAML's composer and everything after it recurse, and
+Python's recursion limit is no error message), integers longer than Python
+converts are refused, one document per file, and every problem carries a line
+and column.
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ from remediate.language.problems import Path
 
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000
+# Mappings and lists inside each other. A playbook needs about 10 (a `when` of all/any/not
+# a few deep); the checks after loading recurse once per level, far below Python's limit.
+MAX_DEPTH = 64
+_DEPTH_HINT = ("playbooks are shallow: a `when` needs a few levels of all/any/not; is this "
+               "file generated? flatten it")
 _PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
@@ -66,6 +74,9 @@ class _Builder:
         self._scalars = yaml.SafeLoader("")
 
     def build(self, node: yaml.Node, path: Path) -> Any:
+        if len(path) > MAX_DEPTH:
+            raise YamlProblem(f"values are nested more than {MAX_DEPTH} levels deep",
+                              _mark(node), _DEPTH_HINT)
         self.count += 1
         if self.count > MAX_NODES:
             raise YamlProblem(
@@ -88,6 +99,11 @@ class _Builder:
         except yaml.YAMLError as exc:
             raise YamlProblem(f"cannot read this value: {_reason(exc)}", _mark(node),
                               "playbooks are plain YAML: no !!python or other tags") from None
+        except ValueError:  # int(): Python converts at most 4,300 digits
+            raise YamlProblem(f"cannot read this value: a number of {len(node.value):,} "
+                              "characters", _mark(node),
+                              "no setting takes a number this long; quote it if it is "
+                              "text") from None
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
@@ -121,12 +137,31 @@ def _compose(text: str) -> list[yaml.Node]:
     """Compose with libyaml when present (10x faster); on an error, compose again with
     the pure-Python parser, whose messages are the ones users and tests see."""
     fast = getattr(yaml, "CSafeLoader", None)
-    if fast is not None:
-        try:
-            return list(yaml.compose_all(text, Loader=fast))
-        except yaml.YAMLError:
-            pass
-    return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    try:
+        if fast is not None:
+            try:
+                return list(yaml.compose_all(text, Loader=fast))
+            except yaml.YAMLError:
+                pass
+        return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except RecursionError:  # both composers recurse once per level
+        raise _too_deep(text) from None
+
+
+def _too_deep(text: str) -> YamlProblem:
+    """Where ``text`` nests deeper than :data:`MAX_DEPTH`, found with the parser's events
+    (a loop, where composing recurses)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):  # libyaml stops at 1,000 levels
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            mark = event.start_mark
+            if depth > MAX_DEPTH + 1 and mark is not None:  # the top mapping is level 0
+                return YamlProblem(f"values are nested more than {MAX_DEPTH} levels deep",
+                                   Mark(mark.line + 1, mark.column + 1), _DEPTH_HINT)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    raise AssertionError("composing recursed too deep in a shallow document")
 
 
 def check_size(size: int) -> None:

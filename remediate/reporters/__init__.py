@@ -9,6 +9,7 @@ pulls in rich).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -50,24 +51,33 @@ def parse_spec(text: str) -> ReportSpec:
     return ReportSpec(name, path)
 
 
-def checked_specs(specs: Iterable[str]) -> list[ReportSpec]:
+def checked_specs(specs: Iterable[str], journal: str | None = None) -> list[ReportSpec]:
     """Every spec parsed, and its file known to be writable (before any AWS call): a
-    report that cannot be written fails the command now, not after the run."""
+    report that cannot be written fails the command now, not after the run. Two reports
+    (or a report and the run's ``journal``) on one file are refused: the last one
+    written would replace the other."""
     parsed = [parse_spec(text) for text in specs]
+    taken = {} if journal is None else {os.path.realpath(journal): f"--journal {journal}"}
     for spec in parsed:
+        option = f"--report {spec.format}:{spec.path}"
+        key = spec.path if spec.path == "-" else os.path.realpath(spec.path)
+        if key in taken:
+            raise ReportSpecError(f"{option} writes the same file as {taken[key]}: give "
+                                  "each report its own path")
+        taken[key] = option
         if spec.path != "-":
-            check_destination(spec.path, f"--report {spec.format}:{spec.path}")
+            check_destination(spec.path, option)
     return parsed
 
 
-def from_specs(specs: Iterable[str]) -> RunRecord:
+def from_specs(specs: Iterable[str], journal: str | None = None) -> RunRecord:
     """A record that writes every report named in ``specs`` when the run ends.
 
-    All specs are checked first (:func:`checked_specs`), so a typo or a folder that
-    cannot be written fails before the run starts.
+    All specs are checked first (:func:`checked_specs`, with the run's ``journal``), so
+    a typo or a folder that cannot be written fails before the run starts.
     """
     record = RunRecord()
-    for spec in checked_specs(specs):
+    for spec in checked_specs(specs, journal):
         record.writers.append(FORMATS[spec.format](spec.path))
     return record
 

@@ -111,7 +111,7 @@ def test_a_failed_task_fails_the_step_and_a_retry_starts_a_new_one(ec2_env: Ec2E
        "replaced root volume is kept (delete it yourself once you have checked it)")]),
 ])
 def test_validate(params: dict[str, Any], problems: list[Any]) -> None:
-    assert ReplaceRoot().validate(params, ".") == problems
+    assert [(p.path, p.message) for p in ReplaceRoot().validate(params, ".")] == problems
 
 
 def test_run_refuses_to_delete_the_replaced_volume(ec2_env: Ec2Env) -> None:

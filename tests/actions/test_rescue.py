@@ -13,6 +13,7 @@ from remediate.actions.requests import ActionRun, AwsError, Sleep, StepFailed
 from remediate.actions.rescue import AttachVolume, DetachVolume, Repair, RescuePool
 from remediate.actions.rescue_launch import RescueConfig, slot_of
 from remediate.actions.rescue_pool import RescueInstance
+from remediate.language.problems import Problem
 from remediate.sandbox import Fleet, FleetSpec
 from remediate.sandbox.fleet import Target as FleetTarget
 from sandbox_actions import (
@@ -340,16 +341,17 @@ def test_a_failing_repair_reports_the_scripts_error(action_env: Env, tmp_path: P
 
 def test_repair_validates_its_script(tmp_path: Path) -> None:
     assert Repair().validate({"script": "nope.ps1"}, str(tmp_path)) == [
-        (("script",), f"script file nope.ps1 not found (looked for {tmp_path / 'nope.ps1'})")]
+        Problem(("script",), f"script file nope.ps1 not found (looked for "
+                             f"{tmp_path / 'nope.ps1'})")]
     (tmp_path / "fix.txt").write_text("C-00000291\n")
     assert Repair().validate({"script": "fix.txt"}, str(tmp_path)) == [
-        (("shell",), "cannot tell the shell of fix.txt from its extension: set shell to "
-                     "powershell or sh")]
+        Problem(("shell",), "cannot tell the shell of fix.txt from its extension: set shell "
+                            "to powershell or sh")]
     (tmp_path / "t.ps1").write_text("Remove-Item '${{ target.id }}'\n")
     assert Repair().validate({"script": "t.ps1"}, str(tmp_path)) == [
-        (("script",), "templates are not allowed in script t.ps1 (found '${{ target.id }}'): "
-                      "pass the value through parameters, which quotes it, and use the variable "
-                      "in the script")]
+        Problem(("script",), "templates are not allowed in script t.ps1 (found "
+                             "'${{ target.id }}'): pass the value through parameters, which "
+                             "quotes it, and use the variable in the script")]
     playbooks = Path(__file__).resolve().parents[2] / "playbooks"
     assert Repair().validate({}, str(playbooks)) == []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from remediate.actions.requests import Call, StepFailed
 from remediate.actions.ssm import RunCommand, build_script, command_comment
+from remediate.language.problems import Problem
 from remediate.language.quoting import UnsafeValue
 from remediate.sandbox import FleetSpec
 from sandbox_actions import CRASHED, REGION, Env, Interleaver, build, ec2_target, launch_instance
@@ -85,8 +87,9 @@ def test_values_no_quoting_makes_safe_are_refused(action_env: Env, value: str) -
         "(newline, NUL, ...)")
     assert sent(action_env) == []
     assert RunCommand().validate({"commands": ["x"], "parameters": {"Name": value}}, ".") == [
-        (("parameters", "Name"), f"refusing to put {value!r} into a script: it holds a control "
-                                 "character (newline, NUL, ...)")]
+        Problem(("parameters", "Name"), f"refusing to put {value!r} into a script: it holds a "
+                                        "control character (newline, NUL, ...)",
+                "no quoting makes a newline or NUL safe in a script: pass one line of text")]
 
 
 def test_build_script_refuses_bad_variable_names() -> None:
@@ -98,7 +101,7 @@ def test_templates_inside_commands_are_refused(action_env: Env) -> None:
     message = ("templates are not allowed in commands (found '${{ target.id }}'): pass the value "
                "through parameters, which quotes it, and use the variable in the script")
     params = {"commands": ["ok", "Restart-Computer ${{ target.id }}"]}
-    assert RunCommand().validate(params, ".") == [(("commands", 1), message)]
+    assert RunCommand().validate(params, ".") == [Problem(("commands", 1), message)]
     instance_id = instance(action_env)
     with pytest.raises(StepFailed) as failed:
         run(action_env, instance_id, params)
@@ -110,17 +113,18 @@ def test_templates_inside_commands_are_refused(action_env: Env) -> None:
 def test_commands_or_script_but_not_both(tmp_path: Path) -> None:
     (tmp_path / "s.ps1").write_text("hostname\n")
     assert RunCommand().validate({}, str(tmp_path)) == [
-        ((), "set commands (a list of lines) or script (a file)")]
+        Problem((), "set commands (a list of lines) or script (a file)")]
     assert RunCommand().validate({"commands": ["x"], "script": "s.ps1"}, str(tmp_path)) == [
-        ((), "set commands or script, not both")]
+        Problem((), "set commands or script, not both")]
     assert RunCommand().validate({"script": "s.ps1"}, str(tmp_path)) == []
     assert RunCommand().validate({"script": "missing.ps1"}, str(tmp_path)) == [
-        (("script",), f"script file missing.ps1 not found (looked for {tmp_path / 'missing.ps1'})")]
+        Problem(("script",),
+                f"script file missing.ps1 not found (looked for {tmp_path / 'missing.ps1'})")]
     (tmp_path / "t.ps1").write_text("Stop-Computer ${{ params.host }}\n")
     assert RunCommand().validate({"script": "t.ps1"}, str(tmp_path)) == [
-        (("script",), "templates are not allowed in script t.ps1 (found '${{ params.host }}'): "
-                      "pass the value through parameters, which quotes it, and use the variable "
-                      "in the script")]
+        Problem(("script",), "templates are not allowed in script t.ps1 (found "
+                             "'${{ params.host }}'): pass the value through parameters, which "
+                             "quotes it, and use the variable in the script")]
 
 
 def test_a_script_file_runs_after_its_variables(action_env: Env, tmp_path: Path) -> None:
@@ -232,3 +236,19 @@ def test_plan_names_the_instance_and_what_runs(action_env: Env) -> None:
                                    "instance_id": "${{ steps.a.outputs.rescue_instance_id }}"})
     assert plan.note == ("run script x.ps1 with AWS-RunPowerShellScript on "
                          "${{ steps.a.outputs.rescue_instance_id }}")
+
+
+def test_a_script_turned_into_a_link_after_validate_is_not_sent(
+        action_env: Env, tmp_path: Path) -> None:
+    """The step applies validate's rules again: the file may change in between."""
+    (tmp_path / "secret").write_text("aws_secret_access_key=x\n")
+    (tmp_path / "playbooks").mkdir()
+    os.symlink(tmp_path / "secret", tmp_path / "playbooks" / "fix.ps1")
+    instance_id = instance(action_env)
+
+    with pytest.raises(StepFailed) as failed:
+        run(action_env, instance_id, {"script": "fix.ps1"}, base_dir=str(tmp_path / "playbooks"))
+
+    assert str(failed.value) == (f"script fix.ps1 resolves through a symbolic link to "
+                                 f"{tmp_path / 'secret'}, outside the playbook's folder")
+    assert sent(action_env) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,34 +13,13 @@ from cli_support import (
     REBOOT_FIRST,
     ROOT,
     CliSandbox,
-    cli_sandbox,
     point_commands_at,
-    root_states,
     run_cli,
 )
 from remediate.clock import VirtualClock
-from remediate.sandbox import FleetSpec
 
 RESCUE = "--param=rescue_image_id=ami-12345678"
 PARAMS = "(its parameters: rescue_image_id, rescue_instance_type, rescue_per_az)"
-
-
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[CliSandbox]:
-    """One sandbox for the module: none of these commands may change it."""
-    with pytest.MonkeyPatch.context() as monkeypatch, \
-            cli_sandbox(monkeypatch, FleetSpec(plain=2, azs=1)) as cli:
-        yield cli
-
-
-@pytest.fixture
-def unchanged(fleet: CliSandbox) -> Iterator[CliSandbox]:
-    """The fleet, checked after the test: no mutating call, every instance as it was."""
-    before = root_states(fleet.ec2, fleet.fleet.instance_ids())
-    fleet.sandbox.reset_api_calls()
-    yield fleet
-    assert fleet.mutating_calls() == []
-    assert root_states(fleet.ec2, fleet.fleet.instance_ids()) == before
 
 
 USAGE_ERRORS = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -184,7 +185,7 @@ def test_resume_errors_are_one_line(three: CliSandbox, tmp_path: Path,
     playbook = tmp_path / "pb" / "repair.yaml"
     playbook.parent.mkdir()
     playbook.write_text(Path(OFFLINE_REPAIR).read_text(encoding="utf-8"), encoding="utf-8")
-    (playbook.parent / "scripts").symlink_to(Path(OFFLINE_REPAIR).parent / "scripts")
+    shutil.copytree(Path(OFFLINE_REPAIR).parent / "scripts", playbook.parent / "scripts")
     assert run_cli("run", str(playbook), "--yes", "--no-progress", *three.rescue_param,
                    "--journal", str(journal), "--target-ids",
                    three.fleet.instance_ids()[0]) == 0

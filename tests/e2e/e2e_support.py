@@ -184,12 +184,14 @@ class Remediate:
 
 
 def remediate(args: Sequence[str], env: dict[str, str], log: Path, *,
-              scaled: bool = True, stdin: int | IO[Any] = subprocess.DEVNULL) -> Remediate:
-    """Start `remediate ARGS` (on the scaled clock unless ``scaled`` is false)."""
+              scaled: bool = True, stdin: int | IO[Any] = subprocess.DEVNULL,
+              cwd: Path | None = None) -> Remediate:
+    """Start `remediate ARGS` (on the scaled clock unless ``scaled`` is false), in ``cwd``
+    (default: this process's)."""
     pace = ["--clock-factor", env[CLOCK_FACTOR_VARIABLE]] if scaled else []
     with log.with_suffix(".out").open("wb") as out, log.with_suffix(".err").open("wb") as err:
         process = subprocess.Popen([sys.executable, "-m", "remediate", *args, *pace],
-                                   stdin=stdin, stdout=out, stderr=err, env=env)
+                                   stdin=stdin, stdout=out, stderr=err, env=env, cwd=cwd)
     return Remediate(process, log)
 
 

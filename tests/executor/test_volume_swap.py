@@ -72,3 +72,20 @@ def test_a_step_failing_with_the_root_volume_off_its_instance_is_rolled_back(
         else:
             assert fixed(sandbox, target)
     assert rescue_instances(sandbox) == [] and result.cleanup_errors == ()
+
+
+def test_a_rescue_image_no_action_takes_refuses_targets_without_an_internal_error(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, bus: EventBus) -> None:
+    """The README's placeholder ``ami-0abc...`` got past the command line into inspection,
+    whose params the schema refused; the action then read the refusal as its params."""
+    fleet = sandbox.build_fleet(FleetSpec(plain=2, azs=1))
+    targets = [Target("ec2-instance", t.instance_id, t.region) for t in fleet.targets]
+
+    result = Executor(swap_playbook("ami-0abc..."), targets, clients=clients, clock=clock,
+                      bus=bus, journal=Journal.memory(), run_id="swap-bad-image").run()
+
+    assert result.summary == {"refused": 2}
+    assert set(result.errors.values()) == {
+        "inspection failed: cannot inspect: inspect.rescue_image_id: expected an AMI id "
+        "(ami-...) or resolve:ssm:PARAMETER, found 'ami-0abc...' (a string)"}
+    assert [c for c in sandbox.api_calls if c.mutating] == []

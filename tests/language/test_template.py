@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from remediate.language.template import TemplateError, references, render
+from remediate.language.template import TemplateError, references, render, substitute
 
 
 def test_references() -> None:
@@ -29,6 +29,15 @@ def test_render_keeps_types_for_whole_values() -> None:
     assert render("${{ params.n }}", scope) == 3
     assert render({"x": ["${{ params.ids }}"]}, scope) == {"x": [["a"]]}
     assert render("host-${{ target.id }}-${{ params.n }}", scope) == "host-i-1-3"
+
+
+def test_a_string_starting_and_ending_with_a_template_is_text_not_one_template() -> None:
+    """``${{ a }} on ${{ b }}`` once read as one template (``a }} on ${{ b``), which has no
+    value: the step failed on every target."""
+    scope = {"params": {"note": "fine"}, "target": {"id": "i-1"}}
+    assert render("${{ params.note }} on ${{ target.id }}", scope) == "fine on i-1"
+    assert substitute("${{ params.note }} on ${{ target.id }}", {"params.note": "fine"}) == (
+        "fine on ${{ target.id }}")
 
 
 def test_render_missing_value() -> None:

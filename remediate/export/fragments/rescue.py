@@ -26,7 +26,8 @@ from remediate.actions.requests import StepFailed
 from remediate.actions.rescue import SAME_AMI, SHELLS
 from remediate.actions.rescue_image import parameter_of
 from remediate.actions.rescue_launch import ROLE, ROLE_TAG, RUN_TAG
-from remediate.actions.ssm import DELIVERY_TIMEOUT, IN_FLIGHT, SHELL_DOCUMENTS, read_script
+from remediate.actions.script_files import read_script
+from remediate.actions.ssm import DELIVERY_TIMEOUT, IN_FLIGHT, SHELL_DOCUMENTS
 from remediate.export import asl
 from remediate.export.asl import Ref, States
 from remediate.export.fragment import AslStep, Fragment, Poll, count_select, merge, poll, read
