@@ -77,6 +77,8 @@ class StepOutcome:
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     refused: str | None = None  # not run: it needs an --accept the run lacks
+    # Failed, and not retried only because the run is stopping: no failure of the target.
+    cut_short: bool = False
 
 
 def drive(rc: RunContext, task: Task, gen: ActionRun, timeout: float | None,
@@ -216,6 +218,7 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
         if not retryable or attempt - attempts_before >= retries.attempts or stopping:
             if stopping and retryable and attempt - attempts_before < retries.attempts:
                 error += " (not retried: the run is stopping)"
+                return replace(finish("failed", attempt, error=error), cut_short=True)
             return finish("failed", attempt, error=error)
         delay = delay_for(wait, attempt - attempts_before)
         rc.bus.publish(StepRetrying(target, step.id, attempt, delay, error))

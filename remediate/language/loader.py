@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -75,7 +75,7 @@ def load_text(text: str | bytes, source: str = "<string>", base_dir: str = ".") 
     decoded = text.decode("utf-8-sig") if isinstance(text, bytes) else text
     result.problems = _locate(problems.items, source, decoded.splitlines(), positions)
     if not result.problems and checked is not INVALID:
-        result.playbook = build(checked, source)
+        result.playbook = replace(build(checked, source), text=decoded)
     return result
 
 
