@@ -162,10 +162,10 @@ class TargetRunner:
         caused (Ctrl-C) is no failure: the target then starts again from its first step,
         unless the run is being stopped again."""
         assert self.record is not None
-        reason = self.record.error or "resumed"
         if self.phase == ROLLBACK:
-            return (yield from self._rollback(reason))
-        status, error = yield from self._rollback(reason, stopped=True)
+            return (yield from self._rollback(self.record.error or "resumed"))
+        status, error = yield from self._rollback("finishing the rollback a Ctrl-C started",
+                                                  stopped=True)
         if self.phase != RESTART or self.rc.stop_level or self.target.key in self.rc.lost:
             return status, error
         self._new_pass(error)

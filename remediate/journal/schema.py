@@ -89,6 +89,11 @@ UPDATE targets SET pass = 2, phase = CASE phase WHEN 'steps' THEN 'stop-rollback
 
 def prepare(db: sqlite3.Connection) -> None:
     """Create the tables of a new journal, or migrate an older one in place."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > VERSION:
+        raise TooNew(version)
+    if version == VERSION:  # the usual case: no write, so no wait on a run writing it
+        return
     db.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see it done
     try:
         version = db.execute("PRAGMA user_version").fetchone()[0]

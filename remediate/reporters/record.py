@@ -1,7 +1,10 @@
 """The run as a report model: one subscriber accumulates it, every report file renders it.
 
 A resumed run's record starts from the journal (``RunResumed``, then a
-``TargetResumed`` per target), so every report describes the whole run.
+``TargetResumed`` per target), so every report describes the whole run: its
+start, every target's status, findings and steps. The retry counters, notices
+and the budget and Ctrl-C notes are this process's (the journal does not keep
+them).
 
 ``RunRecord.as_dict()`` is the JSON report, read by other tools; these keys are a
 contract and are never removed (new ones may be added)::

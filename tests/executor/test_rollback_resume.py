@@ -17,6 +17,7 @@ from executor_support import (
     fixed,
     playbook,
     rescue_instances,
+    root_in_place,
     step,
     swap_playbook,
     tags_of,
@@ -31,6 +32,7 @@ from remediate.executor.events import (
     Event,
     EventBus,
     RollbackStarted,
+    StepReconciling,
     StepStarted,
     TargetRestarted,
 )
@@ -135,3 +137,39 @@ def test_a_step_not_retried_because_of_ctrl_c_is_interrupted_not_a_failure(
 
     assert resumed.summary == {"succeeded": 2}
     assert {tags_of(sandbox, i)["fixed"] for i in ids} == {"working"}
+
+
+def test_a_step_whose_reconciliation_ctrl_c_cut_off_is_interrupted_not_a_failure(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, tmp_path: Any) -> None:
+    """DetachVolume took effect but its reply was lost; the step would reconcile from
+    AWS's state, but the run is stopping: the outcome is unknown, not a failure."""
+    fleet = sandbox.build_fleet(FleetSpec(plain=1, azs=1))
+    journal = Journal(tmp_path / "run.journal")
+    pb = swap_playbook(fleet.regions[REGION].rescue_windows_ami, guards=NO_BUDGET)
+    events: list[Event] = []
+    bus = EventBus()
+    bus.subscribe(events.append)
+    executor = Executor(pb, targets_of(fleet), clients=clients, clock=clock, bus=bus,
+                        journal=journal, run_id="run-u")
+    sandbox.lose_replies("DetachVolume", times=1)
+    when(bus, lambda e: isinstance(e, StepStarted) and e.step_id == "detach",
+         executor.request_stop)
+
+    result = executor.run()
+
+    assert result.summary == {"interrupted": 1}, result.errors
+    assert events_of(events, BudgetExhausted) == []
+    assert events_of(events, StepReconciling) == []  # not while the run is stopping
+    [record] = journal.targets("run-u").values()
+    assert record.phase == "restart"
+    assert record.error is not None and record.error.startswith(
+        "interrupted by the operator during step detach (DetachVolume outcome unknown "
+        "(InternalError: ")
+    assert "; not reconciled: the run is stopping); rolled back to where it was" in record.error
+    assert all(root_in_place(sandbox, t) for t in fleet.targets)
+
+    sandbox.clear_faults()
+    resumed = resuming(journal, pb, clients=clients, clock=clock, bus=EventBus()).run()
+
+    assert resumed.summary == {"succeeded": 1}
+    assert all(fixed(sandbox, t) for t in fleet.targets)
