@@ -122,7 +122,10 @@ def resuming(
     holder = journal.claim_run(record.run_id)
     if holder is not None:
         raise ResumeRefused(held_text(journal, record.run_id, holder))
-    if edited and playbook.text and playbook.text != record.playbook_text:
+    # The operator's edit, or (a journal an older remediate wrote) the very playbook
+    # the run started with, as checked: journaled, for the resumes to come.
+    if playbook.text and playbook.text != record.playbook_text and (
+            edited or record.playbook_text is None):
         journal.set_playbook(record.run_id, playbook.text, playbook_sha256(playbook), params)
     saved = record.options
     limits = rate_limits or {name: Bucket(*spec) for name, spec in

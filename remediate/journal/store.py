@@ -39,10 +39,10 @@ from remediate.journal.records import (
 
 _RUN_COLUMNS = ("run_id, playbook_path, playbook_sha256, params, options, targets, dry_run, "
                 "status, pid, host, started_at, finished_at, playbook_text")
-# The pass a target is in (a run service, not a target of the run, is always in pass 1).
 _STEP_COLUMNS = ("run_id, target_key, pass, step_id, rollback, status, attempts, outputs, error, "
                  "started_at, finished_at")
 _STEP_KEY = "run_id, target_key, pass, rollback, step_id"
+# The pass a target is in (a run service, not a target of the run, is always in pass 1).
 _PASS = "COALESCE((SELECT pass FROM targets WHERE run_id=? AND target_key=?), 1)"
 
 # Responses larger than this are journaled truncated (the request id is kept apart).

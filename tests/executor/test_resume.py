@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -145,3 +147,24 @@ def test_resume_runs_only_the_journaled_playbook_unless_told_to_run_an_edited_on
     resume(journal, edited, clients=clients, clock=clock, bus=bus, edited=True)
 
     assert journal.run("run-1").playbook_text == "version: 1\n# edited\n"
+
+
+def test_resuming_a_journal_without_the_playbooks_text_journals_it(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, bus: EventBus,
+        tmp_path: Path) -> None:
+    """As an older remediate wrote it (a hash, no text): once the file is checked to be
+    the same, its text is journaled, so later edits of the file do not matter."""
+    ids = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
+    source = tmp_path / "pb.yaml"
+    source.write_text("version: 1\n", encoding="utf-8")
+    pb = replace(playbook(step("tag", "test.tag")), source=str(source), text="version: 1\n")
+    path = tmp_path / "run.journal"
+    Executor(pb, [Target("ec2-instance", ids[0], REGION)], clients=clients, clock=clock,
+             bus=bus, journal=Journal(path), run_id="run-1",
+             inspect_actions={"ec2-instance": "test.inspect"}).run()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE runs SET playbook_text = NULL")
+
+    resume(path, pb, clients=clients, clock=clock, bus=bus)
+
+    assert Journal(path).run("run-1").playbook_text == "version: 1\n"
