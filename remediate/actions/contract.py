@@ -88,8 +88,12 @@ class RunService:
     """State shared by all targets of a run (e.g. the rescue pool).
 
     Created on first use by :meth:`StepContext.service`; ``finish`` runs once at
-    the end of the run, also after failures and Ctrl-C, to clean up.
+    the end of the run, also after failures and a first Ctrl-C, to clean up (after a
+    second Ctrl-C the next ``resume`` does).
     """
+
+    # What ``finish`` does, for "... is left to `remediate resume`" ("": its class name).
+    cleanup = ""
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id

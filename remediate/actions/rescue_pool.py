@@ -206,6 +206,8 @@ def _instances(response: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 class RescuePool(RunService):
+    cleanup = "terminating the rescue instances"
+
     def __init__(self, run_id: str) -> None:
         super().__init__(run_id)
         self._lock = threading.RLock()

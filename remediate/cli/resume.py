@@ -11,7 +11,7 @@ from remediate.cli.exitcodes import UserError
 from remediate.cli.launch import Environment, ctrl_c, exit_code, lookup, subscribers
 from remediate.cli.lock_table import lock_table_option, open_leases
 from remediate.cli.options import clock_factor_option, notify_option
-from remediate.cli.playbook_arg import load_or_fail
+from remediate.cli.resume_playbook import resume_playbook
 
 
 @click.command(epilog=exitcodes.EPILOG)
@@ -19,21 +19,27 @@ from remediate.cli.playbook_arg import load_or_fail
 @click.option("--run-id", help="The run to continue (default: the journal's latest "
                                  "unfinished run).")
 @click.option("--playbook", "playbook_path", type=click.Path(dir_okay=False),
-              help="Where the playbook is now, if it moved (it must be the same file).")
+              help="Where the playbook is now, if it moved: its scripts are read from its "
+                   "folder (the playbook run is the copy journaled when the run started).")
+@click.option("--edited-playbook", is_flag=True,
+              help="Run the playbook file as it is now instead of the journaled copy, after "
+                   "showing the diff; it becomes the run's playbook.")
 @click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
               help="Write a report: json:PATH, junit:PATH or md:PATH (repeatable).")
 @click.option("--progress/--no-progress", default=None)
 @notify_option
 @clock_factor_option
 @lock_table_option
-def resume(journal: str, run_id: str | None, playbook_path: str | None,
+def resume(journal: str, run_id: str | None, playbook_path: str | None, edited_playbook: bool,
            reports: tuple[str, ...], progress: bool | None, clock_factor: float | None,
            lock_table: str | None, notify: str | None) -> int:
     """Continue the run journaled in JOURNAL from where it stopped.
 
-    Finished steps are not run again; the step that was in flight is re-run
-    (every action checks AWS's real state first, so it finishes what it
+    It runs the playbook as journaled when the run started, with the same
+    parameters. Finished steps are not run again; the step that was in flight is
+    re-run (every action checks AWS's real state first, so it finishes what it
     started); a rollback in flight goes on; rescue instances are cleaned up.
+    Reports describe the whole run, not only this resume.
 
     JOURNAL may also be the ARN of a failed Step Functions execution (`run --engine
     stepfunctions`): it is redriven (RedriveExecution) and its status followed until it
@@ -43,6 +49,7 @@ def resume(journal: str, run_id: str | None, playbook_path: str | None,
 
     if is_execution_arn(journal):
         refuse_journal_options({"--run-id": run_id, "--playbook": playbook_path,
+                                "--edited-playbook": edited_playbook or None,
                                 "--report": reports, "--progress/--no-progress": progress,
                                 "--clock-factor": clock_factor, "--lock-table": lock_table})
         return redrive(journal)
@@ -63,14 +70,14 @@ def resume(journal: str, run_id: str | None, playbook_path: str | None,
         if others:
             click.echo(f"note: {journal} also holds {len(others)} other unfinished "
                        f"run(s): {', '.join(others)} (`--run-id` continues one)", err=True)
-    playbook = load_or_fail(playbook_path or record.playbook_path)
+    playbook = resume_playbook(record, playbook_path, edited_playbook)
     env = Environment().scaled(clock_factor)
     factory = ClientFactory(playbook.targets.accounts, run_id=record.run_id,
                             session=env.session, endpoint_url=env.endpoint_url)
     bus = subscribers(reports, progress, notify, factory, journal=journal)
     try:
         executor = resuming(store, playbook, clients=lookup(factory), clock=env.clock, bus=bus,
-                            run_id=record.run_id,
+                            run_id=record.run_id, edited=edited_playbook,
                             leases=open_leases(lock_table, factory, record.run_id, env.clock))
     except ResumeRefused as exc:
         raise UserError(str(exc)) from None

@@ -13,9 +13,10 @@ First request: no new step starts; in-flight steps finish (or time out);
 targets that got past a mutating call are rolled back, the others end
 ``interrupted`` and ``resume`` continues them. Second request: rollback steps
 stop starting too, waits are abandoned (a call already sent is still awaited and
-journaled), and the targets stay journaled mid-way for ``resume``; cleanup
-still runs (a third request changes nothing more: the CLI may exit hard then,
-and ``resume`` cleans up). The result is marked ``interrupted`` (the CLI exits 130).
+journaled), and the targets stay journaled mid-way for ``resume``; so does the
+cleanup: the run services' ``finish()`` (minutes of detaching and terminating
+rescue instances) is left to ``resume``, which re-creates the services the journal
+names and finishes them. The result is marked ``interrupted`` (the CLI exits 130).
 
 If the executor itself fails (a bug, an unhandled KeyboardInterrupt, the process
 being killed) it stops at once: no cleanup, locks left to go stale; the journal
@@ -29,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from remediate.actions.contract import Target
+from remediate.actions.contract import RunService, Target
 from remediate.aws.apis import Bucket
 from remediate.aws.ratelimit import RateLimiter
 from remediate.aws.retry import RetryPolicy
@@ -47,6 +48,7 @@ from remediate.executor.events import (
     RunStarted,
 )
 from remediate.executor.guards import check_max_targets
+from remediate.executor.journal_events import publish_journaled
 from remediate.executor.permission_probe import probe_permissions
 from remediate.executor.planning import plan_target
 from remediate.executor.poller import Poller
@@ -66,8 +68,16 @@ if TYPE_CHECKING:
 
 
 def playbook_sha256(playbook: Playbook) -> str:
-    path = Path(playbook.source)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    """The hash of the text the playbook was loaded from, else of its file ("": none)."""
+    if playbook.text:
+        return hashlib.sha256(playbook.text.encode("utf-8")).hexdigest()
+    return file_sha256(playbook.source)
+
+
+def file_sha256(path: str) -> str:
+    """The hash of a file's bytes ("": no such file), as older journals kept it."""
+    file = Path(path)
+    return hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else ""
 
 
 class Executor:
@@ -176,6 +186,8 @@ class Executor:
         self._record_run(started.isoformat())
         rc.bus.publish(RunStarted(rc.run_id, self.playbook.source, rc.dry_run, started,
                                   self.targets, tuple(s.id for s in self.playbook.steps)))
+        if self.resuming:
+            publish_journaled(rc, (r.record for r in self.runners.values() if r.record))
         try:
             pending = self._lock([r for r in self.runners.values() if not self._finished(r)],
                                  started.isoformat())
@@ -195,8 +207,11 @@ class Executor:
             self._release_finished_leases()
             raise
         try:
-            self._cleanup_errors = finish_services(rc, self.targets[0].kind if self.targets
-                                                   else "ec2-instance")
+            if rc.stop_level >= 2:
+                self._leave_cleanup()
+            else:
+                self._cleanup_errors = finish_services(rc, self.targets[0].kind
+                                                       if self.targets else "ec2-instance")
         finally:
             rc.journal.set_run_status(rc.run_id, "interrupted" if rc.stop_level else "finished",
                                       rc.now())
@@ -210,6 +225,19 @@ class Executor:
                                    self._estimate.seconds if self._estimate else None))
         return result
 
+    def _leave_cleanup(self) -> None:
+        """Ctrl-C twice: stop waiting, cleanup included; the journal names the services
+        (rescue pools) whose ``finish()`` ``resume`` runs."""
+        left: dict[str, list[str]] = {}
+        for account, region, cls in self.rc.services.places:
+            if cls.finish is not RunService.finish:  # it has something to clean up
+                what = cls.cleanup or f"{cls.__name__}'s cleanup"
+                left.setdefault(what, []).append(f"{account}/{region}")
+        for cleanup, places in left.items():
+            self.rc.bus.publish(Notice(
+                "warning", f"Ctrl-C twice: {cleanup} in {', '.join(places)} is left to "
+                           f"`remediate resume {self.rc.journal.path}`"))
+
     def _finished(self, runner: TargetRunner) -> bool:
         return runner.record is not None and runner.record.finished
 
@@ -222,7 +250,7 @@ class Executor:
         rc.journal.begin_run(RunRecord(
             rc.run_id, self.playbook.source, playbook_sha256(self.playbook), dict(rc.params),
             self.options, self.targets, rc.dry_run, "running", rc.journal.pid, rc.journal.host,
-            started))
+            started, playbook_text=self.playbook.text or None))
 
     def _lock(self, runners: list[TargetRunner], started: str) -> list[TargetRunner]:
         """Runners whose targets this run holds; the others end refused, naming the holder."""

@@ -38,6 +38,45 @@ class RunStarted(Event):
 
 
 @dataclass(frozen=True)
+class RunResumed(Event):
+    """Published by a resumed run right after :class:`RunStarted`: the run began at
+    ``started_at``, and a :class:`TargetResumed` per target follows, so reporters
+    describe the whole run, not only this process's part of it."""
+
+    run_id: str
+    started_at: datetime
+    finished_before: int  # targets that had finished in earlier processes of the run
+
+
+@dataclass(frozen=True)
+class JournaledStep:
+    """A step as the journal has it (``status`` "running": in flight when it stopped)."""
+
+    step_id: str
+    action: str
+    status: str
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None = None
+    rollback: bool = False
+
+
+@dataclass(frozen=True)
+class TargetResumed(Event):
+    """A target as the journal has it when the run resumes: its status so far (None:
+    never started), why, its facts and their findings, and the steps of its latest pass."""
+
+    target: Target
+    phase: str
+    status: str | None
+    error: str | None
+    facts: dict[str, Any]
+    findings: tuple[Finding, ...]
+    steps: tuple[JournaledStep, ...]
+
+
+@dataclass(frozen=True)
 class TargetInspected(Event):
     target: Target
     facts: dict[str, Any]
@@ -165,6 +204,15 @@ class StepFinished(Event):
 class RollbackStarted(Event):
     target: Target
     reason: str
+
+
+@dataclass(frozen=True)
+class TargetRestarted(Event):
+    """The target starts again from its first step (a new pass): it was rolled back
+    because the run was stopped. What its earlier pass did is history."""
+
+    target: Target
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

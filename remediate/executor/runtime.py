@@ -93,7 +93,7 @@ class Services:
     journal: Journal
     instances: dict[type, RunService] = field(default_factory=dict)
     # (account, region, class) in order of first use: where finish() must run.
-    places: list[tuple[str, str, type]] = field(default_factory=list)
+    places: list[tuple[str, str, type[RunService]]] = field(default_factory=list)
 
     def get(self, cls: type[Any], account: str, region: str) -> Any:
         service = self.instances.get(cls)

@@ -77,6 +77,8 @@ class StepOutcome:
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     refused: str | None = None  # not run: it needs an --accept the run lacks
+    # Failed, and not retried only because the run is stopping: no failure of the target.
+    cut_short: bool = False
 
 
 def drive(rc: RunContext, task: Task, gen: ActionRun, timeout: float | None,
@@ -154,7 +156,10 @@ def _attempt(rc: RunContext, state: TargetState, step: Step, action: Action,
         except OutcomeUnknown as unknown:
             reconciled += 1
             stopping = rc.stop_level >= (2 if rollback else 1)
-            if reconciled > RECONCILE_LIMIT or stopping:
+            if stopping:
+                raise StepFailed(f"{unknown}; not reconciled: the run is stopping") \
+                    from unknown
+            if reconciled > RECONCILE_LIMIT:
                 raise StepFailed(f"{unknown}; AWS's state did not settle it after "
                                  f"{reconciled - 1} reconciliations") from unknown
             delay = RECONCILE_DELAY
@@ -210,13 +215,18 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
             raise
         except Exception as exc:
             error, retryable = failure_text(step.action, exc)
+            # Its reconciliation was cut off (see _attempt): the outcome is unknown.
+            unsettled = isinstance(exc.__cause__, OutcomeUnknown)
         else:
             return finish("succeeded", attempt, outputs)
         stopping = rc.stop_level >= (2 if rollback else 1)
         if not retryable or attempt - attempts_before >= retries.attempts or stopping:
             if stopping and retryable and attempt - attempts_before < retries.attempts:
                 error += " (not retried: the run is stopping)"
-            return finish("failed", attempt, error=error)
+                return replace(finish("failed", attempt, error=error), cut_short=True)
+            # Not reconciled because the run is stopping: no failure of the target either.
+            return replace(finish("failed", attempt, error=error),
+                           cut_short=stopping and unsettled)
         delay = delay_for(wait, attempt - attempts_before)
         rc.bus.publish(StepRetrying(target, step.id, attempt, delay, error))
         yield Sleep(delay)

@@ -11,16 +11,18 @@ stop the next unless its own ``on_failure`` is ``abort``.
 Ctrl-C (see :mod:`remediate.executor.engine`): once, no new step starts; a
 target that got past a mutation is rolled back (the safe state for a volume swap
 is "volume back on its instance") and ends ``interrupted`` too, not counted against
-the failure budget: ``resume`` starts it again from its first step; others
-``resume`` continues where they stopped. Twice, no rollback step starts either and
-waits are abandoned; those targets stay journaled mid-way (``interrupted``) for
-``resume``.
+the failure budget; so does one whose step failed and was not retried because the
+run was stopping. ``resume`` starts it again from its first step, in a new *pass*
+(the journal scopes step rows to a pass, so nothing of the rolled-back attempt is
+taken for the new one); others ``resume`` continues where they stopped. Twice, no
+rollback step starts either and waits are abandoned; those targets stay journaled
+mid-way (``interrupted``) for ``resume``, which finishes a rollback the operator
+caused, then starts the target again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import replace
 from typing import Any
 
 from remediate.actions import registry
@@ -30,6 +32,7 @@ from remediate.executor.events import (
     RollbackStarted,
     TargetFinished,
     TargetInspected,
+    TargetRestarted,
     TargetStarted,
     TargetStatus,
 )
@@ -42,7 +45,11 @@ from remediate.language.problems import Problems
 
 ALREADY_HEALTHY = "already-healthy"
 RESTART = "restart"
-"""The phase of a target rolled back because the run was stopped."""
+"""The phase of a target rolled back because the run was stopped: it starts again."""
+ROLLBACK = "rollback"
+"""The phase of a target rolling back after a failure."""
+STOP_ROLLBACK = "stop-rollback"
+"""The phase of a target rolling back because the run was stopped (no failure)."""
 
 Outcome = tuple[TargetStatus, str | None]
 Flow = Generator[Any, Any, Outcome]
@@ -52,13 +59,10 @@ class TargetRunner:
     def __init__(self, rc: RunContext, target: Target, record: TargetRecord | None = None) -> None:
         self.rc = rc
         self.state = TargetState(target, facts=dict(record.facts or {}) if record else {})
-        if record is not None and record.phase == RESTART:
-            # Rolled back after Ctrl-C: a fresh start (the journal keeps its calls).
-            record = replace(record, phase="inspected", steps=(), mutated=False)
         self.record = record
         self.status: TargetStatus | None = None
         self.error: str | None = None
-        # Where it is, as the journal says: pending, inspected, steps, rollback, done.
+        # Where it is, as the journal says (see remediate.journal.records.Phase).
         self.phase = record.phase if record else "pending"
 
     @property
@@ -76,12 +80,13 @@ class TargetRunner:
                                    **details)
 
     def finish(self, status: TargetStatus, error: str | None = None) -> None:
-        """The target's end in this run; an ``interrupted`` one keeps its phase for resume."""
+        """The target's end in this run; an ``interrupted`` one keeps its phase for resume
+        (one in phase ``restart`` starts its next pass: resume runs it from its first step)."""
         self.status, self.error = status, error
         if status in FINISHED_STATUSES:
             self.phase = "done"
         self.rc.journal.set_target(self.rc.run_id, self.target, self.rc.now(), phase=self.phase,
-                                   status=status, error=error)
+                                   status=status, error=error, new_pass=self.phase == RESTART)
         self.rc.bus.publish(TargetFinished(self.target, status, error))
 
     # ---- pre-flight -----------------------------------------------------------------
@@ -141,10 +146,12 @@ class TargetRunner:
         rc = self.rc
         rc.bus.publish(TargetStarted(self.target))
         try:
-            if self.phase == "rollback":
-                assert self.record is not None
-                status, error = yield from self._rollback(self.record.error or "resumed")
+            if self.phase in (ROLLBACK, STOP_ROLLBACK):
+                status, error = yield from self._resume_rollback()
             else:
+                if self.phase == RESTART:
+                    rc.bus.publish(TargetRestarted(self.target, self.record.error
+                                                   if self.record else None))
                 self.enter("steps")
                 status, error = yield from self._steps()
         except Abandoned:
@@ -152,6 +159,33 @@ class TargetRunner:
                                             "twice); `remediate resume` continues it")
         self.finish(status, error)
         return status
+
+    def _resume_rollback(self) -> Flow:
+        """Finish the rollback a previous process of the run was in. One the operator
+        caused (Ctrl-C) is no failure: the target then starts again from its first step,
+        unless the run is being stopped again."""
+        assert self.record is not None
+        if self.phase == ROLLBACK:
+            return (yield from self._rollback(self.record.error or "resumed"))
+        status, error = yield from self._rollback("finishing the rollback a Ctrl-C started",
+                                                  stopped=True)
+        if self.phase != RESTART or self.rc.stop_level or self.target.key in self.rc.lost:
+            return status, error
+        self._new_pass(error)
+        self.enter("steps")
+        return (yield from self._steps())
+
+    def _new_pass(self, why: str | None) -> None:
+        """Start the target again from its first step: what its earlier pass did (step
+        statuses, outputs, mutations) is history, in the journal and here."""
+        rc, key = self.rc, self.target.key
+        rc.journal.set_target(rc.run_id, self.target, rc.now(), phase=RESTART, error=why,
+                              new_pass=True)
+        self.state.statuses.clear()
+        self.state.outputs.clear()
+        rc.calls.mutated.discard(key)
+        self.record = None
+        rc.bus.publish(TargetRestarted(self.target, why))
 
     def _steps(self) -> Flow:
         rc, playbook = self.rc, self.rc.playbook
@@ -166,19 +200,22 @@ class TargetRunner:
                 return "interrupted", (f"{rc.lost[self.target.key]}; stopped before step "
                                        f"{step.id}, not rolled back")
             if rc.stop_level >= 1:
-                return (yield from self._stopped(step.id))
+                return (yield from self._stopped(f"before step {step.id}"))
             outcome = yield from run_step(rc, self.state, step, ("steps", index),
                                           attempts_before=prior.attempts if prior else 0)
             if outcome.refused is not None:  # stop here, as it is: nothing failed
                 return "refused", f"stopped before step {step.id}: {outcome.refused}"
             if outcome.status == "failed" and step.on_failure != "continue":
+                if outcome.cut_short:  # a retry would have run, but for the Ctrl-C
+                    return (yield from self._stopped(
+                        f"during step {step.id} ({outcome.error})", restart=True))
                 return (yield from self._failed(step.on_failure,
                                                 f"step {step.id} failed: {outcome.error}"))
         return "succeeded", None
 
     def _resumed(self, step: Step, rollback: bool) -> StepRecord | None:
-        """The journal's record of ``step`` from before a resume, if any. A step that had
-        finished is not run again: its status and outputs are reloaded here."""
+        """The journal's record of ``step`` in this pass, from before a resume, if any. A
+        step that had finished is not run again: its status and outputs are reloaded here."""
         prior = self.record.step(step.id, rollback) if self.record else None
         if prior is not None and prior.status != "running":
             self.state.statuses[step.id] = prior.status
@@ -190,23 +227,24 @@ class TargetRunner:
             return (yield from self._rollback(error))
         return "failed", error
 
-    def _stopped(self, next_step: str) -> Flow:
-        reason = f"interrupted by the operator before step {next_step}"
-        if not (self.mutated and self.rc.playbook.rollback):
-            return "interrupted", f"{reason}; `remediate resume` continues it"
-        status, error = yield from self._rollback(reason)
-        if status != "rolled_back":
-            return status, error
-        # Put back where it was by the operator's choice, not by a failure: it does not
-        # count against the failure budget, and `resume` starts it again from its first step.
-        self.phase = RESTART
-        return "interrupted", (f"{reason}; rolled back to where it was; "
-                               "`remediate resume` starts it again")
+    def _stopped(self, where: str, restart: bool = False) -> Flow:
+        """The run is stopping: put the target back where it was if it was touched, and
+        leave it ``interrupted`` (never a failure). ``restart``: its steps so far cannot be
+        taken up again (one failed), so it starts again even if nothing was touched."""
+        reason = f"interrupted by the operator {where}"
+        if self.mutated and self.rc.playbook.rollback:
+            return (yield from self._rollback(reason, stopped=True))
+        if restart:
+            self.phase = RESTART
+            return "interrupted", f"{reason}; `remediate resume` starts it again"
+        return "interrupted", f"{reason}; `remediate resume` continues it"
 
-    def _rollback(self, reason: str) -> Flow:
+    def _rollback(self, reason: str, stopped: bool = False) -> Flow:
+        """Run the rollback steps. ``stopped``: the operator stopped the run (no failure):
+        a target put back where it was ends ``interrupted``, to start again (RESTART)."""
         rc, target = self.rc, self.target
         rc.bus.publish(RollbackStarted(target, reason))
-        self.enter("rollback", error=reason)
+        self.enter(STOP_ROLLBACK if stopped else ROLLBACK, error=reason)
         problems: list[str] = []
         for index, step in enumerate(rc.playbook.rollback):
             prior = self._resumed(step, rollback=True)
@@ -227,4 +265,10 @@ class TargetRunner:
                     break
         if problems:
             return "failed", f"{reason}; " + "; ".join(problems)
-        return "rolled_back", reason
+        if not stopped:
+            return "rolled_back", reason
+        # Put back where it was by the operator's choice, not by a failure: it does not
+        # count against the failure budget, and `resume` starts it again from its first step.
+        self.phase = RESTART
+        return "interrupted", f"{reason}; rolled back to where it was; `remediate resume` " \
+                              "starts it again"

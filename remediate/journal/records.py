@@ -8,7 +8,9 @@ from typing import Any
 from remediate.actions.contract import Target
 
 # Where a target is in its run. ``done`` targets carry their final status.
-Phase = str  # "pending" | "inspected" | "steps" | "rollback" | "restart" | "done"
+# "rollback": after a failure; "stop-rollback": because the operator stopped the run (the
+# target then starts again, "restart", in a new pass).
+Phase = str  # pending, inspected, steps, rollback, stop-rollback, restart, done
 FINISHED_STATUSES = frozenset({"succeeded", "failed", "rolled_back", "refused", "skipped"})
 
 
@@ -26,6 +28,8 @@ class RunRecord:
     host: str
     started_at: str
     finished_at: str | None = None
+    # The playbook's text when the run started (None: journaled by an older remediate).
+    playbook_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class StepRecord:
     attempts: int
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,15 @@ class TargetRecord:
     facts: dict[str, Any] | None
     error: str | None
     steps: tuple[StepRecord, ...] = ()
-    # A mutating call of one of its (non-rollback) steps was sent and not rejected by AWS
-    # (its result may be unknown: sent just before a crash).
+    # A mutating call of one of its (non-rollback) steps was sent in this pass and not
+    # rejected by AWS (its result may be unknown: sent just before a crash).
     mutated: bool = False
+    # The target's pass: 1, then one more each time it is started again from its first
+    # step; ``steps`` are this pass's rows.
+    pass_number: int = 1
+    # The rows of its latest pass that has any (a target waiting to start again shows
+    # the attempt it was rolled back from): what reports show.
+    last_steps: tuple[StepRecord, ...] = ()
 
     @property
     def finished(self) -> bool:

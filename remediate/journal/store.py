@@ -27,7 +27,7 @@ from typing import Any
 
 from remediate.actions.contract import Target
 from remediate.errors import UserError
-from remediate.journal import locks
+from remediate.journal import locks, schema
 from remediate.journal.records import (
     CallRecord,
     LockHolder,
@@ -37,37 +37,13 @@ from remediate.journal.records import (
     TargetRecord,
 )
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, playbook_path TEXT NOT NULL, playbook_sha256 TEXT NOT NULL,
-    params TEXT NOT NULL, options TEXT NOT NULL, targets TEXT NOT NULL,
-    dry_run INTEGER NOT NULL, status TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL,
-    started_at TEXT NOT NULL, finished_at TEXT);
-CREATE TABLE IF NOT EXISTS run_state (
-    run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-    PRIMARY KEY (run_id, key));
-CREATE TABLE IF NOT EXISTS targets (
-    run_id TEXT NOT NULL, target_key TEXT NOT NULL, target TEXT NOT NULL,
-    phase TEXT NOT NULL, status TEXT, facts TEXT, error TEXT, updated_at TEXT NOT NULL,
-    PRIMARY KEY (run_id, target_key));
-CREATE TABLE IF NOT EXISTS steps (
-    run_id TEXT NOT NULL, target_key TEXT NOT NULL, step_id TEXT NOT NULL,
-    rollback INTEGER NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
-    outputs TEXT, error TEXT, started_at TEXT NOT NULL, finished_at TEXT,
-    PRIMARY KEY (run_id, target_key, rollback, step_id));
-CREATE TABLE IF NOT EXISTS calls (
-    call_id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, target_key TEXT NOT NULL,
-    step_id TEXT NOT NULL, rollback INTEGER NOT NULL, service TEXT NOT NULL,
-    operation TEXT NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL, request_id TEXT,
-    error TEXT, response TEXT, sent_at TEXT NOT NULL, finished_at TEXT);
-CREATE INDEX IF NOT EXISTS calls_by_target ON calls (run_id, target_key);
-CREATE TABLE IF NOT EXISTS services (
-    run_id TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL, cls TEXT NOT NULL,
-    PRIMARY KEY (run_id, account, region, cls));
-CREATE TABLE IF NOT EXISTS locks (
-    target_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, pid INTEGER NOT NULL,
-    host TEXT NOT NULL, started_at TEXT NOT NULL);
-"""
+_RUN_COLUMNS = ("run_id, playbook_path, playbook_sha256, params, options, targets, dry_run, "
+                "status, pid, host, started_at, finished_at, playbook_text")
+_STEP_COLUMNS = ("run_id, target_key, pass, step_id, rollback, status, attempts, outputs, error, "
+                 "started_at, finished_at")
+_STEP_KEY = "run_id, target_key, pass, rollback, step_id"
+# The pass a target is in (a run service, not a target of the run, is always in pass 1).
+_PASS = "COALESCE((SELECT pass FROM targets WHERE run_id=? AND target_key=?), 1)"
 
 # Responses larger than this are journaled truncated (the request id is kept apart).
 MAX_RESPONSE_CHARS = 65_536
@@ -100,7 +76,13 @@ def _open(path: str) -> sqlite3.Connection:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.executescript(SCHEMA)
+        schema.prepare(db)
+    except schema.TooNew as exc:
+        assert db is not None
+        db.close()
+        raise JournalError(f"{path} was written by a newer remediate (journal version "
+                           f"{exc.args[0]}; this one reads up to {schema.VERSION}): resume "
+                           "it with that version") from None
     except sqlite3.DatabaseError as exc:
         if db is not None:
             db.close()
@@ -151,14 +133,24 @@ class Journal:
 
     def begin_run(self, run: RunRecord) -> None:
         self._write(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (run.run_id, run.playbook_path, run.playbook_sha256, dumps(run.params),
              dumps(run.options), dumps([json.loads(target_json(t)) for t in run.targets]),
-             int(run.dry_run), run.status, run.pid, run.host, run.started_at, run.finished_at))
+             int(run.dry_run), run.status, run.pid, run.host, run.started_at, run.finished_at,
+             run.playbook_text))
         for target in run.targets:
-            self._write("INSERT INTO targets VALUES (?,?,?,?,?,?,?,?)",
-                        (run.run_id, target.key, target_json(target), "pending", None, None,
-                         None, run.started_at))
+            self._write("INSERT INTO targets (run_id, target_key, target, phase, updated_at) "
+                        "VALUES (?,?,?,?,?)",
+                        (run.run_id, target.key, target_json(target), "pending",
+                         run.started_at))
+        self.commit()
+
+    def set_playbook(self, run_id: str, text: str, sha256: str,
+                     params: Mapping[str, Any]) -> None:
+        """The run goes on with this playbook and these parameter values (``resume`` with
+        an edited playbook)."""
+        self._write("UPDATE runs SET playbook_text=?, playbook_sha256=?, params=? "
+                    "WHERE run_id=?", (text, sha256, dumps(dict(params)), run_id))
         self.commit()
 
     def set_run_status(self, run_id: str, status: str, at: datetime | None = None) -> None:
@@ -175,18 +167,19 @@ class Journal:
         """
         if run_id is None:
             row = self._db.execute(
-                "SELECT * FROM runs ORDER BY (status != 'finished' AND dry_run = 0) DESC, "
-                "rowid DESC LIMIT 1").fetchone()
+                f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY "
+                "(status != 'finished' AND dry_run = 0) DESC, rowid DESC LIMIT 1").fetchone()
         else:
-            row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            row = self._db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id=?",
+                                   (run_id,)).fetchone()
         if row is None:
             raise KeyError(f"no run {run_id} in {self.path}" if run_id else
                            f"no run in {self.path}")
         (rid, path, sha, params, options, targets, dry, status, pid, host, started,
-         finished) = row
+         finished, text) = row
         return RunRecord(rid, path, sha, json.loads(params), json.loads(options),
                          tuple(_target(t) for t in json.loads(targets)), bool(dry), status,
-                         pid, host, started, finished)
+                         pid, host, started, finished, text)
 
     def unfinished_runs(self) -> list[str]:
         """Ids of the runs that did not finish (interrupted, crashed, still running),
@@ -207,53 +200,63 @@ class Journal:
 
     def set_target(self, run_id: str, target: Target, at: datetime, *, phase: str,
                    status: str | None = None, error: str | None = None,
-                   facts: Mapping[str, Any] | None = None) -> None:
+                   facts: Mapping[str, Any] | None = None, new_pass: bool = False) -> None:
+        """``new_pass``: the target starts again from its first step; its step and call
+        rows so far are history (see :mod:`remediate.journal.schema`)."""
         if facts is not None:
             self._write("UPDATE targets SET facts=? WHERE run_id=? AND target_key=?",
                         (dumps(facts), run_id, target.key))
-        self._write("UPDATE targets SET phase=?, status=?, error=?, updated_at=? "
-                    "WHERE run_id=? AND target_key=?",
-                    (phase, status, error, at.isoformat(), run_id, target.key))
+        self._write("UPDATE targets SET phase=?, status=?, error=?, updated_at=?, "
+                    "pass=pass+? WHERE run_id=? AND target_key=?",
+                    (phase, status, error, at.isoformat(), int(new_pass), run_id, target.key))
 
     def step_started(self, run_id: str, target: Target, step_id: str, rollback: bool,
                      attempt: int, at: datetime) -> None:
         self._write(
-            "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT "
-            "(run_id, target_key, rollback, step_id) DO UPDATE SET status='running', "
+            f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES (?,?,{_PASS},?,?,?,?,?,?,?,?) "
+            f"ON CONFLICT ({_STEP_KEY}) DO UPDATE SET status='running', "
             "attempts=excluded.attempts, error=NULL, finished_at=NULL",
-            (run_id, target.key, step_id, int(rollback), "running", attempt, None, None,
-             at.isoformat(), None))
+            (run_id, target.key, run_id, target.key, step_id, int(rollback), "running",
+             attempt, None, None, at.isoformat(), None))
 
     def step_finished(self, run_id: str, target: Target, step_id: str, rollback: bool, *,
                       status: str, attempts: int, at: datetime,
                       outputs: Mapping[str, Any] | None = None,
                       error: str | None = None) -> None:
         self._write(
-            "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT "
-            "(run_id, target_key, rollback, step_id) DO UPDATE SET status=excluded.status, "
+            f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES (?,?,{_PASS},?,?,?,?,?,?,?,?) "
+            f"ON CONFLICT ({_STEP_KEY}) DO UPDATE SET status=excluded.status, "
             "attempts=excluded.attempts, outputs=excluded.outputs, error=excluded.error, "
             "finished_at=excluded.finished_at",
-            (run_id, target.key, step_id, int(rollback), status, attempts,
+            (run_id, target.key, run_id, target.key, step_id, int(rollback), status, attempts,
              dumps(dict(outputs or {})), error, at.isoformat(), at.isoformat()))
 
     def targets(self, run_id: str) -> dict[str, TargetRecord]:
-        steps: dict[str, list[StepRecord]] = {}
-        for key, step_id, rollback, status, attempts, outputs, error in self._db.execute(
-            "SELECT target_key, step_id, rollback, status, attempts, outputs, error FROM steps "
-            "WHERE run_id=? ORDER BY rowid", (run_id,)
-        ):
-            steps.setdefault(key, []).append(StepRecord(
-                step_id, bool(rollback), status, attempts, _loads(outputs) or {}, error))
-        mutated = {key for (key,) in self._db.execute(
-            "SELECT DISTINCT target_key FROM calls WHERE run_id=? AND rollback=0 "
-            "AND status != 'error'", (run_id,))}
+        """Every target of the run, with the step rows of its current pass (and, for
+        reports, those of the latest pass that has any)."""
+        passes: dict[str, dict[int, list[StepRecord]]] = {}
+        for key, number, step_id, rollback, status, attempts, outputs, error, started, \
+                finished in self._db.execute(
+                    "SELECT target_key, pass, step_id, rollback, status, attempts, outputs, "
+                    "error, started_at, finished_at FROM steps WHERE run_id=? ORDER BY rowid",
+                    (run_id,)):
+            passes.setdefault(key, {}).setdefault(number, []).append(StepRecord(
+                step_id, bool(rollback), status, attempts, _loads(outputs) or {}, error,
+                started, finished))
+        mutated = set(self._db.execute(
+            "SELECT DISTINCT target_key, pass FROM calls WHERE run_id=? AND rollback=0 "
+            "AND status != 'error'", (run_id,)))
         out: dict[str, TargetRecord] = {}
-        for key, target, phase, status, facts, error in self._db.execute(
-            "SELECT target_key, target, phase, status, facts, error FROM targets "
+        for key, target, phase, status, facts, error, number in self._db.execute(
+            "SELECT target_key, target, phase, status, facts, error, pass FROM targets "
             "WHERE run_id=? ORDER BY rowid", (run_id,)
         ):
+            rows = passes.get(key, {})
+            shown = rows[max(p for p in rows if p <= number)] if any(
+                p <= number for p in rows) else []
             out[key] = TargetRecord(_target(json.loads(target)), phase, status, _loads(facts),
-                                    error, tuple(steps.get(key, ())), key in mutated)
+                                    error, tuple(rows.get(number, ())),
+                                    (key, number) in mutated, number, tuple(shown))
         return out
 
     # ---- calls -------------------------------------------------------------------
@@ -264,9 +267,9 @@ class Journal:
         """Record a mutating call about to be sent; returns its id for the result."""
         cursor = self._write(
             "INSERT INTO calls (run_id, target_key, step_id, rollback, service, operation, "
-            "params, status, sent_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            f"params, status, sent_at, pass) VALUES (?,?,?,?,?,?,?,?,?,{_PASS})",
             (run_id, target_key, step_id, int(rollback), service, operation, dumps(params),
-             "sent", at.isoformat()))
+             "sent", at.isoformat(), run_id, target_key))
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
@@ -288,11 +291,12 @@ class Journal:
                      call_id))
 
     def step_sent(self, run_id: str, target_key: str, step_id: str, operation: str) -> bool:
-        """Whether a call of ``operation`` was journaled for this target's step (any
-        attempt, rollback or not)."""
+        """Whether a call of ``operation`` was journaled for this target's step in its
+        current pass (any attempt, rollback or not)."""
         return self._db.execute(
             "SELECT 1 FROM calls WHERE run_id=? AND target_key=? AND step_id=? AND "
-            "operation=? LIMIT 1", (run_id, target_key, step_id, operation)).fetchone() \
+            f"operation=? AND pass={_PASS} LIMIT 1",
+            (run_id, target_key, step_id, operation, run_id, target_key)).fetchone() \
             is not None
 
     def calls(self, run_id: str, target_key: str | None = None) -> list[CallRecord]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -79,7 +79,7 @@ def load_text(text: str | bytes, source: str = "<string>", base_dir: str = ".") 
     lines = decoded.splitlines()
     result.problems = _locate(problems.items, source, lines, positions)
     if not result.problems and checked is not INVALID:
-        playbook = build(checked, source)
+        playbook = replace(build(checked, source), text=decoded)
         result.problems = _locate(_default_problems(playbook, base_dir), source, lines,
                                   positions)
         result.playbook = None if result.problems else playbook

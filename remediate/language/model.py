@@ -172,6 +172,9 @@ class Playbook:
     guards: Guards = Guards()
     execution: Execution = Execution()
     source: str = "<string>"
+    # The text it was loaded from ("" if built in code): the journal keeps it, so
+    # `resume` runs the playbook its run started with, whatever became of the file.
+    text: str = field(default="", repr=False, compare=False)
 
     @property
     def folder(self) -> str:

@@ -17,6 +17,7 @@ from remediate.executor.events import (
     Notice,
     RollbackStarted,
     RunFinished,
+    RunResumed,
     RunStarted,
     StepFinished,
     StepPlanned,
@@ -25,6 +26,7 @@ from remediate.executor.events import (
     StepStarted,
     TargetFinished,
     TargetInspected,
+    TargetRestarted,
     TargetStarted,
 )
 from remediate.language.durations import format_duration
@@ -49,6 +51,17 @@ def _(event: RunStarted) -> str:
     mode = " (dry run: nothing will change)" if event.dry_run else ""
     return (f"run {event.run_id}: {event.playbook}, {plural(len(event.targets), 'target')}, "
             f"{plural(len(event.steps), 'step')}{mode}")
+
+
+@line.register
+def _(event: RunResumed) -> str:
+    return (f"run {event.run_id} started {event.started_at.isoformat(timespec='seconds')}; "
+            f"{plural(event.finished_before, 'target')} finished before this resume")
+
+
+@line.register
+def _(event: TargetRestarted) -> str:
+    return f"{_who(event.target)}: starting again from its first step"
 
 
 @line.register

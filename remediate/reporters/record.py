@@ -1,5 +1,11 @@
 """The run as a report model: one subscriber accumulates it, every report file renders it.
 
+A resumed run's record starts from the journal (``RunResumed``, then a
+``TargetResumed`` per target), so every report describes the whole run: its
+start, every target's status, findings and steps. The retry counters, notices
+and the budget and Ctrl-C notes are this process's (the journal does not keep
+them).
+
 ``RunRecord.as_dict()`` is the JSON report, read by other tools; these keys are a
 contract and are never removed (new ones may be added)::
 
@@ -37,10 +43,12 @@ from remediate.executor.events import (
     ApiRetrying,
     BudgetExhausted,
     Interrupted,
+    JournaledStep,
     Notice,
     PermissionChecked,
     RollbackStarted,
     RunFinished,
+    RunResumed,
     RunStarted,
     StepFinished,
     StepPlanned,
@@ -49,6 +57,8 @@ from remediate.executor.events import (
     StepStarted,
     TargetFinished,
     TargetInspected,
+    TargetRestarted,
+    TargetResumed,
     TargetStarted,
 )
 from remediate.findings import FINDINGS, Finding
@@ -172,6 +182,11 @@ class TargetRecord:
         }
 
 
+def _journaled(step: JournaledStep) -> StepRecord:
+    return StepRecord(step.step_id, step.action, step.status, step.attempts, step.started_at,
+                      step.finished_at, step.error, step.rollback)
+
+
 def severity(finding: Finding) -> str:
     kind = FINDINGS.get(finding.kind)
     return kind.severity if kind is not None else "info"
@@ -218,6 +233,26 @@ class RunRecord(Subscriber):
         self.started_at, self.step_ids = event.started_at, event.steps
         for target in event.targets:
             self.target(target)
+
+    def on_run_resumed(self, event: RunResumed) -> None:
+        self.started_at = event.started_at  # the whole run, not this process's part
+
+    def on_target_resumed(self, event: TargetResumed) -> None:
+        """The target as the journal has it; this process's events go on from there."""
+        record = self.target(event.target)
+        record.status, record.error = event.status or "pending", event.error
+        record.facts, record.findings = dict(event.facts), event.findings
+        record.refused = event.error if event.status == "refused" else None
+        record.steps = {s.step_id: _journaled(s) for s in event.steps}
+        record.rollback_reason = event.error if any(s.rollback for s in event.steps) else None
+        record.started = bool(event.steps) or event.phase not in ("pending", "inspected")
+        record.finished = event.phase == "done"
+
+    def on_target_restarted(self, event: TargetRestarted) -> None:
+        """A new pass: the rolled-back attempt's steps are history."""
+        record = self.target(event.target)
+        record.steps, record.rollback_reason = {}, None
+        record.status, record.error, record.finished = "pending", None, False
 
     def on_target_inspected(self, event: TargetInspected) -> None:
         record = self.target(event.target)

@@ -32,12 +32,15 @@ from remediate.executor.events import (
     Notice,
     RollbackStarted,
     RunFinished,
+    RunResumed,
     RunStarted,
     StepFinished,
     StepRetrying,
     StepStarted,
     TargetFinished,
     TargetInspected,
+    TargetRestarted,
+    TargetResumed,
     TargetStarted,
 )
 from remediate.reporters.lines import line
@@ -45,7 +48,7 @@ from remediate.reporters.subscriber import Subscriber
 
 # Events worth a line above the progress bars (the rest only move the bars).
 _NOTABLE = (BatchStarted, RollbackStarted, StepRetrying, BudgetExhausted, Interrupted, Notice,
-            RunFinished)
+            RunFinished, RunResumed, TargetRestarted)
 
 
 def _notable(event: Event) -> bool:
@@ -108,6 +111,12 @@ class TerminalReporter(Subscriber):
     def on_target_inspected(self, event: TargetInspected) -> None:
         if event.refused is not None:
             self.counts["refused"] += 1
+            self._settle(event.target.key)
+
+    def on_target_resumed(self, event: TargetResumed) -> None:
+        """A target the run had finished before this process: counted, its bar settled."""
+        if event.phase == "done" and event.status in self.counts:
+            self.counts[event.status] += 1
             self._settle(event.target.key)
 
     def on_target_started(self, event: TargetStarted) -> None:

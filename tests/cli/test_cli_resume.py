@@ -8,6 +8,7 @@ same to a subprocess, and kills one with SIGKILL.)
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -182,11 +183,7 @@ def test_resume_errors_are_one_line(three: CliSandbox, tmp_path: Path,
     assert capsys.readouterr().err == f"error: {empty} holds no run\n"
 
     journal = tmp_path / "j.sqlite"
-    playbook = tmp_path / "pb" / "repair.yaml"
-    playbook.parent.mkdir()
-    playbook.write_text(Path(OFFLINE_REPAIR).read_text(encoding="utf-8"), encoding="utf-8")
-    shutil.copytree(Path(OFFLINE_REPAIR).parent / "scripts", playbook.parent / "scripts")
-    assert run_cli("run", str(playbook), "--yes", "--no-progress", *three.rescue_param,
+    assert run_cli("run", OFFLINE_REPAIR, "--yes", "--no-progress", *three.rescue_param,
                    "--journal", str(journal), "--target-ids",
                    three.fleet.instance_ids()[0]) == 0
     capsys.readouterr()
@@ -194,12 +191,90 @@ def test_resume_errors_are_one_line(three: CliSandbox, tmp_path: Path,
     assert run_cli("resume", str(journal), "--run-id", "r-nope") == 1
     assert capsys.readouterr().err == f"error: {journal} has no run 'r-nope'\n"
 
-    playbook.write_text(playbook.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
-    assert run_cli("resume", str(journal)) == 1
+    assert run_cli("resume", str(journal), "--edited-playbook", "--playbook",
+                   str(tmp_path / "nowhere.yaml")) == 1
+    assert capsys.readouterr().err == (
+        f"error: --edited-playbook: there is no playbook at {tmp_path / 'nowhere.yaml'}\n")
+
+
+def copied_playbook(tmp_path: Path) -> Path:
+    """The offline repair in a folder of its own (its scripts beside it), to edit."""
+    playbook = tmp_path / "pb" / "repair.yaml"
+    playbook.parent.mkdir()
+    playbook.write_text(Path(OFFLINE_REPAIR).read_text(encoding="utf-8"), encoding="utf-8")
+    # A copy: a script reached through a link out of the playbook's folder is refused.
+    shutil.copytree(Path(OFFLINE_REPAIR).parent / "scripts", playbook.parent / "scripts")
+    return playbook
+
+
+def edit(playbook: Path) -> str:
+    """A comment added, and the last step renamed (what a run of the edit would show)."""
+    text = playbook.read_text(encoding="utf-8")
+    assert "  - id: verify\n" in text
+    edited = "# edited after the run started\n" + text.replace("  - id: verify\n",
+                                                               "  - id: verify_boot\n")
+    playbook.write_text(edited, encoding="utf-8")
+    return edited
+
+
+def step_ids(report: Path) -> set[str]:
+    data = json.loads(report.read_text(encoding="utf-8"))
+    return {step["id"] for target in data["targets"] for step in target["steps"]}
+
+
+def test_resume_runs_the_journaled_playbook_not_the_edited_file(
+        three: CliSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    playbook, journal, report = copied_playbook(tmp_path), tmp_path / "j.sqlite", \
+        tmp_path / "run.json"
+    before = root_states(three.ec2, three.fleet.instance_ids())
+    ctrl_c_after(monkeypatch, "verify")  # the canary is done; the next batch never starts
+    assert run_cli("run", str(playbook), "--yes", "--no-progress", *three.rescue_param,
+                   "--journal", str(journal)) == 130
+    journaled = Journal(journal).run()
+    edit(playbook)
+    capsys.readouterr()
+
+    code = run_cli("resume", str(journal), "--no-progress", "--report", f"json:{report}")
+
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {playbook} changed since run ")
-    assert err.endswith("resume needs the playbook the run started with\n")
-    assert err.count("\n") == 1
+    assert code == 0, err
+    assert err.startswith(
+        f"note: {playbook} changed since run {journaled.run_id} started; resuming with the "
+        "playbook journaled then (--edited-playbook runs the file as it is now, after showing "
+        "the diff)\n")
+    assert "verify" in step_ids(report) and "verify_boot" not in step_ids(report)
+    assert Journal(journal).run().playbook_text == journaled.playbook_text
+    for state in before.values():
+        assert repair_problems(three.ec2, state, three.sandbox.channel_file_present) == []
+
+
+def test_edited_playbook_shows_the_diff_then_runs_the_edited_file(
+        three: CliSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    playbook, journal, report = copied_playbook(tmp_path), tmp_path / "j.sqlite", \
+        tmp_path / "run.json"
+    ctrl_c_after(monkeypatch, "verify")
+    assert run_cli("run", str(playbook), "--yes", "--no-progress", *three.rescue_param,
+                   "--journal", str(journal)) == 130
+    run_id = Journal(journal).run().run_id
+    edited = edit(playbook)
+    capsys.readouterr()
+
+    code = run_cli("resume", str(journal), "--no-progress", "--edited-playbook", "--report",
+                   f"json:{report}")
+
+    err = capsys.readouterr().err
+    assert code == 0, err
+    diff = err[:err.index(f"resuming run {run_id} with the edited")]
+    assert diff.startswith(f"--- {playbook} (journaled when run {run_id} started)\n"
+                           f"+++ {playbook} (now)\n@@ ")
+    assert "\n+# edited after the run started\n" in diff
+    assert "\n-  - id: verify\n+  - id: verify_boot\n" in diff
+    assert f"resuming run {run_id} with the edited {playbook} (--edited-playbook); it is the " \
+           "run's playbook from now on\n" in err
+    assert "verify_boot" in step_ids(report)
+    assert Journal(journal).run().playbook_text == edited
 
 
 def test_a_run_another_host_holds_is_not_resumed_here(

@@ -197,15 +197,37 @@ def remediate(args: Sequence[str], env: dict[str, str], log: Path, *,
 
 def journaled_calls(journal: Path) -> int:
     """Mutating calls the run has journaled so far (read-only: the run is writing)."""
+    rows = journal_rows(journal, "SELECT COUNT(*) FROM calls")
+    return int(rows[0][0]) if rows else 0
+
+
+def journal_rows(journal: Path, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """A read-only query of the journal a run is writing ([] until it can answer)."""
     if not journal.exists():
-        return 0
+        return []
     try:
         with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True,
                                                 timeout=1.0)) as db:
-            (count,) = db.execute("SELECT COUNT(*) FROM calls").fetchone()
+            return db.execute(sql, tuple(args)).fetchall()
     except sqlite3.Error:  # not created yet, or busy: not there yet
-        return 0
-    return int(count)
+        return []
+
+
+def calls_after(journal: Path, call_id: int, operation: str | None = None,
+                rollback: bool | None = None) -> list[tuple[int, str, str]]:
+    """(call id, target key, step id) of the calls journaled after ``call_id``."""
+    sql = "SELECT call_id, target_key, step_id FROM calls WHERE call_id > ?"
+    args: list[Any] = [call_id]
+    if operation is not None:
+        sql, args = sql + " AND operation = ?", [*args, operation]
+    if rollback is not None:
+        sql, args = sql + " AND rollback = ?", [*args, int(rollback)]
+    return [(int(cid), key, step) for cid, key, step in journal_rows(journal, sql, args)]
+
+
+def last_call_id(journal: Path) -> int:
+    rows = journal_rows(journal, "SELECT COALESCE(MAX(call_id), 0) FROM calls")
+    return int(rows[0][0]) if rows else 0
 
 
 # ---- the executor on a clock that moves like the real one -------------------------------

@@ -302,6 +302,19 @@ def tags_of(sandbox: Any, instance_id: str) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in found["Tags"] if t["Key"] not in FLEET_TAGS}
 
 
+def when(bus: EventBus, test: Callable[[Event], bool], then: Callable[[], None]) -> None:
+    """Call ``then`` the first time an event passes ``test`` (like a Ctrl-C at that moment)."""
+    fired = False
+
+    def watch(event: Event) -> None:
+        nonlocal fired
+        if not fired and test(event):
+            fired = True
+            then()
+
+    bus.subscribe(watch)
+
+
 def events_of(events: Iterable[Event], kind: type) -> list[Any]:
     return [e for e in events if isinstance(e, kind)]
 

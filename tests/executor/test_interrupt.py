@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from executor_support import (
@@ -12,6 +11,7 @@ from executor_support import (
     rescue_instances,
     root_in_place,
     swap_playbook,
+    when,
 )
 
 from remediate.actions.contract import Target
@@ -21,6 +21,7 @@ from remediate.executor.events import (
     Event,
     EventBus,
     Interrupted,
+    Notice,
     RollbackStarted,
     StepStarted,
 )
@@ -37,19 +38,6 @@ def swap_executor(sandbox: Sandbox, fleet: Fleet, clients: Any, clock: VirtualCl
     targets = [Target("ec2-instance", t.instance_id, t.region) for t in fleet.targets]
     return Executor(pb, targets, clients=clients, clock=clock, bus=bus, journal=journal,
                     run_id="run-c", workers=4)
-
-
-def when(bus: EventBus, test: Callable[[Event], bool], then: Callable[[], None]) -> None:
-    """Call ``then`` the first time an event passes ``test`` (like a Ctrl-C at that moment)."""
-    fired = False
-
-    def watch(event: Event) -> None:
-        nonlocal fired
-        if not fired and test(event):
-            fired = True
-            then()
-
-    bus.subscribe(watch)
 
 
 def test_one_ctrl_c_rolls_back_what_was_touched_and_starts_nothing_new(
@@ -95,15 +83,21 @@ def test_one_ctrl_c_rolls_back_what_was_touched_and_starts_nothing_new(
     assert rescue_instances(sandbox) == []
 
 
-def test_a_second_ctrl_c_abandons_waits_and_resume_finishes_every_target(
+def test_a_second_ctrl_c_stops_waiting_and_leaves_the_cleanup_to_resume_which_does_it(
         sandbox: Sandbox, clients: Any, clock: VirtualClock, bus: EventBus,
         events: list[Event], tmp_path: Any) -> None:
     fleet = sandbox.build_fleet(FleetSpec(plain=8, azs=2))
     journal = Journal(tmp_path / "run.journal")
     executor = swap_executor(sandbox, fleet, clients, clock, bus, journal)
+    pressed: dict[str, float] = {}
+
+    def second_ctrl_c() -> None:
+        pressed["at"], pressed["calls"] = clock.now(), len(sandbox.api_calls)
+        executor.request_stop()
+
     when(bus, lambda e: isinstance(e, StepStarted) and e.step_id == "repair",
          executor.request_stop)
-    when(bus, lambda e: isinstance(e, RollbackStarted), executor.request_stop)
+    when(bus, lambda e: isinstance(e, RollbackStarted), second_ctrl_c)
 
     result = executor.run()
 
@@ -111,17 +105,26 @@ def test_a_second_ctrl_c_abandons_waits_and_resume_finishes_every_target(
     assert (first.second, second.second) == (False, True)
     assert second.in_flight and all(": " in line for line in second.in_flight)
     assert result.interrupted
+    # It stopped waiting: nothing was sent after the second Ctrl-C (the rescue pool's
+    # detaching and terminating is left), and the run ended within simulated seconds.
+    assert [c.operation for c in sandbox.api_calls[int(pressed["calls"]):] if c.mutating] == []
+    assert clock.now() - pressed["at"] < 1.0
+    rescue = rescue_instances(sandbox)
+    assert rescue
+    [notice] = [n.message for n in events_of(events, Notice) if "left to" in n.message]
+    assert notice == (f"Ctrl-C twice: terminating the rescue instances in default/{REGION} "
+                      f"is left to `remediate resume {journal.path}`")
     left = [k for k, status in result.statuses.items() if status == "interrupted"]
     records = journal.targets("run-c")
-    assert {records[k].phase for k in left} <= {"steps", "rollback", "inspected"}
-    assert "rollback" in {records[k].phase for k in left}
-    assert rescue_instances(sandbox) == []  # cleanup ran, detaching what it held
+    assert {records[k].phase for k in left} <= {"steps", "stop-rollback", "inspected"}
+    assert "stop-rollback" in {records[k].phase for k in left}
 
     resumed = resume(journal, executor.playbook, clients=clients, clock=clock, bus=EventBus())
 
-    assert not resumed.interrupted and "interrupted" not in resumed.statuses.values()
-    for target in fleet.targets:
-        status = resumed.statuses[f"default/{REGION}/{target.instance_id}"]
-        assert status in {"succeeded", "rolled_back"}
-        assert fixed(sandbox, target) if status == "succeeded" else root_in_place(sandbox, target)
+    # The rollbacks the operator caused are finished, then those targets start again.
+    assert resumed.summary == {"succeeded": 8}
+    assert all(fixed(sandbox, t) for t in fleet.targets)
     assert rescue_instances(sandbox) == []
+    terminated = {i for c in journal.calls("run-c") if c.operation == "TerminateInstances"
+                  and c.step_id == "finish" for i in c.params["InstanceIds"]}
+    assert set(rescue) <= terminated

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +110,61 @@ def test_resume_refuses_a_changed_playbook_and_a_dry_run(
     with pytest.raises(ResumeRefused) as refused:
         resume(journal, pb, clients=clients, clock=clock, bus=bus)
 
+    # Built in code, it has no text: the journal keeps only the file's hash, as older
+    # journals did.
     assert str(refused.value).startswith(
         f"{source} changed since run run-1 started (sha256 {recorded[:12]}... then, ")
-    assert str(refused.value).endswith("resume needs the playbook the run started with")
+    assert str(refused.value).endswith(
+        "its journal holds no copy of it (an older remediate wrote it): restore the playbook "
+        "the run started with, or run the edited file with --edited-playbook")
 
     Executor(pb, [Target("ec2-instance", ids[0], REGION)], clients=clients, clock=clock,
              bus=bus, journal=journal, run_id="run-2", dry_run=True,
              inspect_actions=inspect).run()
     with pytest.raises(ResumeRefused, match="run run-2 was a dry run: there is nothing to "):
         resume(journal, pb, clients=clients, clock=clock, bus=bus)
+
+
+def test_resume_runs_only_the_journaled_playbook_unless_told_to_run_an_edited_one(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, bus: EventBus,
+        tmp_path: Path) -> None:
+    ids = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
+    pb = replace(playbook(step("tag", "test.tag")), text="version: 1\n# as it started\n")
+    edited = replace(pb, text="version: 1\n# edited\n")
+    journal = Journal(tmp_path / "run.journal")
+    inspect = {"ec2-instance": "test.inspect"}
+    Executor(pb, [Target("ec2-instance", ids[0], REGION)], clients=clients, clock=clock,
+             bus=bus, journal=journal, run_id="run-1", inspect_actions=inspect).run()
+    assert journal.run("run-1").playbook_text == "version: 1\n# as it started\n"
+
+    with pytest.raises(ResumeRefused) as refused:
+        resume(journal, edited, clients=clients, clock=clock, bus=bus)
+    assert str(refused.value) == (
+        f"{pb.source} is not the playbook run run-1 started with: resume runs the copy "
+        "journaled then (`remediate resume` loads it), or the edited file with "
+        "--edited-playbook")
+
+    resume(journal, edited, clients=clients, clock=clock, bus=bus, edited=True)
+
+    assert journal.run("run-1").playbook_text == "version: 1\n# edited\n"
+
+
+def test_resuming_a_journal_without_the_playbooks_text_journals_it(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, bus: EventBus,
+        tmp_path: Path) -> None:
+    """As an older remediate wrote it (a hash, no text): once the file is checked to be
+    the same, its text is journaled, so later edits of the file do not matter."""
+    ids = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
+    source = tmp_path / "pb.yaml"
+    source.write_text("version: 1\n", encoding="utf-8")
+    pb = replace(playbook(step("tag", "test.tag")), source=str(source), text="version: 1\n")
+    path = tmp_path / "run.journal"
+    Executor(pb, [Target("ec2-instance", ids[0], REGION)], clients=clients, clock=clock,
+             bus=bus, journal=Journal(path), run_id="run-1",
+             inspect_actions={"ec2-instance": "test.inspect"}).run()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE runs SET playbook_text = NULL")
+
+    resume(path, pb, clients=clients, clock=clock, bus=bus)
+
+    assert Journal(path).run("run-1").playbook_text == "version: 1\n"
