@@ -28,6 +28,7 @@ from remediate.actions.requests import (
     state_of,
 )
 from remediate.actions.rescue_pool import Pulled
+from remediate.actions.target_permissions import on_workspaces
 from remediate.kinds import KINDS
 from remediate.language.schema import Bool, Choice, Duration, Field, ListOf, Record
 
@@ -136,6 +137,7 @@ class Start(Action):
     })
     outputs = {"started": "whether a start was needed", "state": "its state at the end"}
     permissions = (_DESCRIBE, "workspaces:StartWorkspaces")
+    scoped_permissions = (on_workspaces("workspaces:StartWorkspaces"),)
     mutating = True
     batches = batch_limits("workspaces:StartWorkspaces")
     verify = "the WorkSpace is AVAILABLE"
@@ -243,6 +245,7 @@ class Reboot(_Recovery):
     params = _recovery_params(1200.0)
     outputs = RECOVERY_OUTPUTS
     permissions = (_DESCRIBE, "workspaces:RebootWorkspaces")
+    scoped_permissions = (on_workspaces("workspaces:RebootWorkspaces"),)
     batches = batch_limits("workspaces:RebootWorkspaces")
     start_states = frozenset({"AVAILABLE", "UNHEALTHY", "REBOOTING"})
     operation = "RebootWorkspaces"
@@ -267,6 +270,7 @@ class Restore(_Recovery):
     params = _recovery_params(3600.0)
     outputs = RECOVERY_OUTPUTS
     permissions = (_DESCRIBE, "workspaces:RestoreWorkspace")
+    scoped_permissions = (on_workspaces("workspaces:RestoreWorkspace"),)
     start_states = frozenset({"AVAILABLE", "ERROR", "UNHEALTHY", "STOPPED", "RESTORING"})
     destructive = "workspace-restore-data-loss"
     risks = frozenset({"workspace-restore-data-loss"})
@@ -287,6 +291,7 @@ class Rebuild(_Recovery):
     params = _recovery_params(5400.0)
     outputs = RECOVERY_OUTPUTS
     permissions = (_DESCRIBE, "workspaces:RebuildWorkspaces")
+    scoped_permissions = (on_workspaces("workspaces:RebuildWorkspaces"),)
     batches = batch_limits("workspaces:RebuildWorkspaces")
     start_states = frozenset({"AVAILABLE", "ERROR", "UNHEALTHY", "STOPPED", "REBOOTING",
                               "REBUILDING"})
