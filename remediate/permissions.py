@@ -17,6 +17,7 @@ policies attached to the same role.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,6 +60,11 @@ CLAIMS: Final[Mapping[str, tuple[Scoped, ...]]] = {
 NO_RESOURCE_LEVEL: Final = frozenset({"workspaces:CreateTags", "workspaces:DeleteTags"})
 NO_RESOURCE_LEVEL_SID: Final = "NoResourceLevelPermissions"
 READ_ONLY_PREFIXES: Final = ("Describe", "Get", "List")
+# IAM quotas: a managed policy holds 6,144 characters, an inline one 10,240 (all of a role's
+# together), whitespace not counted
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
+MANAGED_POLICY_CHARACTERS: Final = 6144
+INLINE_POLICY_CHARACTERS: Final = 10240
 _WHAT: Final = {"ec2-instance": "EC2 instance", "workspace": "WorkSpace"}
 
 
@@ -186,6 +192,23 @@ def policy_document(playbook: Playbook,
                            "Action": ["sts:AssumeRole"], "Resource": roles})
     statements.append(deny_statement())
     return {"Version": VERSION, "Statement": statements}
+
+
+def size(policy: Mapping[str, Any]) -> int:
+    """The policy's size as IAM counts it against its quotas (whitespace not counted)."""
+    return len(re.sub(r"\s", "", json.dumps(policy)))
+
+
+def size_warning(policy: Mapping[str, Any]) -> str | None:
+    """Why the policy cannot be a managed policy, if it cannot (None: it fits)."""
+    found = size(policy)
+    if found <= MANAGED_POLICY_CHARACTERS:
+        return None
+    fits = (f"attach it inline (up to {INLINE_POLICY_CHARACTERS:,} for all of a role's) or "
+            if found <= INLINE_POLICY_CHARACTERS else "")
+    return (f"the policy is {found:,} characters, more than a managed policy holds "
+            f"({MANAGED_POLICY_CHARACTERS:,}): {fits}select the targets by tags rather than "
+            "by ids")
 
 
 def _service(grant: Scoped) -> str:

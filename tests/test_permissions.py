@@ -40,6 +40,8 @@ from remediate.permissions import (
     is_read_only,
     needed,
     policy_document,
+    size,
+    size_warning,
     unscoped_warning,
 )
 
@@ -352,7 +354,21 @@ def test_the_policy_fits_a_managed_policy(name: str) -> None:
     """IAM quota: a managed policy holds 6,144 characters, whitespace not counted
     (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html)."""
     policy = policy_document(builtin(name), selector_variants(builtin(name))["tag"])
-    assert len(re.sub(r"\s", "", json.dumps(policy))) <= 6144
+    assert size(policy) == len(re.sub(r"\s", "", json.dumps(policy))) <= 6144
+    assert size_warning(policy) is None
+
+
+def test_a_policy_too_large_for_a_managed_policy_is_said_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = ", ".join(f"i-{n:017x}" for n in range(60))
+    path = copy_selecting(tmp_path, "ec2-reboot-first.yaml", f"  ids: [{ids}]\n")
+    assert main(["iam-policy", str(path)]) == 0
+    out, err = capsys.readouterr()
+    found = size(json.loads(out))
+    assert 6144 < found <= 10240
+    assert err == (f"warning: the policy is {found:,} characters, more than a managed policy "
+                   "holds (6,144): attach it inline (up to 10,240 for all of a role's) or "
+                   "select the targets by tags rather than by ids\n")
 
 
 def test_the_tag_option_scopes_the_targets_as_run_selects_them() -> None:

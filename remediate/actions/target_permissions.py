@@ -72,8 +72,8 @@ SNAPSHOT_BACKUP: Final = (
 # has no key of its own (objects of several properties have none), so the policy allows
 # the call only when none of the others is in the request: never user data (code run at
 # next boot), instance type, kernel, termination or stop protection. EnclaveOptions and
-# Groups have no key either; the statements name no security group, so a change of groups
-# (which authorizes the security-group resource type) is not allowed.
+# Groups have no key either; the statements name no security group, so a request that
+# authorizes one (the security-group resource type: a change of groups) is refused.
 SETTABLE_ATTRIBUTES: Final = (
     "DisableApiStop", "DisableApiTermination", "EbsOptimized", "EnaSupport",
     "InstanceInitiatedShutdownBehavior", "InstanceType", "Kernel", "Ramdisk",

@@ -11,7 +11,7 @@ from remediate.actions import registry
 from remediate.actions.contract import Action
 from remediate.cli.playbook_arg import load_or_fail
 from remediate.kinds import KINDS
-from remediate.permissions import policy_document, unscoped_warning
+from remediate.permissions import policy_document, size_warning, unscoped_warning
 
 
 def describe_action(action: Action) -> dict[str, Any]:
@@ -103,8 +103,9 @@ def iam_policy(playbook: str, tags: tuple[str, ...]) -> int:
 
     loaded = load_or_fail(playbook)
     selector = select(loaded.targets, Overrides(tags=parse_pairs(tags, "--tag", split=False)))
-    warning = unscoped_warning(loaded, selector)
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(json.dumps(policy_document(loaded, selector), indent=2))
+    policy = policy_document(loaded, selector)
+    for warning in (unscoped_warning(loaded, selector), size_warning(policy)):
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
+    click.echo(json.dumps(policy, indent=2))
     return 0

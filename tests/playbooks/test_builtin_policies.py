@@ -6,6 +6,7 @@ the run needs nothing the policy refuses, and the policy refuses what the run ne
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,18 @@ def test_a_refusal_says_what_was_refused_as_aws_does(
         "with an explicit deny in an identity-based policy")
     sb.enforce_policy(None)  # and the volume is still there
     assert sb.client("ec2").describe_volumes(VolumeIds=[snapshot])["Volumes"]
+
+
+def test_a_policy_naming_its_targets_lets_the_role_act_on_those_only(
+        sandbox: Sandbox) -> None:
+    fleet = sandbox.build_fleet(FleetSpec(plain=2, azs=1))
+    named, other = (t.instance_id for t in fleet.targets)
+    loaded = load_file(PLAYBOOKS / "ec2-reboot-first.yaml")
+    assert loaded.playbook is not None
+    playbook = loaded.playbook
+    sandbox.enforce_policy(policy_document(playbook, replace(playbook.targets, ids=(named,))))
+    ec2 = sandbox.client("ec2")
+    assert code_of(lambda: ec2.reboot_instances(InstanceIds=[named], DryRun=True)) == \
+        "DryRunOperation"
+    assert code_of(lambda: ec2.reboot_instances(InstanceIds=[other], DryRun=True)) == \
+        "UnauthorizedOperation"
