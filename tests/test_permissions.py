@@ -25,6 +25,7 @@ from policy_parts import (
     ec2_claim,
 )
 
+from remediate.actions import registry
 from remediate.actions.scoped import Scoped, ec2_arn, resource_tag
 from remediate.actions.target_permissions import ONLY_BLOCK_DEVICE_MAPPINGS as ONLY_BDM
 from remediate.actions.target_permissions import SETTABLE_ATTRIBUTES
@@ -518,3 +519,13 @@ def test_claims_are_granted_to_every_playbook_that_changes_its_targets() -> None
     assert {kind: sorted(g.action for g in grants) for kind, grants in CLAIMS.items()} == {
         "ec2-instance": ["ec2:CreateTags", "ec2:DeleteTags"],
         "workspace": ["workspaces:CreateTags", "workspaces:DeleteTags"]}
+
+
+def test_run_command_sends_to_the_target_or_to_the_instance_the_step_names() -> None:
+    action = registry.get("ssm.run_command")
+    assert action is not None
+    (to_target,) = [g for g in action.grants({}) if INSTANCES in g.resources]
+    assert to_target.on_targets and to_target.bound((resource_tag("team", "sre"),)).conditions
+    (named,) = [g for g in action.grants({"instance_id": "i-0123456789abcdef0"})
+                if INSTANCES in g.resources]
+    assert not named.on_targets and named.conditions == ()

@@ -29,6 +29,8 @@ from remediate.sandbox.iam_eval import Authorization
 
 Params = Mapping[str, Any]
 Context = dict[str, tuple[str, ...]]
+# moto's service name -> the service's prefix in IAM actions.
+IAM_PREFIXES: Final = {"stepfunctions": "states"}
 # Request parameters of ModifyInstanceAttribute that are not an attribute it sets.
 _NOT_ATTRIBUTES: Final = frozenset({"InstanceId", "DryRun", "Attribute", "Value",
                                     "BlockDeviceMappings", "Groups", "EnclaveOptions"})
@@ -47,7 +49,7 @@ class Request:
 
     @property
     def action(self) -> str:
-        return f"{self.service}:{self.operation}"
+        return f"{IAM_PREFIXES.get(self.service, self.service)}:{self.operation}"
 
     def ec2(self) -> Any:
         from moto.ec2.models import ec2_backends
