@@ -80,16 +80,6 @@ def playbook_steps(playbook: Playbook) -> list[tuple[str, Mapping[str, Any]]]:
             *((step.action, step.params) for step in steps)]
 
 
-def playbook_actions(playbook: Playbook) -> list[str]:
-    return list(dict.fromkeys(name for name, _ in playbook_steps(playbook)))
-
-
-def grants_for(action_names: Iterable[str], kind: str) -> list[Scoped]:
-    """What discovering ``kind`` targets and running ``action_names`` needs (every grant
-    of each action, unbound)."""
-    return _grants(((name, None) for name in action_names), kind)
-
-
 def _grants(steps: Iterable[tuple[str, Mapping[str, Any] | None]], kind: str,
             claims: bool = True) -> list[Scoped]:
     grants = [Scoped(name) for name in DISCOVERY.get(kind, ())]
