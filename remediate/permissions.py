@@ -1,25 +1,33 @@
 """Least-privilege IAM policies, generated from the actions' declared contracts.
 
-Each action grants its permissions as :meth:`Action.grants` says (its scoped
-permissions; the others on ``*``). A policy keeps the grants no other grant of
-it already allows, puts those on any resource in one statement per service (the
-read-only calls, and the calls on the customer's own targets), gives each
-scoped grant a statement of its own, and ends with a Deny of what remediate
-promises never to do: an explicit Deny wins over any Allow, also over those of
-other policies attached to the same role.
+Each step's action grants its permissions as :meth:`Action.grants` says (its
+scoped permissions; the read-only others on ``*``). A grant on the playbook's
+targets is bound to what selects them: one ``aws:ResourceTag`` condition per
+``targets.tags`` key (``--tag`` replacing a key's values), and the targets' ARNs
+when ``targets.ids`` names them, so the role can stop, detach or reboot only
+instances so selected. A playbook selecting by neither (by filters only) can
+select any instance, and its policy says so (:func:`unscoped_warning`).
+
+A policy keeps the grants no other grant of it already allows, puts those on any
+resource in one statement per service (the read-only calls), gives each scoped
+grant a statement of its own, and ends with a Deny of what remediate promises
+never to do: an explicit Deny wins over any Allow, also over those of other
+policies attached to the same role.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from remediate.actions import registry
-from remediate.actions.scoped import Scoped
+from remediate.actions.scoped import ANY, Condition, Scoped, only, present, resource_tag
+from remediate.actions.target_permissions import INSTANCES
 from remediate.kinds import KINDS
-from remediate.language.model import Playbook
+from remediate.language.model import Playbook, Step, TargetSelector
 
 VERSION: Final = "2012-10-17"
 # What every run needs besides its steps: finding its targets.
@@ -30,25 +38,94 @@ DISCOVERY: dict[str, tuple[str, ...]] = {
 # Never a customer volume, snapshot or WorkSpace deleted, whatever else the role may do.
 NEVER: Final = ("ec2:DeleteSnapshot", "ec2:DeleteVolume", "workspaces:TerminateWorkspaces")
 
+# Claims: before its first mutating call on a target a run tags it CLAIM_TAG (ec2:CreateTags,
+# workspaces:CreateTags) and removes the tag at its end (DeleteTags), so a second operator's
+# run sees the target is taken. The claims code uses CLAIM_TAG and nothing here changes
+# when it lands: a playbook with a mutating step is granted CLAIMS[kind], on its targets,
+# for that one tag key only (aws:TagKeys; Null, so a DeleteTags naming no key, which
+# deletes every tag, is not allowed).
+CLAIM_TAG: Final = "remediate:claim"
+CLAIM_KEY_ONLY: Final = (only("aws:TagKeys", CLAIM_TAG), present("aws:TagKeys"))
+CLAIMS: Final[Mapping[str, tuple[Scoped, ...]]] = {
+    "ec2-instance": tuple(Scoped(action, INSTANCES, CLAIM_KEY_ONLY, on_targets=True,
+                                 label="Claim")
+                          for action in ("ec2:CreateTags", "ec2:DeleteTags")),
+    # The Service Authorization Reference lists no resource type for WorkSpaces' tagging
+    # actions: they take "*", scoped by the tag key alone.
+    "workspace": tuple(Scoped(action, ANY, CLAIM_KEY_ONLY, label="Claim")
+                       for action in ("workspaces:CreateTags", "workspaces:DeleteTags")),
+}
+# Mutating actions AWS authorizes on "*" only (no resource-level permissions): each gets a
+# statement of its own on "*", with conditions, and a Sid saying why.
+NO_RESOURCE_LEVEL: Final = frozenset({"workspaces:CreateTags", "workspaces:DeleteTags"})
+NO_RESOURCE_LEVEL_SID: Final = "NoResourceLevelPermissions"
+READ_ONLY_PREFIXES: Final = ("Describe", "Get", "List")
+# IAM quotas: a managed policy holds 6,144 characters, an inline one 10,240 (all of a role's
+# together), whitespace not counted
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
+MANAGED_POLICY_CHARACTERS: Final = 6144
+INLINE_POLICY_CHARACTERS: Final = 10240
+_WHAT: Final = {"ec2-instance": "EC2 instance", "workspace": "WorkSpace"}
 
-def playbook_actions(playbook: Playbook) -> list[str]:
-    names = [KINDS[playbook.targets.kind].inspect_action]
-    names += [step.action for step in (*playbook.steps, *playbook.rollback)]
-    return list(dict.fromkeys(names))
+
+def is_read_only(action: str) -> bool:
+    """``ec2:DescribeInstances``-like: reads, changes nothing."""
+    return action.split(":", 1)[1].startswith(READ_ONLY_PREFIXES)
 
 
-def grants_for(action_names: Iterable[str], kind: str) -> list[Scoped]:
-    """What discovering ``kind`` targets and running ``action_names`` needs."""
+def playbook_steps(playbook: Playbook) -> list[tuple[str, Mapping[str, Any]]]:
+    """(action, ``with`` parameters) of the inspection and every step, rollback included."""
+    steps: Sequence[Step] = (*playbook.steps, *playbook.rollback)
+    return [(KINDS[playbook.targets.kind].inspect_action, {}),
+            *((step.action, step.params) for step in steps)]
+
+
+def _grants(steps: Iterable[tuple[str, Mapping[str, Any] | None]], kind: str,
+            claims: bool = True) -> list[Scoped]:
     grants = [Scoped(name) for name in DISCOVERY.get(kind, ())]
-    for name in action_names:
+    mutating = False
+    for name, params in steps:
         action = registry.get(name)
         if action is not None:
-            grants.extend(action.grants())
+            grants.extend(action.grants(params))
+            mutating = mutating or action.mutating
+    if mutating and claims:
+        grants.extend(CLAIMS.get(kind, ()))
     return grants
 
 
-def playbook_grants(playbook: Playbook) -> list[Scoped]:
-    return grants_for(playbook_actions(playbook), playbook.targets.kind)
+def target_conditions(selector: TargetSelector) -> tuple[Condition, ...]:
+    """What the selector's targets carry: each tag key (with one of its values, if any)."""
+    return tuple(resource_tag(key, *values) for key, values in sorted(selector.tags.items()))
+
+
+def playbook_grants(playbook: Playbook, selector: TargetSelector | None = None, *,
+                    claims: bool = True) -> list[Scoped]:
+    """The playbook's grants, those on its targets bound to ``selector``'s tags (default:
+    the playbook's own ``targets``); with ``claims``, tagging its targets claimed (the
+    local engine claims them; a Step Functions definition does not)."""
+    selector = selector or playbook.targets
+    targets = target_conditions(selector)
+    return [grant.bound(targets, selector.ids)
+            for grant in _grants(playbook_steps(playbook), playbook.targets.kind, claims)]
+
+
+def unscoped_warning(playbook: Playbook, selector: TargetSelector | None = None) -> str | None:
+    """What a policy for a playbook selecting by no tag allows, in one line (None: it
+    selects by tags or ids, and the policy is scoped to them)."""
+    selector = selector or playbook.targets
+    if selector.tags or selector.ids:
+        return None
+    unbound = sorted({grant.action for grant in _grants(playbook_steps(playbook),
+                                                        playbook.targets.kind)
+                      if grant.on_targets})
+    if not unbound:
+        return None
+    what = _WHAT.get(playbook.targets.kind, playbook.targets.kind)
+    return (f"{playbook.source} selects its targets by no tag (targets.tags) and no id "
+            f"(targets.ids), so the policy allows {', '.join(unbound)} on every {what} in the "
+            "account; give targets.tags or --tag KEY=VALUE (the tags the run selects by) to "
+            "scope it to them")
 
 
 def needed(grants: Iterable[Scoped]) -> list[Scoped]:
@@ -59,7 +136,9 @@ def needed(grants: Iterable[Scoped]) -> list[Scoped]:
 
 
 def allow_statements(grants: Iterable[Scoped]) -> list[dict[str, Any]]:
-    """One statement per service for the grants on any resource, then one per scoped grant."""
+    """One statement per service for the grants on any resource; then one for each set of
+    scoped grants on the same resources under the same conditions (the calls on the
+    targets, those on rescue instances...), so the policy stays within IAM's size quota."""
     kept = needed(grants)
     by_service: dict[str, list[str]] = {}
     for grant in kept:
@@ -69,12 +148,18 @@ def allow_statements(grants: Iterable[Scoped]) -> list[dict[str, Any]]:
         {"Sid": f"Remediate{_title(service)}", "Effect": "Allow", "Action": actions,
          "Resource": "*"}
         for service, actions in sorted(by_service.items())]
-    scoped = [grant for grant in kept if not grant.broad]
-    for grant, sid in zip(scoped, _sids(scoped), strict=True):
-        statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": [grant.action],
-                                     "Resource": list(grant.resources)}
-        if grant.conditions:
-            statement["Condition"] = grant.condition_block()
+    groups: dict[tuple[tuple[str, ...], tuple[Condition, ...]], list[Scoped]] = {}
+    for grant in kept:
+        if not grant.broad:
+            groups.setdefault((grant.resources, grant.conditions), []).append(grant)
+    alike = list(groups.values())
+    for group, sid in zip(alike, _sids(alike), strict=True):
+        first = group[0]
+        statement: dict[str, Any] = {
+            "Sid": sid, "Effect": "Allow", "Action": sorted({g.action for g in group}),
+            "Resource": "*" if first.resources == ANY else list(first.resources)}
+        if first.conditions:
+            statement["Condition"] = first.condition_block()
         statements.append(statement)
     return statements
 
@@ -85,14 +170,35 @@ def deny_statement() -> dict[str, Any]:
             "Resource": "*"}
 
 
-def policy_document(playbook: Playbook) -> dict[str, Any]:
-    statements = allow_statements(playbook_grants(playbook))
+def policy_document(playbook: Playbook,
+                    selector: TargetSelector | None = None) -> dict[str, Any]:
+    """The policy a run of ``playbook`` needs, on the targets ``selector`` picks (default:
+    the playbook's ``targets``; ``remediate iam-policy --tag`` narrows it as ``run``
+    does)."""
+    statements = allow_statements(playbook_grants(playbook, selector))
     roles = sorted(a.role_arn for a in playbook.targets.accounts if a.role_arn)
     if roles:
         statements.append({"Sid": "RemediateAssumeRoles", "Effect": "Allow",
                            "Action": ["sts:AssumeRole"], "Resource": roles})
     statements.append(deny_statement())
     return {"Version": VERSION, "Statement": statements}
+
+
+def size(policy: Mapping[str, Any]) -> int:
+    """The policy's size as IAM counts it against its quotas (whitespace not counted)."""
+    return len(re.sub(r"\s", "", json.dumps(policy)))
+
+
+def size_warning(policy: Mapping[str, Any]) -> str | None:
+    """Why the policy cannot be a managed policy, if it cannot (None: it fits)."""
+    found = size(policy)
+    if found <= MANAGED_POLICY_CHARACTERS:
+        return None
+    fits = (f"attach it inline (up to {INLINE_POLICY_CHARACTERS:,} for all of a role's) or "
+            if found <= INLINE_POLICY_CHARACTERS else "")
+    return (f"the policy is {found:,} characters, more than a managed policy holds "
+            f"({MANAGED_POLICY_CHARACTERS:,}): {fits}select the targets by tags rather than "
+            "by ids")
 
 
 def _service(grant: Scoped) -> str:
@@ -103,13 +209,27 @@ def _title(service: str) -> str:
     return service.title().replace("-", "")
 
 
-def _sids(grants: Sequence[Scoped]) -> list[str]:
-    """``RemediateEc2TerminateInstances``; an action granted several ways also names the
-    resource types of each (``...RunInstancesInstanceVolume``), then a number if need be."""
-    bases = [f"Remediate{_title(_service(g))}{g.action.split(':', 1)[1]}" for g in grants]
-    repeated = Counter(bases)
-    named = [base + (_kinds(grant) if repeated[base] > 1 else "")
-             for grant, base in zip(grants, bases, strict=True)]
+def _sids(groups: Sequence[Sequence[Scoped]]) -> list[str]:
+    """``RemediateEc2TerminateInstances`` for one action, and what it is on if the grant
+    says (its label: ``...RebootInstancesOnTargets``); an action granted several ways is
+    named by the resource types of its ARNs otherwise (``...RunInstancesInstanceVolume``).
+    Several actions are named by their service and what they are on
+    (``RemediateEc2OnTargets``); then a number if need be. A mutating action on ``*`` says
+    why (``...NoResourceLevelPermissions``)."""
+    singles = Counter(group[0].action for group in groups if len(group) == 1)
+    named = []
+    for group in groups:
+        first = group[0]
+        services = {_service(g) for g in group}
+        service = _title(services.pop()) if len(services) == 1 else ""
+        on = first.label or _kinds(first)
+        if len(group) == 1:
+            operation = first.action.split(":", 1)[1]
+            sid = f"Remediate{service}{operation}" + (
+                first.label or (on if singles[first.action] > 1 else ""))
+        else:
+            sid = f"Remediate{service}{on}"
+        named.append(sid + "".join(dict.fromkeys(_why_any(g) for g in group)))
     alike = Counter(named)
     seen: Counter[str] = Counter()
     sids = []
@@ -117,6 +237,15 @@ def _sids(grants: Sequence[Scoped]) -> list[str]:
         seen[sid] += 1
         sids.append(sid if alike[sid] == 1 else f"{sid}{seen[sid]}")
     return sids
+
+
+def _why_any(grant: Scoped) -> str:
+    if grant.resources != ANY or is_read_only(grant.action):
+        return ""
+    if grant.action not in NO_RESOURCE_LEVEL:
+        raise ValueError(f"{grant.action} is granted on any resource, but AWS supports "
+                         "resource-level permissions for it: name its resources")
+    return NO_RESOURCE_LEVEL_SID
 
 
 def _kinds(grant: Scoped) -> str:

@@ -8,6 +8,7 @@ Allow or Deny, Action a service:Operation or a non-empty list of them, Resource
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any, Final
 
 _ACTION: Final = re.compile(r"[a-z0-9-]+:[A-Za-z0-9*]+")
@@ -83,3 +84,47 @@ def _condition(condition: Any) -> list[str]:
                 found.append(f"Condition {operator} {key} is not a string or a non-empty "
                              "list of strings")
     return found
+
+
+def parliament_findings(policy: Any) -> list[tuple[str, str, Any]]:
+    """(severity, issue, detail) of every finding parliament (PyPI ``parliament``, with its
+    community auditors: privilege escalation, sensitive access...) reports on ``policy``."""
+    import json
+    import warnings
+    from pathlib import Path
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # parliament imports pkg_resources
+        import parliament
+
+        overrides = Path(parliament.__file__).parent / "community_auditors"
+        parliament.override_config(overrides / "config_override.yaml")
+        analyzed = parliament.analyze_policy_string(json.dumps(policy),
+                                                    include_community_auditors=True)
+        found = [parliament.enhance_finding(f) for f in analyzed.findings]
+    return [(f.severity, f.issue, f.detail) for f in found]
+
+
+def sar_resource_types(action: str) -> frozenset[str] | None:
+    """The resource types the Service Authorization Reference lists for ``action`` (as
+    parliament ships it), each as its ARN names it (``instance``, ``workspace``); None when
+    it does not know the action."""
+    service, _, operation = action.partition(":")
+    arns = {r["resource"]: r["arn"] for s in _services(service) for r in s["resources"]}
+    for privilege in (p for s in _services(service) for p in s["privileges"]):
+        if privilege["privilege"] == operation:
+            names = (r["resource_type"].rstrip("*") for r in privilege["resource_types"])
+            return frozenset(arns[name].split(":", 5)[5].split("/", 1)[0]
+                             for name in names if name)
+    return None
+
+
+@cache
+def _services(prefix: str) -> tuple[Any, ...]:
+    import json
+    from pathlib import Path
+
+    import parliament
+
+    path = Path(parliament.__file__).parent / "iam_definition.json"
+    return tuple(s for s in json.loads(path.read_text()) if s["prefix"] == prefix)

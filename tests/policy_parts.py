@@ -15,3 +15,24 @@ DENY: Final[dict[str, Any]] = {
     "Sid": "RemediateNeverDeletes", "Effect": "Deny",
     "Action": ["ec2:DeleteSnapshot", "ec2:DeleteVolume", "workspaces:TerminateWorkspaces"],
     "Resource": "*"}
+INSTANCES: Final = "arn:aws:ec2:*:*:instance/*"
+VOLUMES: Final = "arn:aws:ec2:*:*:volume/*"
+SNAPSHOTS: Final = "arn:aws:ec2:*::snapshot/*"
+WORKSPACES: Final = "arn:aws:workspaces:*:*:workspace/*"
+# What the built-in playbooks select their targets by.
+INCIDENT: Final = {"aws:ResourceTag/incident": "crowdstrike-2024-07-19"}
+KMS_READ: Final[dict[str, Any]] = {"Sid": "RemediateKms", "Effect": "Allow",
+                                   "Action": ["kms:DescribeKey"], "Resource": "*"}
+SSM_PARAMETER: Final[dict[str, Any]] = {"Sid": "RemediateSsm", "Effect": "Allow",
+                                        "Action": ["ssm:GetParameter"], "Resource": "*"}
+CLAIM_KEY_ONLY: Final[dict[str, Any]] = {
+    "ForAllValues:StringEquals": {"aws:TagKeys": "remediate:claim"},
+    "Null": {"aws:TagKeys": "false"}}
+
+
+def ec2_claim(targets: dict[str, Any]) -> dict[str, Any]:
+    """Tagging the targets (``targets``: their condition block) claimed, that key only."""
+    return {"Sid": "RemediateEc2Claim", "Effect": "Allow",
+            "Action": ["ec2:CreateTags", "ec2:DeleteTags"], "Resource": [INSTANCES],
+            "Condition": {**CLAIM_KEY_ONLY, **targets}}
+

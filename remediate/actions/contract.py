@@ -147,11 +147,14 @@ class Action(ABC):
     # What this action does differently once exported to Step Functions (warned at export).
     export_note: ClassVar[str | None] = None
 
-    def grants(self) -> tuple[Scoped, ...]:
+    def grants(self, params: Mapping[str, Any] | None = None) -> tuple[Scoped, ...]:
         """What a policy allows for this action: its scoped permissions, and each other
-        permission on any resource."""
+        permission on any resource. With a step's ``params`` (as written under ``with``), a
+        scoped permission that ``needs`` a parameter the step does not set is left out."""
         narrowed = {scoped.action for scoped in self.scoped_permissions}
-        return (*self.scoped_permissions,
+        scoped = [grant for grant in self.scoped_permissions
+                  if params is None or not grant.needs or params.get(grant.needs) is not None]
+        return (*scoped,
                 *(Scoped(name) for name in self.permissions if name not in narrowed))
 
     def inspect_params(self, risks: frozenset[str],

@@ -37,6 +37,7 @@ from remediate.actions.requests import (
     WaitTimeout,
     observe,
 )
+from remediate.actions.target_permissions import REBOOT, START, STOP
 from remediate.aws.resources import instance_health
 from remediate.language.durations import format_duration, parse_duration
 from remediate.language.schema import Bool, Duration, Field, Int
@@ -227,6 +228,7 @@ class Stop(Action):
     })
     outputs = {"previous_state": "the state the instance was in before this step"}
     permissions = iam("ec2:DescribeInstances", "ec2:StopInstances")
+    scoped_permissions = (STOP,)
     mutating = True
     batches = batch_limits("ec2:StopInstances")
     start_states = frozenset({"pending", "running", "stopping", "stopped"})
@@ -260,6 +262,7 @@ class Start(Action):
     params = Schema(fields={"timeout": timeout_field("10m")})
     outputs = {"previous_state": "the state the instance was in before this step"}
     permissions = iam("ec2:DescribeInstances", "ec2:StartInstances")
+    scoped_permissions = (START,)
     mutating = True
     batches = batch_limits("ec2:StartInstances")
     start_states = frozenset({"pending", "running", "stopping", "stopped"})
@@ -307,6 +310,7 @@ class Reboot(Action):
     outputs = {"healthy": "whether status checks passed (None when verify is false)",
                "reboots": "how many reboots this step made"}
     permissions = iam("ec2:DescribeInstanceStatus", "ec2:RebootInstances")
+    scoped_permissions = (REBOOT,)
     mutating = True
     batches = batch_limits("ec2:RebootInstances")
     start_states = frozenset({"running"})

@@ -34,7 +34,7 @@ from remediate.actions.ec2_power import timeout_field
 from remediate.actions.ec2_volumes import VOLUME_ID
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, Call, StepFailed, wait_state
-from remediate.actions.scoped import Scoped, created_by, ec2_arn
+from remediate.actions.target_permissions import REPLACE_ROOT
 from remediate.language.problems import Problem
 from remediate.language.schema import Bool, Choice, Field, Str
 from remediate.language.schema import Record as Schema
@@ -106,9 +106,8 @@ class ReplaceRoot(Action):
                "previous_volume_id": "the replaced root volume, kept detached"}
     permissions = iam("ec2:DescribeInstances", "ec2:DescribeReplaceRootVolumeTasks",
                       "ec2:CreateReplaceRootVolumeTask", "ec2:CreateTags")
-    # Tags only the task it creates.
-    scoped_permissions = (Scoped("ec2:CreateTags", (ec2_arn("replace-root-volume-task"),),
-                                 (created_by("CreateReplaceRootVolumeTask"),)),)
+    # On the targets; tags only the task it creates.
+    scoped_permissions = REPLACE_ROOT
     mutating = True
     start_states = frozenset({"running"})
     destructive = "root-replacement-data-loss"

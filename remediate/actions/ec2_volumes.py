@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from remediate.actions.contract import Action, Plan, StepContext
+from remediate.actions.contract import Action, Plan, StepContext, calls
 from remediate.actions.ec2_inspect import (
     ROOT_DEVICE_TAG,
     ROOT_DOT_TAG,
@@ -37,7 +37,16 @@ from remediate.actions.ec2_power import ensure_running, timeout_field, wait_inst
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, Call, StepFailed, Wait, observe, wait_state
 from remediate.actions.rescue_launch import RUN_TAG
-from remediate.actions.scoped import Scoped, created_by, ec2_arn, only
+from remediate.actions.rescue_permissions import DETACH_FROM_RESCUE
+from remediate.actions.scoped import Scoped, ec2_arn, only
+from remediate.actions.target_permissions import (
+    ATTACH_TO_TARGETS,
+    BACKUP_TAG,
+    DELETE_ON_TERMINATION,
+    DETACH_FROM_TARGETS,
+    SNAPSHOT_BACKUP,
+    START,
+)
 from remediate.language.schema import Bool, Field, Str
 from remediate.language.schema import Record as Schema
 
@@ -169,24 +178,42 @@ class SnapshotRoot(Action):
     outputs = {"snapshot_id": "the backup snapshot", "volume_id": "the volume it is of"}
     permissions = iam("ec2:DescribeInstances", "ec2:DescribeSnapshots", "ec2:CreateSnapshot",
                       "ec2:CreateTags")
-    scoped_permissions = (Scoped("ec2:CreateTags", (ec2_arn("snapshot"),),
-                                 (created_by("CreateSnapshot"),)),)
+    scoped_permissions = SNAPSHOT_BACKUP
     mutating = True
     verify = "the snapshot reaches 'completed'"
 
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:
-        volume = params.get("volume_id") or ctx.facts.get("root_volume_id") or "the root volume"
-        return Plan(calls=(*planned("ec2:DescribeSnapshots"),
-                           *planned("ec2:CreateSnapshot", note=f"snapshot {volume}")),
+        volume = params.get("volume_id") or ctx.facts.get("root_volume_id")
+        # The permission probe sends the real call's tags: the policy requires them.
+        probe = self.request(ctx, str(volume)) if volume else None
+        snapshot = calls("ec2:CreateSnapshot", note=f"snapshot {volume or 'the root volume'}",
+                         probe=probe)
+        return Plan(calls=(*planned("ec2:DescribeSnapshots"), *snapshot),
                     note="reuses this run's backup snapshot if one exists")
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        iid = ctx.target.id
-        volume_id, _device = yield from root_identity(ctx, params)
-        tags = {"remediate:run-id": ctx.run_id, "remediate:target": iid,
-                "remediate:purpose": "backup"}
+    @staticmethod
+    def tags(ctx: StepContext) -> dict[str, str]:
+        """What the backup is tagged with: whose, which run and step, that it is a backup."""
+        tags = {"remediate:run-id": ctx.run_id, "remediate:target": ctx.target.id,
+                BACKUP_TAG[0]: BACKUP_TAG[1]}
         if ctx.step_id:
             tags["remediate:step"] = ctx.step_id
+        return tags
+
+    def request(self, ctx: StepContext, volume_id: str) -> dict[str, Any]:
+        """The CreateSnapshot request backing up ``volume_id``."""
+        iid = ctx.target.id
+        return {
+            "VolumeId": volume_id,
+            "Description": f"remediate run {ctx.run_id}: backup of {iid} root {volume_id}",
+            "TagSpecifications": [{"ResourceType": "snapshot", "Tags": [
+                {"Key": k, "Value": v}
+                for k, v in {**self.tags(ctx), "Name": f"{iid} root backup"}.items()]}],
+        }
+
+    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
+        volume_id, _device = yield from root_identity(ctx, params)
+        tags = self.tags(ctx)
         filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
         filters.append({"Name": "volume-id", "Values": [volume_id]})
         found = yield from aws(Call("ec2", "DescribeSnapshots", {
@@ -195,13 +222,9 @@ class SnapshotRoot(Action):
         if usable:
             snapshot_id = max(usable, key=lambda s: str(s.get("StartTime", "")))["SnapshotId"]
         else:
-            created = yield from aws(Call("ec2", "CreateSnapshot", {
-                "VolumeId": volume_id,
-                "Description": f"remediate run {ctx.run_id}: backup of {iid} root {volume_id}",
-                "TagSpecifications": [{"ResourceType": "snapshot", "Tags": [
-                    {"Key": k, "Value": v}
-                    for k, v in {**tags, "Name": f"{iid} root backup"}.items()]}],
-            }, note=f"snapshot {volume_id}"), volume_id)
+            created = yield from aws(Call("ec2", "CreateSnapshot",
+                                          self.request(ctx, volume_id),
+                                          note=f"snapshot {volume_id}"), volume_id)
             snapshot_id = created["SnapshotId"]
         if params["wait"]:
             yield wait_state("snapshot", snapshot_id, "completed", fail_on=("error", "missing"),
@@ -226,7 +249,8 @@ class DetachRoot(Action):
     permissions = iam("ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:CreateTags",
                       "ec2:DetachVolume")
     scoped_permissions = (Scoped("ec2:CreateTags", (ec2_arn("volume"),),
-                                 (only("aws:TagKeys", *ROOT_VOLUME_TAGS),)),)
+                                 (only("aws:TagKeys", *ROOT_VOLUME_TAGS),)),
+                          *DETACH_FROM_TARGETS)
     mutating = True
     start_states = frozenset({"stopping", "stopped"})
     risks = frozenset({"marketplace-product-code", "kms-key-unusable", "spot-persistent"})
@@ -286,6 +310,8 @@ class ReattachRoot(Action):
     outputs = {"volume_id": "the root volume", "device": "the device it is attached at"}
     permissions = iam("ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DetachVolume",
                       "ec2:AttachVolume")
+    # Back from a rescue instance (or from another device of the target) to the target.
+    scoped_permissions = (DETACH_FROM_RESCUE, *DETACH_FROM_TARGETS, *ATTACH_TO_TARGETS)
     mutating = True
     start_states = frozenset({"stopping", "stopped"})
     verify = "the volume is attached to the instance at the root device"
@@ -369,6 +395,7 @@ class RestoreRootSettings(Action):
                "state": "the instance's state at the end of the step"}
     permissions = iam("ec2:DescribeInstances", "ec2:DescribeVolumes",
                       "ec2:ModifyInstanceAttribute", "ec2:StartInstances")
+    scoped_permissions = (*DELETE_ON_TERMINATION, START)
     mutating = True
     risks = frozenset({"kms-key-unusable"})
     verify = "the root mapping's DeleteOnTermination matches; the instance runs if asked"

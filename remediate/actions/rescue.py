@@ -18,7 +18,7 @@ from remediate.actions.contract import Action, Plan, StepContext, calls
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, AwsError, Call, StepFailed, Wait, observe
 from remediate.actions.rescue_launch import SLOTS, Pulled, RescueConfig, probe_request
-from remediate.actions.rescue_permissions import ATTACH, REPAIR, TERMINATE
+from remediate.actions.rescue_permissions import ATTACH, DETACH, REPAIR
 from remediate.actions.rescue_pool import RescueInstance, RescuePool, Slot, detach_from_rescue
 from remediate.actions.script_files import read_script, script_problems
 from remediate.actions.ssm import (
@@ -388,7 +388,7 @@ class DetachVolume(Action):
     # TerminateInstances: on Step Functions each target's rescue instance goes with its volume.
     permissions = ("ec2:DescribeVolumes", "ec2:DescribeInstances", "ec2:DetachVolume",
                    "ec2:TerminateInstances")
-    scoped_permissions = (TERMINATE,)
+    scoped_permissions = DETACH
     mutating = True
     start_states = frozenset({"stopped"})
     verify = "the volume is available"

@@ -61,13 +61,16 @@ _NOT_YET_TRIES: Final = 5
 _LIST_PAGES: Final = 10
 
 
-def sends_command(*to_instances: Condition) -> tuple[Scoped, Scoped]:
+def sends_command(*to_instances: Condition, on_targets: bool = False,
+                  label: str = "") -> tuple[Scoped, Scoped]:
     """ssm:SendCommand of the documents above only, to EC2 instances meeting all of
-    ``to_instances`` (none: any instance). AWS checks the document and the instance
-    separately, so each gets its own grant (a tag condition on a document would fail)."""
+    ``to_instances`` (and ``on_targets``: the playbook's targets). AWS checks the document
+    and the instance separately, so each gets its own grant (a tag condition on a document
+    would fail)."""
     return (Scoped("ssm:SendCommand", tuple(arn("ssm", f"document/{name}")
                                             for name in DOCUMENTS)),
-            Scoped("ssm:SendCommand", (ec2_arn("instance"),), to_instances))
+            Scoped("ssm:SendCommand", (ec2_arn("instance"),), to_instances,
+                   on_targets=on_targets, label=label))
 
 
 def build_script(shell: str, variables: Mapping[str, str], body: Sequence[str]) -> list[str]:
@@ -253,9 +256,15 @@ class RunCommand(Action):
         "stderr": "standard error (SSM keeps the first 8,000 characters)",
     }
     permissions = ("ssm:SendCommand", "ssm:GetCommandInvocation", "ssm:ListCommandInvocations")
-    # Any instance: instance_id may name one the playbook chose (broad, but only these
-    # documents).
-    scoped_permissions = sends_command()
+    # The target itself; with instance_id, any instance the playbook names (only these
+    # documents either way).
+    scoped_permissions = sends_command(on_targets=True)
+
+    def grants(self, params: Mapping[str, Any] | None = None) -> tuple[Scoped, ...]:
+        """To the target, or (a step naming its instance_id) to any instance."""
+        if params is None or params.get("instance_id") is None:
+            return super().grants(params)
+        return tuple(grant.bound(()) for grant in super().grants(params))
     mutating = True
     batches = batch_limits("ssm:SendCommand")
     verify = "the invocation ends Success with exit code 0"

@@ -18,6 +18,7 @@ from remediate.actions.contract import Action, Plan, StepContext, calls
 from remediate.actions.ec2_inspect import batch_limits
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, Call, StepFailed, Wait
+from remediate.actions.target_permissions import on_workspaces
 from remediate.actions.workspace_transition import (
     AVAILABLE,
     Transition,
@@ -107,6 +108,7 @@ class Start(Action):
                "healthy": "whether the WorkSpace ended AVAILABLE",
                "state": "its state at the end"}
     permissions = (_DESCRIBE, "workspaces:StartWorkspaces")
+    scoped_permissions = (on_workspaces("workspaces:StartWorkspaces"),)
     mutating = True
     batches = batch_limits("workspaces:StartWorkspaces")
     verify = "the WorkSpace is no longer STOPPED (outputs.healthy: AVAILABLE)"
@@ -180,6 +182,7 @@ class Reboot(_Recovery):
     params = _recovery_params(1200.0)
     outputs = RECOVERY_OUTPUTS
     permissions = (_DESCRIBE, "workspaces:RebootWorkspaces")
+    scoped_permissions = (on_workspaces("workspaces:RebootWorkspaces"),)
     batches = batch_limits("workspaces:RebootWorkspaces")
     start_states = frozenset({"AVAILABLE", "UNHEALTHY", "REBOOTING"})
     change = Transition("RebootWorkspaces", "REBOOTING", frozenset({"AVAILABLE", "UNHEALTHY"}),
@@ -198,6 +201,7 @@ class Restore(_Recovery):
     params = _recovery_params(3600.0)
     outputs = RECOVERY_OUTPUTS
     permissions = (_DESCRIBE, "workspaces:RestoreWorkspace")
+    scoped_permissions = (on_workspaces("workspaces:RestoreWorkspace"),)
     start_states = frozenset({"AVAILABLE", "ERROR", "UNHEALTHY", "STOPPED", "RESTORING"})
     destructive = "workspace-restore-data-loss"
     risks = frozenset({"workspace-restore-data-loss"})
@@ -216,6 +220,7 @@ class Rebuild(_Recovery):
     params = _recovery_params(5400.0)
     outputs = RECOVERY_OUTPUTS
     permissions = (_DESCRIBE, "workspaces:RebuildWorkspaces")
+    scoped_permissions = (on_workspaces("workspaces:RebuildWorkspaces"),)
     batches = batch_limits("workspaces:RebuildWorkspaces")
     start_states = frozenset({"AVAILABLE", "ERROR", "UNHEALTHY", "STOPPED", "REBOOTING",
                               "REBUILDING"})

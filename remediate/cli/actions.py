@@ -11,7 +11,7 @@ from remediate.actions import registry
 from remediate.actions.contract import Action
 from remediate.cli.playbook_arg import load_or_fail
 from remediate.kinds import KINDS
-from remediate.permissions import policy_document
+from remediate.permissions import policy_document, size_warning, unscoped_warning
 
 
 def describe_action(action: Action) -> dict[str, Any]:
@@ -88,12 +88,24 @@ def list_actions(fmt: str, facts: bool) -> int:
 
 @click.command("iam-policy")
 @click.argument("playbook", type=click.Path())
-def iam_policy(playbook: str) -> int:
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+              help="Scope the policy to targets with this tag, as `run --tag` selects them "
+                   "(repeatable; replaces the playbook's value for that key).")
+def iam_policy(playbook: str, tags: tuple[str, ...]) -> int:
     """The least-privilege IAM policy PLAYBOOK needs, from its actions' contracts.
 
-    Read-only calls and the calls on the targets are on *, the rest scoped to the
-    rescue instances (tags, ARNs, condition keys); it ends with a Deny of deleting
-    volumes, snapshots and WorkSpaces."""
+    Read-only calls are on *; the calls on the targets only on instances (or WorkSpaces)
+    carrying the tags the playbook and --tag select by; the rest scoped to the rescue
+    instances and to what remediate tags (tags, ARNs, condition keys); it ends with a
+    Deny of deleting volumes, snapshots and WorkSpaces. A playbook selecting by no tag
+    gets a warning on stderr: its policy allows those calls on any target."""
+    from remediate.discovery import Overrides, parse_pairs, select
+
     loaded = load_or_fail(playbook)
-    click.echo(json.dumps(policy_document(loaded), indent=2))
+    selector = select(loaded.targets, Overrides(tags=parse_pairs(tags, "--tag", split=False)))
+    policy = policy_document(loaded, selector)
+    for warning in (unscoped_warning(loaded, selector), size_warning(policy)):
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
+    click.echo(json.dumps(policy, indent=2))
     return 0

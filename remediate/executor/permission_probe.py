@@ -10,12 +10,14 @@ One probe per (account, Region, EC2 operation) the plan would call, carrying the
 first planned target's own ids, so that resource-level conditions (tags, ARNs)
 are judged as for the real call; a planned call may give its own request (the
 rescue launch's RunInstances: its image, type and tags, so a rescue AMI the
-Region does not have answers ``InvalidAMIID.NotFound``). The probes go through
+Region does not have answers ``InvalidAMIID.NotFound``; the backup's CreateSnapshot:
+its tags, which the policy requires). The probes go through
 the call layer like any call (paced, counted), which lets them through a dry run
 because AWS changes nothing for them. What cannot be probed is reported
-``unchecked``, with why: calls on rescue instances that do not exist yet, and
-services without a dry-run flag (SSM, WorkSpaces); ``remediate iam-policy``
-lists what those need.
+``unchecked``, with why: calls on rescue instances that do not exist yet, the
+attach of a root volume (allowed only once the run has tagged it), and services
+without a dry-run flag (SSM, WorkSpaces); ``remediate iam-policy`` lists what
+those need.
 """
 
 from __future__ import annotations
@@ -50,10 +52,7 @@ PROBES: Mapping[str, ProbeParams] = {
     "StopInstances": _instance,
     "StartInstances": _instance,
     "RebootInstances": _instance,
-    "CreateSnapshot": _root_volume,
     "DetachVolume": _root_volume,
-    "AttachVolume": lambda f: {**_root_volume(f), "InstanceId": f["id"],
-                               "Device": f["root_device_name"]},
     # The tag ec2.detach_root puts on the root volume: a policy lets it set no other.
     "CreateTags": lambda f: {"Resources": [f["root_volume_id"]],
                              "Tags": [{"Key": ROOT_OF_TAG, "Value": f["id"]}]},
@@ -65,6 +64,9 @@ PROBES: Mapping[str, ProbeParams] = {
     "CreateReplaceRootVolumeTask": lambda f: {"InstanceId": f["id"]},
 }
 ON_RESCUE_INSTANCES = frozenset({"TerminateInstances"})
+# Allowed (by `remediate iam-policy`) only on a root volume the run has tagged
+# remediate:root-of first, which a dry run cannot do.
+ON_MARKED_VOLUMES = frozenset({"AttachVolume"})
 STEP_ID = "permission-check"
 
 
@@ -75,6 +77,9 @@ def unchecked_reason(service: str, operation: str, planned_probe: bool = False) 
         return f"{service} has no dry-run flag; see `remediate iam-policy`"
     if operation in ON_RESCUE_INSTANCES:
         return "acts on a rescue instance that does not exist before the run"
+    if operation in ON_MARKED_VOLUMES:
+        return (f"allowed only for a root volume the run has tagged {ROOT_OF_TAG} (before "
+                "detaching it); see `remediate iam-policy`")
     if operation not in PROBES and not planned_probe:
         return "no dry-run probe for this operation yet"
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -28,7 +29,7 @@ from remediate.sandbox import (
 from remediate.sandbox.durations import Durations
 from remediate.sandbox.fleet import Fleet, FleetSpec, build_fleet
 from remediate.sandbox.patcher import Patcher
-from remediate.sandbox.state import ApiCall, LostReplies, World
+from remediate.sandbox.state import ApiCall, Judged, LostReplies, World
 from remediate.sandbox.throttling import Throttle, ThrottlePolicy
 
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -189,6 +190,21 @@ class Sandbox:
         with self._world.lock:
             self._world.lost_replies[operation] = LostReplies(probability, seed, times)
 
+    def enforce_policy(self, policy: Mapping[str, Any] | None) -> None:
+        """Judge every request from now on as IAM would under ``policy`` (an identity-based
+        policy document; None: stop), refusing what it does not allow with AWS's error
+        (UnauthorizedOperation, AccessDeniedException); :attr:`authorizations` records each
+        decision."""
+        with self._world.lock:
+            self._world.policy = policy
+            self._world.authorizations.clear()
+
+    @property
+    def authorizations(self) -> list[Judged]:
+        """Every resource a request authorized under the enforced policy, and the decision."""
+        with self._world.lock:
+            return list(self._world.authorizations)
+
     def clear_faults(self) -> None:
         with self._world.lock:
             self._world.faults.clear()
@@ -244,8 +260,10 @@ class Sandbox:
             )
 
     def reset_api_calls(self) -> None:
+        """Forget every request so far (and the authorizations judged for them)."""
         with self._world.lock:
             self._world.calls.clear()
+            self._world.authorizations.clear()
 
     def next_deadline(self) -> float | None:
         """When the next pending state change is due (for driving a VirtualClock)."""

@@ -18,7 +18,7 @@ from dataclasses import replace
 from moto.core.common_types import TYPE_RESPONSE
 from moto.core.responses import ActionResult, BaseResponse
 
-from remediate.sandbox import ec2_dry_run, errors
+from remediate.sandbox import ec2_dry_run, errors, policy_check
 from remediate.sandbox.patcher import Patcher
 from remediate.sandbox.state import ApiCall, maybe_current
 
@@ -56,12 +56,15 @@ def install(patcher: Patcher) -> None:
             call = ApiCall(service, operation, not admitted, now, dry_run)
             world.calls.append(call)
             fault = world.take_fault(operation) if admitted else None
-            if not admitted or fault is not None or dry_run:
-                # Like AWS: throttling, then the permission check (faults inject denials),
-                # then a DryRun request is validated and stops before any rule or state
-                # change.
+            denial = (policy_check.denial(world, self, service, operation, dry_run)
+                      if admitted and fault is None and world.policy is not None else None)
+            if not admitted or fault is not None or denial is not None or dry_run:
+                # Like AWS: throttling, then the permission check (the enforced policy;
+                # faults inject denials), then a DryRun request is validated and stops
+                # before any rule or state change.
                 return _error(self, errors.throttled(service) if not admitted
                               else errors.SandboxError(*fault) if fault is not None
+                              else denial if denial is not None
                               else ec2_dry_run.refusal(service, operation, self)
                               or errors.dry_run_operation())
             lose = call.mutating and world.loses_reply(operation)

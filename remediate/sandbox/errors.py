@@ -254,3 +254,27 @@ def internal_error() -> SandboxError:
     return SandboxError("InternalError", "An internal error has occurred. Retry your request, "
                         "but if the problem persists, contact us with details by posting a "
                         "message on AWS re:Post.")
+
+
+# ---- IAM (Sandbox.enforce_policy) -----------------------------------------------------
+
+SANDBOX_PRINCIPAL = "arn:aws:iam::123456789012:user/remediate"
+
+
+def not_authorized(service: str, action: str, resource: str, *,
+                   explicit: bool = False) -> SandboxError:
+    """A request the caller's policy does not allow (``explicit``: a Deny statement
+    applies). EC2: UnauthorizedOperation ("You are not authorized to perform this
+    operation.", EC2 API error codes, followed by the reason); other services:
+    AccessDeniedException with IAM's reason, "User: ... is not authorized to perform:
+    ACTION on resource: ARN because no identity-based policy allows the ACTION action" or
+    "... with an explicit deny in an identity-based policy" (IAM User Guide, "Troubleshoot
+    access denied error messages")."""
+    because = ("with an explicit deny in an identity-based policy" if explicit
+               else f"because no identity-based policy allows the {action} action")
+    why = (f"User: {SANDBOX_PRINCIPAL} is not authorized to perform: {action} on resource: "
+           f"{resource} {because}")
+    if service == "ec2":
+        return SandboxError("UnauthorizedOperation",
+                            f"You are not authorized to perform this operation. {why}")
+    return SandboxError("AccessDeniedException", why)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +39,27 @@ class ApiCall:
     @property
     def mutating(self) -> bool:
         return not self.dry_run and not self.operation.startswith(READ_ONLY_PREFIXES)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One resource a request authorized, and IAM's decision (Sandbox.enforce_policy)."""
+
+    service: str
+    operation: str
+    action: str
+    """The IAM action judged (``ec2:CreateTags`` for a RunInstances that tags on create)."""
+    resource: str
+    decision: str
+    """``allowed``, ``denied`` (an explicit Deny) or ``not allowed`` (no Allow)."""
+    call: int
+    """The request's index in the API log (``Sandbox.api_calls``)."""
+    dry_run: bool = False
+    context: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision == "allowed"
 
 
 @dataclass
@@ -127,6 +148,10 @@ class World:
     """SSM invocations waiting for their (offline) instance to come online."""
     map_run_children: MapRunChildren = field(default_factory=MapRunChildren)
     """Distributed Map items run by moto's interpreter, as AWS's child executions."""
+    policy: Mapping[str, Any] | None = None
+    """The caller's IAM policy, enforced on every request (Sandbox.enforce_policy)."""
+    authorizations: list[Judged] = field(default_factory=list)
+    """Every authorization judged under :attr:`policy`, in order."""
 
     def facts(self, instance_id: str) -> InstanceFacts:
         found = self.instances.get(instance_id)

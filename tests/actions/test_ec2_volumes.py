@@ -100,9 +100,20 @@ def test_snapshot_root_of_a_missing_volume_fails(ec2_env: Ec2Env) -> None:
 
 
 def test_snapshot_root_plan(ec2_env: Ec2Env) -> None:
-    assert ec2_env.plan("ec2.snapshot_root", {"root_volume_id": "vol-1"}) == Plan(
+    plan = ec2_env.plan("ec2.snapshot_root", {"root_volume_id": "vol-1"})
+    target = ec2_env.target().id
+    # The permission probe asks as the real call would: with the backup tags the policy
+    # requires (aws:RequestTag/remediate:purpose).
+    assert plan == Plan(
         calls=(PlannedCall("ec2:DescribeSnapshots", False),
-               PlannedCall("ec2:CreateSnapshot", True, "snapshot vol-1")),
+               PlannedCall("ec2:CreateSnapshot", True, "snapshot vol-1", probe={
+                   "VolumeId": "vol-1",
+                   "Description": f"remediate run run-1: backup of {target} root vol-1",
+                   "TagSpecifications": [{"ResourceType": "snapshot", "Tags": [
+                       {"Key": "remediate:run-id", "Value": "run-1"},
+                       {"Key": "remediate:target", "Value": target},
+                       {"Key": "remediate:purpose", "Value": "backup"},
+                       {"Key": "Name", "Value": f"{target} root backup"}]}]})),
         note="reuses this run's backup snapshot if one exists")
 
 
@@ -130,7 +141,7 @@ def test_detach_root_sets_exactly_the_tags_its_scoped_permission_allows(
     ec2_env.run("ec2.detach_root", target, facts=facts)
     detach = get("ec2.detach_root")
     assert detach is not None
-    (grant,) = detach.scoped_permissions
+    (grant,) = [g for g in detach.scoped_permissions if g.action == "ec2:CreateTags"]
     (tag_keys,) = grant.conditions
     assert (grant.action, tag_keys.key) == ("ec2:CreateTags", "aws:TagKeys")
     set_by_remediate = sorted(k for k in tags(ec2_env.volume(facts["root_volume_id"]))

@@ -14,7 +14,7 @@ from remediate.aws.apis import OPERATIONS
 from remediate.findings import FINDINGS
 from remediate.kinds import KINDS
 from remediate.language.schema import Record
-from remediate.permissions import NEVER
+from remediate.permissions import NEVER, is_read_only
 
 ACTIONS = list(registry.actions())
 IAM_ACTIONS = {op.iam_action for op in OPERATIONS.values()}
@@ -75,10 +75,14 @@ def test_every_permission_is_a_real_iam_action(action: Action) -> None:
     assert [p for p in action.permissions if not is_iam_action(p)] == []
 
 
-def test_scoped_actions() -> None:
-    assert [a.name for a in SCOPED] == [
-        "ec2.detach_root", "ec2.replace_root", "ec2.snapshot_root", "rescue.attach_volume",
-        "rescue.detach_volume", "rescue.prepare", "rescue.repair", "ssm.run_command"]
+def test_every_mutating_action_is_scoped() -> None:
+    assert [a.name for a in SCOPED] == [a.name for a in ACTIONS if a.mutating
+                                        and not a.name.startswith("control.")] == [
+        "ec2.detach_root", "ec2.reattach_root", "ec2.reboot", "ec2.replace_root",
+        "ec2.restore_root_settings", "ec2.snapshot_root", "ec2.start", "ec2.stop",
+        "rescue.attach_volume", "rescue.detach_volume", "rescue.prepare", "rescue.repair",
+        "ssm.run_command", "workspaces.reboot", "workspaces.rebuild", "workspaces.restore",
+        "workspaces.start"]
 
 
 @pytest.mark.parametrize("action", SCOPED, ids=lambda a: a.name)
@@ -108,12 +112,16 @@ def test_no_action_and_no_operation_needs_what_the_policy_denies() -> None:
     assert all(is_iam_action(name) for name in NEVER)
 
 
-def test_only_reads_and_calls_on_the_targets_are_granted_on_any_resource() -> None:
+def test_only_reads_are_granted_on_any_resource() -> None:
     broad = sorted({g.action for a in ACTIONS for g in a.grants() if g.broad})
-    assert [name for name in broad
-            if not name.split(":", 1)[1].startswith(("Describe", "Get", "List"))] == [
-        "ec2:AttachVolume", "ec2:CreateReplaceRootVolumeTask", "ec2:CreateSnapshot",
-        "ec2:DetachVolume", "ec2:ModifyInstanceAttribute", "ec2:RebootInstances",
-        "ec2:StartInstances", "ec2:StopInstances", "workspaces:RebootWorkspaces",
+    assert broad and [name for name in broad if not is_read_only(name)] == []
+
+
+def test_the_calls_on_the_targets_are_granted_on_the_targets_only() -> None:
+    on_targets = sorted({g.action for a in ACTIONS for g in a.grants() if g.on_targets})
+    assert on_targets == [
+        "ec2:AttachVolume", "ec2:CreateReplaceRootVolumeTask", "ec2:DetachVolume",
+        "ec2:ModifyInstanceAttribute", "ec2:RebootInstances", "ec2:StartInstances",
+        "ec2:StopInstances", "ssm:SendCommand", "workspaces:RebootWorkspaces",
         "workspaces:RebuildWorkspaces", "workspaces:RestoreWorkspace",
         "workspaces:StartWorkspaces"]

@@ -174,15 +174,18 @@ def test_plan_reports_a_missing_iam_permission_found_with_dry_run_true(
     assert ("IAM permissions (EC2 DryRun=True): 1 API denied\n"
             "  denied ec2:StopInstances in default/us-east-1: UnauthorizedOperation: You are "
             "not authorized to perform this operation.\n"
+            "  unchecked ec2:AttachVolume in default/us-east-1: allowed only for a root volume "
+            "the run has tagged remediate:root-of (before detaching it); see `remediate "
+            "iam-policy`\n"
             "  unchecked ssm:SendCommand in default/us-east-1: ssm has no dry-run flag; see "
             "`remediate iam-policy`\n"
-            "  allowed ec2:AttachVolume in default/us-east-1: DryRunOperation\n") in out
+            "  allowed ec2:CreateSnapshot in default/us-east-1: DryRunOperation\n") in out
     # Asked once per API, with the target's own ids, and nothing mutated.
     assert demo_fleet.mutating_calls() == []
     probes = [c for c in demo_fleet.sandbox.api_calls if c.dry_run]
     assert sorted(c.operation for c in probes) == [
-        "AttachVolume", "CreateSnapshot", "CreateTags", "DetachVolume",
-        "ModifyInstanceAttribute", "RunInstances", "StartInstances", "StopInstances"]
+        "CreateSnapshot", "CreateTags", "DetachVolume", "ModifyInstanceAttribute",
+        "RunInstances", "StartInstances", "StopInstances"]
 
 
 def test_plan_json_lists_every_permission_check(

@@ -45,7 +45,9 @@ def test_list_actions_json_has_the_scoped_permissions(
         {"action": "ssm:SendCommand", "resources": ["arn:aws:ec2:*:*:instance/*"],
          "conditions": {"StringEquals": {"aws:ResourceTag/remediate:role": "rescue"}}},
     ]
-    assert actions["ec2.stop"]["scoped_permissions"] == []
+    assert actions["ec2.stop"]["scoped_permissions"] == [
+        {"action": "ec2:StopInstances", "resources": ["arn:aws:ec2:*:*:instance/*"],
+         "conditions": {}, "on_targets": True}]
 
 
 def test_list_actions_text_shows_each_scoped_permission_under_the_permissions(
@@ -65,9 +67,14 @@ def test_list_actions_text_shows_each_scoped_permission_under_the_permissions(
         "    outputs: snapshot_id, volume_id",
         "    permissions: ec2:DescribeInstances, ec2:DescribeSnapshots, ec2:CreateSnapshot, "
         "ec2:CreateTags",
+        "      scoped: ec2:CreateSnapshot on arn:aws:ec2:*:*:volume/*",
+        "      scoped: ec2:CreateSnapshot on arn:aws:ec2:*::snapshot/* if "
+        "aws:RequestTag/remediate:purpose = backup",
         "      scoped: ec2:CreateTags on arn:aws:ec2:*::snapshot/* if ec2:CreateAction = "
         "CreateSnapshot",
     ])
+    assert "      scoped: ec2:StopInstances on arn:aws:ec2:*:*:instance/* of the playbook's " \
+           "targets (their tags)" in blocks["ec2.stop"]
 
 
 def test_iam_policy_of_invalid_playbook(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,6 +23,7 @@ from sfn_support import (
 from remediate.clock import VirtualClock
 from remediate.executor.engine import Executor
 from remediate.executor.events import EventBus
+from remediate.export import compile_playbook, role_policy
 from remediate.export.moto_engine import MotoStepFunctions
 from remediate.journal import Journal
 from remediate.language.model import Playbook
@@ -123,3 +124,30 @@ def test_replace_root_volume_boots_every_target_from_the_clean_snapshot() -> Non
     # Running and healthy on a new root; the old (broken) root is kept, not deleted.
     assert found == Counter({("plain", EndState("running", False, True, True)): 2})
     assert found == local
+
+
+def test_the_offline_repair_runs_under_the_role_policy_deploy_prints() -> None:
+    """Every call the state machine makes is judged under the role's policy (the sandbox
+    as IAM): the narrowed policy is enough, nothing is refused."""
+    spec = FleetSpec(plain=2, azs=1)
+    playbook, params = builtin("ec2-offline-repair.yaml")
+    definition = compile_playbook(playbook, params)
+    clock = VirtualClock()
+    with MotoStepFunctions(clock) as engine, Sandbox(clock=clock, durations=Durations()) as sb:
+        fleet = sb.build_fleet(spec)
+        role = role_policy(playbook, definition)
+        # The test's own calls (creating and following the machine, reading the end state).
+        harness = {"Sid": "Harness", "Effect": "Allow",
+                   "Action": ["states:*", "ec2:Describe*"], "Resource": "*"}
+        sb.enforce_policy({**role, "Statement": [harness, *role["Statement"]]})
+
+        outcome = run_playbook(sb, engine, playbook, params, ec2_targets(fleet.targets),
+                               run_id="repair-1")
+
+        assert outcome.status == "SUCCEEDED"
+        assert [f"{j.action} {j.resource}" for j in sb.authorizations if not j.allowed] == []
+        changed = {j.action for j in sb.authorizations
+                   if j.action.split(":")[0] in ("ec2", "ssm") and j.allowed}
+        assert {"ec2:StopInstances", "ec2:AttachVolume", "ec2:RunInstances",
+                "ssm:SendCommand", "ec2:TerminateInstances"} <= changed
+        assert end_states(sb, fleet) == Counter({("plain", FIXED): 2})

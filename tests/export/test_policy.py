@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from iam_grammar import problems
-from policy_parts import DENY, INSPECT
+from policy_parts import DENY
 from sfn_support import builtin
 
 from remediate.export import compile_playbook, role_policy
@@ -24,7 +25,11 @@ def test_the_role_may_make_every_call_the_definition_makes() -> None:
     allowed = {a for s in policy["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
     assert set(sdk_calls(definition)) <= allowed
     assert {"ec2:RunInstances", "ec2:TerminateInstances", "ssm:SendCommand",
-            "ec2:DetachVolume", "iam:PassRole"} <= allowed
+            "ec2:DetachVolume", "kms:CreateGrant"} <= allowed
+    # Only what the definition calls: no role passed (no instance profile), no claims,
+    # none of the local engine's own calls.
+    assert allowed.isdisjoint({"iam:PassRole", "ec2:DeleteTags", "ssm:ListCommandInvocations",
+                               "ec2:DescribeAddresses", "kms:DescribeKey"})
     statements = {s["Sid"]: s for s in policy["Statement"]}
     assert statements["RemediateDistributedMap"]["Resource"] == [
         "arn:aws:states:us-east-1:123456789012:execution:ec2-offline-repair:*", arn]
@@ -39,19 +44,29 @@ def test_sdk_calls_are_named_like_iam_actions() -> None:
         "ec2:RebootInstances"]
 
 
-def test_the_role_gets_the_statements_iam_policy_prints_and_the_machine_s_own() -> None:
+def test_the_role_gets_the_statements_iam_policy_prints_for_its_calls_and_its_own() -> None:
     playbook, params = builtin("ec2-offline-repair.yaml", rescue_image_id="ami-0123456789abcdef0")
     definition = compile_playbook(playbook, params)
 
     policy = role_policy(playbook, definition)
 
     assert problems(policy) == []
-    assert policy == {"Version": "2012-10-17", "Statement": [
-        *policy_document(playbook)["Statement"][:-1],
+    called = set(sdk_calls(definition)) | {"ec2:CreateTags", "kms:CreateGrant", "kms:Decrypt"}
+    printed = policy_document(playbook)["Statement"][:-1]
+    scoped = [s for s in printed if s["Resource"] != "*" and set(s["Action"]) <= called]
+    assert policy["Statement"][2:] == [
+        *scoped,
         {"Sid": "RemediateDistributedMap", "Effect": "Allow", "Action": [
             "states:DescribeExecution", "states:StartExecution", "states:StopExecution"],
          "Resource": ["*"]},
-        DENY]}
+        DENY]
+    assert policy["Statement"][:2] == [
+        {"Sid": "RemediateEc2", "Effect": "Allow", "Action": [
+            "ec2:DescribeImages", "ec2:DescribeInstanceStatus", "ec2:DescribeInstances",
+            "ec2:DescribeSnapshots", "ec2:DescribeSubnets", "ec2:DescribeVolumes"],
+         "Resource": "*"},
+        {"Sid": "RemediateSsm", "Effect": "Allow", "Action": [
+            "ssm:DescribeInstanceInformation", "ssm:GetCommandInvocation"], "Resource": "*"}]
 
 
 def test_role_policy_of_reboot_first() -> None:
@@ -60,12 +75,12 @@ def test_role_policy_of_reboot_first() -> None:
                          state_machine_arn=MACHINE)
     assert problems(policy) == []
     assert policy == {"Version": "2012-10-17", "Statement": [
-        {"Sid": "RemediateEc2", "Effect": "Allow", "Action": [*INSPECT, "ec2:RebootInstances"],
+        {"Sid": "RemediateEc2", "Effect": "Allow", "Action": [
+            "ec2:DescribeInstanceStatus", "ec2:DescribeInstances", "ec2:DescribeVolumes"],
          "Resource": "*"},
-        {"Sid": "RemediateKms", "Effect": "Allow", "Action": ["kms:DescribeKey"],
-         "Resource": "*"},
-        {"Sid": "RemediateSsm", "Effect": "Allow", "Action": ["ssm:GetParameter"],
-         "Resource": "*"},
+        {"Sid": "RemediateEc2RebootInstancesOnTargets", "Effect": "Allow",
+         "Action": ["ec2:RebootInstances"], "Resource": ["arn:aws:ec2:*:*:instance/*"],
+         "Condition": {"StringEquals": {"aws:ResourceTag/incident": "crowdstrike-2024-07-19"}}},
         {"Sid": "RemediateDistributedMap", "Effect": "Allow", "Action": [
             "states:DescribeExecution", "states:StartExecution", "states:StopExecution"],
          "Resource": ["arn:aws:states:us-east-1:123456789012:execution:ec2-reboot-first:*",
@@ -73,13 +88,27 @@ def test_role_policy_of_reboot_first() -> None:
         DENY]}
 
 
-def test_a_call_no_action_declares_is_granted_on_any_resource() -> None:
+def test_a_read_no_action_declares_is_granted_on_any_resource() -> None:
     playbook, _ = builtin("ec2-reboot-first.yaml")
     definition = {"States": {
         "regions": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:ec2:describeRegions"},
         "reboot": {"Type": "Task",
                    "Resource": "arn:aws:states:::aws-sdk:ec2:rebootInstances"}}}
-    assert role_policy(playbook, definition)["Statement"][0] == {
-        "Sid": "RemediateEc2", "Effect": "Allow",
-        "Action": sorted([*INSPECT, "ec2:DescribeRegions", "ec2:RebootInstances"]),
-        "Resource": "*"}
+    policy = role_policy(playbook, definition)
+    assert policy["Statement"][:2] == [
+        {"Sid": "RemediateEc2", "Effect": "Allow", "Action": ["ec2:DescribeRegions"],
+         "Resource": "*"},
+        {"Sid": "RemediateEc2RebootInstancesOnTargets", "Effect": "Allow",
+         "Action": ["ec2:RebootInstances"], "Resource": ["arn:aws:ec2:*:*:instance/*"],
+         "Condition": {"StringEquals": {"aws:ResourceTag/incident": "crowdstrike-2024-07-19"}}}]
+
+
+def test_a_change_no_action_declares_is_refused() -> None:
+    playbook, _ = builtin("ec2-reboot-first.yaml")
+    definition = {"States": {
+        "stop": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:ec2:stopInstances"}}}
+    with pytest.raises(ValueError) as refused:
+        role_policy(playbook, definition)
+    assert str(refused.value) == (
+        f"the definition calls ec2:StopInstances, which no action of {playbook.source} "
+        "declares: declare it in the action's scoped_permissions")
