@@ -33,6 +33,10 @@ class Durations:
     workspace_rebuild: float = 2400.0
     workspace_stuck_reboot: float = 1200.0
     """A REBOOTING WorkSpace counts as stuck (rebootable again) after this long."""
+    listing_lag: float = 0.0
+    """A new snapshot or SSM command shows in listings (DescribeSnapshots without ids,
+    ListCommandInvocations) only this long after it was created: AWS's APIs are eventually
+    consistent ("Eventual consistency in the Amazon EC2 API"), reads by id are not delayed."""
 
     @classmethod
     def instant(cls) -> Durations:

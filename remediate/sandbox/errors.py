@@ -254,3 +254,11 @@ def internal_error() -> SandboxError:
     return SandboxError("InternalError", "An internal error has occurred. Retry your request, "
                         "but if the problem persists, contact us with details by posting a "
                         "message on AWS re:Post.")
+
+
+def idempotent_parameter_mismatch() -> SandboxError:
+    """A client token used again with other parameters (AWS's text, as RunInstances
+    answers it; "Ensuring idempotency in Amazon EC2 API requests")."""
+    return SandboxError("IdempotentParameterMismatch",
+                        "Arguments on this idempotent request are inconsistent with arguments "
+                        "used in previous request(s).")

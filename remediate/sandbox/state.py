@@ -17,6 +17,7 @@ from typing import Any
 from remediate.clock import Clock
 from remediate.sandbox.child_executions import MapRunChildren
 from remediate.sandbox.durations import Durations
+from remediate.sandbox.idempotency import Tokens
 from remediate.sandbox.throttling import Throttle
 from remediate.sandbox.timeline import Timeline
 
@@ -119,6 +120,11 @@ class World:
     """Operation -> how many more calls its fault answers (absent: every call)."""
     lost_replies: dict[str, LostReplies] = field(default_factory=dict)
     """Operation (or ``*``) -> how often its call takes effect and the reply is lost."""
+    tokens: Tokens = field(default_factory=Tokens)
+    """EC2 client tokens seen, and the answers to repeat (moto ignores them)."""
+    created: dict[str, float] = field(default_factory=dict)
+    """Snapshot or SSM command id -> when it was created: listings show it only
+    ``Durations.listing_lag`` later (AWS is eventually consistent)."""
     internal: int = 0
     """Above zero while moto acts on its own (launch, terminate): rules and timing pause."""
     online_listeners: list[Callable[[Any, float], None]] = field(default_factory=list)
@@ -166,6 +172,11 @@ class World:
         :attr:`lock` held)."""
         fault = self.lost_replies.get(operation) or self.lost_replies.get("*")
         return fault is not None and fault.hit()
+
+    def listed(self, resource_id: str) -> bool:
+        """Whether a listing (not a read by id) shows this resource yet."""
+        created = self.created.get(resource_id)
+        return created is None or self.clock.now() >= created + self.durations.listing_lag
 
     def now(self) -> float:
         return self.clock.now()
