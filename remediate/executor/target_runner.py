@@ -8,6 +8,11 @@ reject): the target ends ``rolled_back`` if every rollback step succeeded or was
 skipped, else ``failed``. Rollback steps are best effort: a failed one does not
 stop the next unless its own ``on_failure`` is ``abort``.
 
+A step whose call had an unknown outcome that AWS's state did not settle (see
+:class:`~remediate.executor.steps.Unsettled`) is treated like a Ctrl-C for that target
+alone: rolled back if it got past a mutation, ``interrupted``, not counted against the
+failure budget.
+
 Ctrl-C (see :mod:`remediate.executor.engine`): once, no new step starts; a
 target that got past a mutation is rolled back (the safe state for a volume swap
 is "volume back on its instance") and ends ``interrupted`` too, not counted against
@@ -168,6 +173,8 @@ class TargetRunner:
                                           attempts_before=prior.attempts if prior else 0)
             if outcome.refused is not None:  # stop here, as it is: nothing failed
                 return "refused", f"stopped before step {step.id}: {outcome.refused}"
+            if outcome.unsettled:
+                return (yield from self._unsettled(step, outcome.error or ""))
             if outcome.status == "failed" and step.on_failure != "continue":
                 return (yield from self._failed(step.on_failure,
                                                 f"step {step.id} failed: {outcome.error}"))
@@ -188,14 +195,28 @@ class TargetRunner:
         return "failed", error
 
     def _stopped(self, next_step: str) -> Flow:
-        reason = f"interrupted by the operator before step {next_step}"
+        return (yield from self._put_back(
+            f"interrupted by the operator before step {next_step}"))
+
+    def _unsettled(self, step: Step, error: str) -> Flow:
+        """AWS's state did not settle what one of the step's calls did: not a failure of
+        the target (it does not count against the failure budget). Like a Ctrl-C, it is
+        rolled back if it got past a mutation (unless the step says abort) and ends
+        ``interrupted``, for ``resume``."""
+        reason = f"step {step.id}: {error}"
+        if step.on_failure == "abort":
+            return "interrupted", f"{reason}; `remediate resume` continues it"
+        return (yield from self._put_back(reason))
+
+    def _put_back(self, reason: str) -> Flow:
         if not (self.mutated and self.rc.playbook.rollback):
             return "interrupted", f"{reason}; `remediate resume` continues it"
         status, error = yield from self._rollback(reason)
         if status != "rolled_back":
             return status, error
-        # Put back where it was by the operator's choice, not by a failure: it does not
-        # count against the failure budget, and `resume` starts it again from its first step.
+        # Put back where it was by the operator's choice (or AWS's silence), not by a
+        # failure: it does not count against the failure budget, and `resume` starts it
+        # again from its first step.
         self.phase = RESTART
         return "interrupted", (f"{reason}; rolled back to where it was; "
                                "`remediate resume` starts it again")
@@ -218,6 +239,9 @@ class TargetRunner:
             outcome = yield from run_step(rc, self.state, step, ("rollback", index),
                                           rollback=True,
                                           attempts_before=prior.attempts if prior else 0)
+            if outcome.unsettled:
+                return "interrupted", (f"{reason}; rollback step {step.id}: {outcome.error}; "
+                                       "`remediate resume` continues the rollback")
             if outcome.status == "failed":
                 problems.append(f"rollback step {step.id} failed: {outcome.error}")
                 if step.on_failure == "abort":

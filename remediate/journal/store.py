@@ -295,6 +295,24 @@ class Journal:
             "operation=? LIMIT 1", (run_id, target_key, step_id, operation)).fetchone() \
             is not None
 
+    def step_unanswered(self, run_id: str, target_key: str, step_id: str,
+                        operation: str) -> bool:
+        """Whether a call of ``operation`` journaled for this target's step never got its
+        reply: ``unknown`` (a 5xx, a timeout) or still ``sent`` (the run died waiting)."""
+        return self._db.execute(
+            "SELECT 1 FROM calls WHERE run_id=? AND target_key=? AND step_id=? AND "
+            "operation=? AND status IN ('sent', 'unknown') LIMIT 1",
+            (run_id, target_key, step_id, operation)).fetchone() is not None
+
+    def step_in_flight(self, run_id: str, target_key: str, step_id: str,
+                       rollback: bool) -> bool:
+        """Whether this target's step was started and never finished (the run stopped, or
+        died, while it ran)."""
+        return self._db.execute(
+            "SELECT 1 FROM steps WHERE run_id=? AND target_key=? AND step_id=? AND "
+            "rollback=? AND status='running'",
+            (run_id, target_key, step_id, int(rollback))).fetchone() is not None
+
     def calls(self, run_id: str, target_key: str | None = None) -> list[CallRecord]:
         sql = ("SELECT call_id, target_key, step_id, service, operation, params, status, "
                "request_id, error, response FROM calls WHERE run_id=?")
