@@ -6,6 +6,8 @@ executor runs the real actions."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +28,7 @@ from remediate.clock import VirtualClock
 from remediate.executor.engine import Executor
 from remediate.executor.events import ApiOutcomeUnknown, Event, EventBus, StepReconciling
 from remediate.executor.result import RunResult
+from remediate.executor.resume import resume
 from remediate.journal import Journal
 from remediate.language.model import BatchSize, Guards, Playbook
 from remediate.sandbox import Durations, Fleet, FleetSpec, Sandbox
@@ -249,3 +252,36 @@ def test_an_outcome_aws_never_settles_interrupts_the_target_off_the_failure_budg
     steps = {s.step_id: s.status for s in journal.targets("lost-1")[key].steps
              if not s.rollback}
     assert steps["attach"] == "running"
+
+
+class Crash(BaseException):
+    """The process dies (as if killed) in the middle of the scheduler's work."""
+
+
+@pytest.mark.parametrize("durations", [Durations(ssm_command=2.0, listing_lag=15.0)])
+def test_a_repair_sent_just_before_a_crash_is_not_run_again_by_resume(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, bus: EventBus,
+        tmp_path: Path) -> None:
+    # The tool dies with SendCommand sent and its answer unread (journaled "sent"); the
+    # command runs and ends. The resumed step adopts it (its result is the step's)
+    # instead of running the repair a second time.
+    fleet = sandbox.build_fleet(FleetSpec(plain=1, azs=1))
+    pb = swap(sandbox, fleet)
+    journal = Journal(tmp_path / "run.journal")
+    answer = journal.call_result
+
+    def dying(call_id: int, at: datetime, **kwargs: Any) -> None:
+        if any(c.call_id == call_id and c.operation == "SendCommand"
+               for c in journal.calls("lost-1")):
+            raise Crash("killed before SendCommand's answer was journaled")
+        answer(call_id, at, **kwargs)
+
+    journal.call_result = dying  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        run(sandbox, clients, clock, bus, pb, fleet, journal=journal)
+    assert sent(sandbox, "SendCommand") == 1
+
+    result = resume(tmp_path / "run.journal", pb, clients=clients, clock=clock, bus=bus)
+
+    assert all_fixed(sandbox, fleet, result), result.errors
+    assert sent(sandbox, "SendCommand") == 1
