@@ -81,7 +81,8 @@ def test_a_throttled_follower_retries_on_the_clock_and_the_run_ends_as_usual(
 
     assert code == 0, capsys.readouterr().err
     found = json_file(report)
-    assert found["retries"] == {"steps": 0, "api": 4, "throttled": 4}
+    assert found["retries"] == {"steps": 0, "api": 4, "throttled": 4, "unknown_outcomes": 0,
+                                "reconciled": 0}
     assert [t["status"] for t in found["targets"]] == ["succeeded"] * 3
     assert all(status_ok(three.ec2, i) for i in three.fleet.instance_ids())
 
