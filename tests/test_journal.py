@@ -135,6 +135,23 @@ def test_step_unanswered_says_whether_a_steps_call_never_got_its_reply(
     assert not journal.step_unanswered("run-1", i1.key, "repair", "SendCommand")
 
 
+def test_step_answers_are_what_aws_answered_that_steps_calls(journal: Journal) -> None:
+    journal.begin_run(record())
+    i1, i2, _ = TARGETS
+    for target, answer in ((i1, {"Command": {"CommandId": "c-1"}}),
+                           (i1, {"Command": {"CommandId": "c-2"}}),
+                           (i2, {"Command": {"CommandId": "c-3"}})):
+        call = journal.call_intent("run-1", target.key, "repair", False, "ssm", "SendCommand",
+                                   {}, AT)
+        journal.call_result(call, AT, request_id="r", response=answer)
+    lost = journal.call_intent("run-1", i1.key, "repair", False, "ssm", "SendCommand", {}, AT)
+    journal.call_result(lost, AT, request_id="r", error="InternalError: oops", uncertain=True)
+
+    assert journal.step_answers("run-1", i1.key, "repair", "SendCommand") == [
+        {"Command": {"CommandId": "c-1"}}, {"Command": {"CommandId": "c-2"}}]
+    assert journal.step_answers("run-1", i1.key, "verify", "SendCommand") == []
+
+
 def test_step_in_flight_says_whether_a_step_started_and_never_finished(
         journal: Journal) -> None:
     journal.begin_run(record())

@@ -69,6 +69,8 @@ class StepContext:
     # Whether such a call's reply never arrived (journaled "unknown": a 5xx or a timeout;
     # or "sent" with no result: the tool died waiting); None: not known.
     unanswered_before: Callable[[str], bool] | None = None
+    # The answers AWS gave this step's calls of an operation (as journaled); None: not known.
+    answered_before: Callable[[str], list[Any]] | None = None
     # This run of the action finishes one that was cut short without learning what its
     # calls did: run again after an unknown outcome (reconciling), or the step was in
     # flight when the run stopped (resume). What a lost call started is its own work, to
@@ -80,6 +82,11 @@ class StepContext:
         (a retry, a resumed run), so the action must look for it before sending it again.
         True when the executor cannot tell: looking is never wrong, only a call more."""
         return self.sent_before is None or self.sent_before(operation)
+
+    def answers(self, operation: str) -> list[Any]:
+        """What AWS answered this step's ``operation`` calls for this target, in earlier
+        attempts or before a crash (a truncated one is ``{"truncated": text}``)."""
+        return [] if self.answered_before is None else self.answered_before(operation)
 
     def reply_lost(self, operation: str) -> bool:
         """Whether an ``operation`` of this step may have taken effect without its reply

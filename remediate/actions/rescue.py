@@ -28,6 +28,7 @@ from remediate.actions.ssm import (
     build_script,
     check_script_file,
     command_comment,
+    known_commands,
     read_script,
     run_script,
 )
@@ -364,7 +365,8 @@ class Repair(Action):
         invocation = yield from run_script(
             rescue.instance_id, SHELL_DOCUMENTS[shell], lines, timeout=params["timeout"],
             comment=command_comment(ctx.run_id, ctx.step_id, volume_id), now=ctx.clock.wall(),
-            may_be_in_flight=ctx.may_have_sent("SendCommand"), adopt=adopts_command(ctx))
+            may_be_in_flight=ctx.may_have_sent("SendCommand"), adopt=adopts_command(ctx),
+            known=known_commands(ctx))
         if not invocation.ok:
             raise StepFailed(invocation.failure(f"offline repair of {volume_id}"))
         return {"stdout": invocation.stdout, "exit_code": invocation.exit_code,

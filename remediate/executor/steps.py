@@ -72,6 +72,8 @@ class TargetState:
                                rc.run_id, key, step_id, operation),
                            unanswered_before=lambda operation: rc.journal.step_unanswered(
                                rc.run_id, key, step_id, operation),
+                           answered_before=lambda operation: rc.journal.step_answers(
+                               rc.run_id, key, step_id, operation),
                            continuing=continuing)
 
 

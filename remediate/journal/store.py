@@ -304,6 +304,15 @@ class Journal:
             "operation=? AND status IN ('sent', 'unknown') LIMIT 1",
             (run_id, target_key, step_id, operation)).fetchone() is not None
 
+    def step_answers(self, run_id: str, target_key: str, step_id: str,
+                     operation: str) -> list[Any]:
+        """The answers AWS gave this target's step's ``operation`` calls, oldest first (as
+        journaled: a long one is ``{"truncated": "<its JSON text, cut>"}``)."""
+        return [_loads(text) for (text,) in self._db.execute(
+            "SELECT response FROM calls WHERE run_id=? AND target_key=? AND step_id=? AND "
+            "operation=? AND status='ok' ORDER BY call_id",
+            (run_id, target_key, step_id, operation))]
+
     def step_in_flight(self, run_id: str, target_key: str, step_id: str,
                        rollback: bool) -> bool:
         """Whether this target's step was started and never finished (the run stopped, or

@@ -1,12 +1,16 @@
-"""An error that the step's own lost call explains: AttachVolume answers ``VolumeInUse``
+"""After a lost reply, at the level of one action.
+
+An error that the step's own lost call explains: AttachVolume answers ``VolumeInUse``
 (the lost attach did happen) or DetachVolume ``IncorrectState`` (it is detaching) while
 AWS's Describe calls still lag behind. After a lost reply that is a state to reconcile
 (OutcomeUnknown: the step runs again, reading AWS), never a failure; without one, it
-fails the step as before."""
+fails the step as before. And the SSM command a lost SendCommand started is told apart
+from the step's earlier ones, whose answers came."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,8 +19,11 @@ from ec2_harness import Ec2Env
 from remediate.actions.contract import StepContext, Target
 from remediate.actions.registry import get
 from remediate.actions.requests import AwsError, Call, OutcomeUnknown, StepFailed
+from remediate.actions.ssm import command_comment
 from remediate.executor.driver import SyncRuntime
 from remediate.language.problems import Problems
+from remediate.sandbox import Durations, FleetSpec
+from sandbox_actions import REGION, Env, build, ec2_target, launch_instance, sandbox_env
 
 
 class Answering(SyncRuntime):
@@ -86,3 +93,36 @@ def test_detach_root_meeting_incorrect_state(ec2_env: Ec2Env, reply_lost: bool) 
     assert str(excinfo.value) == (
         f"DetachVolume outcome unknown ({said})" if reply_lost
         else f"DetachVolume for {facts['root_volume_id']} failed: {said}")
+
+
+def test_a_lost_send_command_is_not_taken_for_an_earlier_attempts_command() -> None:
+    # Attempt 1 sent a command (its answer journaled); attempt 2's SendCommand lost its
+    # reply, and listings show its command only 30 s later. Looking, the step sees only
+    # attempt 1's command: it is known, so the step looks again until its own shows.
+    # Before: it adopted attempt 1's command as its own.
+    with sandbox_env(Durations(listing_lag=30.0)) as env:
+        instance_id = launch_instance(env, *_windows(env))
+        ssm = env.client("ssm")
+        comment = command_comment("sync-run", "step")
+
+        def send() -> dict[str, Any]:
+            return dict(ssm.send_command(
+                InstanceIds=[instance_id], DocumentName="AWS-RunPowerShellScript",
+                Comment=comment, Parameters={"commands": ["echo hi"]}))
+
+        earlier = send()
+        env.clock.advance(60)  # ended, and listed
+        lost = send()["Command"]["CommandId"]
+        ctx = replace(env.context(ec2_target(instance_id)), continuing=True,
+                      unanswered_before=lambda _operation: True,
+                      answered_before=lambda _operation: [earlier])
+
+        out = env.run("ssm.run_command", ctx, {"commands": ["echo hi"]})
+
+        assert out["command_id"] == lost
+        assert [c.operation for c in env.runtime.calls].count("SendCommand") == 0
+
+
+def _windows(env: Env) -> tuple[str, str]:
+    setup = build(env, FleetSpec(plain=1, azs=1)).regions[REGION]
+    return setup.rescue_windows_ami, next(iter(setup.subnets.values()))
