@@ -112,6 +112,60 @@ def test_step_sent_says_whether_a_steps_call_was_journaled_for_that_target(
     assert not journal.step_sent("run-2", i1.key, "repair", "SendCommand")
 
 
+def test_step_unanswered_says_whether_a_steps_call_never_got_its_reply(
+        journal: Journal) -> None:
+    journal.begin_run(record())
+    i1, i2, ws = TARGETS
+    lost = journal.call_intent("run-1", i1.key, "backup", False, "ec2", "CreateSnapshot",
+                               {}, AT)
+    journal.call_result(lost, AT, request_id="r-1", error="InternalError: oops", uncertain=True)
+    answered = journal.call_intent("run-1", i2.key, "backup", False, "ec2", "CreateSnapshot",
+                                   {}, AT)
+    journal.call_result(answered, AT, request_id="r-2", response={"SnapshotId": "snap-1"})
+    refused = journal.call_intent("run-1", ws.key, "backup", False, "ec2", "CreateSnapshot",
+                                  {}, AT)
+    journal.call_result(refused, AT, request_id="r-3", error="IncorrectState: no")
+    # Sent, and the tool died before the answer: unanswered as well.
+    journal.call_intent("run-1", i2.key, "repair", False, "ssm", "SendCommand", {}, AT)
+
+    assert journal.step_unanswered("run-1", i1.key, "backup", "CreateSnapshot")
+    assert not journal.step_unanswered("run-1", i2.key, "backup", "CreateSnapshot")
+    assert not journal.step_unanswered("run-1", ws.key, "backup", "CreateSnapshot")
+    assert journal.step_unanswered("run-1", i2.key, "repair", "SendCommand")
+    assert not journal.step_unanswered("run-1", i1.key, "repair", "SendCommand")
+
+
+def test_step_answers_are_what_aws_answered_that_steps_calls(journal: Journal) -> None:
+    journal.begin_run(record())
+    i1, i2, _ = TARGETS
+    for target, answer in ((i1, {"Command": {"CommandId": "c-1"}}),
+                           (i1, {"Command": {"CommandId": "c-2"}}),
+                           (i2, {"Command": {"CommandId": "c-3"}})):
+        call = journal.call_intent("run-1", target.key, "repair", False, "ssm", "SendCommand",
+                                   {}, AT)
+        journal.call_result(call, AT, request_id="r", response=answer)
+    lost = journal.call_intent("run-1", i1.key, "repair", False, "ssm", "SendCommand", {}, AT)
+    journal.call_result(lost, AT, request_id="r", error="InternalError: oops", uncertain=True)
+
+    assert journal.step_answers("run-1", i1.key, "repair", "SendCommand") == [
+        {"Command": {"CommandId": "c-1"}}, {"Command": {"CommandId": "c-2"}}]
+    assert journal.step_answers("run-1", i1.key, "verify", "SendCommand") == []
+
+
+def test_step_in_flight_says_whether_a_step_started_and_never_finished(
+        journal: Journal) -> None:
+    journal.begin_run(record())
+    i1, i2, _ = TARGETS
+    journal.step_started("run-1", i1, "repair", False, 1, AT)
+    journal.step_started("run-1", i2, "repair", False, 1, AT)
+    journal.step_finished("run-1", i2, "repair", False, status="failed", attempts=1, at=AT)
+
+    assert journal.step_in_flight("run-1", i1.key, "repair", False)
+    assert not journal.step_in_flight("run-1", i1.key, "repair", True)
+    assert not journal.step_in_flight("run-1", i2.key, "repair", False)
+    assert not journal.step_in_flight("run-1", i1.key, "verify", False)
+
+
 def test_a_target_counts_as_mutated_unless_aws_rejected_the_call(journal: Journal) -> None:
     journal.begin_run(record())
     i1, i2, ws = TARGETS

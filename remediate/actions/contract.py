@@ -66,12 +66,34 @@ class StepContext:
     # Whether this step sent an operation (e.g. "SendCommand") for this target before,
     # in an earlier attempt or before a crash; None: not known.
     sent_before: Callable[[str], bool] | None = None
+    # Whether such a call's reply never arrived (journaled "unknown": a 5xx or a timeout;
+    # or "sent" with no result: the tool died waiting); None: not known.
+    unanswered_before: Callable[[str], bool] | None = None
+    # The answers AWS gave this step's calls of an operation (as journaled); None: not known.
+    answered_before: Callable[[str], list[Any]] | None = None
+    # This run of the action finishes one that was cut short without learning what its
+    # calls did: run again after an unknown outcome (reconciling), or the step was in
+    # flight when the run stopped (resume). What a lost call started is its own work, to
+    # adopt (an SSM command that already ended is judged, not sent again).
+    continuing: bool = False
 
     def may_have_sent(self, operation: str) -> bool:
         """Whether an ``operation`` of this step may already be in flight for this target
         (a retry, a resumed run), so the action must look for it before sending it again.
         True when the executor cannot tell: looking is never wrong, only a call more."""
         return self.sent_before is None or self.sent_before(operation)
+
+    def answers(self, operation: str) -> list[Any]:
+        """What AWS answered this step's ``operation`` calls for this target, in earlier
+        attempts or before a crash (a truncated one is ``{"truncated": text}``)."""
+        return [] if self.answered_before is None else self.answered_before(operation)
+
+    def reply_lost(self, operation: str) -> bool:
+        """Whether an ``operation`` of this step may have taken effect without its reply
+        reaching the tool: what it made may exist and, AWS being eventually consistent,
+        not be listed yet (look again a few times before making another). True when the
+        executor cannot tell."""
+        return self.unanswered_before is None or self.unanswered_before(operation)
 
     @property
     def clock(self) -> Clock:

@@ -34,6 +34,7 @@ from remediate.actions.ec2_inspect import (
     tagged_root_volume,
 )
 from remediate.actions.ec2_power import ensure_running, timeout_field, wait_instance
+from remediate.actions.lost_replies import ATTACH_CONFLICTS, DETACH_CONFLICTS, look_again, send
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, Call, StepFailed, Wait, observe, wait_state
 from remediate.actions.rescue_launch import RUN_TAG
@@ -139,14 +140,15 @@ def _settled(volume_id: str, timeout: float) -> Wait:
                 what=f"{volume_id} attach/detach finished")
 
 
-def detach(volume: Record, timeout: float) -> Steps:
+def detach(ctx: StepContext, volume: Record, timeout: float) -> Steps:
     """Detach a volume from whatever holds it and wait until it is available."""
     volume_id = volume["VolumeId"]
     att = attachment(volume)
     if att is not None and att.get("State") != "detaching":
-        yield from aws(Call("ec2", "DetachVolume", {
+        yield from send(ctx, Call("ec2", "DetachVolume", {
             "VolumeId": volume_id, "InstanceId": att["InstanceId"], "Device": att["Device"]},
-            note=f"detach {volume_id} from {att['InstanceId']} {att['Device']}"), volume_id)
+            note=f"detach {volume_id} from {att['InstanceId']} {att['Device']}"), volume_id,
+            DETACH_CONFLICTS)
     return (yield wait_available(volume_id, timeout))
 
 
@@ -216,9 +218,18 @@ class SnapshotRoot(Action):
         tags = self.tags(ctx)
         filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
         filters.append({"Name": "volume-id", "Values": [volume_id]})
-        found = yield from aws(Call("ec2", "DescribeSnapshots", {
-            "OwnerIds": ["self"], "Filters": filters}), f"backups of {volume_id}")
-        usable = [s for s in found.get("Snapshots") or [] if s.get("State") != "error"]
+
+        def backups() -> Steps:
+            found = yield from aws(Call("ec2", "DescribeSnapshots", {
+                "OwnerIds": ["self"], "Filters": filters}), f"backups of {volume_id}")
+            return list(found.get("Snapshots") or [])
+
+        snapshots = yield from backups()
+        if not snapshots and ctx.reply_lost("CreateSnapshot"):
+            # A CreateSnapshot of this step lost its reply: its snapshot (tagged on create)
+            # may exist and not be listed yet. Never a second backup for a slow listing.
+            snapshots = yield from look_again(backups)
+        usable = [s for s in snapshots if s.get("State") != "error"]
         if usable:
             snapshot_id = max(usable, key=lambda s: str(s.get("StartTime", "")))["SnapshotId"]
         else:
@@ -284,7 +295,7 @@ class DetachRoot(Action):
                 {"Key": ROOT_DOT_TAG, "Value": dot},
                 {"Key": "remediate:run-id", "Value": ctx.run_id},
             ]}, note=f"mark {volume_id} as root of {iid}"), volume_id)
-            volume = yield from detach(volume, params["timeout"])
+            volume = yield from detach(ctx, volume, params["timeout"])
         elif volume.get("State") != "available":
             yield wait_available(volume_id, params["timeout"])
         return {"volume_id": volume_id, "device": device, "attached_to": None}
@@ -338,14 +349,14 @@ class ReattachRoot(Action):
             return {"volume_id": volume_id, "device": device}
         if attachment(volume) is not None:
             # On the rescue instance (or at the wrong device): take it off first.
-            volume = yield from detach(volume, timeout)
+            volume = yield from detach(ctx, volume, timeout)
         instance = yield from existing("instance", iid, "instance")
         _check_can_attach(volume, instance, device)
         if instance_state(instance) == "stopping":
             yield wait_instance(iid, "stopped", timeout)
-        yield from aws(Call("ec2", "AttachVolume", {
+        yield from send(ctx, Call("ec2", "AttachVolume", {
             "VolumeId": volume_id, "InstanceId": iid, "Device": device},
-            note=f"attach {volume_id} to {iid} at {device}"), volume_id)
+            note=f"attach {volume_id} to {iid} at {device}"), volume_id, ATTACH_CONFLICTS)
         yield wait_attached(volume_id, iid, device, timeout)
         return {"volume_id": volume_id, "device": device}
 

@@ -84,7 +84,10 @@ class OutcomeUnknown(Exception):
     An action does not catch it. The step is then *reconciled*: run again from its start,
     without counting an attempt, and every action reads AWS's state before it acts
     (``StepContext.may_have_sent`` now says the call may be in flight), so it finds what
-    the lost call did and treats "already done" as done.
+    the lost call did and treats "already done" as done. An action raises it itself for
+    an error its own lost call explains (``VolumeInUse`` after a lost AttachVolume, while
+    DescribeVolumes still shows the volume available): see
+    :mod:`remediate.actions.lost_replies`.
     """
 
     def __init__(self, code: str, message: str, operation: str = "",

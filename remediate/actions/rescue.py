@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from remediate.actions import rescue_image
 from remediate.actions.contract import Action, Plan, StepContext, calls
+from remediate.actions.lost_replies import ATTACH_CONFLICTS, conflict
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, AwsError, Call, StepFailed, Wait, observe
 from remediate.actions.rescue_launch import SLOTS, Pulled, RescueConfig, probe_request
@@ -24,8 +25,10 @@ from remediate.actions.script_files import read_script, script_problems
 from remediate.actions.ssm import (
     INSTANCE_ID_RE,
     SHELL_DOCUMENTS,
+    adopts_command,
     build_script,
     command_comment,
+    known_commands,
     run_script,
 )
 from remediate.language.problems import Problem
@@ -216,7 +219,8 @@ class AttachVolume(Action):
         rescue = yield from _rescue_holding(ctx, volume)
         if rescue is not None and found is not None and found.get("State") == "detaching":
             # An undo was detaching it: let it finish, then attach afresh.
-            yield from detach_from_rescue(volume_id, rescue.instance_id, params["attach_timeout"])
+            yield from detach_from_rescue(volume_id, rescue.instance_id, params["attach_timeout"],
+                                          state="detaching")
             pool.release(ctx, volume_id)
             volume = yield from _observe_volume(volume_id)
             found, rescue = attachment_of(volume), None
@@ -256,6 +260,9 @@ class AttachVolume(Action):
                 pool.release(ctx, volume_id)
                 raise
             except AwsError as exc:
+                if exc.code in ATTACH_CONFLICTS and ctx.reply_lost("AttachVolume"):
+                    # Our own lost AttachVolume may hold it (the slot stays reserved).
+                    raise conflict(ctx, exc, volume_id) from exc
                 taken = exc.code == "InvalidParameterValue" and "already in use" in exc.message
                 if taken:
                     pool.mark_taken(ctx, slot, volume_id)
@@ -354,7 +361,8 @@ class Repair(Action):
         invocation = yield from run_script(
             rescue.instance_id, SHELL_DOCUMENTS[shell], lines, timeout=params["timeout"],
             comment=command_comment(ctx.run_id, ctx.step_id, volume_id), now=ctx.clock.wall(),
-            may_be_in_flight=ctx.may_have_sent("SendCommand"))
+            may_be_in_flight=ctx.may_have_sent("SendCommand"), adopt=adopts_command(ctx),
+            known=known_commands(ctx))
         if not invocation.ok:
             raise StepFailed(invocation.failure(f"offline repair of {volume_id}"))
         return {"stdout": invocation.stdout, "exit_code": invocation.exit_code,
@@ -407,7 +415,8 @@ class DetachVolume(Action):
         if rescue is None:
             pool.release(ctx, volume_id)
             return {"volume_id": volume_id, "detached_from": ""}
-        yield from detach_from_rescue(volume_id, rescue.instance_id, params["timeout"])
+        state = str((attachment_of(volume) or {}).get("State", ""))
+        yield from detach_from_rescue(volume_id, rescue.instance_id, params["timeout"], state)
         pool.release(ctx, volume_id)
         return {"volume_id": volume_id, "detached_from": rescue.instance_id}
 

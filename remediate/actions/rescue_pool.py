@@ -39,11 +39,13 @@ from typing import Any, Final
 
 from remediate.actions.contract import RunService, StepContext
 from remediate.actions.ec2_inspect import ROOT_OF_TAG
+from remediate.actions.lost_replies import DETACH_CONFLICTS
 from remediate.actions.requests import (
     ActionRun,
     AwsError,
     Call,
     Gate,
+    OutcomeUnknown,
     StepFailed,
     wait_state,
 )
@@ -77,6 +79,9 @@ class RescueInstance:
     ready: bool = False  # running and its SSM agent Online
     driven: bool = False  # a target is launching it or waiting for it to become ready
     launched: bool = False  # launched by this process (so nothing was ever attached to it)
+    # Its RunInstances ClientToken, kept once chosen: a launch whose reply was lost is
+    # sent again with it, and AWS answers with the instance it launched, never a second.
+    token: str = ""
     failed: str = ""
     # slot -> volume id holding (or reserved for) it
     volumes: dict[str, str] = field(default_factory=dict)
@@ -338,14 +343,17 @@ class RescuePool(RunService):
         roots = {i["InstanceId"]: i.get("RootDeviceName", "") for i in found}
         detached: list[str] = []
         trouble: dict[str, list[str]] = {}
-        for volume_id, instance_id, device, owner in (yield from _customer_volumes(roots)):
+        for held in (yield from _customer_volumes(roots)):
             try:
-                yield from detach_from_rescue(volume_id, instance_id)
-                whose = f"; root of {owner}" if owner else ""
-                detached.append(f"{volume_id} (was on {instance_id} at {device}{whose})")
+                yield from detach_from_rescue(held.volume_id, held.instance_id,
+                                              state=held.state)
+                whose = f"; root of {held.owner}" if held.owner else ""
+                detached.append(f"{held.volume_id} (was on {held.instance_id} at "
+                                f"{held.device}{whose})")
             except (AwsError, StepFailed) as exc:
-                trouble.setdefault(instance_id, []).append(f"{volume_id} at {device}: {exc}")
-        still = {i for _, i, _, _ in (yield from _customer_volumes(roots))}
+                trouble.setdefault(held.instance_id, []).append(
+                    f"{held.volume_id} at {held.device}: {exc}")
+        still = {held.instance_id for held in (yield from _customer_volumes(roots))}
         doomed = sorted(set(roots) - still)
         if doomed:
             yield Call("ec2", "TerminateInstances", {"InstanceIds": doomed},
@@ -496,10 +504,12 @@ class RescuePool(RunService):
         usable."""
         try:
             if not rescue.instance_id:
-                self._launches += 1
-                digest = hashlib.sha256(f"{self.run_id}|{rescue.az}".encode()).hexdigest()[:32]
+                if not rescue.token:
+                    self._launches += 1
+                    digest = hashlib.sha256(f"{self.run_id}|{rescue.az}".encode()).hexdigest()
+                    rescue.token = f"{digest[:32]}-{self._nonce}-{self._launches}"
                 launched = yield from launch(self.run_id, ctx.target.region, rescue.az, config,
-                                             f"{digest}-{self._nonce}-{self._launches}")
+                                             rescue.token)
                 rescue.instance_id, rescue.launched = launched.instance_id, True
                 rescue.platform, rescue.root_slot = launched.platform, launched.root_slot
             if not wait:
@@ -524,8 +534,20 @@ class RescuePool(RunService):
             zone.bell.ring(ctx)
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A customer volume on a rescue instance."""
+
+    volume_id: str
+    instance_id: str
+    device: str
+    owner: str  # whose root volume it is ("" if not tagged)
+    state: str  # its attachment's state
+
+
 def _customer_volumes(roots: Mapping[str, str]) -> Pulled:
-    """(volume, instance, device, whose root) for each non-root volume on ``roots``' keys."""
+    """Each non-root volume (:class:`_Held`) on ``roots``' keys (rescue instance ->
+    its root device)."""
     if not roots:
         return []
     response = yield Call("ec2", "DescribeVolumes", {"Filters": [
@@ -537,27 +559,31 @@ def _customer_volumes(roots: Mapping[str, str]) -> Pulled:
         for found in volume.get("Attachments", []):
             instance_id, device = found.get("InstanceId", ""), found.get("Device", "")
             if instance_id in roots and slot_of(device) != slot_of(roots[instance_id]):
-                out.append((volume["VolumeId"], instance_id, device, owner))
+                out.append(_Held(volume["VolumeId"], instance_id, device, owner,
+                                 str(found.get("State", ""))))
     return out
 
 
 def _terminate_quietly(instance_id: str) -> Pulled:
-    # On failure finish() finds it by its tags and tries again.
-    with contextlib.suppress(AwsError):
+    # On failure (or an unknown outcome) finish() finds it by its tags and tries again.
+    with contextlib.suppress(AwsError, OutcomeUnknown):
         yield Call("ec2", "TerminateInstances", {"InstanceIds": [instance_id]},
                    batch_key="InstanceIds", note="terminate an unusable rescue instance")
 
 
 def detach_from_rescue(volume_id: str, instance_id: str,
-                       timeout: float = _DETACH_TIMEOUT) -> Pulled:
-    """Detach ``volume_id`` from ``instance_id`` (unless already under way), wait available.
+                       timeout: float = _DETACH_TIMEOUT, state: str = "attached") -> Pulled:
+    """Detach ``volume_id`` from ``instance_id`` (unless already under way: its attachment
+    ``state`` is ``detaching``, or AWS says so), wait available.
 
     Never forced: a forced detach can corrupt the file system just repaired.
     """
-    try:
-        yield Call("ec2", "DetachVolume", {"VolumeId": volume_id, "InstanceId": instance_id},
-                   note=f"detach {volume_id} from rescue instance {instance_id}")
-    except AwsError as exc:
-        if exc.code != "IncorrectState":
-            raise
+    if state != "detaching":
+        try:
+            yield Call("ec2", "DetachVolume", {"VolumeId": volume_id, "InstanceId": instance_id},
+                       note=f"detach {volume_id} from rescue instance {instance_id}")
+        except AwsError as exc:
+            # Detaching or detached already (e.g. by our own DetachVolume, reply lost).
+            if exc.code not in DETACH_CONFLICTS:
+                raise
     yield wait_state("volume", volume_id, "available", timeout=timeout)

@@ -8,7 +8,9 @@ spliced there could not be told apart from code).
 
 A command this step already sent and that is still running is found again by its
 comment (``ListCommandInvocations``), so a resumed step waits for it instead of
-running the script a second time next to itself.
+running the script a second time next to itself. After a SendCommand whose reply was
+lost (or a crash while it was sent), the step's newest command is taken as that one
+even if it already ended: its result is the step's, and the script never runs twice.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, Final
 
 from remediate.actions.contract import Action, Plan, StepContext, calls
 from remediate.actions.ec2_inspect import batch_limits
+from remediate.actions.lost_replies import look_again
 from remediate.actions.registry import register
 from remediate.actions.requests import ActionRun, AwsError, Call, Request, Sleep, StepFailed, Wait
 from remediate.actions.scoped import Condition, Scoped, arn, ec2_arn
@@ -59,6 +62,8 @@ _NOT_YET_CODES: Final[frozenset[str]] = frozenset({"InvocationDoesNotExist"})
 _NOT_YET_TRIES: Final = 5
 # Pages of ListCommandInvocations read when looking for this step's command.
 _LIST_PAGES: Final = 10
+# The command id in the (cut) JSON text of a long journaled SendCommand answer.
+_COMMAND_ID_RE: Final = re.compile(r'"CommandId": "([^"]+)"')
 
 
 def sends_command(*to_instances: Condition, on_targets: bool = False,
@@ -144,6 +149,8 @@ def run_script(
     comment: str,
     now: datetime,
     may_be_in_flight: bool = True,
+    adopt: bool = False,
+    known: frozenset[str] = frozenset(),
 ) -> Generator[Request, Any, Invocation]:
     """Run ``lines`` on ``instance_id`` (or find this step's command still running), wait.
 
@@ -151,10 +158,21 @@ def run_script(
     older than its delivery and execution timeouts, which bounds the search.
     ``may_be_in_flight`` false (the journal holds no SendCommand of this step): no
     search, the command is sent at once (a busy rescue instance lists many pages).
+    ``adopt``: a SendCommand of this step lost its reply and nothing judged its command
+    since (:attr:`StepContext.continuing`): this step's newest command other than the
+    ``known`` ones (whose replies came: earlier attempts judged them) is that one,
+    whatever its status (ended already: its result is this step's; never run twice). A
+    new command goes only if none is listed after looking again for a while.
     """
     since = now - timedelta(seconds=timeout + DELIVERY_TIMEOUT)
-    command_id = (yield from _in_flight(instance_id, comment, since)) \
-        if may_be_in_flight else None
+    command_id = None
+    if adopt:
+        command_id = yield from _find(instance_id, comment, since, None, known)
+        if command_id is None:
+            command_id = yield from look_again(
+                lambda: _find(instance_id, comment, since, None, known))
+    elif may_be_in_flight:
+        command_id = yield from _find(instance_id, comment, since, IN_FLIGHT)
     if command_id is None:
         response = yield Call(
             "ssm",
@@ -174,24 +192,32 @@ def run_script(
     return (yield from _await(command_id, instance_id, timeout))
 
 
-def _in_flight(
-    instance_id: str, comment: str, since: datetime
+def _find(
+    instance_id: str, comment: str, since: datetime, statuses: frozenset[str] | None,
+    known: frozenset[str] = frozenset(),
 ) -> Generator[Request, Any, str | None]:
+    """The newest command with ``comment`` on the instance, not one of ``known``, whose
+    invocation status is one of ``statuses`` (None: any status); None if there is none."""
     request: dict[str, Any] = {
         "InstanceId": instance_id,
         "MaxResults": 50,
         "Filters": [{"key": "InvokedAfter", "value": since.strftime("%Y-%m-%dT%H:%M:%SZ")}],
     }
+    found: list[Mapping[str, Any]] = []
     for _ in range(_LIST_PAGES):
         response = yield Call("ssm", "ListCommandInvocations", request,
                               note=f"look for this step's command on {instance_id}")
-        for invocation in response.get("CommandInvocations", []):
-            if invocation.get("Comment") == comment and invocation.get("Status") in IN_FLIGHT:
-                return str(invocation["CommandId"])
+        found.extend(invocation for invocation in response.get("CommandInvocations", [])
+                     if invocation.get("Comment") == comment
+                     and invocation.get("CommandId") not in known
+                     and (statuses is None or invocation.get("Status") in statuses))
         if not response.get("NextToken"):
             break
         request = {**request, "NextToken": response["NextToken"]}
-    return None
+    if not found:
+        return None
+    newest = max(found, key=lambda invocation: str(invocation.get("RequestedDateTime", "")))
+    return str(newest["CommandId"])
 
 
 def _await(
@@ -212,6 +238,26 @@ def _await(
                 raise
             yield Sleep(2.0 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def adopts_command(ctx: StepContext) -> bool:
+    """Whether this step's newest command, whatever its status, is the one a lost
+    SendCommand of this step started and nothing judged yet (see :func:`run_script`)."""
+    return ctx.continuing and ctx.reply_lost("SendCommand")
+
+
+def known_commands(ctx: StepContext) -> frozenset[str]:
+    """The commands this step's answered SendCommands started (earlier attempts)."""
+    known: set[str] = set()
+    for answer in ctx.answers("SendCommand"):
+        if not isinstance(answer, Mapping):
+            continue
+        command = answer.get("Command")
+        if isinstance(command, Mapping) and command.get("CommandId"):
+            known.add(str(command["CommandId"]))
+        elif isinstance(answer.get("truncated"), str):  # a long answer, journaled cut
+            known.update(_COMMAND_ID_RE.findall(answer["truncated"]))
+    return frozenset(known)
 
 
 def parameter_values(parameters: Mapping[str, Any]) -> dict[str, str]:
@@ -320,7 +366,8 @@ class RunCommand(Action):
         invocation = yield from run_script(
             instance_id, document, lines, timeout=params["timeout"],
             comment=command_comment(ctx.run_id, ctx.step_id), now=ctx.clock.wall(),
-            may_be_in_flight=ctx.may_have_sent("SendCommand"))
+            may_be_in_flight=ctx.may_have_sent("SendCommand"), adopt=adopts_command(ctx),
+            known=known_commands(ctx))
         if params["fail_on_error"] and not invocation.ok:
             raise StepFailed(invocation.failure(f"{self.name} on {instance_id}"))
         return invocation.outputs()

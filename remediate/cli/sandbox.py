@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections import Counter
 from typing import Any
 
@@ -14,6 +15,14 @@ from remediate.cli.options import CLOCK_FACTOR
 
 # Any role ARN does in the sandbox (moto does not check it exists).
 SANDBOX_ROLE = "arn:aws:iam::123456789012:role/remediate-sfn"
+
+
+def _probability(_ctx: click.Context, _param: click.Parameter,
+                 value: float | None) -> float | None:
+    # FloatRange lets nan through (every comparison with it is false).
+    if value is not None and math.isnan(value):
+        raise click.BadParameter(f"{value} is not in the range 0<x<=1.")
+    return value
 
 
 @click.group()
@@ -37,9 +46,15 @@ def sandbox() -> None:
 @click.option("--stepfunctions", is_flag=True,
               help="Execute Step Functions state machines too (moto's interpreter, on the "
                    "sandbox's clock): rehearse `run --engine stepfunctions`.")
+@click.option("--lose-replies", "lose_replies", metavar="PROBABILITY",
+              type=click.FloatRange(min=0, max=1, min_open=True), callback=_probability,
+              help="Each mutating call takes effect, then its reply is lost (a 500 "
+                   "InternalError) with this probability: rehearse AWS losing replies.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of --lose-replies: the same seed loses the same replies.")
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoint and fleet as JSON.")
 def serve(port: int, plain: int, workspaces: int, pitfalls: bool, clock_factor: float,
-          stepfunctions: bool, as_json: bool) -> int:
+          stepfunctions: bool, lose_replies: float | None, seed: int, as_json: bool) -> int:
     """Serve the sandbox on 127.0.0.1 until Ctrl-C.
 
     Rehearse a playbook from another shell with the printed AWS_ENDPOINT_URL. A port
@@ -51,10 +66,13 @@ def serve(port: int, plain: int, workspaces: int, pitfalls: bool, clock_factor: 
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
 
+    from remediate.sandbox.state import LostReplies
+
     spec = demo_spec(plain=plain, workspaces=workspaces, pitfalls=pitfalls)
     out = None if as_json else _Announcer(clock_factor)
+    lost = None if lose_replies is None else LostReplies(lose_replies, seed)
     return serve_sandbox(port, spec, clock_factor=clock_factor, out=out,
-                         stepfunctions=stepfunctions)
+                         stepfunctions=stepfunctions, lost_replies=lost)
 
 
 class _Announcer(io.StringIO):
@@ -86,5 +104,10 @@ class _Announcer(io.StringIO):
         for kind, count in sorted(kinds.items()):
             click.echo(f"  {count:5d} EC2 instances: {kind}")
         click.echo(f"  {len(fleet['workspaces']):5d} WorkSpaces")
+        lost = data.get("lost_replies")
+        if lost:
+            click.echo(f"\nlost replies: each mutating call takes effect, then answers 500 "
+                       f"InternalError with probability {lost['probability']:g} "
+                       f"(seed {lost['seed']})")
         click.echo("\nCtrl-C stops the sandbox.")
         return len(text)

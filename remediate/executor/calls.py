@@ -220,6 +220,8 @@ class CallLayer:
     def _unknown(self, dispatch: Dispatch, error: AwsError) -> None:
         """Hand an unknown outcome to each member's action, to reconcile; never resend."""
         live = [m for m in dispatch.members if m.live]
+        if not live:
+            return
         self.unknown[dispatch.api] += 1
         self.bus.publish(ApiOutcomeUnknown(dispatch.api, error.code,
                                            tuple(m.caller.target_key for m in live)))
@@ -236,6 +238,11 @@ class CallLayer:
             return
         attempts = max(m.attempt for m in live)
         delay = self.retry.delay(error.code, attempts)
+        if delay is None and kind is ErrorClass.TRANSIENT and dispatch.mutates:
+            # Resent (safe to repeat) until the retries ran out, every answer a 5xx: AWS
+            # may have done it all the same. Not a failure: the action reconciles.
+            self._unknown(dispatch, error)
+            return
         if delay is not None:
             self.bus.publish(ApiRetrying(dispatch.api, error.code, attempts, delay,
                                          tuple(m.caller.target_key for m in live)))

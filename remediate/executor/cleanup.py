@@ -2,20 +2,22 @@
 
 It runs once per (account, Region) the service was used in, after all targets,
 also after failures and Ctrl-C, on the same scheduler (paced, journaled, retried)
-under a target of the run's kind named after the service. A failing ``finish``
-is reported (a rescue instance kept because a customer volume is still on it),
-never raised: the targets' results stand.
+under a target of the run's kind named after the service. A call of ``finish``
+whose outcome is unknown (a 5xx) runs it again from its start, as a step is
+reconciled. A failing ``finish`` is reported (a rescue instance kept because a
+customer volume is still on it), never raised: the targets' results stand.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from remediate.actions.contract import StepContext, Target
 from remediate.executor.context import RunContext
 from remediate.executor.events import Notice
 from remediate.executor.scheduler import Caller
-from remediate.executor.steps import TargetState, drive, failure_text
+from remediate.executor.steps import TargetState, failure_text, reconciling
 
 
 def finish_services(rc: RunContext, kind: str) -> list[str]:
@@ -30,9 +32,11 @@ def finish_services(rc: RunContext, kind: str) -> list[str]:
 
         def body(ctx: StepContext = ctx, service: Any = service,
                  state: TargetState = state) -> Any:
-            assert state.task is not None
-            return (yield from drive(rc, state.task, service.finish(ctx),
-                                     rc.playbook.execution.default_timeout))
+            # A lost reply (DetachVolume answered 500) runs finish() again from its
+            # start: it reads what is attached and what lives before it acts.
+            return (yield from reconciling(
+                rc, state, "finish", lambda again: service.finish(replace(ctx, continuing=again)),
+                attempt=1, timeout=rc.playbook.execution.default_timeout))
 
         def done(_result: Any, error: BaseException | None, name: str = name,
                  where: str = f"{account}/{region}") -> None:

@@ -10,7 +10,7 @@ swallow its timeout.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -61,13 +61,31 @@ class TargetState:
             "run": {"id": rc.run_id},
         }
 
-    def context(self, rc: RunContext, step_id: str, params: Mapping[str, Any]) -> StepContext:
+    def context(self, rc: RunContext, step_id: str, params: Mapping[str, Any],
+                continuing: bool = False) -> StepContext:
+        key = self.target.key
         return StepContext(run_id=rc.run_id, target=self.target, facts=dict(self.facts),
                            runtime=rc.runtime(self.target), outputs=dict(self.outputs),
                            params=params, dry_run=rc.dry_run, step_id=step_id,
                            base_dir=rc.base_dir, accepted=rc.accepted,
                            sent_before=lambda operation: rc.journal.step_sent(
-                               rc.run_id, self.target.key, step_id, operation))
+                               rc.run_id, key, step_id, operation),
+                           unanswered_before=lambda operation: rc.journal.step_unanswered(
+                               rc.run_id, key, step_id, operation),
+                           answered_before=lambda operation: rc.journal.step_answers(
+                               rc.run_id, key, step_id, operation),
+                           continuing=continuing)
+
+
+class Unsettled(Exception):
+    """A step's call had an unknown outcome and AWS's state did not settle it: still
+    unknown after :data:`RECONCILE_LIMIT` reconciliations (AWS kept failing), or the run
+    was stopping. Not a failure of the target: it ends ``interrupted`` (rolled back first
+    if it got past a mutation), off the failure budget, for ``resume``."""
+
+    def __init__(self, unknown: OutcomeUnknown, why: str) -> None:
+        super().__init__(f"{unknown}; {why}")
+        self.unknown = unknown
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,7 @@ class StepOutcome:
     refused: str | None = None  # not run: it needs an --accept the run lacks
     # Failed, and not retried only because the run is stopping: no failure of the target.
     cut_short: bool = False
+    unsettled: bool = False  # an unknown outcome left unsettled (see Unsettled)
 
 
 def drive(rc: RunContext, task: Task, gen: ActionRun, timeout: float | None,
@@ -120,6 +139,8 @@ def _close(gen: ActionRun) -> None:
 
 def failure_text(action: str, exc: BaseException) -> tuple[str, bool]:
     """The error a human reads, and whether another attempt could help."""
+    if isinstance(exc, Unsettled):
+        return str(exc), False
     if isinstance(exc, StepFailed | AwsError | Expired | OutcomeUnknown):
         return str(exc), True
     return f"internal error in action {action}: {type(exc).__name__}: {exc}", False
@@ -139,31 +160,31 @@ def prepare(rc: RunContext, state: TargetState, step: Step, path: tuple[str | in
     return checked, None
 
 
-def _attempt(rc: RunContext, state: TargetState, step: Step, action: Action,
-             params: Mapping[str, Any], attempt: int, rollback: bool) -> Steps:
-    """One attempt at ``step``: the action run to its end, and run again from its start
-    (reconciled) each time one of its calls had an unknown outcome, up to
-    :data:`RECONCILE_LIMIT` times; the step's timeout covers them all."""
+def reconciling(rc: RunContext, state: TargetState, step_id: str,
+                start: Callable[[bool], ActionRun], *, attempt: int, timeout: float | None,
+                continuing: bool = False, stop_level: int | None = None) -> Steps:
+    """``start(continuing)``'s generator run to its end, and run again from its start
+    (reconciled: it reads AWS's state first) each time one of its calls had an unknown
+    outcome, up to :data:`RECONCILE_LIMIT` times, then :class:`Unsettled`; also once the
+    run's stop level reaches ``stop_level``. ``timeout`` covers them all. For steps and
+    for run services' ``finish`` alike: neither resends what is not safe to repeat."""
     task = state.task
     assert task is not None
-    timeout = rc.default_timeout(step.timeout)
-    deadline = rc.clock.now() + timeout
+    deadline = None if timeout is None else rc.clock.now() + timeout
     reconciled = 0
     while True:
-        gen = action.run(state.context(rc, step.id, params), params)
+        gen = start(continuing or reconciled > 0)
         try:
             return (yield from drive(rc, task, gen, timeout, deadline))
         except OutcomeUnknown as unknown:
             reconciled += 1
-            stopping = rc.stop_level >= (2 if rollback else 1)
-            if stopping:
-                raise StepFailed(f"{unknown}; not reconciled: the run is stopping") \
-                    from unknown
             if reconciled > RECONCILE_LIMIT:
-                raise StepFailed(f"{unknown}; AWS's state did not settle it after "
-                                 f"{reconciled - 1} reconciliations") from unknown
+                raise Unsettled(unknown, f"AWS's state did not settle it after "
+                                         f"{RECONCILE_LIMIT} reconciliations") from unknown
+            if stop_level is not None and rc.stop_level >= stop_level:
+                raise Unsettled(unknown, "not reconciled: the run is stopping") from unknown
             delay = RECONCILE_DELAY
-            rc.bus.publish(StepReconciling(state.target, step.id, attempt, unknown.operation,
+            rc.bus.publish(StepReconciling(state.target, step_id, attempt, unknown.operation,
                                            delay))
             # Let what the lost call did become visible (AWS is eventually consistent).
             yield Sleep(delay)
@@ -188,6 +209,14 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
         state.outputs[step.id] = dict(outputs or {})
         return StepOutcome(status, attempts, dict(outputs or {}), error)
 
+    def unsettled(attempts: int, error: str) -> StepOutcome:
+        # Reported failed, but journaled as still in flight: what it did is unknown, and
+        # `resume` runs it again (reconciling) rather than taking it as failed.
+        rc.bus.publish(StepFinished(target, step.id, step.action, "failed", attempts, started,
+                                    rc.now(), error, {}, rollback))
+        state.statuses[step.id] = "failed"
+        return StepOutcome("failed", attempts, error=error, unsettled=True)
+
     if step.when is not None and not step.when.evaluate(state.scope(rc)):
         return finish("skipped", 0)
     action = registry.get(step.action)
@@ -200,6 +229,8 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
     params, problem = prepare(rc, state, step, path, action)
     if params is None:
         return finish("failed", 0, error=problem)
+    # In flight when the run stopped: its first attempt now finishes that one's work.
+    resumed = rc.journal.step_in_flight(rc.run_id, target.key, step.id, rollback)
     retries = step.retries
     wait = backoff(retries.initial_delay, retries.multiplier, retries.max_delay, retries.jitter)
     attempt = attempts_before
@@ -210,13 +241,18 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
         rc.bus.publish(StepStarted(target, step.id, step.action, attempt, at))
         state.doing = f"{'rollback ' if rollback else ''}step {step.id} ({step.action})"
         try:
-            outputs = yield from _attempt(rc, state, step, action, params, attempt, rollback)
+            outputs = yield from reconciling(
+                rc, state, step.id,
+                lambda again: action.run(state.context(rc, step.id, params, again), params),
+                attempt=attempt, timeout=rc.default_timeout(step.timeout),
+                continuing=resumed and attempt == attempts_before + 1,
+                stop_level=2 if rollback else 1)
         except Abandoned:
             raise
+        except Unsettled as exc:
+            return unsettled(attempt, str(exc))
         except Exception as exc:
             error, retryable = failure_text(step.action, exc)
-            # Its reconciliation was cut off (see _attempt): the outcome is unknown.
-            unsettled = isinstance(exc.__cause__, OutcomeUnknown)
         else:
             return finish("succeeded", attempt, outputs)
         stopping = rc.stop_level >= (2 if rollback else 1)
@@ -224,9 +260,7 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
             if stopping and retryable and attempt - attempts_before < retries.attempts:
                 error += " (not retried: the run is stopping)"
                 return replace(finish("failed", attempt, error=error), cut_short=True)
-            # Not reconciled because the run is stopping: no failure of the target either.
-            return replace(finish("failed", attempt, error=error),
-                           cut_short=stopping and unsettled)
+            return finish("failed", attempt, error=error)
         delay = delay_for(wait, attempt - attempts_before)
         rc.bus.publish(StepRetrying(target, step.id, attempt, delay, error))
         yield Sleep(delay)

@@ -8,6 +8,11 @@ reject): the target ends ``rolled_back`` if every rollback step succeeded or was
 skipped, else ``failed``. Rollback steps are best effort: a failed one does not
 stop the next unless its own ``on_failure`` is ``abort``.
 
+A step whose call had an unknown outcome that AWS's state did not settle (see
+:class:`~remediate.executor.steps.Unsettled`) is treated like a Ctrl-C for that target
+alone: rolled back if it got past a mutation, ``interrupted``, not counted against the
+failure budget.
+
 Ctrl-C (see :mod:`remediate.executor.engine`): once, no new step starts; a
 target that got past a mutation is rolled back (the safe state for a volume swap
 is "volume back on its instance") and ends ``interrupted`` too, not counted against
@@ -205,6 +210,8 @@ class TargetRunner:
                                           attempts_before=prior.attempts if prior else 0)
             if outcome.refused is not None:  # stop here, as it is: nothing failed
                 return "refused", f"stopped before step {step.id}: {outcome.refused}"
+            if outcome.unsettled:
+                return (yield from self._unsettled(step, outcome.error or ""))
             if outcome.status == "failed" and step.on_failure != "continue":
                 if outcome.cut_short:  # a retry would have run, but for the Ctrl-C
                     return (yield from self._stopped(
@@ -239,6 +246,16 @@ class TargetRunner:
             return "interrupted", f"{reason}; `remediate resume` starts it again"
         return "interrupted", f"{reason}; `remediate resume` continues it"
 
+    def _unsettled(self, step: Step, error: str) -> Flow:
+        """AWS's state did not settle what one of the step's calls did: not a failure of
+        the target (it does not count against the failure budget). Like a Ctrl-C, it is
+        rolled back if it got past a mutation (unless the step says abort) and ends
+        ``interrupted``, for ``resume``."""
+        reason = f"step {step.id}: {error}"
+        if step.on_failure != "abort" and self.mutated and self.rc.playbook.rollback:
+            return (yield from self._rollback(reason, stopped=True))
+        return "interrupted", f"{reason}; `remediate resume` continues it"
+
     def _rollback(self, reason: str, stopped: bool = False) -> Flow:
         """Run the rollback steps. ``stopped``: the operator stopped the run (no failure):
         a target put back where it was ends ``interrupted``, to start again (RESTART)."""
@@ -259,6 +276,9 @@ class TargetRunner:
             outcome = yield from run_step(rc, self.state, step, ("rollback", index),
                                           rollback=True,
                                           attempts_before=prior.attempts if prior else 0)
+            if outcome.unsettled:
+                return "interrupted", (f"{reason}; rollback step {step.id}: {outcome.error}; "
+                                       "`remediate resume` continues the rollback")
             if outcome.status == "failed":
                 problems.append(f"rollback step {step.id} failed: {outcome.error}")
                 if step.on_failure == "abort":

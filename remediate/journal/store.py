@@ -299,6 +299,37 @@ class Journal:
             (run_id, target_key, step_id, operation, run_id, target_key)).fetchone() \
             is not None
 
+    def step_unanswered(self, run_id: str, target_key: str, step_id: str,
+                        operation: str) -> bool:
+        """Whether a call of ``operation`` journaled for this target's step (in its current
+        pass) never got its reply: ``unknown`` (a 5xx, a timeout) or still ``sent`` (the run
+        died waiting)."""
+        return self._db.execute(
+            "SELECT 1 FROM calls WHERE run_id=? AND target_key=? AND step_id=? AND "
+            f"operation=? AND status IN ('sent', 'unknown') AND pass={_PASS} LIMIT 1",
+            (run_id, target_key, step_id, operation, run_id, target_key)).fetchone() \
+            is not None
+
+    def step_answers(self, run_id: str, target_key: str, step_id: str,
+                     operation: str) -> list[Any]:
+        """The answers AWS gave this target's step's ``operation`` calls in its current
+        pass, oldest first (as journaled: a long one is ``{"truncated": "<its JSON text,
+        cut>"}``)."""
+        return [_loads(text) for (text,) in self._db.execute(
+            "SELECT response FROM calls WHERE run_id=? AND target_key=? AND step_id=? AND "
+            f"operation=? AND status='ok' AND pass={_PASS} ORDER BY call_id",
+            (run_id, target_key, step_id, operation, run_id, target_key))]
+
+    def step_in_flight(self, run_id: str, target_key: str, step_id: str,
+                       rollback: bool) -> bool:
+        """Whether this target's step (in its current pass) was started and never finished
+        (the run stopped, or died, while it ran)."""
+        return self._db.execute(
+            "SELECT 1 FROM steps WHERE run_id=? AND target_key=? AND step_id=? AND "
+            f"rollback=? AND status='running' AND pass={_PASS}",
+            (run_id, target_key, step_id, int(rollback), run_id, target_key)).fetchone() \
+            is not None
+
     def calls(self, run_id: str, target_key: str | None = None) -> list[CallRecord]:
         sql = ("SELECT call_id, target_key, step_id, service, operation, params, status, "
                "request_id, error, response FROM calls WHERE run_id=?")

@@ -1,4 +1,5 @@
-"""``python -m remediate.sandbox --port P --fleet N [--clock-factor F] [--stepfunctions]``."""
+"""``python -m remediate.sandbox --port P --fleet N [--clock-factor F] [--stepfunctions]
+[--lose-replies P --seed S]``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from remediate.errors import UserError
 from remediate.sandbox.fleet import FleetSpec
 from remediate.sandbox.server import serve
+from remediate.sandbox.state import LostReplies
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,11 +27,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--stepfunctions", action="store_true",
                         help="moto's interpreter executes Step Functions state machines")
+    parser.add_argument("--lose-replies", type=float, default=None, metavar="PROBABILITY",
+                        help="each mutating call takes effect, then loses its reply (a 500) "
+                             "with this probability")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --lose-replies")
     args = parser.parse_args(argv)
     spec = FleetSpec(plain=args.fleet, workspaces=args.workspaces, azs=args.azs)
     try:
+        lost = (None if args.lose_replies is None
+                else LostReplies(args.lose_replies, args.seed))
+    except ValueError as exc:
+        parser.error(f"--lose-replies: {exc}")
+    try:
         return serve(args.port, spec, clock_factor=args.clock_factor,
-                     stepfunctions=args.stepfunctions)
+                     stepfunctions=args.stepfunctions, lost_replies=lost)
     except UserError as exc:  # a port in use: one line, as `remediate sandbox serve` says it
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

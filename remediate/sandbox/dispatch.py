@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 
 from moto.core.common_types import TYPE_RESPONSE
@@ -20,7 +21,7 @@ from moto.core.responses import ActionResult, BaseResponse
 
 from remediate.sandbox import ec2_dry_run, errors, policy_check
 from remediate.sandbox.patcher import Patcher
-from remediate.sandbox.state import ApiCall, maybe_current
+from remediate.sandbox.state import ApiCall, World, maybe_current
 
 
 def _error(response: BaseResponse, error: errors.SandboxError) -> TYPE_RESPONSE:
@@ -35,6 +36,25 @@ def _error(response: BaseResponse, error: errors.SandboxError) -> TYPE_RESPONSE:
     # fails on an error without one (States.Runtime, KeyError('RequestId')).
     headers.setdefault("x-amzn-RequestId", str(uuid.uuid4()))
     return status, headers, body
+
+
+def _idempotent(world: World, response: BaseResponse,
+                handle: Callable[[BaseResponse], TYPE_RESPONSE]) -> TYPE_RESPONSE:
+    """An EC2 request with a client token: the first answer again for a repeat, else
+    handled and its answer kept (:mod:`remediate.sandbox.idempotency`)."""
+    key = world.tokens.key(response.current_account, response.region,
+                           response._get_action(), response.querystring)
+    if key is None:
+        return handle(response)
+    try:
+        replayed = world.tokens.replay(key, response.querystring)
+    except errors.SandboxError as exc:
+        return _error(response, exc)
+    if replayed is not None:
+        return replayed
+    answer = handle(response)
+    world.tokens.remember(key, response.querystring, answer)
+    return answer
 
 
 def install(patcher: Patcher) -> None:
@@ -69,7 +89,8 @@ def install(patcher: Patcher) -> None:
                               or errors.dry_run_operation())
             lose = call.mutating and world.loses_reply(operation)
             index = len(world.calls) - 1
-            response = original(self)
+            response = (_idempotent(world, self, original) if service == "ec2"
+                        else original(self))
             if lose and 200 <= int(response[0]) < 300:
                 # It took effect; the caller never learns so.
                 world.calls[index] = replace(call, reply_lost=True)

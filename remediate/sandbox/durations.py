@@ -36,6 +36,10 @@ class Durations:
     workspace_stuck_reboot: float = 1200.0
     """A WorkSpace REBOOTING for over this long is stuck and may be rebooted again
     (RebootWorkspaces API reference: "stuck in the REBOOTING state for over 20 minutes")."""
+    listing_lag: float = 0.0
+    """A new snapshot or SSM command shows in listings (DescribeSnapshots without ids,
+    ListCommandInvocations) only this long after it was created: AWS's APIs are eventually
+    consistent ("Eventual consistency in the Amazon EC2 API"), reads by id are not delayed."""
 
     @classmethod
     def instant(cls) -> Durations:

@@ -13,7 +13,8 @@ results but find them through dictionaries:
   ``snapshot-id`` filter of exact ids (what a poll of 200 volumes sends) picks
   them from the dictionary instead of matching every id pattern against every
   volume (20,000 volumes x 200 patterns a poll at 10,000 targets); the other
-  filters then apply as moto applies them;
+  filters then apply as moto applies them; a listing of snapshots that names no
+  snapshot id leaves out those newer than ``Durations.listing_lag``;
 * ``moto.settings.ec2_load_default_amis``: off, so a Region's backend does not
   parse moto's 1,300 public AMIs (the fleet registers its own images).
 """
@@ -32,6 +33,7 @@ from moto.ec2.models.instances import InstanceBackend
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, generic_filter, get_prefix
 
 from remediate.sandbox.patcher import Patcher
+from remediate.sandbox.state import maybe_current
 
 _PATTERN_CHARS = frozenset("*?[")
 
@@ -86,7 +88,12 @@ def install(patcher: Patcher) -> None:
             "volume-id": of_volumes})
         if found is None:
             found = original_describe_snapshots(self, snapshot_ids, filters)
-        return found
+        named = snapshot_ids or (isinstance(filters, dict) and "snapshot-id" in filters)
+        world = maybe_current()
+        if named or world is None:
+            return found
+        # A listing (no ids named) lags behind creates: eventual consistency.
+        return [snapshot for snapshot in found if world.listed(snapshot.id)]
 
     def get_instance(self: Any, instance_id: str) -> Any:
         index: dict[str, Any] = self.__dict__.setdefault("_sandbox_index", {})

@@ -86,6 +86,7 @@ def install(patcher: Patcher) -> None:
     def create_snapshot(self: Any, volume_id: str, *args: Any, **kwargs: Any) -> Any:
         world = current()
         snapshot = original_snapshot(self, volume_id, *args, **kwargs)
+        world.created[snapshot.id] = world.now()
         incident.copy_to_snapshot(world, volume_id, snapshot.id)
         snapshot.status = "pending"
 

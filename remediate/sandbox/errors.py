@@ -278,3 +278,11 @@ def not_authorized(service: str, action: str, resource: str, *,
         return SandboxError("UnauthorizedOperation",
                             f"You are not authorized to perform this operation. {why}")
     return SandboxError("AccessDeniedException", why)
+
+
+def idempotent_parameter_mismatch() -> SandboxError:
+    """A client token used again with other parameters (AWS's text, as RunInstances
+    answers it; "Ensuring idempotency in Amazon EC2 API requests")."""
+    return SandboxError("IdempotentParameterMismatch",
+                        "Arguments on this idempotent request are inconsistent with arguments "
+                        "used in previous request(s).")

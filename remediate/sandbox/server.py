@@ -31,6 +31,7 @@ from remediate.errors import UserError
 from remediate.sandbox.core import Sandbox
 from remediate.sandbox.durations import Durations
 from remediate.sandbox.fleet import Fleet, FleetSpec
+from remediate.sandbox.state import LostReplies
 
 HOST = "127.0.0.1"
 
@@ -91,10 +92,13 @@ class MotoServer:
         self._server.server_close()
 
 
-def announcement(endpoint: str, fleet: Fleet, stepfunctions: bool = False) -> str:
+def announcement(endpoint: str, fleet: Fleet, stepfunctions: bool = False,
+                 lost_replies: LostReplies | None = None) -> str:
     """The one JSON line a server prints once it is ready."""
+    lost = None if lost_replies is None else {"probability": lost_replies.probability,
+                                               "seed": lost_replies.seed}
     return json.dumps({"endpoint": endpoint, "fleet": asdict(fleet),
-                       "stepfunctions": stepfunctions}, sort_keys=True)
+                       "stepfunctions": stepfunctions, "lost_replies": lost}, sort_keys=True)
 
 
 def serve(
@@ -107,6 +111,7 @@ def serve(
     on_ready: Callable[[str, Fleet, Sandbox], None] | None = None,
     out: TextIO | None = None,
     stepfunctions: bool = False,
+    lost_replies: LostReplies | None = None,
 ) -> int:
     """Serve a sandbox with a built fleet until SIGTERM/SIGINT (or ``stop`` is set).
 
@@ -118,6 +123,10 @@ def serve(
     (``run --engine stepfunctions`` rehearsed), its Wait states and Retry delays on the
     server's clock, and its ``aws-sdk`` Tasks call this server (moto sends them to
     ``localhost:$MOTO_PORT``, 5000 unless set: set to this server's port).
+
+    ``lost_replies``: once the fleet is built, every mutating call takes effect and then
+    loses its reply (a 500 InternalError) with that probability, seeded
+    (:meth:`Sandbox.lose_replies`): rehearse what the tool does when AWS loses replies.
     """
     server = MotoServer(listening(port))
     endpoint = f"http://{HOST}:{server.port}"
@@ -138,8 +147,11 @@ def serve(
                 stack.enter_context(MotoStepFunctions(clock))
             server.start()
             fleet = sandbox.build_fleet(fleet_spec)
+            if lost_replies is not None:
+                sandbox.lose_replies("*", lost_replies.probability, seed=lost_replies.seed)
             stream = out or sys.stdout
-            print(announcement(endpoint, fleet, stepfunctions), file=stream, flush=True)
+            print(announcement(endpoint, fleet, stepfunctions, lost_replies), file=stream,
+                  flush=True)
             if on_ready is not None:
                 on_ready(endpoint, fleet, sandbox)
             stop.wait()

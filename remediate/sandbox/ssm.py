@@ -12,7 +12,8 @@ Patches moto's SSM model and responses:
   gets its invocation when it comes online, or ``DeliveryTimedOut`` after the
   command's ``TimeoutSeconds``.
 * ``Command.response_object``: status and counts computed from invocations.
-* New ``ListCommandInvocations`` and ``DescribeInstanceInformation``: every
+* New ``ListCommandInvocations`` (without a CommandId, it shows a command only
+  ``Durations.listing_lag`` after it was sent) and ``DescribeInstanceInformation``: every
   non-terminated instance has an SSM agent; it is ``Online`` only while running
   with a finished, healthy boot (status ``ok``), else ``ConnectionLost``.
 
@@ -240,6 +241,7 @@ def install(patcher: Patcher) -> None:
         kwargs["timeout_seconds"] = kwargs.get("timeout_seconds") or DEFAULT_TIMEOUT
         command = original_send(self, **kwargs)
         now = world.now()
+        world.created[command.command_id] = now
         for invocation in command.invocations:
             invocation.update(
                 PluginName=plugin,
@@ -268,8 +270,11 @@ def install(patcher: Patcher) -> None:
         instance_id = self._get_param("InstanceId")
         details = bool(self._get_param("Details"))
         commands = self.ssm_backend.list_commands(command_id, None)
+        world = current()
         rows = []
         for command in commands:
+            if not command_id and not world.listed(command.command_id):
+                continue  # a listing lags behind SendCommand (eventual consistency)
             for invocation in command.invocations:
                 if instance_id and invocation["InstanceId"] != instance_id:
                     continue

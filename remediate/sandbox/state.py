@@ -17,6 +17,7 @@ from typing import Any
 from remediate.clock import Clock
 from remediate.sandbox.child_executions import MapRunChildren
 from remediate.sandbox.durations import Durations
+from remediate.sandbox.idempotency import Tokens
 from remediate.sandbox.throttling import Throttle
 from remediate.sandbox.timeline import Timeline
 
@@ -93,26 +94,30 @@ class LostReplies:
     """A fault: the call takes effect, then its reply is lost (AWS answers 500
     ``InternalError``, as it may during a large event; domain.md "Ambiguous outcomes").
 
-    Each call is hit with ``probability`` (drawn from ``seed``); with ``times``, only
-    that many calls are hit, then the fault ends."""
+    Each call is hit with ``probability``; with ``times``, only that many calls are hit,
+    then the fault ends. Each operation draws from its own stream seeded with ``seed``,
+    so a seed loses the same replies of each operation whatever order concurrent calls
+    of different operations arrive in."""
 
     probability: float = 1.0
     seed: int = 0
     times: int | None = None
-    rng: random.Random = field(init=False, repr=False)
+    streams: dict[str, random.Random] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.probability <= 1.0:
             raise ValueError("probability must be in (0, 1]")
         if self.times is not None and self.times < 1:
             raise ValueError("times must be at least 1")
-        self.rng = random.Random(self.seed)
 
-    def hit(self) -> bool:
-        """Whether this call's reply is lost (counts ``times`` down)."""
+    def hit(self, operation: str) -> bool:
+        """Whether this ``operation`` call's reply is lost (counts ``times`` down)."""
         if self.times is not None and self.times <= 0:
             return False
-        if self.probability < 1.0 and self.rng.random() >= self.probability:
+        stream = self.streams.get(operation)
+        if stream is None:
+            stream = self.streams[operation] = random.Random(f"{self.seed}:{operation}")
+        if self.probability < 1.0 and stream.random() >= self.probability:
             return False
         if self.times is not None:
             self.times -= 1
@@ -140,6 +145,11 @@ class World:
     """Operation -> how many more calls its fault answers (absent: every call)."""
     lost_replies: dict[str, LostReplies] = field(default_factory=dict)
     """Operation (or ``*``) -> how often its call takes effect and the reply is lost."""
+    tokens: Tokens = field(default_factory=Tokens)
+    """EC2 client tokens seen, and the answers to repeat (moto ignores them)."""
+    created: dict[str, float] = field(default_factory=dict)
+    """Snapshot or SSM command id -> when it was created: listings show it only
+    ``Durations.listing_lag`` later (AWS is eventually consistent)."""
     internal: int = 0
     """Above zero while moto acts on its own (launch, terminate): rules and timing pause."""
     online_listeners: list[Callable[[Any, float], None]] = field(default_factory=list)
@@ -190,7 +200,12 @@ class World:
         """Whether the reply of this (mutating, admitted) call is to be lost (call with
         :attr:`lock` held)."""
         fault = self.lost_replies.get(operation) or self.lost_replies.get("*")
-        return fault is not None and fault.hit()
+        return fault is not None and fault.hit(operation)
+
+    def listed(self, resource_id: str) -> bool:
+        """Whether a listing (not a read by id) shows this resource yet."""
+        created = self.created.get(resource_id)
+        return created is None or self.clock.now() >= created + self.durations.listing_lag
 
     def now(self) -> float:
         return self.clock.now()

@@ -110,9 +110,9 @@ class Env:
 
 
 @contextmanager
-def sandbox_env() -> Iterator[Env]:
+def sandbox_env(durations: Durations | None = None) -> Iterator[Env]:
     clock = VirtualClock()
-    with Sandbox(clock=clock, durations=Durations()) as sandbox:
+    with Sandbox(clock=clock, durations=durations or Durations()) as sandbox:
         env = Env(sandbox, clock, None)  # type: ignore[arg-type]
         env.runtime = GateRuntime(env.client, clock)
         yield env

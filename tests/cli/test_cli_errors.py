@@ -275,6 +275,14 @@ def test_resuming_a_file_that_is_not_a_journal_is_one_line(
      "Error: Invalid value for '--clock-factor': -60.0 is not in the range x>0."),
     (["--port", "70000"],
      "Error: Invalid value for '--port': 70000 is not in the range 0<=x<=65535."),
+    (["--lose-replies", "0"],
+     "Error: Invalid value for '--lose-replies': 0.0 is not in the range 0<x<=1."),
+    (["--lose-replies", "1.5"],
+     "Error: Invalid value for '--lose-replies': 1.5 is not in the range 0<x<=1."),
+    (["--lose-replies", "nan"],
+     "Error: Invalid value for '--lose-replies': nan is not in the range 0<x<=1."),
+    (["--lose-replies", "0.5", "--seed", "x"],
+     "Error: Invalid value for '--seed': 'x' is not a valid integer."),
 ])
 def test_sandbox_serve_refuses_impossible_numbers(
         args: list[str], line: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -192,6 +192,25 @@ def test_a_call_safe_to_repeat_is_resent_after_an_unknown_outcome(call: Call,
         assert isinstance(error, OutcomeUnknown)
 
 
+def test_a_resendable_call_still_failing_with_5xx_after_its_retries_is_an_unknown_outcome(
+        ) -> None:
+    # Every send may have taken effect: not a failure of the step, a state to reconcile.
+    def handler(*_: Any) -> dict[str, Any]:
+        raise client_error("InternalError", "An internal error has occurred.")
+
+    harness = Harness(FakeAws(handler), retry=RetryPolicy(max_attempts=3))
+
+    [(_, error)] = harness.run((one(stop("i-1")), caller_for("i-1")))
+
+    assert isinstance(error, OutcomeUnknown)
+    assert error.operation == "StopInstances"
+    assert harness.aws.count("StopInstances") == 3
+    assert [r.attempt for r in harness.of(ApiRetrying)] == [1, 2]
+    [event] = harness.of(ApiOutcomeUnknown)
+    assert (event.api, event.targets) == ("ec2:StopInstances", ("default/us-east-1/i-1",))
+    assert [r.status for r in harness.journal.calls("run-1")] == ["unknown"] * 3
+
+
 def test_fatal_errors_are_not_retried() -> None:
     def handler(*_: Any) -> dict[str, Any]:
         raise client_error("IncorrectInstanceState", "The instance is not in a valid state")

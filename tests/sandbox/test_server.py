@@ -7,20 +7,28 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from remediate.sandbox import Fleet, FleetSpec, Sandbox, serve
 from remediate.sandbox.server import free_port
+from remediate.sandbox.state import LostReplies
 
 ROOT = Path(__file__).resolve().parents[2]
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
-def test_serve_in_a_thread_answers_boto3() -> None:
+@contextmanager
+def serving(spec: FleetSpec, **kwargs: Any) -> Iterator[tuple[dict[str, Any], io.StringIO]]:
+    """``serve`` in a thread until the block ends: (endpoint and fleet, what it printed)."""
     stop = threading.Event()
     ready: dict[str, Any] = {}
     started = threading.Event()
@@ -30,19 +38,28 @@ def test_serve_in_a_thread_answers_boto3() -> None:
         ready.update(endpoint=endpoint, fleet=fleet)
         started.set()
 
-    port = free_port()
     thread = threading.Thread(
-        target=serve,
-        args=(port, FleetSpec(plain=3, azs=1)),
-        kwargs={"clock_factor": 600.0, "stop": stop, "on_ready": on_ready, "out": out},
+        target=serve, args=(free_port(), spec),
+        kwargs={"clock_factor": 600.0, "stop": stop, "on_ready": on_ready, "out": out,
+                **kwargs},
         daemon=True,
     )
     thread.start()
     try:
         assert started.wait(60)
-        assert ready["endpoint"] == f"http://127.0.0.1:{port}"
+        yield ready, out
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_serve_in_a_thread_answers_boto3() -> None:
+    with serving(FleetSpec(plain=3, azs=1)) as (ready, out):
+        assert ready["endpoint"].startswith("http://127.0.0.1:")
         announced = json.loads(out.getvalue().splitlines()[0])
         assert len(announced["fleet"]["targets"]) == 3
+        assert announced["lost_replies"] is None
         ec2 = boto3.client(
             "ec2", region_name="us-east-1", endpoint_url=ready["endpoint"], **CREDENTIALS
         )
@@ -51,10 +68,30 @@ def test_serve_in_a_thread_answers_boto3() -> None:
         assert {s["InstanceStatus"]["Status"] for s in statuses} == {"impaired"}
         stopping = ec2.stop_instances(InstanceIds=ids[:1])["StoppingInstances"][0]
         assert stopping["CurrentState"]["Name"] == "stopping"
-    finally:
-        stop.set()
-        thread.join(30)
-    assert not thread.is_alive()
+
+
+def test_serve_with_lost_replies_loses_them_once_the_fleet_is_built() -> None:
+    # At real speed, so the stop it lost the reply of is still under way when read.
+    with serving(FleetSpec(plain=2, azs=1), clock_factor=1.0,
+                 lost_replies=LostReplies(1.0, seed=7)) as (ready, out):
+        announced = json.loads(out.getvalue().splitlines()[0])
+        assert announced["lost_replies"] == {"probability": 1.0, "seed": 7}
+        ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=ready["endpoint"],
+                           config=NO_RETRIES, **CREDENTIALS)
+        first, second = ready["fleet"].instance_ids()
+        # Built whole (the fault starts after), and reads are never lost.
+        found = ec2.describe_instances(InstanceIds=[first, second])["Reservations"]
+        assert sorted(i["InstanceId"] for r in found for i in r["Instances"]) == sorted(
+            [first, second])
+
+        with pytest.raises(ClientError) as excinfo:
+            ec2.stop_instances(InstanceIds=[first])
+
+        assert excinfo.value.response["Error"]["Code"] == "InternalError"
+        assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        # It took effect all the same.
+        found = ec2.describe_instances(InstanceIds=[first])["Reservations"][0]["Instances"]
+        assert found[0]["State"]["Name"] == "stopping"
 
 
 @pytest.mark.slow

@@ -109,9 +109,13 @@ def attach_volume(step: AslStep) -> Fragment:
     launch: dict[str, Any] = {
         "ImageId": image, "InstanceType": p["instance_type"], "MinCount": 1, "MaxCount": 1,
         "SubnetId": asl.path(step.at("subnet", "s", "SubnetId")),
-        # Idempotent across the Task's own retries (a lost response must not launch twice).
-        "ClientToken": Ref("States.Hash(" + asl.fmt(step.run_id, ":", step.target_id, ":",
-                                                    step.step_id).expr + ", 'SHA-256')"),
+        # Idempotent across the Task's own retries (a lost response must not launch twice),
+        # not across runs of the state: AWS keeps answering a token with its instance for
+        # at least 24 hours after it is terminated ("Ensuring idempotency in Amazon EC2 API
+        # requests"), so a rerun after a rollback (its rescue terminated) needs a new one.
+        "ClientToken": Ref("States.Hash(" + asl.fmt(
+            step.run_id, ":", step.target_id, ":", step.step_id, ":",
+            Ref("$$.State.EnteredTime")).expr + ", 'SHA-256')"),
         "MetadataOptions": {"HttpTokens": "required"},
         "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
                               {"ResourceType": "volume", "Tags": tags}],
