@@ -163,9 +163,8 @@ def test_a_step_whose_reconciliation_ctrl_c_cut_off_is_interrupted_not_a_failure
     [record] = journal.targets("run-u").values()
     assert record.phase == "restart"
     assert record.error is not None and record.error.startswith(
-        "interrupted by the operator during step detach (DetachVolume outcome unknown "
-        "(InternalError: ")
-    assert "; not reconciled: the run is stopping); rolled back to where it was" in record.error
+        "step detach: DetachVolume outcome unknown (InternalError: ")
+    assert "; not reconciled: the run is stopping; rolled back to where it was" in record.error
     assert all(root_in_place(sandbox, t) for t in fleet.targets)
 
     sandbox.clear_faults()

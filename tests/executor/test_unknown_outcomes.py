@@ -28,7 +28,7 @@ from remediate.clock import VirtualClock
 from remediate.executor.engine import Executor
 from remediate.executor.events import ApiOutcomeUnknown, Event, EventBus, StepReconciling
 from remediate.executor.result import RunResult
-from remediate.executor.resume import resume
+from remediate.executor.resume import resume, resuming
 from remediate.journal import Journal
 from remediate.language.model import BatchSize, Guards, Playbook
 from remediate.sandbox import Durations, Fleet, FleetSpec, Sandbox
@@ -248,10 +248,11 @@ def test_an_outcome_aws_never_settles_interrupts_the_target_off_the_failure_budg
     assert root_in_place(sandbox, first) and fixed(sandbox, second)
     assert len(events_of(events, StepReconciling)) == 5
     assert rescue_instances(sandbox) == []
-    # Journaled still in flight: resume runs it again, reconciling, not as failed.
-    steps = {s.step_id: s.status for s in journal.targets("lost-1")[key].steps
-             if not s.rollback}
-    assert steps["attach"] == "running"
+    # Put back where it was, not failed: resume starts it again from its first step.
+    assert journal.targets("lost-1")[key].phase == "restart"
+    resumed = resuming(journal, pb, clients=clients, clock=clock, bus=EventBus()).run()
+    assert resumed.summary == {"succeeded": 2}
+    assert fixed(sandbox, first)
 
 
 class Crash(BaseException):
