@@ -40,6 +40,10 @@ def _value(tags: Any) -> str | None:
 
 
 class ClaimTags(Protocol):
+    # The IAM actions the claim needs, on the targets, for the tag key CLAIM_TAG only
+    # (for remediate.permissions; the tests check the requests against them).
+    permissions: tuple[str, ...]
+
     def read(self, target: Target) -> Generator[Any, Any, str | None]:
         """The claim tag's value on ``target`` (None: no claim)."""
 
@@ -51,6 +55,8 @@ class ClaimTags(Protocol):
 
 
 class InstanceTags:
+    permissions: tuple[str, ...] = ("ec2:DescribeInstances", "ec2:CreateTags", "ec2:DeleteTags")
+
     def read(self, target: Target) -> Generator[Any, Any, str | None]:
         record = yield observe("instance", target.id)
         return _value(record.get("Tags")) if record else None
@@ -67,6 +73,9 @@ class InstanceTags:
 
 
 class WorkspaceTags:
+    permissions: tuple[str, ...] = ("workspaces:DescribeTags", "workspaces:CreateTags",
+                                    "workspaces:DeleteTags")
+
     def read(self, target: Target) -> Generator[Any, Any, str | None]:
         response = yield Call("workspaces", "DescribeTags", {"ResourceId": target.id})
         return _value(response.get("TagList"))

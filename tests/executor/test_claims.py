@@ -13,18 +13,19 @@ from typing import Any
 import pytest
 from executor_support import REGION, ec2_targets, events_of, playbook, step
 
+from remediate.actions.contract import Target
 from remediate.aws.apis import Bucket
 from remediate.claims.registry import STATE_DIR_VARIABLE
 from remediate.claims.tag import CLAIM_TAG, Claim, safe
 from remediate.clock import VirtualClock
 from remediate.executor.claiming import SETTLE, TTL
 from remediate.executor.engine import Executor
-from remediate.executor.events import Event, EventBus, Notice
+from remediate.executor.events import Event, EventBus, Notice, StepStarted
 from remediate.executor.guards import BatchResult
 from remediate.executor.result import RunResult
 from remediate.executor.resume import resume
 from remediate.journal import Journal
-from remediate.language.model import BatchSize, Guards, Playbook
+from remediate.language.model import BatchSize, Guards, Playbook, TargetSelector
 from remediate.sandbox import FleetSpec, Sandbox
 
 CANARY_FIRST = Guards(batches=(BatchSize(count=1), BatchSize(percent=100)),
@@ -340,3 +341,67 @@ def test_a_dry_run_writes_no_claim_and_reports_targets_a_live_run_holds(
         f"{key(b)}: a run would take over the claim of run run-8 (pid 88 on bastion-8, "
         "expired 2024-07-19T05:00:00Z)"]
     assert [call for call in sandbox.api_calls if call.mutating] == []
+
+
+def test_workspaces_are_claimed_one_call_each_and_a_claimed_one_is_refused(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, tmp_path: Path) -> None:
+    fleet = sandbox.build_fleet(FleetSpec(plain=0, workspaces=2, workspace_mix=("reboot",),
+                                          azs=1))
+    held, free = (w.workspace_id for w in fleet.workspaces)
+    workspaces = sandbox.client("workspaces", REGION)
+    live = Claim.of("run-9", "bastion-9", 77, clock.wall(), clock.wall().replace(hour=6)).text()
+    workspaces.create_tags(ResourceId=held, Tags=[{"Key": CLAIM_TAG, "Value": live}])
+    sandbox.reset_api_calls()
+    pb = playbook(step("reboot", "workspaces.reboot"))
+    pb = Playbook(**{**pb.__dict__, "targets": TargetSelector(kind="workspace")})
+    journal = Journal(tmp_path / "j.sqlite")
+    result = Executor(pb, [Target("workspace", w, REGION) for w in (held, free)],
+                      clients=clients, clock=clock, bus=EventBus(),
+                      journal=journal, run_id="run-1").run()
+
+    assert result.statuses == {key(held): "refused", key(free): "succeeded"}
+    assert result.errors[key(held)] == (
+        f"{key(held)} is locked by run run-9 (pid 77 on bastion-9, started "
+        f"2024-07-19T05:30:00Z) (claim tag {CLAIM_TAG} on the target, until "
+        "2024-07-19T06:30:00Z)")
+    assert touched(sandbox.api_calls, held) == []
+    # Claimed (renewed while the reboot went on) and released: one WorkSpace a call.
+    assert {op for op, _ in touched(sandbox.api_calls, free)} == {
+        "CreateTags", "DeleteTags", "RebootWorkspaces"}
+    claimed = [c.params["Tags"][0]["Value"] for c in journal.calls("run-1", f"claim:{key(free)}")
+               if c.operation == "CreateTags"]
+    assert claimed and all(v.startswith("run=run-1 ") for v in claimed)
+    after = {w: [t for t in workspaces.describe_tags(ResourceId=w)["TagList"]
+                 if t["Key"] == CLAIM_TAG] for w in (held, free)}
+    assert after == {held: [{"Key": CLAIM_TAG, "Value": live}], free: []}
+
+
+def test_after_ctrl_c_twice_a_target_left_mid_way_keeps_its_claim_until_resume(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, tmp_path: Path) -> None:
+    a, b = sandbox.build_fleet(FleetSpec(plain=2, azs=1)).instance_ids()
+    pb = playbook(step("snapshot", "ec2.snapshot_root"), step("stop", "ec2.stop"),
+                  step("wait", "control.pause", {"duration": "60s"}),
+                  step("start", "ec2.start"), concurrency=1)
+    journal = Journal(tmp_path / "run.sqlite")
+    bus = EventBus()
+    executor = Executor(pb, ec2_targets([a, b]), clients=clients, clock=clock, bus=bus,
+                        journal=journal, run_id="run-1")
+
+    def ctrl_c_twice(event: Event) -> None:
+        if isinstance(event, StepStarted) and event.step_id == "wait":
+            executor.request_stop()
+            executor.request_stop()
+
+    bus.subscribe(ctrl_c_twice)
+    result = executor.run()
+
+    assert result.statuses == {key(a): "interrupted", key(b): "interrupted"}
+    # a is stopped, its backup taken: its claim stays (until it expires, or resume); b was
+    # never started: its claim went.
+    assert (claim_of(sandbox, a) or "").startswith("run=run-1 ")
+    assert claim_of(sandbox, b) is None
+
+    resumed = resume(journal, pb, clients=clients, clock=clock, bus=EventBus())
+
+    assert resumed.summary == {"succeeded": 2}
+    assert {i: claim_of(sandbox, i) for i in (a, b)} == {a: None, b: None}
