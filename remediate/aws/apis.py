@@ -125,6 +125,8 @@ OPERATIONS: Final = _ops(
     Operation("ec2", "DescribeInstanceTypes", _D, "ec2.describe", batch_key="InstanceTypes",
               batch_limit=100),
     Operation("ec2", "DescribeInstanceAttribute", _D, "ec2.describe"),
+    # The claim tag of remediate.claims, 200 instances a call (a filter, not an id list).
+    Operation("ec2", "DescribeTags", _D, "ec2.describe"),
     Operation("ec2", "DescribeVolumes", _D, "ec2.describe", batch_key="VolumeIds",
               batch_limit=200),
     Operation("ec2", "DescribeSnapshots", _D, "ec2.describe", batch_key="SnapshotIds",

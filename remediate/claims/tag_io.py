@@ -4,9 +4,9 @@ Like actions, these are generators that ``yield`` :class:`Call` / :class:`Wait`
 requests: the executor sends them (paced to AWS's buckets, merged across targets,
 journaled when they mutate), so claims cost what AWS allows and no more.
 
-* EC2 instances: the claim is read from DescribeInstances (many instances a call),
-  written with CreateTags and removed with DeleteTags, both up to 1,000 instances a
-  call when the value is the same. DeleteTags names the value: EC2 deletes the tag
+* EC2 instances: the claim is read with DescribeTags (only this tag, 200 instances a
+  call), written with CreateTags and removed with DeleteTags, both up to 1,000
+  instances a call when the value is the same. DeleteTags names the value: EC2 deletes the tag
   only if it still has that value ("Specify a tag key and an optional tag value to
   delete specific tags", EC2 API reference, DeleteTags), so a run never removes
   another run's claim.
@@ -55,11 +55,11 @@ class ClaimTags(Protocol):
 
 
 class InstanceTags:
-    permissions: tuple[str, ...] = ("ec2:DescribeInstances", "ec2:CreateTags", "ec2:DeleteTags")
+    permissions: tuple[str, ...] = ("ec2:DescribeTags", "ec2:CreateTags", "ec2:DeleteTags")
 
     def read(self, target: Target) -> Generator[Any, Any, str | None]:
-        record = yield observe("instance", target.id)
-        return _value(record.get("Tags")) if record else None
+        record = yield observe("instance-claim", target.id)
+        return str(record.get("Value", "")) if record else None
 
     def write(self, target: Target, value: str) -> Flow:
         yield Call("ec2", "CreateTags", {"Resources": [target.id],

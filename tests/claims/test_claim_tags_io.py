@@ -47,7 +47,7 @@ def test_every_kind_has_a_claim_tag() -> None:
 def test_the_requests_need_only_the_declared_permissions(kind: str) -> None:
     tags = CLAIM_TAGS[kind]
     target = Target(kind, "id-1", "us-east-1")
-    claimed = {"instance": {"Tags": [{"Key": CLAIM_TAG, "Value": VALUE}]},
+    claimed = {"instance-claim": {"ResourceId": "id-1", "Key": CLAIM_TAG, "Value": VALUE},
                "DescribeTags": {"TagList": [{"Key": CLAIM_TAG, "Value": VALUE}]},
                "CreateTags": {}, "DeleteTags": {}}
     made = [*requests(tags.read(target), claimed), *requests(tags.write(target, VALUE), claimed),
@@ -76,3 +76,10 @@ def test_a_workspace_claim_of_another_run_is_not_removed() -> None:
     made = requests(CLAIM_TAGS["workspace"].remove(target, VALUE), other)
 
     assert [r.operation for r in made] == ["DescribeTags"]
+
+
+def test_the_instance_claim_resource_lists_only_the_claim_tag() -> None:
+    request = RESOURCES["instance-claim"].request(["i-1", "i-2"])
+
+    assert request == {"Filters": [{"Name": "resource-id", "Values": ["i-1", "i-2"]},
+                                   {"Name": "key", "Values": [CLAIM_TAG]}]}

@@ -41,12 +41,15 @@ def fake_ec2(clock: VirtualClock) -> FakeAws:
         if operation == "DescribeInstances":
             return {"Reservations": [{"Instances": [
                 {"InstanceId": i, "State": {"Name": state(i)},
-                 "Placement": {"AvailabilityZone": "us-east-1a"},
-                 "Tags": [{"Key": k, "Value": v} for k, v in tags.get(i, {}).items()]}
+                 "Placement": {"AvailabilityZone": "us-east-1a"}}
                 for i in filter_ids(params)]}]}
         if operation == "CreateTags":  # the run's claims are read back
             for i in params["Resources"]:
                 tags.setdefault(i, {}).update({t["Key"]: t["Value"] for t in params["Tags"]})
+        if operation == "DescribeTags":
+            ids, (key,) = (f["Values"] for f in params["Filters"])
+            return {"Tags": [{"ResourceId": i, "Key": key, "Value": tags[i][key]}
+                             for i in ids if key in tags.get(i, {})]}
         if operation == "StopInstances":
             for i in params["InstanceIds"]:
                 stopped_at.setdefault(i, clock.now() + 90.0)
