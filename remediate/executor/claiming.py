@@ -5,7 +5,7 @@ live runs, :mod:`remediate.claims.registry`) -> ``--lock-table`` leases -> inspe
 (reads only) -> :meth:`TargetClaims.claim_in_aws` (the claim tag, before any target's
 first mutating call) -> steps -> :meth:`TargetClaims.release`.
 
-The claim round runs for all targets at once, so its calls merge (a DescribeInstances
+The claim round runs for all targets at once, so its calls merge (on EC2 a DescribeTags
 per 200 instances, a CreateTags per 1,000):
 
 1. read each target's claim tag: refuse a target another live run claims (naming
@@ -25,6 +25,9 @@ starts no further step) and removes the claims of targets that finished. At the 
 it removes the rest, except on targets left mid-way (Ctrl-C twice), which keep it
 until it expires so no other run starts on a half-done target before ``resume``.
 After a crash the claims are left to expire; ``resume`` takes them back at once.
+Renewal runs on the scheduler, so nothing renews while the question after the canary
+batch waits for a human: past :data:`TTL` another run may take the targets over, and
+the first renewal after the answer finds them lost (they do not start here).
 A dry run writes nothing; it reports the targets a live run holds as refused.
 """
 
@@ -137,6 +140,8 @@ class TargetClaims:
         """Runners this run now claims in AWS; the others end refused, naming the holder."""
         if self.rc.dry_run:
             return self._check_facts(runners)
+        if self.rc.stop_level:  # Ctrl-C already: no target starts, nothing to claim
+            return runners
         value = self._claim(self.rc.now() + timedelta(seconds=self.ttl))
         outcomes: dict[str, ClaimOutcome] = {}
         for runner in runners:
