@@ -41,6 +41,9 @@ DEFAULT_BUCKETS: Final = MappingProxyType(
         "ssm.get-parameter": Bucket(40, 40),
         "workspaces.mutating": Bucket(10, 2),
         "workspaces.describe": Bucket(20, 10),
+        # The claim tag on WorkSpaces (remediate.claims), one WorkSpace a call: its own
+        # bucket so claims do not slow the reboots (inference, like the two above).
+        "workspaces.tags": Bucket(10, 5),
         "sns.publish": Bucket(30, 30),
         "sts.describe": Bucket(20, 10),
         "dynamodb.describe": Bucket(100, 50),
@@ -122,6 +125,8 @@ OPERATIONS: Final = _ops(
     Operation("ec2", "DescribeInstanceTypes", _D, "ec2.describe", batch_key="InstanceTypes",
               batch_limit=100),
     Operation("ec2", "DescribeInstanceAttribute", _D, "ec2.describe"),
+    # The claim tag of remediate.claims, 200 instances a call (a filter, not an id list).
+    Operation("ec2", "DescribeTags", _D, "ec2.describe"),
     Operation("ec2", "DescribeVolumes", _D, "ec2.describe", batch_key="VolumeIds",
               batch_limit=200),
     Operation("ec2", "DescribeSnapshots", _D, "ec2.describe", batch_key="SnapshotIds",
@@ -147,6 +152,9 @@ OPERATIONS: Final = _ops(
               batch_limit=1000, on_unknown="resend"),
     Operation("ec2", "CreateSnapshot", _M, "ec2.create-snapshot"),
     Operation("ec2", "CreateTags", _M, "ec2.create-tags", batch_key="Resources",
+              batch_limit=1000, on_unknown="resend"),
+    # The claim tag (remediate.claims): deleted only if it still has the value given.
+    Operation("ec2", "DeleteTags", _M, "ec2.mutating", batch_key="Resources",
               batch_limit=1000, on_unknown="resend"),
     Operation("ec2", "DetachVolume", _M, "ec2.mutating"),
     Operation("ec2", "AttachVolume", _M, "ec2.mutating"),
@@ -176,6 +184,9 @@ OPERATIONS: Final = _ops(
     Operation("workspaces", "RebuildWorkspaces", _M, "workspaces.mutating",
               batch_key="RebuildWorkspaceRequests", batch_limit=1),
     Operation("workspaces", "RestoreWorkspace", _M, "workspaces.mutating"),
+    # The claim tag (remediate.claims): setting or deleting it again changes nothing more.
+    Operation("workspaces", "CreateTags", _M, "workspaces.tags", on_unknown="resend"),
+    Operation("workspaces", "DeleteTags", _M, "workspaces.tags", on_unknown="resend"),
     # Notifications, identity, shared locks
     Operation("sns", "Publish", _M, "sns.publish", on_unknown="resend"),
     Operation("sts", "GetCallerIdentity", _D, "sts.describe"),

@@ -96,6 +96,12 @@ RESOURCES: Final = MappingProxyType(
         for r in (
             Resource("instance", "ec2", "DescribeInstances", _by_filter("instance-id"),
                      _instances, _field("State", "Name"), 200),
+            # The claim tag of remediate.claims (CLAIM_TAG) on instances: only that tag
+            # is listed, so an instance without a claim reads as None.
+            Resource("instance-claim", "ec2", "DescribeTags",
+                     lambda ids: {"Filters": [{"Name": "resource-id", "Values": list(ids)},
+                                              {"Name": "key", "Values": ["remediate:claim"]}]},
+                     _listed("Tags", "ResourceId"), _field("Value"), 200),
             Resource("instance-status", "ec2", "DescribeInstanceStatus",
                      lambda ids: {"InstanceIds": list(ids), "IncludeAllInstances": True},
                      _listed("InstanceStatuses", "InstanceId"), instance_health, 100),

@@ -39,6 +39,11 @@ class Pending:
     solo: bool = False
     # The call's entries under the batch key (empty when it does not batch).
     ids: list[Any] = field(default_factory=list)
+    # When the action asked for it (``queued_at`` moves on at each retry).
+    submitted_at: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.submitted_at = self.queued_at
 
     @property
     def live(self) -> bool:

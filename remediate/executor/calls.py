@@ -100,6 +100,9 @@ class CallLayer:
         self.unknown: Counter[str] = Counter()
         # Target keys with a mutating (non-rollback) call that AWS did not reject.
         self.mutated: set[str] = set()
+        # Caller key -> how long its latest call waited for its turn (pacing, retries),
+        # on the clock: network time left out (remediate.executor.claiming reads it).
+        self.waited: dict[str, float] = {}
         scheduler.handle(Call, self.submit)
         scheduler.add_pump(self.pump)
 
@@ -157,6 +160,8 @@ class CallLayer:
                     break
                 members = lane.take(op.batch_limit,
                                     self.limiter.resource_tokens(account, region, op))
+                for member in members:
+                    self.waited[member.caller.target_key] = now - member.submitted_at
                 params, count = merge(members)
                 self.limiter.take(account, region, op, count)
                 ready.append(Dispatch(members, params, op, account, region))

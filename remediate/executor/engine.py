@@ -1,11 +1,13 @@
 """The executor: a playbook across its targets, paced, batched, journaled, resumable.
 
-A run goes: lock the targets in the journal -> inspect every target and judge
-its findings (refused targets end ``refused``) -> either plan every step (dry
-run, with an estimate of the real run's duration) or run the steps in guarded
-batches (canary first, ``confirm`` after it, up to ``concurrency`` targets at a
-time, a failure budget) -> ``finish()`` every run service (the rescue pool's
-cleanup), always, also after failures and Ctrl-C -> release the locks.
+A run goes: lock the targets in the journal and in the host's registry of live
+runs -> inspect every target and judge its findings (refused targets end
+``refused``) -> claim the targets in AWS (:mod:`remediate.executor.claiming`) ->
+either plan every step (dry run, with an estimate of the real run's duration) or
+run the steps in guarded batches (canary first, ``confirm`` after it, up to
+``concurrency`` targets at a time, a failure budget) -> ``finish()`` every run
+service (the rescue pool's cleanup), always, also after failures and Ctrl-C ->
+release the claims and locks.
 
 Ctrl-C is the caller's business: its signal handler calls :meth:`request_stop`,
 which only sets a counter and wakes the scheduler (safe in a signal handler).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +37,10 @@ from remediate.actions.contract import RunService, Target
 from remediate.aws.apis import Bucket
 from remediate.aws.ratelimit import RateLimiter
 from remediate.aws.retry import RetryPolicy
+from remediate.claims.registry import HostRegistry
 from remediate.clock import Clock
 from remediate.executor.calls import CallLayer, ClientLookup
+from remediate.executor.claiming import MIDWAY, TargetClaims
 from remediate.executor.cleanup import finish_services
 from remediate.executor.context import RunContext
 from remediate.executor.estimate import Estimate, estimate
@@ -59,7 +64,7 @@ from remediate.executor.runtime import Gates, Services, handle_sleeps
 from remediate.executor.scheduler import Abandoned, Caller, Scheduler, Task
 from remediate.executor.steps import failure_text
 from remediate.executor.target_runner import TargetRunner
-from remediate.journal import Journal, RunRecord, TargetRecord
+from remediate.journal import FINISHED_STATUSES, Journal, RunRecord, TargetRecord
 from remediate.kinds import KINDS
 from remediate.language.model import Playbook
 
@@ -104,12 +109,15 @@ class Executor:
         inspect_actions: Mapping[str, str] | None = None,
         prior: Mapping[str, TargetRecord] | None = None,
         leases: TargetLeases | None = None,
+        registry: HostRegistry | None = None,
     ) -> None:
         """``clients(account, region, service)`` gives a boto3 client; ``confirm`` is asked
         after the canary batch (None: go on without asking); ``inspect_actions`` overrides
         the kinds' inspect actions; ``prior`` is the journal's state of a run being
         resumed (see :func:`remediate.executor.resume.resuming`); ``leases``: a shared
-        lease table (``--lock-table``) locking the targets besides the journal."""
+        lease table (``--lock-table``) locking the targets besides the journal;
+        ``registry``: the host's registry of live runs (default: the user's, see
+        :func:`remediate.claims.registry.state_dir`)."""
         self.playbook = playbook
         self.targets = tuple(targets)
         self.confirm = confirm
@@ -150,6 +158,8 @@ class Executor:
             inspect_actions=inspect, lost=lost)
         self.runners = {t.key: TargetRunner(self.rc, t, self.prior.get(t.key))
                         for t in self.targets}
+        self.claims = TargetClaims(self.rc, registry or HostRegistry.default(journal.host),
+                                   self._done_with)
         self._tasks: dict[Task, TargetRunner] = {}
         self._rollout = Rollout(self.rc, self.concurrency, confirm, self._spawn)
         self._estimate: Estimate | None = None
@@ -190,9 +200,9 @@ class Executor:
             publish_journaled(rc, (r.record for r in self.runners.values() if r.record))
         try:
             pending = self._lock([r for r in self.runners.values() if not self._finished(r)],
-                                 started.isoformat())
+                                 started)
             self._inspect(pending)
-            eligible = [r for r in pending if r.status is None]
+            eligible = self.claims.claim_in_aws([r for r in pending if r.status is None])
             if rc.dry_run:
                 self._plan(eligible)
             else:
@@ -205,14 +215,20 @@ class Executor:
             rc.journal.set_run_status(rc.run_id, "crashed", rc.now())
             rc.scheduler.close()
             self._release_finished_leases()
+            self.claims.abandon()
             raise
         try:
             if rc.stop_level >= 2:
+                # Stop waiting: no cleanup calls, no claim removals (they expire, and
+                # `resume` takes them back).
                 self._leave_cleanup()
+                self.claims.release(keep=list(self.runners))
             else:
                 self._cleanup_errors = finish_services(rc, self.targets[0].kind
                                                        if self.targets else "ec2-instance")
+                self.claims.release(k for k, r in self.runners.items() if self._midway(r))
         finally:
+            self.claims.abandon()
             rc.journal.set_run_status(rc.run_id, "interrupted" if rc.stop_level else "finished",
                                       rc.now())
             if not rc.dry_run:
@@ -241,6 +257,15 @@ class Executor:
     def _finished(self, runner: TargetRunner) -> bool:
         return runner.record is not None and runner.record.finished
 
+    def _done_with(self, key: str) -> bool:
+        """Whether this run is done with target ``key`` (its claim may go)."""
+        return self.runners[key].status in FINISHED_STATUSES
+
+    @staticmethod
+    def _midway(runner: TargetRunner) -> bool:
+        """Left half-done (Ctrl-C twice): its claim stays until it expires or ``resume``."""
+        return runner.status == "interrupted" and runner.phase in MIDWAY and runner.mutated
+
     def _record_run(self, started: str) -> None:
         rc = self.rc
         if self.resuming:
@@ -252,10 +277,12 @@ class Executor:
             self.options, self.targets, rc.dry_run, "running", rc.journal.pid, rc.journal.host,
             started, playbook_text=self.playbook.text or None))
 
-    def _lock(self, runners: list[TargetRunner], started: str) -> list[TargetRunner]:
-        """Runners whose targets this run holds; the others end refused, naming the holder."""
+    def _lock(self, runners: list[TargetRunner], at: datetime) -> list[TargetRunner]:
+        """Runners whose targets this run holds (in the journal, on this host, in the lease
+        table); the others end refused, naming the holder."""
         if self.rc.dry_run:
-            return runners
+            return self.claims.hold_on_host(runners, at)
+        started = at.isoformat()
         outcome = self.rc.journal.lock_targets(self.rc.run_id, [r.target.key for r in runners],
                                                started)
         for key, holder in outcome.taken_over.items():
@@ -264,7 +291,8 @@ class Executor:
                                                   f"{holder.host} is gone)"))
         for key, holder in outcome.refused.items():
             self.runners[key].finish("refused", f"{key} is {holder.describe()}")
-        runners = [r for r in runners if r.target.key not in outcome.refused]
+        runners = self.claims.hold_on_host(
+            [r for r in runners if r.target.key not in outcome.refused], at)
         if self.leases is None:
             return runners
         leased = self.leases.lock(self.rc.run_id, [r.target for r in runners], started)

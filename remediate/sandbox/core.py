@@ -25,6 +25,7 @@ from remediate.sandbox import (
     state,
     stepfunctions,
     workspaces,
+    workspaces_tags,
 )
 from remediate.sandbox.durations import Durations
 from remediate.sandbox.fleet import Fleet, FleetSpec, build_fleet
@@ -120,6 +121,7 @@ class Sandbox:
                 stepfunctions,
                 map_runs,  # after stepfunctions: its DescribeExecution wraps that one's
                 workspaces,
+                workspaces_tags,
             ):
                 module.install(self._patcher)
             if self._in_process:

@@ -73,7 +73,9 @@ def install(patcher: Patcher) -> None:
                 service, operation, self.region, self.querystring, now
             )
             dry_run = service == "ec2" and self.querystring.get("DryRun") == ["true"]
-            call = ApiCall(service, operation, not admitted, now, dry_run)
+            call = ApiCall(service, operation, not admitted, now, dry_run,
+                           request=self.body if isinstance(self.body, str) and self.body
+                           else self.querystring)
             world.calls.append(call)
             fault = world.take_fault(operation) if admitted else None
             denial = (policy_check.denial(world, self, service, operation, dry_run)

@@ -36,6 +36,16 @@ class ApiCall:
     """EC2's ``DryRun=True``: a permission check that changes nothing."""
     reply_lost: bool = False
     """It took effect, and the caller got a 500 instead of the reply (lost_replies)."""
+    request: Any = field(default="", compare=False, repr=False)
+    """What the request said: its JSON body, or its parsed query string (EC2's query
+    protocol: name -> values), kept as moto parsed it (not copied)."""
+
+    def names(self, resource_id: str) -> bool:
+        """Whether the request named ``resource_id`` (an instance, a WorkSpace, ...)."""
+        if isinstance(self.request, dict):
+            return any(resource_id in str(value) for values in self.request.values()
+                       for value in values)
+        return resource_id in str(self.request)
 
     @property
     def mutating(self) -> bool:

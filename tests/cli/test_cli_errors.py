@@ -38,8 +38,8 @@ USAGE_ERRORS = [
      "ec2.describe-unfiltered, ec2.mutating, ec2.create-snapshot, ec2.create-tags, "
      "ec2.run-instances, ec2.start-instances, ec2.start-instances-resource, "
      "ec2.stop-instances-resource, ssm.send-command, ssm.describe, ssm.get-parameter, "
-     "workspaces.mutating, workspaces.describe, sns.publish, sts.describe, dynamodb.describe, "
-     "kms.describe"),
+     "workspaces.mutating, workspaces.describe, workspaces.tags, sns.publish, sts.describe, "
+     "dynamodb.describe, kms.describe"),
     (["--report", "xml:out.xml", RESCUE],
      "unknown report format 'xml' in 'xml:out.xml': use json:PATH, junit:PATH, md:PATH"),
     (["--report", "json", RESCUE], "report 'json' has no path: use json:PATH"),

@@ -14,6 +14,7 @@ import pytest
 
 from cli_support import REBOOT_FIRST, CliSandbox, cli_sandbox, json_file, run_cli, status_ok
 from remediate.actions import registry
+from remediate.claims.registry import HostRegistry
 from remediate.cli import launch
 from remediate.journal import Journal
 from remediate.leases import LeaseTable, Owner
@@ -92,6 +93,10 @@ def test_two_runs_on_overlapping_targets_never_touch_one_twice_and_name_the_hold
     s = sorted(five.fleet.instance_ids())
     wanted = {"alice": [s[1], s[2], s[3], s[4]], "bob": [s[0], s[1], s[4]]}
     turns = Turns(wanted)
+    # Two operators on two machines: each its own host registry of live runs, so the lease
+    # table is what keeps them apart (the threads share one process, one host name).
+    monkeypatch.setattr(HostRegistry, "default", classmethod(
+        lambda cls, host: cls(tmp_path / threading.current_thread().name, host)))
     monkeypatch.setattr(LeaseTable, "acquire", turns.wrap_acquire(LeaseTable.acquire))
     monkeypatch.setattr(LeaseTable, "_acquire_one", turns.wrap_one(LeaseTable._acquire_one))
     codes: dict[str, int] = {}

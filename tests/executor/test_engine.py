@@ -22,6 +22,7 @@ from executor_support import (
 
 from remediate.actions.contract import Target
 from remediate.clock import VirtualClock
+from remediate.executor.claiming import SETTLE
 from remediate.executor.engine import Executor
 from remediate.executor.events import (
     BatchStarted,
@@ -82,7 +83,8 @@ def test_steps_run_in_order_with_templates_when_and_journaled_outputs(
         assert (tags["first"], tags["second"]) == ("run-1", iid)
         assert tags["az"].startswith("us-east-1") and "never" not in tags
     # Equal tags merge into one CreateTags (one per AZ value); per-target values cannot.
-    assert result.api_calls["ec2:CreateTags"] == 1 + 10 + 2
+    # The run's claim tags (one value for all) went in one more.
+    assert result.api_calls["ec2:CreateTags"] == 1 + 10 + 2 + 1
     finished = Counter((e.step_id, e.status) for e in events_of(events, StepFinished))
     assert finished == {("first", "succeeded"): 10, ("second", "succeeded"): 10,
                         ("never", "skipped"): 10, ("az", "succeeded"): 10}
@@ -275,7 +277,8 @@ def test_a_step_that_never_finishes_times_out(fleet_ids: list[str], clients: Any
 
     assert result.errors[f"default/{REGION}/{fleet_ids[0]}"] == (
         "step hang failed: timed out after 30s (the step's timeout)")
-    assert 30.0 <= clock.now() - start < 32.0
+    # The claim round waits SETTLE seconds before the first step.
+    assert 30.0 <= clock.now() - start - SETTLE < 32.0
 
 
 def test_params_that_do_not_render_or_check_fail_the_step_with_the_reason(
@@ -437,4 +440,4 @@ def test_targets_in_several_regions_each_get_their_own_calls(
 
     assert {t.region for t in targets} == {"us-east-1", "eu-west-1"}
     assert result.summary == {"succeeded": len(targets)}
-    assert result.api_calls["ec2:CreateTags"] == 2
+    assert result.api_calls["ec2:CreateTags"] == 2 + 2  # the step's and the claims'

@@ -29,6 +29,7 @@ BOUND_SECONDS = 30.0
 
 def fake_ec2(clock: VirtualClock) -> FakeAws:
     stopped_at: dict[str, float] = {}
+    tags: dict[str, dict[str, str]] = {}
 
     def state(instance_id: str) -> str:
         at = stopped_at.get(instance_id)
@@ -42,6 +43,13 @@ def fake_ec2(clock: VirtualClock) -> FakeAws:
                 {"InstanceId": i, "State": {"Name": state(i)},
                  "Placement": {"AvailabilityZone": "us-east-1a"}}
                 for i in filter_ids(params)]}]}
+        if operation == "CreateTags":  # the run's claims are read back
+            for i in params["Resources"]:
+                tags.setdefault(i, {}).update({t["Key"]: t["Value"] for t in params["Tags"]})
+        if operation == "DescribeTags":
+            ids, (key,) = (f["Values"] for f in params["Filters"])
+            return {"Tags": [{"ResourceId": i, "Key": key, "Value": tags[i][key]}
+                             for i in ids if key in tags.get(i, {})]}
         if operation == "StopInstances":
             for i in params["InstanceIds"]:
                 stopped_at.setdefault(i, clock.now() + 90.0)

@@ -217,8 +217,9 @@ def test_workspaces_destructive_steps_need_acceptance(sandbox: Sandbox, tmp_path
                       "snapshot)")
     assert outcome == {wid: ("succeeded", None) if how in ("reboot", "stopped")
                        else restore_needed for wid, how in fixed_by.items()}
+    # (and the run's claim tags, put on and taken off)
     assert {c.operation for c in sandbox.api_calls if c.mutating} == {
-        "StartWorkspaces", "RebootWorkspaces"}
+        "StartWorkspaces", "RebootWorkspaces", "CreateTags", "DeleteTags"}
     assert {wid: state for wid, state in states().items()
             if fixed_by[wid] in ("reboot", "stopped")} == {
         wid: "AVAILABLE" for wid, how in fixed_by.items() if how in ("reboot", "stopped")}
