@@ -26,6 +26,8 @@ from typing import Any, Final
 from remediate.actions import registry
 from remediate.actions.scoped import ANY, Condition, Scoped, only, present, resource_tag
 from remediate.actions.target_permissions import INSTANCES
+from remediate.claims.tag import CLAIM_TAG
+from remediate.claims.tag_io import CLAIM_TAGS
 from remediate.kinds import KINDS
 from remediate.language.model import Playbook, Step, TargetSelector
 
@@ -38,23 +40,29 @@ DISCOVERY: dict[str, tuple[str, ...]] = {
 # Never a customer volume, snapshot or WorkSpace deleted, whatever else the role may do.
 NEVER: Final = ("ec2:DeleteSnapshot", "ec2:DeleteVolume", "workspaces:TerminateWorkspaces")
 
-# Claims: before its first mutating call on a target a run tags it CLAIM_TAG (ec2:CreateTags,
-# workspaces:CreateTags) and removes the tag at its end (DeleteTags), so a second operator's
-# run sees the target is taken. The claims code uses CLAIM_TAG and nothing here changes
-# when it lands: a playbook with a mutating step is granted CLAIMS[kind], on its targets,
-# for that one tag key only (aws:TagKeys; Null, so a DeleteTags naming no key, which
-# deletes every tag, is not allowed).
-CLAIM_TAG: Final = "remediate:claim"
+# Claims (remediate.claims): before its first mutating call on a target a run tags it
+# CLAIM_TAG (ec2:CreateTags, workspaces:CreateTags) and removes the tag at its end
+# (DeleteTags), so a second operator's run sees the target is taken. A playbook with a
+# mutating step is granted CLAIMS[kind]: reading the tag (DescribeTags, a read on "*"),
+# and writing it on its targets for that one tag key only (aws:TagKeys; Null, so a
+# DeleteTags naming no key, which deletes every tag, is not allowed).
 CLAIM_KEY_ONLY: Final = (only("aws:TagKeys", CLAIM_TAG), present("aws:TagKeys"))
-CLAIMS: Final[Mapping[str, tuple[Scoped, ...]]] = {
-    "ec2-instance": tuple(Scoped(action, INSTANCES, CLAIM_KEY_ONLY, on_targets=True,
-                                 label="Claim")
-                          for action in ("ec2:CreateTags", "ec2:DeleteTags")),
+
+
+def _claim_grants(kind: str) -> tuple[Scoped, ...]:
+    reads = tuple(Scoped(action) for action in CLAIM_TAGS[kind].permissions
+                  if ":Describe" in action)
+    writes = [action for action in CLAIM_TAGS[kind].permissions if ":Describe" not in action]
+    if kind == "ec2-instance":
+        return (*reads, *(Scoped(action, INSTANCES, CLAIM_KEY_ONLY, on_targets=True,
+                                 label="Claim") for action in writes))
     # The Service Authorization Reference lists no resource type for WorkSpaces' tagging
     # actions: they take "*", scoped by the tag key alone.
-    "workspace": tuple(Scoped(action, ANY, CLAIM_KEY_ONLY, label="Claim")
-                       for action in ("workspaces:CreateTags", "workspaces:DeleteTags")),
-}
+    return (*reads, *(Scoped(action, ANY, CLAIM_KEY_ONLY, label="Claim") for action in writes))
+
+
+CLAIMS: Final[Mapping[str, tuple[Scoped, ...]]] = {
+    kind: _claim_grants(kind) for kind in CLAIM_TAGS}
 # Mutating actions AWS authorizes on "*" only (no resource-level permissions): each gets a
 # statement of its own on "*", with conditions, and a Sid saying why.
 NO_RESOURCE_LEVEL: Final = frozenset({"workspaces:CreateTags", "workspaces:DeleteTags"})

@@ -517,8 +517,8 @@ def test_claims_are_granted_to_every_playbook_that_changes_its_targets() -> None
                           else WORKSPACES_CLAIM], name
     assert CLAIM_TAG == "remediate:claim"
     assert {kind: sorted(g.action for g in grants) for kind, grants in CLAIMS.items()} == {
-        "ec2-instance": ["ec2:CreateTags", "ec2:DeleteTags"],
-        "workspace": ["workspaces:CreateTags", "workspaces:DeleteTags"]}
+        "ec2-instance": ["ec2:CreateTags", "ec2:DeleteTags", "ec2:DescribeTags"],
+        "workspace": ["workspaces:CreateTags", "workspaces:DeleteTags", "workspaces:DescribeTags"]}
 
 
 def test_run_command_sends_to_the_target_or_to_the_instance_the_step_names() -> None:

@@ -35,6 +35,10 @@ class Call:
     batch_key: str | None = None
     # A line for the journal and the progress display.
     note: str = ""
+    # "resend" or "reconcile" after an unknown outcome, overriding the operation's own
+    # (remediate.aws.apis.Operation.on_unknown): e.g. a write the caller reads back
+    # anyway is better reconciled at once than resent through a string of 5xx.
+    on_unknown: str | None = None
 
 
 @dataclass(frozen=True)

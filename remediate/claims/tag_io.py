@@ -15,6 +15,10 @@ journaled when they mutate), so claims cost what AWS allows and no more.
   another run between that read and the delete would be lost; the other run's
   renewal writes it again).
 
+A lost reply is not resent: the claim is read back (or renewed, or left to expire)
+anyway, which settles what the write did (``on_unknown="reconcile"``; the caller
+takes :class:`OutcomeUnknown` as "see what the read says").
+
 Neither service offers a conditional write: two runs that write their claims at the
 same moment both succeed, the last one wins. :mod:`remediate.executor.claiming` reads
 the claim back after a settle delay to find out which.
@@ -64,12 +68,12 @@ class InstanceTags:
     def write(self, target: Target, value: str) -> Flow:
         yield Call("ec2", "CreateTags", {"Resources": [target.id],
                                          "Tags": [{"Key": CLAIM_TAG, "Value": value}]},
-                   batch_key="Resources", note=f"claim {target.id}")
+                   batch_key="Resources", note=f"claim {target.id}", on_unknown="reconcile")
 
     def remove(self, target: Target, value: str) -> Flow:
         yield Call("ec2", "DeleteTags", {"Resources": [target.id],
                                          "Tags": [{"Key": CLAIM_TAG, "Value": value}]},
-                   batch_key="Resources", note=f"release {target.id}")
+                   batch_key="Resources", note=f"release {target.id}", on_unknown="reconcile")
 
 
 class WorkspaceTags:
@@ -83,13 +87,13 @@ class WorkspaceTags:
     def write(self, target: Target, value: str) -> Flow:
         yield Call("workspaces", "CreateTags", {"ResourceId": target.id,
                                                 "Tags": [{"Key": CLAIM_TAG, "Value": value}]},
-                   note=f"claim {target.id}")
+                   note=f"claim {target.id}", on_unknown="reconcile")
 
     def remove(self, target: Target, value: str) -> Flow:
         if (yield from self.read(target)) == value:
             yield Call("workspaces", "DeleteTags", {"ResourceId": target.id,
                                                     "TagKeys": [CLAIM_TAG]},
-                       note=f"release {target.id}")
+                       note=f"release {target.id}", on_unknown="reconcile")
 
 
 # Target kind -> its claim tag's requests.

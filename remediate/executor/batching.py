@@ -66,7 +66,8 @@ class Pending:
             return ("solo", next(_solo))
         key = self.op.batch_key
         rest = {k: v for k, v in self.call.params.items() if k != key}
-        return (self.op.service, self.op.name, json.dumps(rest, sort_keys=True, default=str))
+        return (self.op.service, self.op.name, json.dumps(rest, sort_keys=True, default=str),
+                self.call.on_unknown)
 
 
 def batch_ids(call: Call, op: Operation) -> list[Any]:

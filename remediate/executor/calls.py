@@ -217,10 +217,20 @@ class CallLayer:
         for call_id in dispatch.call_ids:
             self.journal.call_result(call_id, at, request_id=aws.request_id or None,
                                      error=str(aws), uncertain=uncertain)
-        if uncertain and not dispatch.op.resendable(dispatch.params):
+        if uncertain and not self._resendable(dispatch):
             self._unknown(dispatch, aws)
             return
         self._failed(dispatch, aws)
+
+    @staticmethod
+    def _resendable(dispatch: Dispatch) -> bool:
+        """Whether the request may be sent again after an unknown outcome: as its
+        members' calls say (they merge only when they say the same), else as the
+        operation says."""
+        wanted = dispatch.members[0].call.on_unknown
+        if wanted is not None:
+            return wanted == "resend"
+        return dispatch.op.resendable(dispatch.params)
 
     def _unknown(self, dispatch: Dispatch, error: AwsError) -> None:
         """Hand an unknown outcome to each member's action, to reconcile; never resend."""

@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from remediate.actions.contract import Target
-from remediate.actions.requests import Sleep
+from remediate.actions.requests import OutcomeUnknown, Sleep
 from remediate.claims.registry import HostRegistry
 from remediate.claims.tag import CLAIM_TAG, Claim, Judgement, Verdict, judge, stamp
 from remediate.claims.tag_io import CLAIM_TAGS, ClaimTags
@@ -56,6 +56,15 @@ ROUNDS: Final = 3
 # (pacing, retries after throttling) is not trusted (see the module's docstring).
 WINDOW_SHARE: Final = 0.5
 MIDWAY: Final = frozenset({"steps", "rollback"})
+
+
+def _lost_reply_ok(flow: Generator[Any, Any, Any]) -> Generator[Any, Any, None]:
+    """Write or remove a claim; a reply AWS lost is no failure: a claim is read back (or
+    renewed) before it is trusted, and one left behind expires."""
+    try:
+        yield from flow
+    except OutcomeUnknown:
+        return
 
 
 @dataclass(frozen=True)
@@ -188,12 +197,12 @@ class TargetClaims:
             found = self._judge((yield from tags.read(target)))
             if found.verdict in (Verdict.HELD, Verdict.UNREADABLE):
                 return ClaimOutcome(found.refusal(target.key))
-            yield from tags.write(target, value)
+            yield from _lost_reply_ok(tags.write(target, value))
             self.held[target.key] = (target, value)
             waited = self.rc.calls.waited.get(f"claim:{target.key}", 0.0)
             bound = self.settle * WINDOW_SHARE
             if waited > bound:
-                yield from tags.remove(target, value)
+                yield from _lost_reply_ok(tags.remove(target, value))
                 del self.held[target.key]
                 return ClaimOutcome(f"{target.key}: its claim tag {CLAIM_TAG} waited {waited:.0f}s"
                                     f" to be written after it was read (throttled; more than "
@@ -240,7 +249,7 @@ class TargetClaims:
             tags = CLAIM_TAGS[target.kind]
             if self.finished(key):
                 del self.held[key]
-                self._spawn(target, "remove", tags.remove(target, old))
+                self._spawn(target, "remove", _lost_reply_ok(tags.remove(target, old)))
             else:
                 self._renewals += 1
                 self._spawn(target, "renew", self._renew_one(target, tags, value))
@@ -251,7 +260,7 @@ class TargetClaims:
         try:
             found = self._judge((yield from tags.read(target)))
             if found.verdict in (Verdict.OURS, Verdict.FREE):
-                yield from tags.write(target, value)
+                yield from _lost_reply_ok(tags.write(target, value))
                 self.held[target.key] = (target, value)
                 return
             del self.held[target.key]
@@ -274,7 +283,8 @@ class TargetClaims:
             for key, (target, value) in list(self.held.items()):
                 if key not in kept:
                     del self.held[key]
-                    self._spawn(target, "remove", CLAIM_TAGS[target.kind].remove(target, value))
+                    self._spawn(target, "remove",
+                                _lost_reply_ok(CLAIM_TAGS[target.kind].remove(target, value)))
             self.rc.scheduler.run()
             self.rc.journal.commit()
         finally:

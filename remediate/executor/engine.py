@@ -222,6 +222,11 @@ class Executor:
                 # Stop waiting: no cleanup calls, no claim removals (they expire, and
                 # `resume` takes them back).
                 self._leave_cleanup()
+                if self.claims.held:
+                    rc.bus.publish(Notice(
+                        "warning", f"Ctrl-C twice: the claim tags on {len(self.claims.held)} "
+                                   "target(s) stay until they expire or `remediate resume "
+                                   f"{rc.journal.path}` removes them"))
                 self.claims.release(keep=list(self.runners))
             else:
                 self._cleanup_errors = finish_services(rc, self.targets[0].kind

@@ -301,3 +301,15 @@ def test_each_merged_requester_gets_its_own_journal_entry() -> None:
         ("default/us-east-1/i-2", {"InstanceIds": ["i-2"]}, "ok")]
     assert harness.calls.mutated == {"default/us-east-1/i-1", "default/us-east-1/i-2"}
     assert harness.aws.count("StopInstances") == 1
+
+
+def test_a_call_may_ask_to_be_reconciled_rather_than_resent() -> None:
+    # A claim tag is read back anyway: its write is not resent through a string of 5xx.
+    harness = Harness(FakeAws(lost_once({})))
+    call = Call("ec2", "CreateTags", {"Resources": ["i-1"], "Tags": [{"Key": "k", "Value": "v"}]},
+                on_unknown="reconcile")
+
+    [(_, error)] = harness.run((one(call), caller_for("i-1")))
+
+    assert isinstance(error, OutcomeUnknown)
+    assert harness.aws.count("CreateTags") == 1 and not harness.of(ApiRetrying)

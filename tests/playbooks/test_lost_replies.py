@@ -55,10 +55,13 @@ def run_losing_replies(sandbox: Sandbox, fleet: Fleet, playbook: str, tmp_path: 
         assert now["Ebs"]["DeleteOnTermination"] == \
             before[target.instance_id]["Ebs"]["DeleteOnTermination"]
     assert rescue_instances(sandbox) == []
-    # Every mutating operation lost its reply several times.
-    lost = Counter(c.operation for c in sandbox.api_calls if c.reply_lost)
-    made = {c.operation for c in sandbox.api_calls if c.mutating}
+    # Every mutating operation of the playbook lost its reply several times (the claim
+    # tags, remediate.claims, lose theirs too, but less often: they are few).
+    steps = [c for c in sandbox.api_calls if "remediate:claim" not in str(c.request)]
+    lost = Counter(c.operation for c in steps if c.reply_lost)
+    made = {c.operation for c in steps if c.mutating}
     assert made and min(lost[operation] for operation in made) >= 2, lost
+    assert any(c.reply_lost for c in sandbox.api_calls if c not in steps)
     return found
 
 
