@@ -92,8 +92,12 @@ def killed_in_flight(server: InThreadServer, operation: str, journal: Path,
     env = sandbox_env(server.endpoint, tmp_path / "crashes", CLOCK_FACTOR)
     run = remediate(["run", WORKSPACES_RECOVER, "--yes", "--no-progress", *ACCEPT,
                      "--journal", str(journal)], env, tmp_path / "run.log")
-    wait_for(lambda: run.process.poll() is not None or server.sent(operation) > 0,
-             RUN_TIMEOUT, f"{operation} to reach the sandbox")
+    # Killed once AWS has every request the journal holds (a request journaled and not
+    # yet sent when the process dies is another case: AWS never saw it).
+    wait_for(lambda: run.process.poll() is not None or (
+        server.sent(operation) > 0
+        and server.sent(operation) >= len(journaled_targets(journal, operation))),
+        RUN_TIMEOUT, f"{operation} to reach the sandbox")
     assert run.process.poll() is None, f"the run ended first:\n{run.stderr()[-3000:]}"
     run.process.send_signal(signal.SIGKILL)
     run.process.wait()
