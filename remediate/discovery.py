@@ -231,11 +231,14 @@ def discover(
     policy: RetryPolicy | None = None,
     warn: Callable[[str], None] = log.warning,
     workers: int = 8,
+    empty_ok: bool = False,
 ) -> list[Target]:
     """The targets, sorted by (account, Region, id), at most ``overrides.limit`` of them.
 
     ``warn`` hears about ids named explicitly that were not found (or did not
-    match the rest of the selector); finding nothing at all raises DiscoveryError.
+    match the rest of the selector); finding nothing at all raises DiscoveryError,
+    unless ``empty_ok`` (triage looks for instances and WorkSpaces, and says itself
+    when it found neither).
     """
     overrides = overrides or Overrides()
     selector = select(selector, overrides)
@@ -252,7 +255,7 @@ def discover(
     targets = sorted({t.key: t for found in results for t in found}.values(),
                      key=lambda t: (t.account, t.region, t.id))
     regions = sorted({s.region for s in searches})
-    if not targets:
+    if not targets and not empty_ok:
         raise DiscoveryError(f"no targets matched {describe(selector, regions)}")
     missing = sorted(set(selector.ids) - {t.id for t in targets})
     if missing:

@@ -67,6 +67,17 @@ FINDINGS: Final = MappingProxyType({f.name: f for f in (
                 "describe-images --image-ids AMI --region REGION), or to "
                 "resolve:ssm:PARAMETER naming one in every Region (aws ssm get-parameter "
                 "--name PARAMETER --region REGION)"),
+    FindingKind("rescue-unmanageable", "block",
+                "rescue instances would never be managed by SSM (no instance profile, and "
+                "Default Host Management Configuration is off): the repair could not run",
+                "--param rescue_instance_profile=PROFILE (its role with the AWS managed policy "
+                "AmazonSSMManagedInstanceCore), or turn on Default Host Management "
+                "Configuration in that account and Region (Systems Manager, Fleet Manager)"),
+    FindingKind("rescue-ssm-unchecked", "info",
+                "whether rescue instances would be managed by SSM could not be checked "
+                "(GetServiceSetting refused)",
+                "grant ssm:GetServiceSetting on arn:aws:ssm:REGION:ACCOUNT:servicesetting/ssm/"
+                "managed-instance/default-ec2-instance-management-role"),
     FindingKind("hibernation-enabled", "info",
                 "hibernation is configured (older guides restrict snapshots of such roots)"),
     FindingKind("same-ami-rescue", "ack",

@@ -64,6 +64,10 @@ KINDS: Final = MappingProxyType(
                                       "'not found', ...; 'unresolved: WHY' when the "
                                       "resolve:ssm: parameter names no AMI there), when the "
                                       "playbook launches rescue instances (None: not read)",
+                "rescue_ssm": "how rescue instances of its account and Region would reach SSM "
+                              "when the playbook launches them: 'instance-profile: NAME', "
+                              "'dhmc: ROLE' (Default Host Management Configuration), 'none', "
+                              "or 'unknown: WHY' (None: not read)",
             }),
             healthy="status checks pass",
         ),

@@ -1,6 +1,7 @@
 """``--notify sns:TOPIC_ARN``: tell the people waiting on the outage how the fix is going.
 
-A subscriber that publishes the run's start, each batch's outcome and the final
+A subscriber that publishes the run's start, each batch's outcome, a
+``--stop-on-alarm`` alarm that stopped it, and the final
 summary to an SNS topic. The topic is checked before the run starts
 (GetTopicAttributes: a typo in the ARN fails the command in one line); a publish
 that fails later is a one-line warning, never fatal: a missing notification must
@@ -16,7 +17,13 @@ from typing import Any
 
 from remediate.aws.errors import from_exception
 from remediate.errors import UserError
-from remediate.executor.events import BatchFinished, Event, RunFinished, RunStarted
+from remediate.executor.events import (
+    AlarmStopped,
+    BatchFinished,
+    Event,
+    RunFinished,
+    RunStarted,
+)
 
 log = logging.getLogger(__name__)
 Warn = Callable[[str], None]
@@ -85,7 +92,14 @@ class SnsNotifier:
             self._send(f"remediate {self._playbook}: batch {event.index + 1}/"
                        f"{event.total_batches} done",
                        {"run_id": self._run_id, "batch": event.index + 1,
-                        "succeeded": event.succeeded, "failed": event.failed})
+                        "succeeded": event.succeeded, "failed": event.failed,
+                        "rolled_back": event.rolled_back, **dict(event.others)})
+        elif isinstance(event, AlarmStopped):
+            # What happened first: SNS cuts subjects at 100 characters, a path may be long.
+            self._send(f"remediate stopped by alarm {event.alarm}: {self._playbook}",
+                       {"run_id": self._run_id, "alarm": event.alarm, "account": event.account,
+                        "region": event.region, "reason": event.reason,
+                        "in_flight": event.in_flight})
         elif isinstance(event, RunFinished):
             self._send(f"remediate {self._playbook}: finished",
                        {"run_id": event.run_id, "summary": event.summary})

@@ -29,7 +29,9 @@ from remediate.actions.target_permissions import INSTANCES
 from remediate.claims.tag import CLAIM_TAG
 from remediate.claims.tag_io import CLAIM_TAGS
 from remediate.kinds import KINDS
+from remediate.language.loader import bind_params
 from remediate.language.model import Playbook, Step, TargetSelector
+from remediate.language.template import as_references, substitute
 
 VERSION: Final = "2012-10-17"
 # What every run needs besides its steps: finding its targets.
@@ -39,6 +41,11 @@ DISCOVERY: dict[str, tuple[str, ...]] = {
 }
 # Never a customer volume, snapshot or WorkSpace deleted, whatever else the role may do.
 NEVER: Final = ("ec2:DeleteSnapshot", "ec2:DeleteVolume", "workspaces:TerminateWorkspaces")
+
+# `run --stop-on-alarm` reads its alarms (remediate.executor.alarm_watch), composite ones
+# too: DescribeAlarms returns composite alarms only to a caller allowed it on "*"
+# (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_DescribeAlarms.html).
+ALARM_READ: Final = Scoped("cloudwatch:DescribeAlarms")
 
 # Claims (remediate.claims): before its first mutating call on a target a run tags it
 # CLAIM_TAG (ec2:CreateTags, workspaces:CreateTags) and removes the tag at its end
@@ -81,11 +88,17 @@ def is_read_only(action: str) -> bool:
     return action.split(":", 1)[1].startswith(READ_ONLY_PREFIXES)
 
 
-def playbook_steps(playbook: Playbook) -> list[tuple[str, Mapping[str, Any]]]:
-    """(action, ``with`` parameters) of the inspection and every step, rollback included."""
+def playbook_steps(playbook: Playbook, params: Mapping[str, Any] | None = None,
+                   ) -> list[tuple[str, Mapping[str, Any]]]:
+    """(action, ``with`` parameters) of the inspection and every step, rollback included,
+    with the playbook's parameters put in: ``params`` (bound), else their defaults (so a
+    rescue_instance_profile left empty passes no role)."""
+    if params is None:
+        params, _ = bind_params(playbook, {})
+    known = as_references(params)
     steps: Sequence[Step] = (*playbook.steps, *playbook.rollback)
     return [(KINDS[playbook.targets.kind].inspect_action, {}),
-            *((step.action, step.params) for step in steps)]
+            *((step.action, substitute(dict(step.params), known)) for step in steps)]
 
 
 def _grants(steps: Iterable[tuple[str, Mapping[str, Any] | None]], kind: str,
@@ -108,14 +121,17 @@ def target_conditions(selector: TargetSelector) -> tuple[Condition, ...]:
 
 
 def playbook_grants(playbook: Playbook, selector: TargetSelector | None = None, *,
-                    claims: bool = True) -> list[Scoped]:
+                    claims: bool = True,
+                    params: Mapping[str, Any] | None = None) -> list[Scoped]:
     """The playbook's grants, those on its targets bound to ``selector``'s tags (default:
     the playbook's own ``targets``); with ``claims``, tagging its targets claimed (the
-    local engine claims them; a Step Functions definition does not)."""
+    local engine claims them; a Step Functions definition does not); ``params``: the
+    run's bound parameters (default: the playbook's defaults)."""
     selector = selector or playbook.targets
     targets = target_conditions(selector)
     return [grant.bound(targets, selector.ids)
-            for grant in _grants(playbook_steps(playbook), playbook.targets.kind, claims)]
+            for grant in _grants(playbook_steps(playbook, params), playbook.targets.kind,
+                                 claims)]
 
 
 def unscoped_warning(playbook: Playbook, selector: TargetSelector | None = None) -> str | None:
@@ -178,12 +194,17 @@ def deny_statement() -> dict[str, Any]:
             "Resource": "*"}
 
 
-def policy_document(playbook: Playbook,
-                    selector: TargetSelector | None = None) -> dict[str, Any]:
+def policy_document(playbook: Playbook, selector: TargetSelector | None = None, *,
+                    stop_on_alarm: bool = False,
+                    params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The policy a run of ``playbook`` needs, on the targets ``selector`` picks (default:
     the playbook's ``targets``; ``remediate iam-policy --tag`` narrows it as ``run``
-    does)."""
-    statements = allow_statements(playbook_grants(playbook, selector))
+    does); with ``stop_on_alarm``, reading the alarms ``run --stop-on-alarm`` watches;
+    ``params``: the run's bound parameters (``--param``; default: the defaults)."""
+    grants = playbook_grants(playbook, selector, params=params)
+    if stop_on_alarm:
+        grants.append(ALARM_READ)
+    statements = allow_statements(grants)
     roles = sorted(a.role_arn for a in playbook.targets.accounts if a.role_arn)
     if roles:
         statements.append({"Sid": "RemediateAssumeRoles", "Effect": "Allow",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from remediate.actions import manageability
 from remediate.actions.rescue_image import UNRESOLVED, shown, unresolved
 from remediate.findings import FINDINGS, Finding
 
@@ -84,6 +85,26 @@ def _rescue_image(facts: Facts, rescue_image_id: str | None) -> str | None:
     return f"{problem}: no rescue instance for {facts.get('id')}"
 
 
+def _rescue_ssm(facts: Facts) -> manageability.Manageability | None:
+    return manageability.Manageability.from_fact(facts.get("rescue_ssm"))
+
+
+def _rescue_unmanageable(facts: Facts, _rescue: str | None) -> str | None:
+    found = _rescue_ssm(facts)
+    if found is None or found.managed is not False:
+        return None
+    where = str(facts.get("account")), str(facts.get("region"))
+    return (f"{manageability.refusal(*where, found)}: no rescue instance could repair "
+            f"{facts.get('id')}")
+
+
+def _rescue_ssm_unchecked(facts: Facts, _rescue: str | None) -> str | None:
+    found = _rescue_ssm(facts)
+    if found is None or found.managed is not None:
+        return None
+    return manageability.warning(str(facts.get("account")), str(facts.get("region")), found)
+
+
 def _hibernation(facts: Facts, _rescue: str | None) -> str | None:
     if facts.get("hibernation"):
         return f"{facts.get('id')} has hibernation configured"
@@ -137,6 +158,8 @@ RULES: Mapping[str, Mapping[str, Rule]] = {
         "kms-key-unusable": _kms_key_unusable,
         "marketplace-product-code": _marketplace,
         "rescue-image-unusable": _rescue_image,
+        "rescue-unmanageable": _rescue_unmanageable,
+        "rescue-ssm-unchecked": _rescue_ssm_unchecked,
         "instance-store-data-loss": _instance_store,
         "spot-persistent": _spot_persistent,
         "same-ami-rescue": _same_ami_rescue,

@@ -23,6 +23,14 @@ def _state_dir(tmp_path_factory: pytest.TempPathFactory,
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _no_rehearsal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`plan` rehearses the run in a child process (seconds each): off, for the processes
+    tests start too, unless a test asks for it (``--rehearsal``, as
+    tests/cli/test_plan_forecast.py does)."""
+    monkeypatch.setenv("REMEDIATE_REHEARSAL", "0")
+
+
 @pytest.fixture
 def clock() -> VirtualClock:
     return VirtualClock()

@@ -25,6 +25,12 @@ KMS_READ: Final[dict[str, Any]] = {"Sid": "RemediateKms", "Effect": "Allow",
                                    "Action": ["kms:DescribeKey"], "Resource": "*"}
 SSM_PARAMETER: Final[dict[str, Any]] = {"Sid": "RemediateSsm", "Effect": "Allow",
                                         "Action": ["ssm:GetParameter"], "Resource": "*"}
+# ec2.inspect reads Default Host Management Configuration (remediate.actions.manageability).
+SSM_SERVICE_SETTING: Final[dict[str, Any]] = {
+    "Sid": "RemediateSsmGetServiceSetting", "Effect": "Allow",
+    "Action": ["ssm:GetServiceSetting"], "Resource": [
+        "arn:aws:ssm:*:*:servicesetting/ssm/managed-instance/"
+        "default-ec2-instance-management-role"]}
 CLAIM_KEY_ONLY: Final[dict[str, Any]] = {
     "ForAllValues:StringEquals": {"aws:TagKeys": "remediate:claim"},
     "Null": {"aws:TagKeys": "false"}}

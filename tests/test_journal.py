@@ -19,6 +19,7 @@ import pytest
 
 from remediate.actions.contract import Target
 from remediate.journal import Journal, RunRecord
+from remediate.journal.locks import process_start
 from remediate.journal.records import LockHolder
 from remediate.journal.store import MAX_RESPONSE_CHARS
 
@@ -257,7 +258,8 @@ def test_run_state_and_services_are_kept_per_run(journal: Journal) -> None:
 
 def _lock_as(path: Path, run_id: str, pid: int, host: str, keys: list[str]) -> None:
     with sqlite3.connect(path) as db:
-        db.executemany("INSERT OR REPLACE INTO locks VALUES (?,?,?,?,?)",
+        db.executemany("INSERT OR REPLACE INTO locks (target_key, run_id, pid, host, started_at) "
+                       "VALUES (?,?,?,?,?)",
                        [(key, run_id, pid, host, "2024-07-19T05:40:00+00:00") for key in keys])
 
 
@@ -357,6 +359,27 @@ def test_a_run_whose_process_lives_is_not_claimed_and_nothing_is_written(
     # Its process gone (its row still says running, its lock is left): the run is ours.
     assert journal.claim_run("run-1") is None
     assert (journal.run("run-1").status, journal.run("run-1").pid) == ("running", journal.pid)
+
+
+def test_a_pid_another_process_got_since_the_run_was_killed_does_not_hold_it(
+        journal: Journal, tmp_path: Path) -> None:
+    """The run's process was killed (or the host rebooted) and its pid went to another
+    process: `resume` must not be refused as if the run were still going."""
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        journal.begin_run(replace(record(), pid=other.pid, host=journal.host))
+        _lock_as(tmp_path / "run.journal", "run-1", other.pid, journal.host, ["k1"])
+        started = process_start(other.pid)
+        assert started is not None
+        with sqlite3.connect(tmp_path / "run.journal") as db:  # the dead run's process
+            db.execute("UPDATE runs SET process_start = ?", (started - 1,))
+            db.execute("UPDATE locks SET process_start = ?", (started - 1,))
+
+        assert journal.claim_run("run-1") is None
+        assert journal.lock_targets("run-2", ["k1"], AT.isoformat()).acquired == ("k1",)
+    finally:
+        other.communicate(b"")
 
 
 def test_a_live_lock_of_the_run_holds_it_even_after_its_row_says_crashed(

@@ -157,7 +157,7 @@ def test_a_journal_of_the_previous_version_is_migrated_in_place(tmp_path: Path) 
     assert where(I5) == ("steps", 1, ["stop"])  # its rows are its own: it goes on
     assert journal.run("run-1").playbook_text is None
     with contextlib.closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("PRAGMA user_version").fetchone() == (4,)
     # Opening it again changes nothing more.
     assert Journal(path).targets("run-1") == targets
 
@@ -173,4 +173,28 @@ def test_a_journal_of_a_newer_version_is_refused_in_one_line(tmp_path: Path) -> 
 
     assert str(refused.value) == (
         f"{path} was written by a newer remediate (journal version 9; this one reads up to "
-        "2): resume it with that version")
+        "4): resume it with that version")
+
+
+def test_a_version_2_journal_gets_the_rollback_reason_column(tmp_path: Path) -> None:
+    path = tmp_path / "v2.journal"
+    journal = Journal(path)
+    journal.begin_run(run_record())
+    journal.set_target("run-1", I1, AT, phase="rollback", error="step stop failed: no")
+    journal.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:  # as version 2 wrote it
+        db.execute("ALTER TABLE targets DROP COLUMN rollback_reason")
+        db.execute("PRAGMA user_version = 2")
+        db.commit()
+
+    migrated = Journal(path)
+    record = migrated.targets("run-1")[I1.key]
+    migrated.set_target("run-1", I2, AT, phase="rollback", error="cut short",
+                        rollback_reason="step start failed: no")
+
+    # A rollback journaled before the column gives its latest error as its reason.
+    assert (record.phase, record.error, record.rollback_reason) == (
+        "rollback", "step stop failed: no", None)
+    assert migrated.targets("run-1")[I2.key].rollback_reason == "step start failed: no"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (4,)

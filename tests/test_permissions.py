@@ -20,6 +20,7 @@ from policy_parts import (
     KMS_READ,
     SNAPSHOTS,
     SSM_PARAMETER,
+    SSM_SERVICE_SETTING,
     VOLUMES,
     WORKSPACES,
     ec2_claim,
@@ -65,9 +66,11 @@ ONLY_BLOCK_DEVICE_MAPPINGS = {"ec2:Attribute": "true", **{
         "InstanceInitiatedShutdownBehavior", "InstanceType", "Kernel", "Ramdisk",
         "SourceDestCheck", "SriovNetSupport", "UserData")}}
 
+CAPACITY_RESERVATIONS = "arn:aws:ec2:*:*:capacity-reservation/*"
 OFFLINE_REPAIR = [
     {"Sid": "RemediateEc2", "Effect": "Allow", "Action": sorted([
-        *INSPECT, "ec2:DescribeSnapshots", "ec2:DescribeSubnets"]), "Resource": "*"},
+        *INSPECT, "ec2:DescribeCapacityReservations", "ec2:DescribeSnapshots",
+        "ec2:DescribeSubnets"]), "Resource": "*"},
     KMS_READ,
     {"Sid": "RemediateSsm", "Effect": "Allow", "Action": [
         "ssm:DescribeInstanceInformation", "ssm:GetCommandInvocation", "ssm:GetParameter",
@@ -81,10 +84,20 @@ OFFLINE_REPAIR = [
     {"Sid": "RemediateEc2AttachVolumeMarkedRoot", "Effect": "Allow",
      "Action": ["ec2:AttachVolume"], "Resource": [VOLUMES],
      "Condition": {"Null": {"aws:ResourceTag/remediate:root-of": "false"}}},
+    {"Sid": "RemediateEc2CapacityHold", "Effect": "Allow", "Action": [
+        "ec2:CancelCapacityReservation", "ec2:ModifyCapacityReservation"],
+     "Resource": [CAPACITY_RESERVATIONS], "Condition": {"StringEquals": {
+         "aws:ResourceTag/remediate:role": "capacity-hold"}}},
+    {"Sid": "RemediateEc2CreateCapacityReservationCapacityHold", "Effect": "Allow",
+     "Action": ["ec2:CreateCapacityReservation"], "Resource": [CAPACITY_RESERVATIONS],
+     "Condition": {"StringEquals": {"aws:RequestTag/remediate:role": "capacity-hold"}}},
     {"Sid": "RemediateEc2Volume", "Effect": "Allow", "Action": [
         "ec2:CreateSnapshot", "ec2:DetachVolume", "ec2:ModifyInstanceAttribute"],
      "Resource": [VOLUMES]},
     BACKUP,
+    {"Sid": "RemediateEc2CreateTagsCapacityReservation", "Effect": "Allow",
+     "Action": ["ec2:CreateTags"], "Resource": [CAPACITY_RESERVATIONS],
+     "Condition": {"StringEquals": {"ec2:CreateAction": "CreateCapacityReservation"}}},
     ec2_claim(TARGETS),
     {"Sid": "RemediateEc2CreateTagsInstanceVolume", "Effect": "Allow",
      "Action": ["ec2:CreateTags"], "Resource": [INSTANCES, VOLUMES],
@@ -111,6 +124,7 @@ OFFLINE_REPAIR = [
     {"Sid": "RemediateKmsDecrypt", "Effect": "Allow", "Action": ["kms:Decrypt"],
      "Resource": ["arn:aws:kms:*:*:key/*"],
      "Condition": {"StringLike": {"kms:ViaService": "ec2.*.amazonaws.com"}}},
+    SSM_SERVICE_SETTING,
     {"Sid": "RemediateSsmSendCommand", "Effect": "Allow",
      "Action": ["ssm:SendCommand"], "Resource": [
          "arn:aws:ssm:*:*:document/AWS-RunPowerShellScript",
@@ -124,6 +138,7 @@ REBOOT_FIRST = [
     ec2_claim(TARGETS),
     {"Sid": "RemediateEc2RebootInstancesOnTargets", "Effect": "Allow",
      "Action": ["ec2:RebootInstances"], "Resource": [INSTANCES], "Condition": TARGETS},
+    SSM_SERVICE_SETTING,
     DENY,
 ]
 REPLACE_ROOT_VOLUME = [
@@ -147,6 +162,7 @@ REPLACE_ROOT_VOLUME = [
      "Action": ["ec2:CreateTags"], "Resource": ["arn:aws:ec2:*:*:replace-root-volume-task/*"],
      "Condition": {"StringEquals": {"ec2:CreateAction": "CreateReplaceRootVolumeTask"}}},
     TAG_SNAPSHOT_ON_CREATE,
+    SSM_SERVICE_SETTING,
     DENY,
 ]
 WORKSPACES_CLAIM = {
@@ -436,12 +452,12 @@ def test_cli_warns_about_a_playbook_selecting_by_no_tag(
         "--tag KEY=VALUE (the tags the run selects by) to scope it to them\n")
     reboot = {"Sid": "RemediateEc2RebootInstancesOnTargets", "Effect": "Allow",
               "Action": ["ec2:RebootInstances"], "Resource": [INSTANCES]}
-    assert json.loads(out)["Statement"][-2] == reboot
+    assert json.loads(out)["Statement"][-3:-1] == [reboot, SSM_SERVICE_SETTING]
 
     assert main(["iam-policy", str(path), "--tag", "team=sre"]) == 0
     out, err = capsys.readouterr()
     assert err == ""
-    assert json.loads(out)["Statement"][-2] == reboot | {
+    assert json.loads(out)["Statement"][-3] == reboot | {
         "Condition": {"StringEquals": {"aws:ResourceTag/team": "sre"}}}
 
 
@@ -480,6 +496,21 @@ def test_a_role_is_passed_only_to_a_rescue_instance_profile() -> None:
                        "Action": ["iam:PassRole"], "Resource": ["arn:aws:iam::*:role/*"],
                        "Condition": {"StringEquals": {
                            "iam:PassedToService": "ec2.amazonaws.com"}}}
+
+
+def test_the_rescue_instance_profile_parameter_passes_its_role(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """ec2-offline-repair's rescue_instance_profile (empty by default): given with --param,
+    as the run will be, the policy lets the role be passed to EC2."""
+    path = str(ROOT / "playbooks" / "ec2-offline-repair.yaml")
+    assert main(["iam-policy", path]) == 0
+    assert "iam:PassRole" not in capsys.readouterr().out
+    assert main(["iam-policy", path, "--param", "rescue_instance_profile=rescue-ssm"]) == 0
+    statements = json.loads(capsys.readouterr().out)["Statement"]
+    assert [s for s in statements if s["Action"] == ["iam:PassRole"]] == [{
+        "Sid": "RemediateIamPassRole", "Effect": "Allow", "Action": ["iam:PassRole"],
+        "Resource": ["arn:aws:iam::*:role/*"],
+        "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}}]
 
 
 def test_only_block_device_mappings_covers_every_attribute_iam_can_see() -> None:

@@ -141,6 +141,33 @@ def test_facts_that_are_no_finding(change: dict[str, Any]) -> None:
     assert kinds({**CLEAN, **change}) == []
 
 
+SETTING = ("arn:aws:ssm:us-east-1:123456789012:servicesetting/ssm/managed-instance/"
+           "default-ec2-instance-management-role")
+
+
+@pytest.mark.parametrize(("rescue_ssm", "expected"), [
+    (f"none: {SETTING}", Finding("rescue-unmanageable", (
+        "rescue instances in default/us-east-1 (account 123456789012) would never be managed "
+        "by SSM: no rescue_instance_profile, and Default Host Management Configuration is off "
+        "there; the repair could not run and each target would wait the ready timeout: no "
+        "rescue instance could repair i-0abc"))),
+    ("unknown: GetServiceSetting: AccessDeniedException: no; grant ...",
+     Finding("rescue-ssm-unchecked", (
+         "could not check that rescue instances in default/us-east-1 would be managed by SSM "
+         "(Default Host Management Configuration): GetServiceSetting: "
+         "AccessDeniedException: no; grant ..."))),
+])
+def test_rescue_instances_ssm_could_not_manage(rescue_ssm: str, expected: Finding) -> None:
+    assert only({**CLEAN, "rescue_ssm": rescue_ssm}) == expected
+
+
+@pytest.mark.parametrize("rescue_ssm", [
+    None, "dhmc: service-role/AWSSystemsManagerDefaultEC2InstanceManagementRole",
+    "instance-profile: rescue-ssm"])
+def test_rescue_instances_ssm_manages_are_no_finding(rescue_ssm: str | None) -> None:
+    assert kinds({**CLEAN, "rescue_ssm": rescue_ssm}) == []
+
+
 def test_findings_come_in_rule_order() -> None:
     facts = {**CLEAN, "instance_store": True, "stop_protection": True, "status": "ok",
              "platform": "linux"}

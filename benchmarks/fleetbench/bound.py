@@ -18,28 +18,38 @@ For N targets in a Region (Regions have separate buckets; the busiest one counts
   + s_b.
 - the bound is max(CP, max_b Bound_b).
 
-Buckets and their charges are the sandbox's (AWS's documented EC2 buckets, the
-StartInstances/StopInstances resource buckets counting instances, the SSM buckets of
-:data:`~fleetbench.scenarios.SSM_BUCKETS`); batch limits are remediate's
-(:mod:`remediate.aws.apis`). Describe calls are left out (polling many ids a call
-costs little of its bucket), and so are calls made once per rescue instance.
+Durations drawn from a spread (``Durations.realistic``) differ per target; the sandbox
+draws them per resource id, so each target's own path is known from the fleet
+(:func:`target_paths`). Over those paths (:func:`bound_over`) the critical path is the
+*largest* target's: every target must finish, so the slowest one's own sum is a floor
+(the sum of each hop's largest draw would not be: no single target need have them all).
+The bucket terms take each hop's *smallest* draw: a bucket's last call can go no sooner
+than the earliest any target reaches that hop, and whoever makes it has at least the
+shortest tail left. Both stay lower bounds; with fixed durations they equal the one-path
+bound.
+
+Buckets and their charges are the sandbox's under the scenario's throttle model
+(AWS's documented EC2 buckets: one per API, sized from remediate's catalogue,
+:mod:`remediate.aws.apis`, which cites AWS's page; or the older one-per-category
+reading; less a neighbour's share), the resource buckets counting instances, the SSM
+buckets of :data:`~fleetbench.scenarios.SSM_BUCKETS`; batch limits are remediate's.
+Describe calls are left out (polling many ids a call costs little of its bucket), and
+so are calls made once per rescue instance.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from fleetbench.scenarios import SSM_BUCKETS, Scenario, load
 from remediate.aws.apis import operation
 from remediate.language.durations import parse_duration
 from remediate.sandbox import Bucket, Durations
-from remediate.sandbox.throttling import (
-    EC2_REQUEST_BUCKETS,
-    EC2_RESOURCE_BUCKETS,
-    ec2_bucket_class,
-)
+from remediate.sandbox.fleet import ROOT_VOLUME_GIB, Target
+from remediate.sandbox.throttling import ec2_request_bucket, ec2_resource_bucket
 
 
 @dataclass(frozen=True)
@@ -52,23 +62,37 @@ class Hop:
 
 
 Path = tuple[Hop, ...]
+WAIT = "wait:"
+"""A hop's call prefix when it is waiting, not calling (it spends no bucket)."""
 
 
 def offline_repair_path(durations: Durations) -> Path:
-    """ec2-offline-repair.yaml, as its actions sequence the calls for one target."""
+    """ec2-offline-repair.yaml, as its actions sequence the calls for one target.
+
+    The backup is point-in-time when CreateSnapshot returns, so nothing waits for it
+    until ``confirm_backup`` at the end: its last hop (``wait:``, no API call) is what is
+    left of the snapshot's completion once the rest of the path is done. The stop skips
+    the crash-looping guest's OS shutdown, and holds its capacity across the stop, as
+    the playbook ships."""
     d = durations
-    return (
-        Hop("ec2:CreateSnapshot", d.snapshot),  # backup: waited for until completed
-        Hop("ec2:StopInstances", d.instance_stop),
+    path = (
+        Hop("ec2:CreateSnapshot", 0.0),  # backup: not waited for here
+        Hop("ec2:CreateCapacityReservation", 0.0),  # its capacity held (hold_capacity)
+        Hop("ec2:StopInstances", d.instance_stop_skip_os),
         Hop("ec2:CreateTags", 0.0),  # the root volume is tagged with its instance
         Hop("ec2:DetachVolume", d.volume_detach),
         Hop("ec2:AttachVolume", d.volume_attach),  # to the rescue instance
         Hop("ssm:SendCommand", d.ssm_command),  # delete the channel file
         Hop("ec2:DetachVolume", d.volume_detach),
         Hop("ec2:AttachVolume", d.volume_attach),  # back, at its root device name
-        Hop("ec2:ModifyInstanceAttribute", 0.0),  # DeleteOnTermination restored
-        Hop("ec2:StartInstances", d.instance_start + d.instance_boot),  # then status ok
+        Hop("ec2:ModifyCapacityReservation", 0.0),  # the hold opened for the start
+        Hop("ec2:StartInstances", d.instance_start),
+        Hop("ec2:CancelCapacityReservation", 0.0),  # and released once it runs
+        # DeleteOnTermination restored once running; then status checks pass.
+        Hop("ec2:ModifyInstanceAttribute", d.instance_boot),
     )
+    left = max(0.0, d.snapshot - sum(hop.then for hop in path))
+    return (*path, Hop(f"{WAIT}backup-completed", left))
 
 
 def reboot_first_path(durations: Durations, reboots: int, settle: float) -> Path:
@@ -91,30 +115,48 @@ def path_for(scenario: Scenario, durations: Durations) -> Path:
     raise KeyError(scenario.playbook)
 
 
+def target_paths(scenario: Scenario, durations: Durations, targets: Iterable[Target]
+                 ) -> list[Path]:
+    """Each target's own path, with the durations the sandbox draws for its instance and
+    root volume (the scenario's targets are crash-looping: their stop is a stuck one)."""
+    return [path_for(scenario, durations.for_target(
+        t.instance_id, t.root_volume_id, ROOT_VOLUME_GIB, stuck=True)) for t in targets]
+
+
 Charge = tuple[str, Bucket, float]
 """(bucket name, bucket, tokens the whole Region's targets spend at this hop)."""
 
 
-def charges(call: str, targets: int, ssm_buckets: Mapping[str, Bucket] = SSM_BUCKETS
-            ) -> list[Charge]:
-    """What ``targets`` targets making ``call`` spend from each bucket, at the least."""
+def charges(call: str, targets: int, ssm_buckets: Mapping[str, Bucket] = SSM_BUCKETS,
+            model: str = "documented", neighbour: float = 0.0) -> list[Charge]:
+    """What ``targets`` targets making ``call`` spend from each bucket, at the least,
+    under the throttle ``model``, a neighbour spending ``neighbour`` of each EC2 one."""
+    if call.startswith(WAIT):
+        return []
     service, name = call.split(":")
     requests = float(math.ceil(targets / operation(service, name).batch_limit))
     found: list[Charge] = []
     if service == "ec2":
-        bucket_class = ec2_bucket_class(name, {"InstanceId.1": "i-0"})
-        found.append((f"ec2 {bucket_class}", EC2_REQUEST_BUCKETS[bucket_class], requests))
-        if name in EC2_RESOURCE_BUCKETS:
-            found.append((f"ec2 {name} instances", EC2_RESOURCE_BUCKETS[name],
-                          float(targets)))
+        found.append((*ec2_request_bucket(name, {"InstanceId.1": "i-0"}, model), requests))
+        resource = ec2_resource_bucket(name)
+        if resource is not None:
+            found.append((*resource, float(targets)))
+        found = [(bucket_name, Bucket(b.capacity, b.refill_per_second * (1 - neighbour)),
+                  tokens) for bucket_name, b, tokens in found]
     elif call in ssm_buckets:
         found.append((call, ssm_buckets[call], requests))
     return found
 
 
+def charges_for(scenario: Scenario) -> Callable[[str, int], list[Charge]]:
+    """:func:`charges` under the scenario's throttle model and neighbour."""
+    return partial(charges, model=scenario.throttle_model, neighbour=scenario.neighbour)
+
+
 @dataclass(frozen=True)
 class BucketBound:
     bucket: str
+    size: Bucket
     tokens: float
     """Tokens the Region's targets spend from it, at the least."""
     earliest: float
@@ -169,8 +211,19 @@ def bound(path: Path, targets_per_region: int,
         assert best is not None
         tail = critical - starts[hops[-1][0]]
         total = sum(t for _, _, t in hops)
-        results.append(BucketBound(name, total, best[1], best[2], tail))
+        results.append(BucketBound(name, bucket, total, best[1], best[2], tail))
     return Bound(critical, tuple(sorted(results, key=lambda b: -b.seconds)))
+
+
+def bound_over(paths: Sequence[Path], targets_per_region: int,
+               charge: Callable[[str, int], list[Charge]] = charges) -> Bound:
+    """The bound over targets whose paths (same calls, own durations) differ: the
+    largest critical path, and each bucket's term from each hop's smallest duration
+    (see the module docstring)."""
+    floor = tuple(Hop(hop.call, min(path[index].then for path in paths))
+                  for index, hop in enumerate(paths[0]))
+    return Bound(max(sum(hop.then for hop in path) for path in paths),
+                 bound(floor, targets_per_region, charge).buckets)
 
 
 def throughput(path: Path, charge: Callable[[str, int], list[Charge]] = charges,

@@ -102,19 +102,19 @@ class _MeteredClient:
 class MeteredClients:
     """``(account, region, service) -> client`` for the executor, metering client calls."""
 
-    def __init__(self, make: Callable[[str, str], Any]) -> None:
-        """``make(service, region)`` builds (or returns a cached) boto3 client."""
+    def __init__(self, make: Callable[[str, str, str], Any]) -> None:
+        """``make(service, region, account)`` builds (or returns a cached) boto3 client."""
         self._make = make
-        self._clients: dict[tuple[str, str], _MeteredClient] = {}
+        self._clients: dict[tuple[str, str, str], _MeteredClient] = {}
         self._lock = threading.Lock()
         self.seconds = 0.0
         self.by_method: defaultdict[str, float] = defaultdict(float)
 
     def __call__(self, account: str, region: str, service: str) -> Any:
-        key = (service, region)
+        key = (service, region, account)
         with self._lock:
             if key not in self._clients:
-                self._clients[key] = _MeteredClient(self._make(service, region), self)
+                self._clients[key] = _MeteredClient(self._make(service, region, account), self)
             return self._clients[key]
 
     def add(self, method: str, seconds: float) -> None:

@@ -1,8 +1,13 @@
 # crowdstrike-offline-repair.ps1: remove the July 2024 CrowdStrike channel file from a
 # Windows EBS volume attached to this (rescue) instance as a data disk.
 #
-# remediate's rescue.repair runs it through SSM (AWS-RunPowerShellScript) and sets one
-# variable before its first line, quoted:   $VolumeId = '<the EBS volume id>'
+# remediate's rescue.repair runs it through SSM (AWS-RunPowerShellScript) and sets, before
+# its first line, quoted:   $VolumeId = '<the EBS volume id>'
+# and, when the step names a key escrow (bitlocker_keys), where this instance reads the
+# recovery key of a BitLocker-locked volume:   $BitLockerKeys = 'ssm:<SecureString name>'
+# or 'secretsmanager:<secret id>', and $KeyRegion = '<its Region>'. The key itself never
+# passes through remediate or the command's parameters: it is read here, with this
+# instance's profile (AWS Tools for PowerShell, on AWS's Windows AMIs), used, and dropped.
 #
 # What it does, in order:
 #   1. finds the disk by the volume id: on Nitro instances an EBS disk's serial number is
@@ -14,19 +19,23 @@
 #      would rewrite its signature and can leave it unbootable.
 #   4. brings the disk online and clears its read-only flag.
 #   5. finds the partition holding Windows\System32 (assigning a drive letter if needed);
-#      reports a BitLocker-locked partition instead of guessing.
+#      unlocks a BitLocker-locked partition with the recovery key from $BitLockerKeys,
+#      or, with no escrow named, reports it with its recovery key ID instead of guessing.
 #   6. deletes Windows\System32\drivers\CrowdStrike\C-00000291*.sys and prints every path
 #      it deleted (nothing to delete is not an error: the sensor may have fixed it).
-#   7. flushes the volume and sets the disk offline again, also after a failure, so it
-#      can be detached cleanly.
+#   7. flushes the volume, locks a partition it unlocked again, and sets the disk offline
+#      again, also after a failure, so it can be detached cleanly.
 #
 # Exit codes (message on stderr): 0 done, 1 unexpected error, 2 $VolumeId not set to a
 # volume id, 3 disk not found, 4 it is this instance's system disk, 5 signature
-# collision, 6 no Windows partition, 7 BitLocker-locked, 8 could not set it offline.
+# collision, 6 no Windows partition, 7 BitLocker-locked and no escrow named, 8 could not
+# set it offline, 11 no recovery key at $BitLockerKeys, 12 the key there does not unlock
+# it, 13 could not lock it again.
 
 $ErrorActionPreference = 'Stop'
 $script:ExitCode = 0
 $script:DiskNumber = $null
+$script:Unlocked = $null
 
 function Stop-Repair([int]$Code, [string]$Message) {
     $script:ExitCode = $Code
@@ -43,6 +52,49 @@ function Get-Letter($Partition) {
     "$($Partition.DriveLetter)".Trim([char]0).Trim()
 }
 
+function Get-RecoveryKey {
+    # Read on this instance, with its instance profile; never printed or passed on.
+    if ($BitLockerKeys.StartsWith('ssm:')) {
+        return (Get-SSMParameter -Name $BitLockerKeys.Substring(4) -WithDecryption $true -Region $KeyRegion).Value
+    }
+    return (Get-SECSecretValue -SecretId $BitLockerKeys.Substring(15) -Region $KeyRegion).SecretString
+}
+
+function Unlock-Partition([string]$Letter) {
+    $volume = Get-BitLockerVolume -MountPoint "$($Letter):" -ErrorAction SilentlyContinue
+    if (-not $volume -or "$($volume.LockStatus)" -ne 'Locked') {
+        return
+    }
+    $ids = @($volume.KeyProtector | Where-Object { "$($_.KeyProtectorType)" -eq 'RecoveryPassword' } |
+        ForEach-Object { $_.KeyProtectorId }) -join ', '
+    if (-not $BitLockerKeys) {
+        Stop-Repair 7 ("BitLocker-locked (recovery key ID $ids) and no key escrow named: set the " +
+            "repair step's bitlocker_keys (e.g. --param bitlocker_keys=ssm:/bitlocker/{volume_id}), " +
+            "or unlock it by hand (manage-bde -unlock <letter>: -RecoveryPassword <key>) and repair again")
+    }
+    $key = $null
+    try {
+        $key = Get-RecoveryKey
+    } catch {
+        Stop-Repair 11 ("BitLocker-locked (recovery key ID $ids): no recovery key readable at " +
+            "$BitLockerKeys in $KeyRegion ($($_.Exception.Message)): store it there, or give " +
+            'the rescue instance profile access to it')
+    }
+    if (-not $key) {
+        Stop-Repair 11 "BitLocker-locked (recovery key ID $ids): $BitLockerKeys in $KeyRegion is empty"
+    }
+    try {
+        Unlock-BitLocker -MountPoint "$($Letter):" -RecoveryPassword "$key".Trim() | Out-Null
+    } catch {
+        Stop-Repair 12 ("BitLocker-locked (recovery key ID $ids): the key at $BitLockerKeys does " +
+            'not unlock it: store the recovery password of that key ID there')
+    } finally {
+        $key = $null
+    }
+    $script:Unlocked = "$($Letter):"
+    [Console]::Out.WriteLine("${VolumeId}: unlocked $($Letter): (recovery key ID $ids) with the key at $BitLockerKeys")
+}
+
 function Find-WindowsPartition([int]$Number) {
     $unreadable = @()
     foreach ($partition in @(Get-Partition -DiskNumber $Number | Where-Object { $_.Type -in @('Basic', 'IFS') })) {
@@ -56,6 +108,9 @@ function Find-WindowsPartition([int]$Number) {
             }
         }
         $letter = Get-Letter $partition
+        if ($letter) {
+            Unlock-Partition $letter
+        }
         $volume = Get-Volume -Partition $partition -ErrorAction SilentlyContinue
         if (-not $letter -or -not $volume -or -not $volume.FileSystem) {
             $unreadable += "partition $($partition.PartitionNumber)"
@@ -124,6 +179,17 @@ try {
     }
     [Console]::Error.WriteLine("${VolumeId}: $($_.Exception.Message)")
 } finally {
+    if ($null -ne $script:Unlocked) {
+        try {
+            Lock-BitLocker -MountPoint $script:Unlocked -ForceDismount | Out-Null
+            Write-Output "${VolumeId}: locked $($script:Unlocked) again"
+        } catch {
+            [Console]::Error.WriteLine("${VolumeId}: could not lock $($script:Unlocked) again: $($_.Exception.Message)")
+            if ($script:ExitCode -eq 0) {
+                $script:ExitCode = 13
+            }
+        }
+    }
     if ($null -ne $script:DiskNumber) {
         try {
             Set-Disk -Number $script:DiskNumber -IsOffline $true

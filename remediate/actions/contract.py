@@ -66,6 +66,9 @@ class StepContext:
     # Whether this step sent an operation (e.g. "SendCommand") for this target before,
     # in an earlier attempt or before a crash; None: not known.
     sent_before: Callable[[str], bool] | None = None
+    # Whether it did in any pass of the run (a target started again after a rollback);
+    # None: not known.
+    sent_in_run: Callable[[str], bool] | None = None
     # Whether such a call's reply never arrived (journaled "unknown": a 5xx or a timeout;
     # or "sent" with no result: the tool died waiting); None: not known.
     unanswered_before: Callable[[str], bool] | None = None
@@ -82,6 +85,12 @@ class StepContext:
         (a retry, a resumed run), so the action must look for it before sending it again.
         True when the executor cannot tell: looking is never wrong, only a call more."""
         return self.sent_before is None or self.sent_before(operation)
+
+    def may_have_made(self, operation: str) -> bool:
+        """Whether an ``operation`` of this step may have been sent for this target in
+        this run, in any pass: what it made may be there to reuse. True when the executor
+        cannot tell."""
+        return self.sent_in_run is None or self.sent_in_run(operation)
 
     def answers(self, operation: str) -> list[Any]:
         """What AWS answered this step's ``operation`` calls for this target, in earlier
@@ -164,6 +173,10 @@ class Action(ABC):
     risks: ClassVar[frozenset[str]] = frozenset()
     # A finding kind the operator must accept for this action to run at all.
     destructive: ClassVar[str | None] = None
+    # True when its request leaves a record in AWS that a later attempt finds (a tagged
+    # task): a retry that cannot read the journal (on Step Functions) still never sends
+    # it twice. A destructive action without one cannot be retried there.
+    finds_its_request: ClassVar[bool] = False
     verify: ClassVar[str] = ""
     undo: ClassVar[str | None] = None
     # What this action does differently once exported to Step Functions (warned at export).
@@ -171,19 +184,21 @@ class Action(ABC):
 
     def grants(self, params: Mapping[str, Any] | None = None) -> tuple[Scoped, ...]:
         """What a policy allows for this action: its scoped permissions, and each other
-        permission on any resource. With a step's ``params`` (as written under ``with``), a
-        scoped permission that ``needs`` a parameter the step does not set is left out."""
+        permission on any resource. With a step's ``params`` (as written under ``with``, the
+        playbook's parameters put in), a scoped permission that ``needs`` a parameter the
+        step does not set (or sets empty) is left out."""
         narrowed = {scoped.action for scoped in self.scoped_permissions}
         scoped = [grant for grant in self.scoped_permissions
-                  if params is None or not grant.needs or params.get(grant.needs) is not None]
+                  if params is None or not grant.needs
+                  or params.get(grant.needs) not in (None, "")]
         return (*scoped,
                 *(Scoped(name) for name in self.permissions if name not in narrowed))
 
-    def inspect_params(self, risks: frozenset[str],
-                       rescue_image_id: str | None = None) -> dict[str, Any]:
+    def inspect_params(self, risks: frozenset[str], rescue_image_id: str | None = None,
+                       rescue_instance_profile: str | None = None) -> dict[str, Any]:
         """Inspect actions: their params for a playbook whose actions declare ``risks``
-        (finding kinds) and launch rescue instances from ``rescue_image_id``, so facts
-        nothing will judge are not paid for."""
+        (finding kinds) and launch rescue instances from ``rescue_image_id`` with
+        ``rescue_instance_profile``, so facts nothing will judge are not paid for."""
         return {}
 
     def validate(self, params: Mapping[str, Any], base_dir: str) -> list[Problem]:
@@ -223,11 +238,6 @@ class Action(ABC):
 
         raise NotExportable(self.name, "it has no Step Functions fragment; run this playbook "
                                        "with the local engine")
-
-    def asl_cleanup(self, step: AslStep) -> Fragment | None:
-        """States each target's iteration runs at its end, whatever happened: the
-        per-target counterpart of a :class:`RunService`'s ``finish``."""
-        return None
 
 
 def calls(*apis: str, mutating: bool = True, note: str = "",

@@ -9,22 +9,22 @@ steps could not fix it, with a message the operator reads in the report.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from remediate.actions.contract import Action, Plan, StepContext
+from remediate.actions import program as steps
+from remediate.actions.contract import Plan, StepContext
+from remediate.actions.program import Program, Var, program
+from remediate.actions.programmed import ProgramAction
 from remediate.actions.registry import register
-from remediate.actions.requests import ActionRun, Sleep, StepFailed
 from remediate.kinds import KIND_NAMES
+from remediate.language.durations import format_duration
 from remediate.language.schema import Duration, Field, Record, Str
-
-if TYPE_CHECKING:
-    from remediate.export.fragment import AslStep, Fragment
 
 ANY_KIND: Final = frozenset(KIND_NAMES)
 
 
 @register
-class Pause(Action):
+class Pause(ProgramAction):
     name = "control.pause"
     summary = "Wait for a duration (on the run's clock) before the next step."
     kinds = ANY_KIND
@@ -39,20 +39,17 @@ class Pause(Action):
 
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:
         why = f" ({params['reason']})" if params["reason"] else ""
-        return Plan(note=f"wait {params['duration']:g}s{why}")
+        return Plan(note=f"wait {format_duration(params['duration'])}{why}")
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        yield Sleep(params["duration"])
-        return {"waited": params["duration"]}
-
-    def asl(self, step: AslStep) -> Fragment:
-        from remediate.export.fragments import control
-
-        return control.pause(step)
+    def program(self, params: Mapping[str, Any]) -> Program:
+        duration = Var("params.duration")
+        # A pause of 0 waits for nothing (a Wait state waits at least a second).
+        pause = (steps.Pause(duration),) if params["duration"] > 0 else ()
+        return program(*pause, steps.Done({"waited": duration}))
 
 
 @register
-class Fail(Action):
+class Fail(ProgramAction):
     name = "control.fail"
     summary = "Fail the target with a message (use with `when` as a guarded last resort)."
     kinds = ANY_KIND
@@ -66,11 +63,5 @@ class Fail(Action):
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:
         return Plan(note=f"fail the target: {params['message']}")
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        raise StepFailed(str(params["message"]))
-        yield  # pragma: no cover  (a generator, like every action)
-
-    def asl(self, step: AslStep) -> Fragment:
-        from remediate.export.fragments import control
-
-        return control.fail(step)
+    def program(self, params: Mapping[str, Any]) -> Program:
+        return program(steps.Fail(Var("params.message")))

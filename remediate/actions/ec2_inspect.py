@@ -1,12 +1,16 @@
 """``ec2.inspect``: the facts pre-flight learns about an EC2 instance, and how to read EC2 records.
 
 Inspection runs for every target before any step, so it must be cheap at fleet
-scale: the instance, volume and status records come from batched observes (one
+scale: the instance, volume and status records come from batched reads (one
 Describe call for many targets), and answers many targets share (an instance
-type's storage, a KMS key's state, the Region's Elastic IPs) are fetched once per
-run through :class:`SharedAnswers`. Facts that only a missing permission hides
-(stop protection, Spot request type, KMS key state) become ``None`` (unknown)
-rather than failing the target.
+type's storage, a KMS key's state, the Region's Elastic IPs, the rescue image) are
+fetched once per run (:mod:`remediate.actions.shared_facts`). Facts that only a
+missing permission hides (stop protection, Spot request type, KMS key state, Elastic
+IP) become ``None`` (unknown) rather than failing the target.
+
+It is a program (:mod:`remediate.actions.program`), so a Step Functions iteration
+learns the same facts with the same steps; there each shared answer is asked for the
+target alone, and the rescue image facts are not read (:data:`LOCAL_ONLY_FACTS`).
 
 The record readers and :func:`aws` at the top are shared by the other EC2 action
 modules.
@@ -15,22 +19,50 @@ modules.
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final
 
-from remediate.actions import rescue_image
-from remediate.actions.contract import Action, Plan, PlannedCall, StepContext
+from remediate.actions import instance_flows as flows
+from remediate.actions import manageability, rescue_image
+from remediate.actions.contract import Plan, PlannedCall, StepContext
+from remediate.actions.list_flows import joined, tag, tag_mapping
+from remediate.actions.program import (
+    TARGET_ID,
+    All,
+    AtLeast,
+    Count,
+    Done,
+    Eq,
+    Exists,
+    Expr,
+    Fail,
+    Fmt,
+    Get,
+    If,
+    OnError,
+    Program,
+    Read,
+    Seq,
+    Set,
+    Var,
+    flag,
+    program,
+)
+from remediate.actions.programmed import ProgramAction
 from remediate.actions.registry import register
-from remediate.actions.requests import ActionRun, AwsError, Call, Request, StepFailed, observe
-from remediate.actions.shared_answers import SharedAnswers
+from remediate.actions.requests import AwsError, Call, Request, StepFailed, observe
+from remediate.actions.shared_answers import SharedAnswers as SharedAnswers
+from remediate.actions.shared_facts import (
+    DENIED,
+    elastic_ip,
+    instance_store,
+    kms_key_usable,
+    rescue_image_facts,
+    rescue_ssm_facts,
+)
 from remediate.aws import apis
-from remediate.aws.errors import ACCESS_DENIED_CODES
-from remediate.aws.resources import instance_health
 from remediate.kinds import KINDS
-from remediate.language.schema import Bool, Field
+from remediate.language.schema import Bool, Field, Str
 from remediate.language.schema import Record as Schema
-
-if TYPE_CHECKING:
-    from remediate.export.fragment import AslStep, Fragment
 
 Record = Mapping[str, Any]
 Steps = Generator[Request, Any, Any]
@@ -114,103 +146,12 @@ def aws(call: Call, subject: str) -> Steps:
         raise StepFailed(f"{call.operation} for {subject} failed: {exc}") from exc
 
 
-def optional(call: Call) -> Steps:
-    """Send ``call``; None when the caller may not make it (the fact is then unknown)."""
-    try:
-        return (yield call)
-    except AwsError as exc:
-        if exc.code in ACCESS_DENIED_CODES:
-            return None
-        raise StepFailed(f"{call.operation} failed: {exc}") from exc
-
-
 def existing(resource: str, resource_id: str, what: str) -> Steps:
     """Observe a resource that must exist."""
     record = yield observe(resource, resource_id)
     if record is None:
         raise StepFailed(f"{what} {resource_id} not found")
     return record
-
-
-# --- answers shared by many targets (remediate.actions.shared_answers) ---
-
-
-def _instance_store(ctx: StepContext, instance_type: str) -> Steps:
-    shared = ctx.service(SharedAnswers)
-
-    def fetch() -> Steps:
-        response = yield Call("ec2", "DescribeInstanceTypes", {"InstanceTypes": [instance_type]},
-                              batch_key="InstanceTypes", note=f"storage of {instance_type}")
-        # A merged call answers for other types too: keep them all.
-        for info in response.get("InstanceTypes") or []:
-            key = f"instance-store:{ctx.target.region}:{info['InstanceType']}"
-            shared.answers[key] = bool(info.get("InstanceStorageSupported"))
-        return shared.answers.get(f"instance-store:{ctx.target.region}:{instance_type}", False)
-
-    return (yield from shared.ask(ctx, f"instance-store:{ctx.target.region}:{instance_type}",
-                                  fetch))
-
-
-def _kms_key_usable(ctx: StepContext, key_id: str) -> Steps:
-    def fetch() -> Steps:
-        try:
-            response = yield Call("kms", "DescribeKey", {"KeyId": key_id})
-        except AwsError as exc:
-            if exc.code == "NotFoundException":
-                return False
-            return None  # no permission, or KMS unreachable: unknown, not "broken"
-        return response.get("KeyMetadata", {}).get("KeyState") == "Enabled"
-
-    return (yield from ctx.service(SharedAnswers).ask(
-        ctx, f"kms-key:{ctx.target.region}:{key_id}", fetch))
-
-
-def _elastic_ips(ctx: StepContext) -> Steps:
-    def fetch() -> Steps:
-        response = yield from optional(Call("ec2", "DescribeAddresses", {}))
-        if response is None:
-            return None
-        return frozenset(a["PublicIp"] for a in response.get("Addresses") or [] if "PublicIp" in a)
-
-    return (yield from ctx.service(SharedAnswers).ask(
-        ctx, f"elastic-ips:{ctx.target.account}:{ctx.target.region}", fetch))
-
-
-def _rescue_image_state(ctx: StepContext, image_id: str) -> Steps:
-    """The rescue AMI's state in the target's Region, once per account and Region:
-    ``not found`` when the Region has no such image, None when it cannot be read."""
-    def fetch() -> Steps:
-        response = yield from optional(Call(
-            "ec2", "DescribeImages", {"Filters": [{"Name": "image-id", "Values": [image_id]}]},
-            note=f"rescue image {image_id}"))
-        if response is None:
-            return None
-        images = response.get("Images") or []
-        return str(images[0].get("State") or "available") if images else "not found"
-
-    return (yield from ctx.service(SharedAnswers).ask(
-        ctx, f"rescue-image:{ctx.target.account}:{ctx.target.region}:{image_id}", fetch))
-
-
-def _rescue_image(ctx: StepContext, image: str) -> Steps:
-    """The rescue_image_id and rescue_image_state facts: the AMI ``image`` names in the
-    target's Region (itself, or what its resolve:ssm: parameter holds there), and its
-    state; the state says why when the parameter names no AMI (None: unknown)."""
-    resolution = yield from rescue_image.resolve(ctx, image)
-    if resolution.image_id is None:
-        state = rescue_image.UNRESOLVED + resolution.problem if resolution.readable else None
-        return {"rescue_image_id": None, "rescue_image_state": state}
-    return {"rescue_image_id": resolution.image_id,
-            "rescue_image_state": (yield from _rescue_image_state(ctx, resolution.image_id))}
-
-
-def _spot_request_type(instance_id: str) -> Steps:
-    response = yield from optional(Call(
-        "ec2", "DescribeSpotInstanceRequests",
-        {"Filters": [{"Name": "instance-id", "Values": [instance_id]}]}))
-    for request in (response or {}).get("SpotInstanceRequests") or []:
-        return request.get("Type")
-    return None
 
 
 def tagged_root_volume(instance_id: str) -> Steps:
@@ -234,30 +175,125 @@ def tagged_root_volume(instance_id: str) -> Steps:
 # --- the action ---
 
 
-def base_facts(ctx: StepContext, instance: Record, status: Record | None) -> dict[str, Any]:
-    """The facts read straight from the instance and status records."""
-    codes = [c.get("ProductCodeId", "") for c in instance.get("ProductCodes") or []]
-    return {
-        "id": ctx.target.id,
-        "region": ctx.target.region,
-        "account": ctx.target.account,
-        "state": instance_state(instance),
-        "status": instance_health(status),
-        "tags": tag_map(instance),
-        "availability_zone": (instance.get("Placement") or {}).get("AvailabilityZone"),
-        "instance_type": instance.get("InstanceType"),
-        "platform": "windows" if instance.get("Platform") == "windows" else "linux",
-        "image_id": instance.get("ImageId"),
-        "root_device_name": instance.get("RootDeviceName"),
-        "lifecycle": instance.get("InstanceLifecycle") or "on-demand",
-        "product_codes": codes,
-        "hibernation": bool((instance.get("HibernationOptions") or {}).get("Configured")),
-        "public_ip": instance.get("PublicIpAddress"),
-    }
+INSTANCE = Var("vars.instance")
+# Facts a Step Functions iteration does not read (None there); see shared_facts.
+LOCAL_ONLY_FACTS: Final = ("rescue_image_id", "rescue_image_state", "rescue_ssm")
+STEPFUNCTIONS_FACTS: Final = tuple(f for f in KINDS["ec2-instance"].facts
+                                   if f not in LOCAL_ONLY_FACTS)
+
+
+def _or(into: str, value: Var, default: Expr) -> If:
+    """``vars.<into>``: ``value``, or ``default`` when it is absent."""
+    return If(((Exists(value), (Set(into, value),)),), orelse=(Set(into, default),))
+
+
+def _instance_facts() -> Seq:
+    """The facts read straight from the instance record."""
+    i = INSTANCE
+    return (Set("state", i.State.Name),
+            Set("availability_zone", i.Placement.AvailabilityZone),
+            Set("instance_type", i.InstanceType),
+            If(((Eq(i.Platform, "windows"), (Set("platform", "windows"),)),),
+               orelse=(Set("platform", "linux"),)),
+            Set("image_id", i.ImageId),
+            Set("root_device_name", i.RootDeviceName),
+            _or("lifecycle", i.InstanceLifecycle, "on-demand"),
+            If(((Exists(i.ProductCodes), (
+                Set("product_codes", Var("vars.instance.ProductCodes[*].ProductCodeId")),)),),
+               orelse=(Set("product_codes", []),)),
+            flag("hibernation", Eq(i.HibernationOptions.Configured, True)),
+            Set("public_ip", i.PublicIpAddress),
+            *tag_mapping("tags", i))
+
+
+def _tagged_root() -> Seq:
+    """No volume at the root device: the volume ec2.detach_root tagged as this instance's
+    root (perhaps left detached by a run that crashed), if any."""
+    volumes, count, volume = Var("vars.tagged.volumes"), Var("vars.tagged_count"), Var(
+        "vars.volume")
+    return (Get("tagged", "ec2", "DescribeVolumes", {"Filters": [
+                {"Name": f"tag:{ROOT_OF_TAG}", "Values": [TARGET_ID]}]},
+                pick={"volumes": "Volumes[*]"}),
+            Set("tagged_count", Count(volumes)),
+            If(((AtLeast(count, 2), (
+                *joined("tagged_ids", volumes, lambda v: v.VolumeId),
+                Fail(Fmt(TARGET_ID, " has no root volume attached and ", count,
+                         f" volumes are tagged {ROOT_OF_TAG}=", TARGET_ID, " (",
+                         Var("vars.tagged_ids"), "); say which one with volume_id")))),)),
+            Set("volume", volumes.at(0)),
+            Set("root_volume_id", volume.VolumeId),
+            *tag("dot_tag", volume, ROOT_DOT_TAG),
+            flag("root_delete_on_termination", Eq(Var("vars.dot_tag"), "true")),
+            *tag("device_tag", volume, ROOT_DEVICE_TAG),
+            If(((Exists(Var("vars.device_tag")),
+                 (Set("root_device_name", Var("vars.device_tag")),)),)))
+
+
+def _root_facts() -> Seq:
+    """The root volume (the one at the root device, else the tagged one) and its key."""
+    mapping, volume, key = Var("vars.root_mapping"), Var("vars.volume"), Var("vars.kms_key_id")
+    return (*flows.root_mapping("root_mapping", INSTANCE),
+            If(((Exists(mapping), (
+                Set("root_volume_id", mapping.Ebs.VolumeId),
+                flag("root_delete_on_termination", Eq(mapping.Ebs.DeleteOnTermination, True)),
+                Read("volume", "volume", Var("vars.root_volume_id")))),),
+               orelse=_tagged_root()),
+            flag("root_encrypted", Eq(volume.Encrypted, True)),
+            Set("kms_key_id", volume.KmsKeyId),
+            Set("kms_key_usable", None),  # no key to check (unencrypted), or unknown
+            If(((All(Eq(Var("vars.root_encrypted"), True), Exists(key)), (
+                kms_key_usable("kms", key), Set("kms_key_usable", Var("vars.kms.usable")))),)))
+
+
+def _stop_protection(read: bool) -> Seq:
+    """DisableApiStop: one DescribeInstanceAttribute per instance (no batch form)."""
+    if not read:
+        return (Set("stop_protection", None),)
+    return (Set("stop_protection", None),  # unknown: not readable
+            Get("stop", "ec2", "DescribeInstanceAttribute",
+                {"InstanceId": TARGET_ID, "Attribute": "disableApiStop"},
+                pick={"value": "DisableApiStop.Value"}, on_error=(OnError(DENIED, ()),)),
+            If(((Exists(Var("vars.stop")),
+                 (flag("stop_protection", Eq(Var("vars.stop.value"), True)),)),)))
+
+
+def _spot_request_type() -> Seq:
+    return (Set("spot_request_type", None),
+            If(((Eq(Var("vars.lifecycle"), "spot"), (
+                Get("spot", "ec2", "DescribeSpotInstanceRequests",
+                    {"Filters": [{"Name": "instance-id", "Values": [TARGET_ID]}]},
+                    pick={"types": "SpotInstanceRequests[*].Type"},
+                    on_error=(OnError(DENIED, ()),)),
+                Set("spot_request_type", Var("vars.spot.types").at(0)))),)))
+
+
+def _elastic_ip() -> Seq:
+    public_ip = Var("vars.public_ip")
+    return (Set("has_elastic_ip", False),
+            If(((Exists(public_ip), (elastic_ip("eip", public_ip),
+                                     Set("has_elastic_ip", Var("vars.eip.elastic")))),)))
+
+
+def _rescue_image(image: str | None) -> Seq:
+    """Read only when the playbook launches rescue instances."""
+    unread = (Set("rescue_image_id", None), Set("rescue_image_state", None))
+    if not image:
+        return unread
+    return (rescue_image_facts("rescue", image),
+            Set("rescue_image_id", Var("vars.rescue.image_id")),
+            Set("rescue_image_state", Var("vars.rescue.state")))
+
+
+def _rescue_ssm(check: bool, profile: str | None) -> Seq:
+    """Read only when the playbook launches rescue instances."""
+    if not check:
+        return (Set("rescue_ssm", None),)
+    return (rescue_ssm_facts("rescue_ssm_read", profile),
+            Set("rescue_ssm", Var("vars.rescue_ssm_read.fact")))
 
 
 @register
-class Inspect(Action):
+class Inspect(ProgramAction):
     """Learn the facts pre-flight and playbooks need about one instance."""
 
     name = "ec2.inspect"
@@ -267,7 +303,8 @@ class Inspect(Action):
                       "ec2:DescribeVolumes", "ec2:DescribeInstanceAttribute",
                       "ec2:DescribeInstanceTypes", "ec2:DescribeSpotInstanceRequests",
                       "ec2:DescribeAddresses", "ec2:DescribeImages", "kms:DescribeKey",
-                      "ssm:GetParameter")
+                      "ssm:GetParameter", "ssm:GetServiceSetting")
+    scoped_permissions = (manageability.GRANT,)
     batches = batch_limits("ec2:DescribeInstanceTypes")
     verify = "read-only"
     params = Schema(fields={
@@ -277,65 +314,44 @@ class Inspect(Action):
         "rescue_image_id": Field(rescue_image.image_node(), description=(
             "the rescue AMI (or resolve:ssm:PARAMETER) to resolve and whose state to read, "
             "once per account and Region, when the playbook launches rescue instances")),
+        "rescue_ssm": Field(Bool(), default=False, description=(
+            "read whether rescue instances would be SSM-managed (an instance profile, or "
+            "Default Host Management Configuration), once per account and Region")),
+        "rescue_instance_profile": Field(Str(max_len=2048), description=(
+            "the instance profile rescue instances are launched with (none: DHMC decides)")),
     })
 
-    def inspect_params(self, risks: frozenset[str],
-                       rescue_image_id: str | None = None) -> dict[str, Any]:
+    def inspect_params(self, risks: frozenset[str], rescue_image_id: str | None = None,
+                       rescue_instance_profile: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"stop_protection": "stop-protection" in risks}
         if rescue_image_id and "rescue-image-unusable" in risks:
             params["rescue_image_id"] = rescue_image_id
+        if rescue_image_id and "rescue-unmanageable" in risks:
+            params["rescue_ssm"] = True
+            if rescue_instance_profile:
+                params["rescue_instance_profile"] = rescue_instance_profile
         return params
 
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:
         return Plan(calls=planned("ec2:DescribeInstances", "ec2:DescribeInstanceStatus",
                                   "ec2:DescribeVolumes", "ec2:DescribeInstanceAttribute"))
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        iid = ctx.target.id
-        instance = yield from existing("instance", iid, "instance")
-        status = yield observe("instance-status", iid)
-        facts = base_facts(ctx, instance, status)
-        yield from self._root_facts(ctx, instance, facts)
-        facts["stop_protection"] = None  # unknown: not read, or not readable
-        if params.get("stop_protection", True):
-            attribute = yield from optional(Call(
-                "ec2", "DescribeInstanceAttribute",
-                {"InstanceId": iid, "Attribute": "disableApiStop"}))
-            if attribute is not None:
-                facts["stop_protection"] = bool(attribute.get("DisableApiStop", {}).get("Value"))
-        facts["instance_store"] = yield from _instance_store(ctx, str(facts["instance_type"]))
-        facts["spot_request_type"] = (
-            (yield from _spot_request_type(iid)) if facts["lifecycle"] == "spot" else None)
-        facts["has_elastic_ip"] = False
-        if facts["public_ip"]:
-            elastic = yield from _elastic_ips(ctx)
-            facts["has_elastic_ip"] = None if elastic is None else facts["public_ip"] in elastic
-        # Read only when the playbook launches rescue instances.
-        facts["rescue_image_id"] = facts["rescue_image_state"] = None
-        if params.get("rescue_image_id"):
-            facts.update((yield from _rescue_image(ctx, str(params["rescue_image_id"]))))
-        return facts
-
-    def _root_facts(self, ctx: StepContext, instance: Record, facts: dict[str, Any]) -> Steps:
-        mapping = root_mapping(instance)
-        volume: Record | None = None
-        if mapping is not None:
-            facts["root_volume_id"] = mapping.get("VolumeId")
-            facts["root_delete_on_termination"] = bool(mapping.get("DeleteOnTermination"))
-            volume = yield observe("volume", str(mapping.get("VolumeId")))
-        else:
-            volume = yield from tagged_root_volume(ctx.target.id)
-            tags = tag_map(volume or {})
-            facts["root_volume_id"] = volume["VolumeId"] if volume else None
-            facts["root_delete_on_termination"] = tags.get(ROOT_DOT_TAG) == "true"
-            facts["root_device_name"] = tags.get(ROOT_DEVICE_TAG, facts["root_device_name"])
-        facts["root_encrypted"] = bool(volume and volume.get("Encrypted"))
-        facts["kms_key_id"] = volume.get("KmsKeyId") if volume else None
-        facts["kms_key_usable"] = None  # no key to check (unencrypted), or unknown
-        if facts["root_encrypted"] and facts["kms_key_id"]:
-            facts["kms_key_usable"] = yield from _kms_key_usable(ctx, str(facts["kms_key_id"]))
-
-    def asl(self, step: AslStep) -> Fragment:
-        from remediate.export.fragments import ec2_instance
-
-        return ec2_instance.inspect(step)
+    def program(self, params: Mapping[str, Any]) -> Program:
+        image = params.get("rescue_image_id")
+        return program(
+            *flows.read_instance("instance", TARGET_ID),
+            Read("status", "instance-status", TARGET_ID),
+            *_instance_facts(),
+            *flows.health("status_word", Var("vars.status")),
+            *_root_facts(),
+            *_stop_protection(bool(params.get("stop_protection", True))),
+            instance_store("store", INSTANCE.InstanceType),
+            Set("instance_store", Var("vars.store.supported")),
+            *_spot_request_type(),
+            *_elastic_ip(),
+            *_rescue_image(str(image) if image else None),
+            *_rescue_ssm(bool(params.get("rescue_ssm")), params.get("rescue_instance_profile")),
+            Done({"id": TARGET_ID, "region": Var("target.region"),
+                  "account": Var("target.account"), "status": Var("vars.status_word"),
+                  **{fact: Var(f"vars.{fact}") for fact in KINDS["ec2-instance"].facts
+                     if fact not in ("id", "region", "account", "status")}}))

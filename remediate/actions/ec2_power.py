@@ -6,160 +6,59 @@ failing on "already stopped". Stop, start and reboot calls carry a ``batch_key``
 the executor merges them across targets (StopInstances takes 1,000 ids a call)
 and each action picks its own entry out of the merged response.
 
-:func:`ensure_stopped` and :func:`ensure_running` are the reconciling cores; the
-volume actions reuse them.
+The reconciling cores, to stopped and to running from wherever the instance is, are
+program pieces in :mod:`remediate.actions.instance_flows`; the volume actions reuse them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from remediate.actions.contract import Action, Plan, StepContext
+from remediate.actions import capacity_hold
+from remediate.actions import instance_flows as flows
+from remediate.actions.contract import Plan, StepContext
 from remediate.actions.ec2_inspect import (
     Record,
-    Steps,
-    aws,
     batch_limits,
-    existing,
     iam,
-    instance_state,
-    own_entry,
     planned,
 )
+from remediate.actions.program import (
+    TARGET_ID,
+    All,
+    AtLeast,
+    Await,
+    Done,
+    Eq,
+    Fail,
+    Fmt,
+    If,
+    Loop,
+    Not,
+    Pause,
+    Plus,
+    Program,
+    Read,
+    Send,
+    Seq,
+    Set,
+    Var,
+    program,
+)
+from remediate.actions.programmed import ProgramAction
 from remediate.actions.registry import register
 from remediate.actions.requests import (
-    ActionRun,
-    Call,
-    Sleep,
-    StepFailed,
     Wait,
-    WaitTimeout,
-    observe,
 )
-from remediate.actions.target_permissions import REBOOT, START, STOP
+from remediate.actions.target_permissions import HOLD, REBOOT, RELEASE, START, STOP
 from remediate.aws.resources import instance_health
 from remediate.language.durations import format_duration, parse_duration
 from remediate.language.schema import Bool, Duration, Field, Int
 from remediate.language.schema import Record as Schema
 
 if TYPE_CHECKING:
-    from remediate.export.fragment import AslStep, Fragment
-
-GONE = frozenset({"shutting-down", "terminated"})
-USER_STOP = "Client.UserInitiatedShutdown"
-
-
-def _state_reason(instance: Record | None) -> str:
-    return str(((instance or {}).get("StateReason") or {}).get("Code", ""))
-
-
-def _reason_text(instance: Record | None) -> str:
-    reason = (instance or {}).get("StateReason") or {}
-    return str(reason.get("Message") or reason.get("Code") or "no reason given")
-
-
-def _gone(instance: Record | None) -> str | None:
-    if instance is None:
-        return "the instance no longer exists"
-    if instance_state(instance) in GONE:
-        return f"the instance is {instance_state(instance)}: {_reason_text(instance)}"
-    return None
-
-
-def _in_state(*states: str) -> Callable[[Record | None], bool]:
-    return lambda instance: instance is not None and instance_state(instance) in states
-
-
-def wait_instance(instance_id: str, state: str, timeout: float,
-                  failed: Callable[[Record | None], str | None] = _gone) -> Wait:
-    return Wait("instance", instance_id, until=_in_state(state), failed=failed,
-                timeout=timeout, what=f"{instance_id} {state}")
-
-
-def _start_failed(before: str) -> Callable[[Record | None], str | None]:
-    """Failure of a start: gone, or stopped again for a new reason (e.g. an unusable KMS key).
-
-    A stale read right after StartInstances can still show the old stop, so a
-    stop counts only once the instance was seen pending or its reason changed.
-    """
-    seen_pending = False
-
-    def check(instance: Record | None) -> str | None:
-        nonlocal seen_pending
-        gone = _gone(instance)
-        if gone or instance is None:
-            return gone
-        state = instance_state(instance)
-        seen_pending = seen_pending or state == "pending"
-        reason = _state_reason(instance)
-        if state == "stopped" and (seen_pending or reason not in {before, USER_STOP}):
-            return f"the instance stopped again: {_reason_text(instance)}"
-        return None
-
-    return check
-
-
-def ensure_stopped(instance_id: str, timeout: float, force_after: float | None = None) -> Steps:
-    """Bring the instance to ``stopped`` from wherever it is; returns the state found."""
-    instance = yield from existing("instance", instance_id, "instance")
-    found = state = instance_state(instance)
-    if state in GONE:
-        raise StepFailed(f"{instance_id} is {state}; it cannot be stopped")
-    if state == "pending":
-        # AWS refuses to stop an instance that has not reached running yet.
-        yield wait_instance(instance_id, "running", timeout)
-        state = "running"
-    if state == "running":
-        yield from _stop_call(instance_id, force=False)
-    if state != "stopped":
-        yield from _wait_stopped(instance_id, timeout, force_after)
-    return found
-
-
-def _stop_call(instance_id: str, force: bool) -> Steps:
-    params: dict[str, Any] = {"InstanceIds": [instance_id]}
-    if force:
-        params["Force"] = True
-    response = yield from aws(
-        Call("ec2", "StopInstances", params, batch_key="InstanceIds",
-             note=f"{'force-' if force else ''}stop {instance_id}"), instance_id)
-    if own_entry(response, "StoppingInstances", instance_id) is None:
-        raise StepFailed(f"StopInstances did not report {instance_id}")
-
-
-def _wait_stopped(instance_id: str, timeout: float, force_after: float | None) -> Steps:
-    if force_after is None or force_after >= timeout:
-        yield wait_instance(instance_id, "stopped", timeout)
-        return
-    try:
-        yield wait_instance(instance_id, "stopped", force_after)
-    except WaitTimeout:
-        # A Windows guest crashing in a boot loop may never shut down cleanly.
-        yield from _stop_call(instance_id, force=True)
-        yield wait_instance(instance_id, "stopped", timeout - force_after)
-
-
-def ensure_running(instance_id: str, timeout: float) -> Steps:
-    """Bring the instance to ``running`` from wherever it is; returns the state found."""
-    instance = yield from existing("instance", instance_id, "instance")
-    found = state = instance_state(instance)
-    if state in GONE:
-        raise StepFailed(f"{instance_id} is {state}; it cannot be started")
-    if state == "stopping":
-        instance = yield wait_instance(instance_id, "stopped", timeout)
-        state = "stopped"
-    if state == "stopped":
-        response = yield from aws(
-            Call("ec2", "StartInstances", {"InstanceIds": [instance_id]},
-                 batch_key="InstanceIds", note=f"start {instance_id}"), instance_id)
-        if own_entry(response, "StartingInstances", instance_id) is None:
-            raise StepFailed(f"StartInstances did not report {instance_id}")
-    if state != "running":
-        yield wait_instance(instance_id, "running", timeout,
-                            failed=_start_failed(_state_reason(instance)))
-    return found
-
+    pass
 
 # --- status checks ---
 
@@ -215,7 +114,7 @@ def timeout_field(default: str, help_text: str = TIMEOUT_HELP) -> Field:
 
 
 @register
-class Stop(Action):
+class Stop(ProgramAction):
     """Stop the instance (the volume swap needs it stopped to detach the root)."""
 
     name = "ec2.stop"
@@ -225,10 +124,20 @@ class Stop(Action):
         "force_after": Field(Duration(minimum=1.0), description=(
             "if the instance is still not stopped after this long, stop it again with "
             "Force (for guests that never shut down cleanly); unset: never force")),
+        "skip_os_shutdown": Field(Bool(), default=False, description=(
+            "stop without the guest's graceful OS shutdown (StopInstances SkipOsShutdown): "
+            "for a guest crashing in a boot loop, which has no OS to shut down; AWS warns "
+            "that in-flight writes of a running OS may be lost")),
+        "hold_capacity": Field(Bool(templated=True), default=False, description=(
+            "hold the instance's capacity with an On-Demand Capacity Reservation before the "
+            "stop, used by its next start and cancelled once it runs (and at the end of "
+            "the run); if AWS cannot reserve it, the instance is not stopped")),
     })
     outputs = {"previous_state": "the state the instance was in before this step"}
-    permissions = iam("ec2:DescribeInstances", "ec2:StopInstances")
-    scoped_permissions = (STOP,)
+    permissions = iam("ec2:DescribeInstances", "ec2:StopInstances",
+                      "ec2:DescribeCapacityReservations", "ec2:CreateCapacityReservation",
+                      "ec2:CreateTags")
+    scoped_permissions = (STOP, *HOLD)
     mutating = True
     batches = batch_limits("ec2:StopInstances")
     start_states = frozenset({"pending", "running", "stopping", "stopped"})
@@ -240,29 +149,39 @@ class Stop(Action):
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:
         if ctx.facts.get("state") == "stopped":
             return Plan(skip="already stopped")
+        if params.get("hold_capacity") is True:
+            return Plan(calls=planned("ec2:CreateCapacityReservation", "ec2:StopInstances",
+                                      note=f"hold its capacity, then stop {ctx.target.id}"))
         return Plan(calls=planned("ec2:StopInstances", note=f"stop {ctx.target.id}"))
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        found = yield from ensure_stopped(ctx.target.id, params["timeout"],
-                                          params.get("force_after"))
-        return {"previous_state": found}
+    def cleanup(self) -> Program:
+        return capacity_hold.iteration_cleanup()
 
-    def asl(self, step: AslStep) -> Fragment:
-        from remediate.export.fragments import ec2_instance
+    def program(self, params: Mapping[str, Any]) -> Program:
+        return program(*flows.stopped("instance", TARGET_ID, params["timeout"],
+                                      params.get("force_after"), params["skip_os_shutdown"],
+                                      _holding(params)),
+                       Done({"previous_state": Var("vars.instance").State.Name}))
 
-        return ec2_instance.stop(step)
+
+def _holding(params: Mapping[str, Any]) -> Eq | None:
+    """When the stop holds capacity first: never when the step says false; else when its
+    value (a playbook parameter, say) is true as the step runs."""
+    return None if params["hold_capacity"] is False else Eq(Var("params.hold_capacity"), True)
 
 
 @register
-class Start(Action):
+class Start(ProgramAction):
     """Start the instance and wait until it runs."""
 
     name = "ec2.start"
     summary = "start the instance and wait until it is running"
     params = Schema(fields={"timeout": timeout_field("10m")})
     outputs = {"previous_state": "the state the instance was in before this step"}
-    permissions = iam("ec2:DescribeInstances", "ec2:StartInstances")
-    scoped_permissions = (START,)
+    permissions = iam("ec2:DescribeInstances", "ec2:StartInstances",
+                      "ec2:DescribeCapacityReservations", "ec2:ModifyCapacityReservation",
+                      "ec2:CancelCapacityReservation")
+    scoped_permissions = (START, *RELEASE)
     mutating = True
     batches = batch_limits("ec2:StartInstances")
     start_states = frozenset({"pending", "running", "stopping", "stopped"})
@@ -275,18 +194,13 @@ class Start(Action):
             return Plan(skip="already running")
         return Plan(calls=planned("ec2:StartInstances", note=f"start {ctx.target.id}"))
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        found = yield from ensure_running(ctx.target.id, params["timeout"])
-        return {"previous_state": found}
-
-    def asl(self, step: AslStep) -> Fragment:
-        from remediate.export.fragments import ec2_instance
-
-        return ec2_instance.start(step)
+    def program(self, params: Mapping[str, Any]) -> Program:
+        return program(*flows.running("instance", TARGET_ID, params["timeout"]),
+                       Done({"previous_state": Var("vars.instance").State.Name}))
 
 
 @register
-class Reboot(Action):
+class Reboot(ProgramAction):
     """Reboot up to ``times`` times, stopping as soon as status checks pass.
 
     The cheapest route: the sensor sometimes fetches the fixed channel file before
@@ -322,68 +236,58 @@ class Reboot(Action):
         return Plan(calls=planned("ec2:RebootInstances", "ec2:DescribeInstanceStatus",
                                   note=f"up to {params.get('times', 3)} reboots"))
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        iid = ctx.target.id
-        status = yield observe("instance-status", iid)
-        health = instance_health(status)
-        if health in {"not-running", "missing"}:
-            raise StepFailed(f"{iid} is not running ({_not_running(status) or health}); "
-                             "a reboot needs a running instance")
-        if params["verify"] and health == "initializing":
-            # It is booting already: let this boot finish before forcing another.
-            try:
-                health = instance_health((yield Wait(
-                    "instance-status", iid, until=_settled, failed=_not_running,
-                    timeout=params["timeout"], what=f"{iid} status checks settled")))
-            except WaitTimeout:
-                health = "initializing"
-        if health == "ok":
-            return {"healthy": True, "reboots": 0}
-        for count in range(1, params["times"] + 1):
-            yield from aws(Call("ec2", "RebootInstances", {"InstanceIds": [iid]},
-                                batch_key="InstanceIds", note=f"reboot {iid} ({count})"), iid)
-            if not params["verify"]:
-                if count < params["times"]:
-                    yield Sleep(params["timeout"])
-                continue
-            if (yield from _boot_went_well(iid, params["settle"], params["timeout"])):
-                return {"healthy": True, "reboots": count}
-        return {"healthy": None if not params["verify"] else False, "reboots": params["times"]}
-
-    def asl(self, step: AslStep) -> Fragment:
-        from remediate.export.fragments import ec2_instance
-
-        return ec2_instance.reboot(step)
+    def program(self, params: Mapping[str, Any]) -> Program:
+        iid, status = TARGET_ID, Var("vars.status")
+        times, verify, timeout = params["times"], params["verify"], params["timeout"]
+        reboots = Var("vars.reboots")
+        healthy = Done({"healthy": True, "reboots": reboots})
+        after: Seq
+        if verify:
+            after = (*_boot(iid, params["settle"], timeout),
+                     If(((Eq(Var("vars.healthy"), True), (healthy,)),)))
+        else:
+            after = (If(((Not(AtLeast(reboots, times)), (Pause(timeout),)),)),)
+        booting = All(Eq(status.InstanceState.Name, "running"), Not(flows.settled(status)))
+        return program(
+            Read("status", "instance-status", iid),
+            If(((flows.not_running(status), (Fail(Fmt(
+                iid, " is not running (the instance is ", status.InstanceState.Name,
+                "); a reboot needs a running instance")),)),)),
+            # Booting already: let this boot finish before forcing another.
+            *((If(((booting, (Await("status", "instance-status", iid, until=flows.settled(),
+                                    fail=flows.NOT_RUNNING_FAIL, timeout=timeout,
+                                    what=Fmt(iid, " status checks settled"),
+                                    on_timeout=()),)),)),) if verify else ()),
+            Set("reboots", 0),
+            If(((flows.status_ok(status), (healthy,)),)),
+            Loop(Not(AtLeast(reboots, times)), (
+                Send("ec2", "RebootInstances", {"InstanceIds": [iid]}, batch_key="InstanceIds",
+                     note=Fmt("reboot ", iid, " (", Plus(reboots), ")")),
+                Set("reboots", Plus(reboots)),
+                *after)),
+            Done({"healthy": False if verify else None, "reboots": reboots}))
 
 
-def _boot_went_well(instance_id: str, settle: float, timeout: float) -> Steps:
-    """After a reboot: True once status checks pass. False when they still fail after
-    ``settle`` (impaired: this boot crashed too; checks read sooner could still be the
-    previous boot's), or are still not ok after ``timeout``."""
+def _boot(instance_id: Var, settle: float, timeout: float) -> Seq:
+    """After a reboot: ``vars.healthy`` true once status checks pass. Impaired checks
+    ``settle`` after the reboot mean this boot crashed too (checks read sooner could
+    still be the previous boot's); so do checks still not ok after ``timeout``."""
     first = min(settle, timeout)
-    if (yield from _became_ok(instance_id, first)):
-        return True
-    if timeout <= first:
-        return False
-    try:
-        record = yield Wait("instance-status", instance_id, until=_settled,
-                            failed=_not_running, timeout=timeout - first,
-                            what=f"{instance_id} status checks settled")
-    except WaitTimeout:
-        return False
-    return instance_health(record) == "ok"
-
-
-def _became_ok(instance_id: str, timeout: float) -> Steps:
-    try:
-        yield wait_status_ok(instance_id, timeout)
-    except WaitTimeout:
-        return False
-    return True
+    rest: Seq = ()
+    if timeout > first:
+        rest = (Await("boot_settled", "instance-status", instance_id, until=flows.settled(),
+                      fail=flows.NOT_RUNNING_FAIL, timeout=timeout - first,
+                      what=Fmt(instance_id, " status checks settled"), on_timeout=()),
+                If(((flows.status_ok(Var("vars.boot_settled")), (Set("healthy", True),)),)))
+    return (Set("healthy", False),
+            Await("boot", "instance-status", instance_id, until=flows.status_ok(),
+                  fail=flows.NOT_RUNNING_FAIL, timeout=first,
+                  what=Fmt(instance_id, " status checks ok"), on_timeout=rest),
+            If(((flows.status_ok(Var("vars.boot")), (Set("healthy", True),)),)))
 
 
 @register
-class VerifyStatus(Action):
+class VerifyStatus(ProgramAction):
     """Fail the step unless instance and system status checks pass within the timeout."""
 
     name = "ec2.verify_status"
@@ -396,15 +300,14 @@ class VerifyStatus(Action):
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:
         return Plan(calls=planned("ec2:DescribeInstanceStatus"))
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        iid = ctx.target.id
-        if (yield from _became_ok(iid, params["timeout"])):
-            return {"status": "ok"}
-        record = yield observe("instance-status", iid)
-        raise StepFailed(f"status checks of {iid} not ok after "
-                         f"{format_duration(params['timeout'])}: {describe_checks(record)}")
-
-    def asl(self, step: AslStep) -> Fragment:
-        from remediate.export.fragments import ec2_instance
-
-        return ec2_instance.verify_status(step)
+    def program(self, params: Mapping[str, Any]) -> Program:
+        iid, status, timeout = TARGET_ID, Var("vars.status"), params["timeout"]
+        return program(
+            Await("status", "instance-status", iid, until=flows.status_ok(),
+                  fail=flows.NOT_RUNNING_FAIL, timeout=timeout,
+                  what=Fmt(iid, " status checks ok"), on_timeout=(
+                      *flows.describe_checks("checks", status),
+                      Fail(Fmt("status checks of ", iid,
+                               f" not ok after {format_duration(timeout)}: ",
+                               Var("vars.checks_instance"), ", ", Var("vars.checks_system"))))),
+            Done({"status": "ok"}))

@@ -8,35 +8,61 @@ intermediate state: volume detaching, attached to a rescue instance, instance
 still stopping. Before detaching, ``ec2.detach_root`` tags the volume with whose
 root it is, so even a run whose journal is lost can find it again.
 
+Each is a program (:mod:`remediate.actions.program`), run by the local engine and
+compiled for Step Functions from the same definition; the pieces they share are in
+:mod:`remediate.actions.ebs_flows` and :mod:`remediate.actions.instance_flows`, what
+they do after a lost reply in :mod:`remediate.actions.lost_replies`.
+
 Nothing here deletes a volume or a snapshot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Final
 
-from remediate.actions.contract import Action, Plan, StepContext, calls
+from remediate.actions import ebs_flows as ebs
+from remediate.actions import instance_flows as flows
+from remediate.actions.contract import Plan, StepContext, calls
 from remediate.actions.ec2_inspect import (
     ROOT_DEVICE_TAG,
     ROOT_DOT_TAG,
     ROOT_OF_TAG,
-    Record,
-    Steps,
-    attachment,
-    aws,
-    device_mapping,
-    existing,
     iam,
-    instance_state,
     planned,
-    tag_map,
-    tagged_root_volume,
 )
-from remediate.actions.ec2_power import ensure_running, timeout_field, wait_instance
-from remediate.actions.lost_replies import ATTACH_CONFLICTS, DETACH_CONFLICTS, look_again, send
+from remediate.actions.ec2_power import timeout_field
+from remediate.actions.interpret import evaluate
+from remediate.actions.lost_replies import find_made
+from remediate.actions.program import (
+    TARGET_ID,
+    All,
+    AnyOf,
+    AtLeast,
+    Count,
+    Done,
+    Eq,
+    Exists,
+    Expr,
+    Fail,
+    Find,
+    Fmt,
+    Get,
+    If,
+    In,
+    Not,
+    Program,
+    Read,
+    Retried,
+    Same,
+    Send,
+    Seq,
+    Set,
+    Var,
+    program,
+)
+from remediate.actions.programmed import ProgramAction
 from remediate.actions.registry import register
-from remediate.actions.requests import ActionRun, Call, StepFailed, Wait, observe, wait_state
 from remediate.actions.rescue_launch import RUN_TAG
 from remediate.actions.rescue_permissions import DETACH_FROM_RESCUE
 from remediate.actions.scoped import Scoped, ec2_arn, only
@@ -45,25 +71,26 @@ from remediate.actions.target_permissions import (
     BACKUP_TAG,
     DELETE_ON_TERMINATION,
     DETACH_FROM_TARGETS,
+    RELEASE,
     SNAPSHOT_BACKUP,
     START,
 )
 from remediate.language.schema import Bool, Field, Str
 from remediate.language.schema import Record as Schema
 
-if TYPE_CHECKING:
-    from remediate.export.fragment import AslStep, Fragment
-
 VOLUME_ID = Str(pattern=r"vol-[0-9a-f]{8,17}", pattern_name="a volume id (vol-...)",
                 templated=True)
+SNAPSHOT_ID = Str(pattern=r"snap-[0-9a-f]{8,17}", pattern_name="a snapshot id", templated=True)
 DEVICE = Str(pattern=r"/dev/[a-z0-9]+|xvd[a-z]+[0-9]*", pattern_name="a device name like /dev/sda1",
              templated=True)
 # The tags a root volume gets before it is detached, and the only ones the policy lets
 # the tool put on an existing resource (tagging freely could mark any instance
 # remediate:role=rescue, which the rescue grants trust).
 ROOT_VOLUME_TAGS = (ROOT_OF_TAG, ROOT_DEVICE_TAG, ROOT_DOT_TAG, RUN_TAG)
-# A volume whose attachment is settling is waited for; these states are final.
-VOLUME_LOST = ("missing", "deleting", "deleted", "error")
+RUN_ID: Final = Var("run.id")
+STEP_ID: Final = Var("run.step")
+VOLUME: Final = Var("vars.volume_id")
+ROOT_DEVICE: Final = Var("vars.device")
 
 
 def _root_fields(what: str) -> dict[str, Field]:
@@ -75,96 +102,66 @@ def _root_fields(what: str) -> dict[str, Field]:
     }
 
 
-def root_identity(ctx: StepContext, params: Mapping[str, Any]) -> Steps:
-    """(volume id, root device name): from params, else inspection facts, else AWS.
+def _given(params: Mapping[str, Any], name: str, fact: str) -> Set:
+    """``vars.<name>``: the param if the step sets it, else the inspection fact."""
+    if params.get(name) not in (None, ""):
+        return Set(name, Var(f"params.{name}"))
+    return Set(name, Var(f"target.{fact}"))
+
+
+def root_identity(params: Mapping[str, Any]) -> Seq:
+    """``vars.volume_id`` and ``vars.device``: from params, else inspection facts, else AWS.
 
     AWS means the volume now at the instance's root device or, when nothing is
     there, the volume ec2.detach_root tagged as this instance's root.
     """
-    iid = ctx.target.id
-    volume_id = params.get("volume_id") or ctx.facts.get("root_volume_id")
-    device = params.get("device") or ctx.facts.get("root_device_name")
-    if volume_id and device:
-        return str(volume_id), str(device)
-    instance = yield from existing("instance", iid, "instance")
-    device = device or instance.get("RootDeviceName")
-    if not volume_id:
-        mapping = device_mapping(instance, device)
-        volume_id = mapping.get("VolumeId") if mapping else None
-    if not volume_id:
-        tagged = yield from tagged_root_volume(iid)
-        if tagged is None:
-            raise StepFailed(f"{iid} has nothing at its root device {device} and no volume is "
-                             f"tagged {ROOT_OF_TAG}={iid}; say which volume with volume_id")
-        volume_id = tagged["VolumeId"]
-        device = tag_map(tagged).get(ROOT_DEVICE_TAG, device)
-    if not device:
-        raise StepFailed(f"{iid} reports no root device name; say it with device")
-    return str(volume_id), str(device)
+    iid, instance = TARGET_ID, Var("vars.root_instance")
+    tagged, mapping = Var("vars.tagged"), Var("vars.root_mapping")
+    count, volume, device_tag = Var("vars.tagged_count"), Var("vars.tagged_volume"), Var(
+        "vars.tagged_device")
+    from_tags: Seq = (
+        Get("tagged", "ec2", "DescribeVolumes", {"Filters": [
+            {"Name": f"tag:{ROOT_OF_TAG}", "Values": [iid]}]},
+            pick={"list": "Volumes", "ids": "Volumes[*].VolumeId"}),
+        Set("tagged_count", Count(tagged.list)),
+        If(((AtLeast(count, 2), (Fail(Fmt(
+            iid, " has no root volume attached and ", count, f" volumes are tagged {ROOT_OF_TAG}=",
+            iid, " (", tagged.ids, "); say which one with volume_id")),)),
+            (Exists(tagged.list.at(0), False), (Fail(Fmt(
+                iid, " has nothing at its root device ", ROOT_DEVICE,
+                f" and no volume is tagged {ROOT_OF_TAG}=", iid,
+                "; say which volume with volume_id")),)))),
+        Set("tagged_volume", tagged.list.at(0)),
+        Set("volume_id", volume.VolumeId),
+        Find("tagged_device", volume.Tags, "Key", ROOT_DEVICE_TAG),
+        If(((Exists(device_tag.Value), (Set("device", device_tag.Value),)),)))
+    from_aws: Seq = (
+        *flows.read_instance("root_instance", iid),
+        If(((Exists(ROOT_DEVICE, False), (Set("device", instance.RootDeviceName),)),)),
+        If(((All(Exists(VOLUME, False), Exists(ROOT_DEVICE)), (
+            ebs.device_mapping("root_mapping", instance, ROOT_DEVICE),
+            Set("volume_id", mapping.Ebs.VolumeId))),)),
+        If(((Exists(VOLUME, False), from_tags),)),
+        If(((Exists(ROOT_DEVICE, False), (Fail(Fmt(
+            iid, " reports no root device name; say it with device")),)),)))
+    return (_given(params, "volume_id", "root_volume_id"),
+            _given(params, "device", "root_device_name"),
+            If(((Not(All(Exists(VOLUME), Exists(ROOT_DEVICE))), from_aws),)))
 
 
-def attached_to(instance_id: str, device: str) -> Callable[[Record | None], bool]:
-    def check(volume: Record | None) -> bool:
-        att = attachment(volume or {})
-        return att is not None and att.get("InstanceId") == instance_id and (
-            att.get("Device") == device and att.get("State") == "attached")
-
-    return check
-
-
-def wait_attached(volume_id: str, instance_id: str, device: str, timeout: float) -> Wait:
-    def failed(volume: Record | None) -> str | None:
-        if volume is None:
-            return "the volume no longer exists"
-        att = attachment(volume)
-        if volume.get("State") == "available" or (
-                att is not None and att.get("InstanceId") != instance_id):
-            return f"the volume went {volume.get('State')} instead of attaching to {instance_id}"
-        return None
-
-    return Wait("volume", volume_id, until=attached_to(instance_id, device), failed=failed,
-                timeout=timeout, what=f"{volume_id} attached to {instance_id} at {device}")
-
-
-def wait_available(volume_id: str, timeout: float) -> Wait:
-    return wait_state("volume", volume_id, "available", fail_on=VOLUME_LOST, timeout=timeout)
-
-
-def _settled(volume_id: str, timeout: float) -> Wait:
-    """Wait out an attach or detach in flight: AWS refuses to act on a volume mid-change."""
-    def done(volume: Record | None) -> bool:
-        att = attachment(volume or {})
-        return att is None or att.get("State") not in {"attaching", "detaching"}
-
-    return Wait("volume", volume_id, until=done, timeout=timeout,
-                what=f"{volume_id} attach/detach finished")
-
-
-def detach(ctx: StepContext, volume: Record, timeout: float) -> Steps:
-    """Detach a volume from whatever holds it and wait until it is available."""
-    volume_id = volume["VolumeId"]
-    att = attachment(volume)
-    if att is not None and att.get("State") != "detaching":
-        yield from send(ctx, Call("ec2", "DetachVolume", {
-            "VolumeId": volume_id, "InstanceId": att["InstanceId"], "Device": att["Device"]},
-            note=f"detach {volume_id} from {att['InstanceId']} {att['Device']}"), volume_id,
-            DETACH_CONFLICTS)
-    return (yield wait_available(volume_id, timeout))
-
-
-def _stopped_for_root_detach(instance_id: str, timeout: float) -> Steps:
-    instance = yield from existing("instance", instance_id, "instance")
-    state = instance_state(instance)
-    if state == "stopping":
-        instance = yield wait_instance(instance_id, "stopped", timeout)
-    elif state != "stopped":
-        raise StepFailed(f"{instance_id} is {state}: AWS detaches a root volume only from a "
-                         "stopped instance; stop it first (ec2.stop)")
-    return instance
+def _stopped_for_root_detach(timeout: float) -> Seq:
+    """The instance (``vars.instance``) stopped: waited for if stopping, else refused."""
+    state = Var("vars.instance").State.Name
+    return (*flows.read_instance("instance", TARGET_ID),
+            If(((Eq(state, "stopping"),
+                 (flows.wait_state("instance", TARGET_ID, "stopped", timeout),)),
+                (Not(Eq(state, "stopped")), (Fail(Fmt(
+                    TARGET_ID, " is ", state, ": AWS detaches a root volume only from a "
+                    "stopped instance; stop it first (ec2.stop)")),)))))
 
 
 @register
-class SnapshotRoot(Action):
+class SnapshotRoot(ProgramAction):
     """Back up the root volume before anything touches it."""
 
     name = "ec2.snapshot_root"
@@ -194,62 +191,74 @@ class SnapshotRoot(Action):
                     note="reuses this run's backup snapshot if one exists")
 
     @staticmethod
-    def tags(ctx: StepContext) -> dict[str, str]:
-        """What the backup is tagged with: whose, which run and step, that it is a backup."""
-        tags = {"remediate:run-id": ctx.run_id, "remediate:target": ctx.target.id,
-                BACKUP_TAG[0]: BACKUP_TAG[1]}
-        if ctx.step_id:
-            tags["remediate:step"] = ctx.step_id
+    def tags(step: bool) -> dict[str, Expr]:
+        """What the backup is tagged with: whose, which run and step (``step``: the action
+        runs as a playbook's step), that it is a backup."""
+        tags: dict[str, Expr] = {"remediate:run-id": RUN_ID, "remediate:target": TARGET_ID,
+                                 BACKUP_TAG[0]: BACKUP_TAG[1]}
+        if step:
+            tags["remediate:step"] = STEP_ID
         return tags
 
-    def request(self, ctx: StepContext, volume_id: str) -> dict[str, Any]:
-        """The CreateSnapshot request backing up ``volume_id``."""
-        iid = ctx.target.id
+    @classmethod
+    def create(cls, step: bool) -> dict[str, Expr]:
+        """The CreateSnapshot request backing up ``vars.volume_id``."""
         return {
-            "VolumeId": volume_id,
-            "Description": f"remediate run {ctx.run_id}: backup of {iid} root {volume_id}",
+            "VolumeId": VOLUME,
+            "Description": Fmt("remediate run ", RUN_ID, ": backup of ", TARGET_ID, " root ",
+                               VOLUME),
             "TagSpecifications": [{"ResourceType": "snapshot", "Tags": [
                 {"Key": k, "Value": v}
-                for k, v in {**self.tags(ctx), "Name": f"{iid} root backup"}.items()]}],
+                for k, v in {**cls.tags(step), "Name": Fmt(TARGET_ID, " root backup")}.items()]}],
         }
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        volume_id, _device = yield from root_identity(ctx, params)
-        tags = self.tags(ctx)
-        filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
-        filters.append({"Name": "volume-id", "Values": [volume_id]})
+    def request(self, ctx: StepContext, volume_id: str) -> dict[str, Any]:
+        """The CreateSnapshot request backing up ``volume_id`` (the dry run's probe)."""
+        scope = {"run": {"id": ctx.run_id, "step": ctx.step_id}, "target": {"id": ctx.target.id},
+                 "vars": {"volume_id": volume_id}}
+        request: dict[str, Any] = evaluate(self.create(bool(ctx.step_id)), scope)
+        return request
 
-        def backups() -> Steps:
-            found = yield from aws(Call("ec2", "DescribeSnapshots", {
-                "OwnerIds": ["self"], "Filters": filters}), f"backups of {volume_id}")
-            return list(found.get("Snapshots") or [])
+    def program(self, params: Mapping[str, Any]) -> Program:
+        return program(*root_identity(params),
+                       If(((Exists(STEP_ID), self._backup(params, step=True)),),
+                          orelse=self._backup(params, step=False)))
 
-        snapshots = yield from backups()
-        if not snapshots and ctx.reply_lost("CreateSnapshot"):
-            # A CreateSnapshot of this step lost its reply: its snapshot (tagged on create)
-            # may exist and not be listed yet. Never a second backup for a slow listing.
-            snapshots = yield from look_again(backups)
-        usable = [s for s in snapshots if s.get("State") != "error"]
-        if usable:
-            snapshot_id = max(usable, key=lambda s: str(s.get("StartTime", "")))["SnapshotId"]
-        else:
-            created = yield from aws(Call("ec2", "CreateSnapshot",
-                                          self.request(ctx, volume_id),
-                                          note=f"snapshot {volume_id}"), volume_id)
-            snapshot_id = created["SnapshotId"]
+    def _backup(self, params: Mapping[str, Any], step: bool) -> Seq:
+        """This run's usable backup of the volume if there is one, else a new one."""
+        backups, snapshot = Var("vars.backups"), Var("vars.snapshot_id")
+        filters: list[Expr] = [{"Name": f"tag:{key}", "Values": [value]}
+                               for key, value in self.tags(step).items()]
+        filters += [{"Name": "volume-id", "Values": [VOLUME]},
+                    {"Name": "status", "Values": ["pending", "completed"]}]
+        find = (Get("backups", "ec2", "DescribeSnapshots",
+                    {"OwnerIds": ["self"], "Filters": filters}, pick={"list": "Snapshots"}),)
+        found = Exists(backups.list.at(0))
+        wait: Seq = ()
         if params["wait"]:
-            yield wait_state("snapshot", snapshot_id, "completed", fail_on=("error", "missing"),
-                             timeout=params["timeout"])
-        return {"snapshot_id": snapshot_id, "volume_id": volume_id}
-
-    def asl(self, step: AslStep) -> Fragment:
-        from remediate.export.fragments import ec2_volume
-
-        return ec2_volume.snapshot_root(step)
+            wait = (ebs.state_wait("snapshot", "snapshot", snapshot, "completed",
+                                   ebs.SNAPSHOT_LOST, params["timeout"]),)
+        create = (Send("ec2", "CreateSnapshot", self.create(step), into="created",
+                       pick={"id": "SnapshotId"}, note=Fmt("snapshot ", VOLUME), subject=VOLUME),
+                  Set("snapshot_id", Var("vars.created.id")))
+        # A CreateSnapshot of this step that lost its reply made a snapshot (tagged on
+        # create) that may not be listed yet: never a second backup for a slow listing.
+        reuse_or_create = (
+            *find_made("CreateSnapshot", find, found),
+            If(((found, (Set("backup", backups.list.at(0)),
+                         Set("snapshot_id", Var("vars.backup.SnapshotId")))),),
+               orelse=create))
+        return (
+            # Only a step that may have sent CreateSnapshot before (a retry, a reconcile
+            # after a lost reply, a resumed run) looks for its backup; a fresh target's
+            # first attempt makes it at once (no DescribeSnapshots on the critical path).
+            If(((Retried("CreateSnapshot"), reuse_or_create),), orelse=create),
+            *wait,
+            Done({"snapshot_id": snapshot, "volume_id": VOLUME}))
 
 
 @register
-class DetachRoot(Action):
+class DetachRoot(ProgramAction):
     """Take the root volume off the stopped instance so a rescue instance can repair it."""
 
     name = "ec2.detach_root"
@@ -274,40 +283,40 @@ class DetachRoot(Action):
         return Plan(calls=planned("ec2:CreateTags", "ec2:DetachVolume",
                                   note=f"detach {volume} from {device}"))
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        iid = ctx.target.id
-        volume_id, device = yield from root_identity(ctx, params)
-        volume = yield from existing("volume", volume_id, "root volume")
-        att = attachment(volume)
-        if att is not None and att.get("State") in {"attaching", "detaching"}:
-            volume = yield _settled(volume_id, params["timeout"])
-            att = attachment(volume or {})
-        if att is not None and att.get("InstanceId") != iid:
-            # Already moved on (to a rescue instance): the target's part is done.
-            return {"volume_id": volume_id, "device": device, "attached_to": att["InstanceId"]}
-        if att is not None:
-            instance = yield from _stopped_for_root_detach(iid, params["timeout"])
-            mapping = device_mapping(instance, att.get("Device")) or {}
-            dot = str(bool(mapping.get("DeleteOnTermination"))).lower()
-            yield from aws(Call("ec2", "CreateTags", {"Resources": [volume_id], "Tags": [
-                {"Key": ROOT_OF_TAG, "Value": iid},
-                {"Key": ROOT_DEVICE_TAG, "Value": device},
-                {"Key": ROOT_DOT_TAG, "Value": dot},
-                {"Key": "remediate:run-id", "Value": ctx.run_id},
-            ]}, note=f"mark {volume_id} as root of {iid}"), volume_id)
-            volume = yield from detach(ctx, volume, params["timeout"])
-        elif volume.get("State") != "available":
-            yield wait_available(volume_id, params["timeout"])
-        return {"volume_id": volume_id, "device": device, "attached_to": None}
-
-    def asl(self, step: AslStep) -> Fragment:
-        from remediate.export.fragments import ec2_volume
-
-        return ec2_volume.detach_root(step)
+    def program(self, params: Mapping[str, Any]) -> Program:
+        timeout = params["timeout"]
+        volume, att, mapping = Var("vars.volume"), Var("vars.att"), Var("vars.mapping")
+        outputs: dict[str, Expr] = {"volume_id": VOLUME, "device": ROOT_DEVICE}
+        mark = Send("ec2", "CreateTags", {"Resources": [VOLUME], "Tags": [
+            {"Key": ROOT_OF_TAG, "Value": TARGET_ID},
+            {"Key": ROOT_DEVICE_TAG, "Value": ROOT_DEVICE},
+            {"Key": ROOT_DOT_TAG, "Value": Var("vars.dot")},
+            {"Key": "remediate:run-id", "Value": RUN_ID},
+        ]}, note=Fmt("mark ", VOLUME, " as root of ", TARGET_ID), subject=VOLUME)
+        return program(
+            *root_identity(params),
+            *ebs.read_volume("volume", VOLUME, "root volume"),
+            ebs.attachment("att", volume),
+            If(((In(att.State, *ebs.SETTLING), (ebs.settled("volume", VOLUME, timeout),
+                                                ebs.attachment("att", volume))),)),
+            If(((All(Exists(att), Not(Same(att.InstanceId, TARGET_ID))), (
+                # Already moved on (to a rescue instance): the target's part is done.
+                Done({**outputs, "attached_to": att.InstanceId}),)),
+                (Exists(att), (
+                    *_stopped_for_root_detach(timeout),
+                    # Say whose root it is (and its flag), in case the run is lost.
+                    ebs.device_mapping("mapping", Var("vars.instance"), att.Device),
+                    If(((Eq(mapping.Ebs.DeleteOnTermination, True), (Set("dot", "true"),)),),
+                       orelse=(Set("dot", "false"),)),
+                    mark,
+                    *ebs.detach("volume", VOLUME, att, timeout)))),
+               orelse=(If(((Not(Eq(volume.State, "available")),
+                            (ebs.available("volume", VOLUME, timeout),)),)),)),
+            Done({**outputs, "attached_to": None}))
 
 
 @register
-class ReattachRoot(Action):
+class ReattachRoot(ProgramAction):
     """Put the original root volume back at the original root device name.
 
     Works from any state the swap can leave: volume on the rescue instance,
@@ -336,54 +345,50 @@ class ReattachRoot(Action):
                     note="detaches from the rescue instance first if needed; "
                          "skips what is already done")
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        iid = ctx.target.id
+    def program(self, params: Mapping[str, Any]) -> Program:
         timeout = params["timeout"]
-        volume_id, device = yield from root_identity(ctx, params)
-        volume = yield from existing("volume", volume_id, "root volume")
-        if attachment(volume) is not None:
-            volume = yield _settled(volume_id, timeout)
-            if volume is None:
-                raise StepFailed(f"root volume {volume_id} disappeared while settling")
-        if attached_to(iid, device)(volume):
-            return {"volume_id": volume_id, "device": device}
-        if attachment(volume) is not None:
+        volume, att = Var("vars.volume"), Var("vars.att")
+        state = Var("vars.instance").State.Name
+        home = Done({"volume_id": VOLUME, "device": ROOT_DEVICE})
+        return program(
+            *root_identity(params),
+            *ebs.read_volume("volume", VOLUME, "root volume"),
+            If(((Exists(volume.Attachments.at(0)), (
+                ebs.settled("volume", VOLUME, timeout),
+                If(((Exists(volume, False), (Fail(Fmt(
+                    "root volume ", VOLUME, " disappeared while settling")),)),)))),)),
+            ebs.attachment("att", volume),
+            If(((ebs.attached_to(att, TARGET_ID, ROOT_DEVICE), (home,)),)),
             # On the rescue instance (or at the wrong device): take it off first.
-            volume = yield from detach(ctx, volume, timeout)
-        instance = yield from existing("instance", iid, "instance")
-        _check_can_attach(volume, instance, device)
-        if instance_state(instance) == "stopping":
-            yield wait_instance(iid, "stopped", timeout)
-        yield from send(ctx, Call("ec2", "AttachVolume", {
-            "VolumeId": volume_id, "InstanceId": iid, "Device": device},
-            note=f"attach {volume_id} to {iid} at {device}"), volume_id, ATTACH_CONFLICTS)
-        yield wait_attached(volume_id, iid, device, timeout)
-        return {"volume_id": volume_id, "device": device}
-
-    def asl(self, step: AslStep) -> Fragment:
-        from remediate.export.fragments import ec2_volume
-
-        return ec2_volume.reattach_root(step)
+            If(((Exists(att), ebs.detach("volume", VOLUME, att, timeout)),)),
+            *flows.read_instance("instance", TARGET_ID),
+            *_refusals(volume, Var("vars.instance")),
+            If(((Eq(state, "stopping"),
+                 (flows.wait_state("instance_stopped", TARGET_ID, "stopped", timeout),)),)),
+            ebs.attach(VOLUME, TARGET_ID, ROOT_DEVICE),
+            ebs.attached("attached", VOLUME, TARGET_ID, ROOT_DEVICE, timeout),
+            home)
 
 
-def _check_can_attach(volume: Record, instance: Record, device: str) -> None:
+def _refusals(volume: Var, instance: Var) -> Seq:
     """Refuse, before calling AWS, what AWS would refuse or what would lose data."""
-    iid, volume_id = instance["InstanceId"], volume.get("VolumeId")
-    zone = (instance.get("Placement") or {}).get("AvailabilityZone")
-    if volume.get("AvailabilityZone") != zone:
-        raise StepFailed(f"{volume_id} is in {volume.get('AvailabilityZone')} but {iid} is in "
-                         f"{zone}; a volume attaches only within its Availability Zone")
-    occupant = device_mapping(instance, device)
-    if occupant is not None and occupant.get("VolumeId") != volume_id:
-        raise StepFailed(f"{device} of {iid} holds {occupant.get('VolumeId')}, not "
-                         f"{volume_id}; refusing to displace it (detach it yourself if "
-                         f"{volume_id} is the one to boot)")
-    if instance_state(instance) in {"shutting-down", "terminated"}:
-        raise StepFailed(f"{iid} is {instance_state(instance)}; {volume_id} stays available")
+    zone, occupant = instance.Placement.AvailabilityZone, Var("vars.occupant")
+    state = instance.State.Name
+    return (
+        If(((Not(Same(volume.AvailabilityZone, zone)), (Fail(Fmt(
+            VOLUME, " is in ", volume.AvailabilityZone, " but ", TARGET_ID, " is in ", zone,
+            "; a volume attaches only within its Availability Zone")),)),)),
+        ebs.device_mapping("occupant", instance, ROOT_DEVICE),
+        If(((All(Exists(occupant), Not(Same(occupant.Ebs.VolumeId, VOLUME))), (Fail(Fmt(
+            ROOT_DEVICE, " of ", TARGET_ID, " holds ", occupant.Ebs.VolumeId, ", not ", VOLUME,
+            "; refusing to displace it (detach it yourself if ", VOLUME,
+            " is the one to boot)")),)),)),
+        If(((In(state, *flows.GONE), (Fail(Fmt(
+            TARGET_ID, " is ", state, "; ", VOLUME, " stays available")),)),)))
 
 
 @register
-class RestoreRootSettings(Action):
+class RestoreRootSettings(ProgramAction):
     """Put back what the swap changed: DeleteOnTermination, and start it if it was running.
 
     Attaching a volume always sets DeleteOnTermination to false, so a root volume
@@ -405,8 +410,10 @@ class RestoreRootSettings(Action):
     outputs = {"delete_on_termination": "the flag now set on the root device",
                "state": "the instance's state at the end of the step"}
     permissions = iam("ec2:DescribeInstances", "ec2:DescribeVolumes",
-                      "ec2:ModifyInstanceAttribute", "ec2:StartInstances")
-    scoped_permissions = (*DELETE_ON_TERMINATION, START)
+                      "ec2:ModifyInstanceAttribute", "ec2:StartInstances",
+                      "ec2:DescribeCapacityReservations", "ec2:ModifyCapacityReservation",
+                      "ec2:CancelCapacityReservation")
+    scoped_permissions = (*DELETE_ON_TERMINATION, START, *RELEASE)
     mutating = True
     risks = frozenset({"kms-key-unusable"})
     verify = "the root mapping's DeleteOnTermination matches; the instance runs if asked"
@@ -422,35 +429,46 @@ class RestoreRootSettings(Action):
         start = params.get("start")
         return ctx.facts.get("state") in {"running", "pending"} if start is None else bool(start)
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        iid = ctx.target.id
-        instance = yield from existing("instance", iid, "instance")
-        device = (params.get("device") or ctx.facts.get("root_device_name")
-                  or instance.get("RootDeviceName"))
-        mapping = device_mapping(instance, device)
-        if mapping is None:
-            raise StepFailed(f"nothing is attached at {device} of {iid}; put the root volume "
-                             "back first (ec2.reattach_root)")
-        if mapping.get("Status") == "attaching":
-            yield wait_attached(str(mapping.get("VolumeId")), iid, str(device), params["timeout"])
-        wanted = params.get("delete_on_termination")
-        if wanted is None:
-            wanted = ctx.facts.get("root_delete_on_termination")
-        current = bool(mapping.get("DeleteOnTermination"))
-        if wanted is not None and bool(wanted) != current:
-            yield from aws(Call("ec2", "ModifyInstanceAttribute", {
-                "InstanceId": iid, "BlockDeviceMappings": [
-                    {"DeviceName": device, "Ebs": {"DeleteOnTermination": bool(wanted)}}]},
-                note=f"DeleteOnTermination={bool(wanted)} on {iid} {device}"), iid)
-            current = bool(wanted)
-        if self._start(ctx, params):
-            yield from ensure_running(iid, params["timeout"])
-            state = "running"
-        else:
-            state = instance_state((yield observe("instance", iid)) or {})
-        return {"delete_on_termination": current, "state": state}
-
-    def asl(self, step: AslStep) -> Fragment:
-        from remediate.export.fragments import ec2_volume
-
-        return ec2_volume.restore_root_settings(step)
+    def program(self, params: Mapping[str, Any]) -> Program:
+        timeout = params["timeout"]
+        instance, mapping = Var("vars.instance"), Var("vars.mapping")
+        wanted, current, observed = Var("vars.wanted"), Var("vars.current"), Var("vars.observed")
+        wanted_from = (Set("wanted", Var("params.delete_on_termination"))
+                       if params.get("delete_on_termination") is not None
+                       else Set("wanted", Var("target.root_delete_on_termination")))
+        # Start it if asked; by default if it was running (or pending) when inspected.
+        start = (In(Var("target.state"), "running", "pending") if params.get("start") is None
+                 else Eq(Var("params.start"), True))
+        return program(
+            *flows.read_instance("instance", TARGET_ID),
+            _given(params, "device", "root_device_name"),
+            If(((Exists(ROOT_DEVICE, False), (Set("device", instance.RootDeviceName),)),)),
+            ebs.device_mapping("mapping", instance, ROOT_DEVICE),
+            If(((Exists(mapping, False), (Fail(Fmt(
+                "nothing is attached at ", ROOT_DEVICE, " of ", TARGET_ID,
+                "; put the root volume back first (ec2.reattach_root)")),)),)),
+            If(((Eq(mapping.Ebs.Status, "attaching"), (ebs.attached(
+                "attached", mapping.Ebs.VolumeId, TARGET_ID, ROOT_DEVICE, timeout),)),)),
+            wanted_from,
+            If(((Eq(mapping.Ebs.DeleteOnTermination, True), (Set("current", True),)),),
+               orelse=(Set("current", False),)),
+            # Started first, the flag after: StartInstances (its resource bucket binds a
+            # fleet, domain.md) waits for no other bucket, and AWS changes
+            # DeleteOnTermination on a running instance ("Preserve data when an instance
+            # is terminated", docs.aws.amazon.com/AWSEC2/latest/UserGuide/
+            # preserving-volumes-on-termination.html). A start that fails leaves the flag
+            # false: the volume outlives the instance, the safe side.
+            If(((start, (*flows.running("started", TARGET_ID, timeout), Set("state", "running"))),),
+               orelse=(Read("observed", "instance", TARGET_ID),
+                       If(((Exists(observed), (Set("state", observed.State.Name),)),),
+                          orelse=(Set("state", "unknown"),)))),
+            # Only when it must change (AttachVolume always sets it false).
+            If(((AnyOf(All(Eq(wanted, True), Eq(current, False)),
+                       All(Eq(wanted, False), Eq(current, True))), (
+                Send("ec2", "ModifyInstanceAttribute", {
+                    "InstanceId": TARGET_ID, "BlockDeviceMappings": [
+                        {"DeviceName": ROOT_DEVICE, "Ebs": {"DeleteOnTermination": wanted}}]},
+                    note=Fmt("DeleteOnTermination=", wanted, " on ", TARGET_ID, " ",
+                             ROOT_DEVICE)),
+                Set("current", wanted))),)),
+            Done({"delete_on_termination": current, "state": Var("vars.state")}))

@@ -6,8 +6,9 @@ again from its start, reading AWS's state first. Two things make that reading ha
 
 * AWS is eventually consistent: what the lost call made (a snapshot, an SSM command)
   may not be *listed* yet when the step looks. Before making it again, the step looks
-  again (:func:`look_again`), as AWS advises: "run the Describe command repeatedly,
-  starting with a couple of seconds of wait time, and increasing gradually"
+  again (:func:`look_again`; in a program, :func:`find_made`), as AWS advises: "run
+  the Describe command repeatedly, starting with a couple of seconds of wait time, and
+  increasing gradually"
   ("Eventual consistency in the Amazon EC2 API",
   docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html). Six more looks,
   2 s to 64 s apart: about two minutes, paid only when a lost call's result is not
@@ -15,7 +16,8 @@ again from its start, reading AWS's state first. Two things make that reading ha
 * A call made again can meet its own lost twin (AttachVolume answers ``VolumeInUse``
   for the attach that did happen, while DescribeVolumes still shows the volume
   available). Such an error after a lost reply is not a failure: the step reconciles
-  again (:func:`conflict`), until AWS's state says what happened.
+  again (:func:`conflict`; in a program, ``Send(reconcile_on=...)`` with the codes below),
+  until AWS's state says what happened.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from collections.abc import Callable, Generator
 from typing import Any, Final
 
 from remediate.actions.contract import StepContext
+from remediate.actions.program import All, If, Not, Pause, Pred, Sent, Seq
 from remediate.actions.requests import (
     AwsError,
-    Call,
     OutcomeUnknown,
     Request,
     Sleep,
@@ -56,6 +58,15 @@ def look_again(find: Callable[[], Found]) -> Found:
     return found
 
 
+def find_made(operation: str, find: Seq, found: Pred) -> Seq:
+    """A program's :func:`look_again`: ``find`` (steps that read what ``operation`` makes,
+    ``found`` saying whether they found it); when nothing is found and this step may
+    already have sent ``operation`` (its reply lost), ``find`` again after each of
+    :data:`LOOKS` until ``found`` holds. Then, and only then, the caller makes another."""
+    again = tuple(If(((Not(found), (Pause(delay), *find)),)) for delay in LOOKS)
+    return (*find, If(((All(Not(found), Sent(operation)), again),)))
+
+
 def conflict(ctx: StepContext, exc: AwsError, subject: str) -> Exception:
     """What to raise for an error ``exc`` that says the resource is not in the state the
     call needs (VolumeInUse, IncorrectState): :class:`OutcomeUnknown` (reconcile again)
@@ -64,14 +75,3 @@ def conflict(ctx: StepContext, exc: AwsError, subject: str) -> Exception:
     if ctx.reply_lost(exc.operation):
         return OutcomeUnknown(exc.code, exc.message, exc.operation, exc.request_id)
     return StepFailed(f"{exc.operation} for {subject} failed: {exc}")
-
-
-def send(ctx: StepContext, call: Call, subject: str, conflicts: frozenset[str]) -> Found:
-    """Send ``call`` (a mutating call with no idempotency token); an error in
-    ``conflicts`` goes through :func:`conflict`, any other fails the step."""
-    try:
-        return (yield call)
-    except AwsError as exc:
-        if exc.code in conflicts:
-            raise conflict(ctx, exc, subject) from exc
-        raise StepFailed(f"{call.operation} for {subject} failed: {exc}") from exc

@@ -23,10 +23,12 @@ ACTION_MODULES = (
     "remediate.actions.ec2_inspect",
     "remediate.actions.ec2_power",
     "remediate.actions.ec2_volumes",
+    "remediate.actions.ec2_backup",
     "remediate.actions.ec2_replace_root",
     "remediate.actions.rescue",
     "remediate.actions.rescue_prepare",
     "remediate.actions.ssm",
+    "remediate.actions.guest_check",
     "remediate.actions.workspaces",
     "remediate.actions.control",
 )

@@ -39,6 +39,9 @@ class Call:
     # (remediate.aws.apis.Operation.on_unknown): e.g. a write the caller reads back
     # anyway is better reconciled at once than resent through a string of 5xx.
     on_unknown: str | None = None
+    # Error codes the caller handles itself (a program's OnError): handed back at once,
+    # not retried by the call layer first (throttling still is).
+    handles: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,11 @@ class StepFailed(Exception):
 
 
 class WaitTimeout(StepFailed):
-    pass
+    """The wait's timeout passed; ``record`` is the last one read (None: none, or missing)."""
+
+    def __init__(self, message: str, record: Record | None = None) -> None:
+        super().__init__(message)
+        self.record = record
 
 
 class WaitFailed(StepFailed):

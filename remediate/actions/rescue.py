@@ -1,48 +1,56 @@
 """Offline repair through a rescue instance: attach the broken volume, repair, detach.
 
-Each action starts by reading the volume (``DescribeVolumes``): a volume already
-on a rescue instance of this run is recognised by its attachment, so a resumed
-step picks up where the crash left it. The rescue instances themselves are the
-run-wide :class:`~remediate.actions.rescue_pool.RescuePool`.
+Each action is a program (:mod:`remediate.actions.program`) that starts by reading the
+volume: a volume already on a rescue instance of this run is recognised by its
+attachment, so a resumed step picks up where the crash left it. The rescue instances
+themselves are the run-wide :class:`~remediate.actions.rescue_pool.RescuePool` locally,
+and one per target on Step Functions (:mod:`remediate.actions.rescue_natives`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from remediate.actions import rescue_image
-from remediate.actions.contract import Action, Plan, StepContext, calls
-from remediate.actions.lost_replies import ATTACH_CONFLICTS, conflict
-from remediate.actions.registry import register
-from remediate.actions.requests import ActionRun, AwsError, Call, StepFailed, Wait, observe
-from remediate.actions.rescue_launch import SLOTS, Pulled, RescueConfig, probe_request
-from remediate.actions.rescue_permissions import ATTACH, DETACH, REPAIR
-from remediate.actions.rescue_pool import RescueInstance, RescuePool, Slot, detach_from_rescue
-from remediate.actions.script_files import read_script, script_problems
-from remediate.actions.ssm import (
-    INSTANCE_ID_RE,
-    SHELL_DOCUMENTS,
-    adopts_command,
-    build_script,
-    command_comment,
-    known_commands,
-    run_script,
+from remediate.actions import bitlocker_keys, rescue_image
+from remediate.actions import rescue_flows as flows
+from remediate.actions import rescue_natives as natives
+from remediate.actions.contract import Plan, StepContext, calls
+from remediate.actions.lost_replies import DETACH_CONFLICTS
+from remediate.actions.program import (
+    All,
+    Done,
+    Eq,
+    Exists,
+    Fail,
+    Fmt,
+    If,
+    Not,
+    OnError,
+    Program,
+    Same,
+    Script,
+    Send,
+    Set,
+    Var,
+    program,
 )
+from remediate.actions.programmed import ProgramAction
+from remediate.actions.registry import register
+from remediate.actions.rescue_flows import ATT, HOLDER, SAME_AMI, VOLUME
+from remediate.actions.rescue_launch import SLOTS, config_of, probe_request
+from remediate.actions.rescue_permissions import ATTACH, DETACH, REPAIR
+from remediate.actions.rescue_pool import RescuePool
+from remediate.actions.script_files import script_problems, shell_of
+from remediate.actions.ssm_flows import INSTANCE_ID_RE, SHELL_DOCUMENTS, judged, run_script
 from remediate.language.problems import Problem
 from remediate.language.schema import Choice, Duration, Field, Int, ListOf, Record, Str
 
-if TYPE_CHECKING:
-    from remediate.export.fragment import AslStep, Fragment
+__all__ = ["AttachVolume", "DetachVolume", "Repair", "RescuePool", "config_of"]
 
-__all__ = ["AttachVolume", "DetachVolume", "Repair", "RescuePool"]
-
-SAME_AMI: Final = "same-ami-rescue"
 DEFAULT_SCRIPT: Final = "scripts/crowdstrike-offline-repair.ps1"
-SHELLS: Final = {".ps1": "powershell", ".sh": "sh"}
-_DEVICE_TRIES: Final = 3
+RESCUE: Final = Var("vars.rescue")
+DEVICE: Final = Var("vars.device")
 
 VOLUME_ID = Field(
     Str(pattern=r"vol-[0-9a-f]{8,17}", pattern_name="a volume id (vol-...)", templated=True),
@@ -52,73 +60,15 @@ READY_TIMEOUT = Field(Duration(minimum=60, maximum=3 * 3600), default=1200.0,
                                   "agent Online")
 
 
-def accepted_findings(ctx: StepContext) -> frozenset[str]:
-    """Finding kinds the operator accepted for this target (``--accept``)."""
-    return ctx.accepted
-
-
-def volume_id_of(ctx: StepContext, params: Mapping[str, Any]) -> str:
-    volume_id = params.get("volume_id") or ctx.facts.get("root_volume_id")
-    if not volume_id:
-        raise StepFailed(f"no volume to work on: {ctx.target.id} has no root_volume_id fact "
-                         "and volume_id is not set")
-    return str(volume_id)
-
-
-def attachment_of(volume: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    attachments = (volume or {}).get("Attachments") or []
-    return attachments[0] if attachments else None
-
-
-def attached_to(instance_id: str) -> Any:
-    def check(volume: Mapping[str, Any] | None) -> bool:
-        found = attachment_of(volume)
-        return bool(found and found.get("InstanceId") == instance_id
-                    and found.get("State") == "attached")
-
-    return check
-
-
 def same_image_error(ctx: StepContext, image_id: str, image: str) -> str | None:
     """Why the rescue AMI ``image_id`` (what ``image``, the step's rescue_image_id, names
     in the target's Region) must not be used for this target (None: it may)."""
-    if ctx.facts.get("image_id") != image_id or SAME_AMI in accepted_findings(ctx):
+    if ctx.facts.get("image_id") != image_id or SAME_AMI in ctx.accepted:
         return None
     return (f"rescue_image_id {rescue_image.shown(image_id, image)} is the AMI "
             f"{ctx.target.id} was launched from: its disk would collide with the rescue "
             "instance's (disk signature) and onlining it can leave it unbootable; use a "
             "different Windows version, or --accept same-ami-rescue")
-
-
-_CONFIG_FIELDS: Final = ("instance_type", "instance_profile", "max_per_az",
-                         "volumes_per_instance", "ready_timeout")
-
-
-def config_of(params: Mapping[str, Any], image_id: str) -> RescueConfig:
-    """How to launch rescue instances from ``image_id`` (what rescue_image_id names in the
-    Region), from rescue.attach_volume's parameters (those not given keep RescueConfig's
-    defaults, which are the parameters' defaults)."""
-    config = RescueConfig(image_id=image_id,
-                          subnet_ids=tuple(params.get("subnet_ids") or ()),
-                          security_group_ids=tuple(params.get("security_group_ids") or ()))
-    return replace(config, **{name: params[name] for name in _CONFIG_FIELDS
-                              if params.get(name) is not None})
-
-
-def _observe_volume(volume_id: str) -> Pulled:
-    volume = yield observe("volume", volume_id)
-    if volume is None:
-        raise StepFailed(f"volume {volume_id} does not exist")
-    return volume
-
-
-def _rescue_holding(ctx: StepContext, volume: Mapping[str, Any]) -> Pulled:
-    """The rescue instance of this run ``volume`` is attached to, or None."""
-    found = attachment_of(volume)
-    if found is None:
-        return None
-    rescue = yield from ctx.service(RescuePool).known(ctx, str(found["InstanceId"]))
-    return rescue
 
 
 LAUNCH_FIELDS: Final = {
@@ -138,10 +88,11 @@ LAUNCH_FIELDS: Final = {
                                                 pattern_name="a security group id")),
                                 default=[], description="security groups for rescue "
                                 "instances; default: the subnet VPC's default group"),
-    "instance_profile": Field(Str(max_len=2048),
+    "instance_profile": Field(Str(min_len=0, max_len=2048),
                               description="instance profile (name or ARN) giving rescue "
                                           "instances SSM access (AmazonSSMManagedInstance"
-                                          "Core)"),
+                                          "Core); none or empty: only Default Host "
+                                          "Management Configuration can"),
     "max_per_az": Field(Int(minimum=1, maximum=50), default=2,
                         description="at most this many rescue instances per AZ"),
     "volumes_per_instance": Field(Int(minimum=1, maximum=len(SLOTS)), default=len(SLOTS),
@@ -154,7 +105,7 @@ LAUNCH_FIELDS: Final = {
 
 
 @register
-class AttachVolume(Action):
+class AttachVolume(ProgramAction):
     name = "rescue.attach_volume"
     summary = ("Attach the target's (detached) root volume to a rescue instance in its AZ, "
                "launching one if no slot is free.")
@@ -183,7 +134,7 @@ class AttachVolume(Action):
     mutating = True
     start_states = frozenset({"stopped"})
     risks = frozenset({SAME_AMI, "kms-key-unusable", "marketplace-product-code",
-                       "rescue-image-unusable"})
+                       "rescue-image-unusable", "rescue-unmanageable", "rescue-ssm-unchecked"})
     verify = "DescribeVolumes shows the volume attached to the rescue instance"
     undo = "rescue.detach_volume"
 
@@ -206,87 +157,44 @@ class AttachVolume(Action):
             note=f"{note}; would fail: {problem}" if problem else note,
         )
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        image = params["rescue_image_id"]
-        config = config_of(params, (yield from rescue_image.resolved(ctx, image)))
-        problem = same_image_error(ctx, config.image_id, image)
-        if problem:
-            raise StepFailed(problem)
-        volume_id = volume_id_of(ctx, params)
-        pool = ctx.service(RescuePool)
-        volume = yield from _observe_volume(volume_id)
-        found = attachment_of(volume)
-        rescue = yield from _rescue_holding(ctx, volume)
-        if rescue is not None and found is not None and found.get("State") == "detaching":
-            # An undo was detaching it: let it finish, then attach afresh.
-            yield from detach_from_rescue(volume_id, rescue.instance_id, params["attach_timeout"],
-                                          state="detaching")
-            pool.release(ctx, volume_id)
-            volume = yield from _observe_volume(volume_id)
-            found, rescue = attachment_of(volume), None
-        if found is not None and rescue is None:
-            raise StepFailed(f"volume {volume_id} is attached to {found['InstanceId']} at "
-                             f"{found.get('Device')} ({found.get('State')}), not to a rescue "
-                             "instance of this run: detach it from there first")
-        if rescue is not None:
-            assert found is not None
-            device = str(found["Device"])
-            pool.note_attached(ctx, rescue, device, volume_id)
-            yield from pool.ready(ctx, rescue, config)
-        elif volume.get("State") != "available":
-            raise StepFailed(f"volume {volume_id} is {volume.get('State')}, not available")
-        else:
-            slot = yield from self._attach(ctx, pool, config, volume_id,
-                                           str(volume["AvailabilityZone"]))
-            rescue, device = slot.rescue, slot.device
-        yield Wait("volume", volume_id, until=attached_to(rescue.instance_id),
-                   timeout=params["attach_timeout"],
-                   what=f"{volume_id} attached to {rescue.instance_id}")
-        pool.note_attached(ctx, rescue, device, volume_id)
-        return {"rescue_instance_id": rescue.instance_id, "device": device,
-                "volume_id": volume_id, "availability_zone": rescue.az}
+    def program(self, params: Mapping[str, Any]) -> Program:
+        _, image_id, shown = flows.rescue_image(params)
+        volume = flows.volume_id(params)
+        timeout = Var("params.attach_timeout")
+        slot = Var("vars.slot")
+        return program(
+            *natives.image(params),
+            If(((flows.same_image(image_id), (flows.same_image_refused(shown),)),)),
+            *flows.named(volume),
+            *natives.where_volume_is(volume),
+            If(((All(Exists(HOLDER.instance_id), Eq(ATT.State, "detaching")), (
+                # An undo was detaching it: let it finish, then attach afresh.
+                flows.wait_available("freed", volume, timeout),
+                natives.released(volume),
+                *flows.read_volume(volume),
+                natives.no_holder())),)),
+            If(((All(Exists(ATT.InstanceId), Not(Exists(HOLDER.instance_id))), (Fail(Fmt(
+                "volume ", volume, " is attached to ", ATT.InstanceId, " at ", ATT.Device, " (",
+                ATT.State, "), not to a rescue instance of this run: detach it from there "
+                "first")),)),)),
+            If(((Exists(HOLDER.instance_id), (
+                    Set("rescue", HOLDER.instance_id), Set("device", ATT.Device),
+                    natives.resumed(RESCUE, DEVICE, volume, image_id))),
+                (Not(Eq(VOLUME.State, "available")), (Fail(Fmt(
+                    "volume ", volume, " is ", VOLUME.State, ", not available")),))),
+               orelse=(natives.slot(params, volume, VOLUME.AvailabilityZone, image_id),
+                       Set("rescue", slot.instance_id), Set("device", slot.device))),
+            flows.wait_attached("attached", volume, RESCUE, timeout),
+            natives.noted(RESCUE, DEVICE, volume),
+            Done({"rescue_instance_id": RESCUE, "device": DEVICE, "volume_id": volume,
+                  "availability_zone": VOLUME.AvailabilityZone}))
 
-    def _attach(self, ctx: StepContext, pool: RescuePool, config: RescueConfig,
-                volume_id: str, az: str) -> Pulled:
-        for attempt in range(1, _DEVICE_TRIES + 1):
-            slot: Slot = yield from pool.acquire(ctx, config, az, volume_id)
-            try:
-                yield Call("ec2", "AttachVolume",
-                           {"VolumeId": volume_id, "InstanceId": slot.rescue.instance_id,
-                            "Device": slot.device},
-                           note=f"attach {volume_id} to rescue {slot.rescue.instance_id}")
-                return slot
-            except GeneratorExit:  # the step was cancelled: let another volume have the slot
-                pool.release(ctx, volume_id)
-                raise
-            except AwsError as exc:
-                if exc.code in ATTACH_CONFLICTS and ctx.reply_lost("AttachVolume"):
-                    # Our own lost AttachVolume may hold it (the slot stays reserved).
-                    raise conflict(ctx, exc, volume_id) from exc
-                taken = exc.code == "InvalidParameterValue" and "already in use" in exc.message
-                if taken:
-                    pool.mark_taken(ctx, slot, volume_id)
-                else:
-                    pool.release(ctx, volume_id)
-                if not taken or attempt == _DEVICE_TRIES:
-                    raise StepFailed(f"attaching {volume_id} to rescue instance "
-                                     f"{slot.rescue.instance_id} at {slot.device} failed: "
-                                     f"{exc}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def asl(self, step: AslStep) -> Fragment:
-        from remediate.export.fragments import rescue
-
-        return rescue.attach_volume(step)
-
-    def asl_cleanup(self, step: AslStep) -> Fragment | None:
-        from remediate.export.fragments import rescue
-
-        return rescue.cleanup(step)
+    def cleanup(self) -> Program:
+        return natives.iteration_cleanup()
 
 
 @register
-class Repair(Action):
+class Repair(ProgramAction):
     name = "rescue.repair"
     summary = ("Run the offline repair script on the rescue instance holding the volume "
                "(SSM Run Command) and fail with the script's error if it fails.")
@@ -304,6 +212,7 @@ class Repair(Action):
         "timeout": Field(Duration(minimum=30, maximum=6 * 3600), default=900.0,
                          description="how long the script may run"),
         "ready_timeout": READY_TIMEOUT,
+        "bitlocker_keys": bitlocker_keys.FIELD,
     })
     outputs = {
         "stdout": "what the script reported (the files it deleted)",
@@ -324,9 +233,16 @@ class Repair(Action):
         if not isinstance(script, str):
             return []
         problems = script_problems(base_dir, script, ("script",))
-        if params.get("shell", "auto") == "auto" and _shell(script, "auto") is None:
+        if params.get("shell", "auto") == "auto" and shell_of(script, "auto") is None:
             problems.append(Problem(("shell",), f"cannot tell the shell of {script} from its "
                                                 "extension: set shell to powershell or sh"))
+        keys = bitlocker_keys.problem(params.get("bitlocker_keys"))
+        if keys is None and params.get("bitlocker_keys") and shell_of(script, params.get(
+                "shell", "auto")) == "sh":
+            keys = (f"{script} runs on a Linux rescue instance, whose ntfs-3g cannot open "
+                    "BitLocker: unlocking needs the PowerShell script on a Windows one")
+        if keys is not None:
+            problems.append(Problem(("bitlocker_keys",), keys))
         return problems
 
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:
@@ -334,54 +250,57 @@ class Repair(Action):
         return Plan(calls("ssm:SendCommand"),
                     note=f"run {params['script']} on the rescue instance holding {volume}")
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        volume_id = volume_id_of(ctx, params)
-        volume = yield from _observe_volume(volume_id)
-        rescue: RescueInstance | None = yield from _rescue_holding(ctx, volume)
-        if rescue is None:
-            found = attachment_of(volume)
-            where = (f"attached to {found['InstanceId']}" if found
-                     else str(volume.get("State", "not attached")))
-            raise StepFailed(f"volume {volume_id} is not on a rescue instance of this run (it "
-                             f"is {where}): run rescue.attach_volume first")
-        expected = params.get("rescue_instance_id")
-        if expected and expected != rescue.instance_id:
-            raise StepFailed(f"volume {volume_id} is on rescue instance {rescue.instance_id}, "
-                             f"not {expected}")
-        shell = _shell(params["script"], params["shell"]) or "powershell"
-        if (shell == "powershell") != (rescue.platform == "windows"):
-            raise StepFailed(f"{params['script']} is a {shell} script but rescue instance "
-                             f"{rescue.instance_id} runs {rescue.platform.title()}")
-        yield Wait("volume", volume_id, until=attached_to(rescue.instance_id),
-                   what=f"{volume_id} attached to {rescue.instance_id}")
-        config = RescueConfig(image_id=rescue.image_id, ready_timeout=params["ready_timeout"])
-        yield from ctx.service(RescuePool).ready(ctx, rescue, config)
-        lines = build_script(shell, {"VolumeId": volume_id},
-                             read_script(ctx.base_dir, params["script"]))
-        invocation = yield from run_script(
-            rescue.instance_id, SHELL_DOCUMENTS[shell], lines, timeout=params["timeout"],
-            comment=command_comment(ctx.run_id, ctx.step_id, volume_id), now=ctx.clock.wall(),
-            may_be_in_flight=ctx.may_have_sent("SendCommand"), adopt=adopts_command(ctx),
-            known=known_commands(ctx))
-        if not invocation.ok:
-            raise StepFailed(invocation.failure(f"offline repair of {volume_id}"))
-        return {"stdout": invocation.stdout, "exit_code": invocation.exit_code,
-                "command_id": invocation.command_id, "rescue_instance_id": rescue.instance_id}
-
-    def asl(self, step: AslStep) -> Fragment:
-        from remediate.export.fragments import rescue
-
-        return rescue.repair(step)
+    def program(self, params: Mapping[str, Any]) -> Program:
+        volume = flows.volume_id(params)
+        script = params["script"]
+        shell = shell_of(script, params["shell"]) or "powershell"
+        rescue, record = HOLDER.instance_id, Var("vars.invocation")
+        expected = Var("params.rescue_instance_id")
+        windows = Eq(HOLDER.platform, "windows")
+        return program(
+            *flows.named(volume),
+            *natives.where_volume_is(volume),
+            If(((Not(Exists(rescue)), (If(
+                ((Exists(ATT.InstanceId), (_not_on(volume, "attached to ", ATT.InstanceId),)),),
+                orelse=(_not_on(volume, VOLUME.State),)),)),)),
+            *((If(((Not(Same(rescue, expected)), (Fail(Fmt(
+                "volume ", volume, " is on rescue instance ", rescue, ", not ", expected)),)),)),)
+              if params.get("rescue_instance_id") else ()),
+            If(((Not(windows) if shell == "powershell" else windows, (Fail(Fmt(
+                f"{script} is a {shell} script but rescue instance ", rescue,
+                f" runs {'Linux' if shell == 'powershell' else 'Windows'}")),)),)),
+            flows.wait_attached("attached", volume, rescue, 900.0),
+            natives.ready(rescue),
+            Set("commands", Script(shell, {"VolumeId": volume, **_key_variables(params, volume)},
+                                   file=script, plain=PLAIN)),
+            *run_script("invocation", rescue, SHELL_DOCUMENTS[shell], Var("vars.commands"),
+                        params["timeout"], extra=volume),
+            *judged("invocation", Fmt("offline repair of ", volume)),
+            Done({"stdout": record.StandardOutputContent, "exit_code": record.ResponseCode,
+                  "command_id": record.CommandId, "rescue_instance_id": rescue}))
 
 
-def _shell(script: str, shell: str) -> str | None:
-    if shell != "auto":
-        return shell
-    return SHELLS.get(os.path.splitext(script)[1].lower())
+# Ids AWS handed out, and the key's reference (its pattern needs no quoting beyond the
+# shell's quotes): plain script variables, so Step Functions can set them too.
+PLAIN: Final = frozenset({"VolumeId", "BitLockerKeys", "KeyRegion"})
+
+
+def _key_variables(params: Mapping[str, Any], volume: Any) -> dict[str, Any]:
+    """Where the script reads a locked volume's recovery key (nothing when unset): the
+    reference and the Region, never the key (see :mod:`remediate.actions.bitlocker_keys`)."""
+    if not params.get("bitlocker_keys"):
+        return {}
+    return {"BitLockerKeys": bitlocker_keys.reference(params, volume),
+            "KeyRegion": Var("target.region")}
+
+
+def _not_on(volume: Any, *where: Any) -> Fail:
+    return Fail(Fmt("volume ", volume, " is not on a rescue instance of this run (it is ",
+                    *where, "): run rescue.attach_volume first"))
 
 
 @register
-class DetachVolume(Action):
+class DetachVolume(ProgramAction):
     name = "rescue.detach_volume"
     summary = "Detach the volume from its rescue instance and wait until it is available."
     params = Record(fields={
@@ -407,20 +326,24 @@ class DetachVolume(Action):
         return Plan(calls("ec2:DetachVolume"),
                     note=f"detach {volume} from its rescue instance, wait available")
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        volume_id = volume_id_of(ctx, params)
-        pool = ctx.service(RescuePool)
-        volume = yield from _observe_volume(volume_id)
-        rescue: RescueInstance | None = yield from _rescue_holding(ctx, volume)
-        if rescue is None:
-            pool.release(ctx, volume_id)
-            return {"volume_id": volume_id, "detached_from": ""}
-        state = str((attachment_of(volume) or {}).get("State", ""))
-        yield from detach_from_rescue(volume_id, rescue.instance_id, params["timeout"], state)
-        pool.release(ctx, volume_id)
-        return {"volume_id": volume_id, "detached_from": rescue.instance_id}
-
-    def asl(self, step: AslStep) -> Fragment:
-        from remediate.export.fragments import rescue
-
-        return rescue.detach_volume(step)
+    def program(self, params: Mapping[str, Any]) -> Program:
+        volume = flows.volume_id(params)
+        rescue = HOLDER.instance_id
+        return program(
+            *flows.named(volume),
+            *natives.where_volume_is(volume),
+            If(((Not(Exists(rescue)), (natives.released(volume),
+                                       Done({"volume_id": volume, "detached_from": ""}))),)),
+            # Unless an undo is detaching it already. Never forced: a forced detach can
+            # corrupt the file system just repaired.
+            If(((Not(Eq(ATT.State, "detaching")), (Send(
+                "ec2", "DetachVolume", {"VolumeId": volume, "InstanceId": rescue},
+                note=Fmt("detach ", volume, " from rescue instance ", rescue),
+                # Detaching or detached already (e.g. by our own DetachVolume, reply lost).
+                on_error=(OnError(tuple(sorted(DETACH_CONFLICTS)), ()),)),)),)),
+            flows.wait_available("freed", volume, Var("params.timeout")),
+            # On Step Functions the instance held only this volume: it goes now.
+            natives.released(volume, counterpart=(Send(
+                "ec2", "TerminateInstances", {"InstanceIds": [rescue]}, batch_key="InstanceIds",
+                note=Fmt("terminate rescue instance ", rescue)),)),
+            Done({"volume_id": volume, "detached_from": rescue}))

@@ -9,7 +9,7 @@ termination: that volume is ours. Customer volumes are never part of a launch.
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from remediate.actions.requests import Call, Request, StepFailed, observe, state_of
@@ -43,6 +43,21 @@ class RescueConfig:
     ready_timeout: float = 1200.0
 
 
+_CONFIG_FIELDS: Final = ("instance_type", "instance_profile", "max_per_az",
+                         "volumes_per_instance", "ready_timeout")
+
+
+def config_of(params: Mapping[str, Any], image_id: str) -> RescueConfig:
+    """How to launch rescue instances from ``image_id`` (what rescue_image_id names in the
+    Region), from rescue.attach_volume's parameters (those not given keep RescueConfig's
+    defaults, which are the parameters' defaults)."""
+    config = RescueConfig(image_id=image_id,
+                          subnet_ids=tuple(params.get("subnet_ids") or ()),
+                          security_group_ids=tuple(params.get("security_group_ids") or ()))
+    return replace(config, **{name: params[name] for name in _CONFIG_FIELDS
+                              if params.get(name) is not None})
+
+
 @dataclass(frozen=True)
 class Launched:
     instance_id: str
@@ -69,12 +84,22 @@ def launch(run_id: str, region: str, az: str, config: RescueConfig,
     )
 
 
+def rescue_tags(run_id: Any, name: Any) -> list[dict[str, Any]]:
+    """The tags of a rescue instance (and its volumes): the run, the role, its Name."""
+    return [{"Key": RUN_TAG, "Value": run_id}, {"Key": ROLE_TAG, "Value": ROLE},
+            {"Key": "Name", "Value": name}]
+
+
 def launch_request(run_id: str, az: str, config: RescueConfig,
                    where: Mapping[str, Any]) -> dict[str, Any]:
     """RunInstances for one rescue instance in ``az``, placed by ``where`` (a SubnetId, or
     a Placement), without the parts only a real launch knows (token, root mapping)."""
-    tags = [{"Key": RUN_TAG, "Value": run_id}, {"Key": ROLE_TAG, "Value": ROLE},
-            {"Key": "Name", "Value": f"remediate-rescue-{az}"}]
+    return instance_request(rescue_tags(run_id, f"remediate-rescue-{az}"), config, where)
+
+
+def instance_request(tags: list[dict[str, Any]], config: RescueConfig,
+                     where: Mapping[str, Any]) -> dict[str, Any]:
+    """RunInstances for one rescue instance tagged ``tags``, placed by ``where``."""
     request: dict[str, Any] = {
         "ImageId": config.image_id,
         "InstanceType": config.instance_type,
@@ -132,10 +157,12 @@ def root_mapping(image: Mapping[str, Any]) -> dict[str, Any]:
     return {"DeviceName": root, "Ebs": ebs}
 
 
-def tag_filters(run_id: str, states: tuple[str, ...]) -> list[dict[str, Any]]:
-    """DescribeInstances filters for this run's rescue instances in ``states``."""
-    return [
-        {"Name": f"tag:{RUN_TAG}", "Values": [run_id]},
-        {"Name": f"tag:{ROLE_TAG}", "Values": [ROLE]},
-        {"Name": "instance-state-name", "Values": list(states)},
-    ]
+def tag_filters(run_id: Any, states: tuple[str, ...],
+                *extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """DescribeInstances filters for this run's rescue instances in ``states`` (none:
+    any state), and ``extra`` ones. ``run_id``: the run's id, or a program's Var."""
+    filters = [{"Name": f"tag:{RUN_TAG}", "Values": [run_id]},
+               {"Name": f"tag:{ROLE_TAG}", "Values": [ROLE]}, *extra]
+    if states:
+        filters.append({"Name": "instance-state-name", "Values": list(states)})
+    return filters

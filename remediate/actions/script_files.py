@@ -115,3 +115,14 @@ def read_script(base_dir: str, path: str) -> list[str]:
         return load_script(base_dir, path).splitlines()
     except ScriptRefused as exc:
         raise StepFailed(exc.message) from None
+
+
+SHELLS: Final = {".ps1": "powershell", ".sh": "sh"}
+
+
+def shell_of(script: str, shell: str) -> str | None:
+    """``shell`` ("powershell" or "sh"), or for "auto" the one ``script``'s extension
+    names (None: it names none)."""
+    if shell != "auto":
+        return shell
+    return SHELLS.get(os.path.splitext(script)[1].lower())

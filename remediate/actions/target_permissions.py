@@ -25,6 +25,7 @@ from remediate.actions.scoped import (
     ec2_arn,
     present,
     request_tag,
+    resource_tag,
 )
 
 INSTANCES: Final = (ec2_arn("instance"),)
@@ -93,4 +94,22 @@ REPLACE_ROOT: Final = (
         "replace-root-volume-task", "volume", "image", "snapshot"))),
     Scoped("ec2:CreateTags", (ec2_arn("replace-root-volume-task"),),
            (created_by("CreateReplaceRootVolumeTask"),)),
+)
+
+# Capacity holds (remediate.actions.capacity_hold): a reservation is created only tagged a
+# hold of remediate's (tags on create need CreateTags as part of the call); opened and
+# cancelled only when it carries that tag. The holds are created before the stop, for the
+# target's type and AZ: CreateCapacityReservation names no instance to scope to.
+CAPACITY_RESERVATIONS: Final = (ec2_arn("capacity-reservation"),)
+HOLD_ROLE: Final = ("remediate:role", "capacity-hold")
+HELD: Final = resource_tag(*HOLD_ROLE)
+HOLD: Final = (
+    Scoped("ec2:CreateCapacityReservation", CAPACITY_RESERVATIONS, (request_tag(*HOLD_ROLE),),
+           label="CapacityHold"),
+    Scoped("ec2:CreateTags", CAPACITY_RESERVATIONS,
+           (created_by("CreateCapacityReservation"),)),
+)
+RELEASE: Final = (
+    Scoped("ec2:ModifyCapacityReservation", CAPACITY_RESERVATIONS, (HELD,), label="CapacityHold"),
+    Scoped("ec2:CancelCapacityReservation", CAPACITY_RESERVATIONS, (HELD,), label="CapacityHold"),
 )

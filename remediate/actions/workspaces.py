@@ -11,20 +11,39 @@ is :mod:`remediate.actions.workspace_transition`'s.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Generator, Mapping
 from typing import Any, ClassVar, Final
 
-from remediate.actions.contract import Action, Plan, StepContext, calls
+from remediate.actions.contract import Plan, StepContext, calls
 from remediate.actions.ec2_inspect import batch_limits
+from remediate.actions.program import (
+    TARGET_ID,
+    Await,
+    Done,
+    Eq,
+    Fail,
+    Fmt,
+    If,
+    In,
+    Native,
+    Program,
+    Set,
+    Var,
+    program,
+)
+from remediate.actions.programmed import ProgramAction
 from remediate.actions.registry import register
-from remediate.actions.requests import ActionRun, Call, StepFailed, Wait
+from remediate.actions.requests import Call
 from remediate.actions.target_permissions import on_workspaces
 from remediate.actions.workspace_transition import (
     AVAILABLE,
+    FOUND,
+    STATE,
+    WS,
     Transition,
+    healthy_or_not,
     read,
     settle,
-    state,
 )
 from remediate.kinds import KINDS
 from remediate.language.schema import Bool, Choice, Duration, Field, ListOf, Record
@@ -41,14 +60,31 @@ STUCK_REBOOT: Final = 1200.0
 # How long past STUCK_REBOOT to wait before rebooting again: "over", not "at".
 _STUCK_MARGIN: Final = 60.0
 _DESCRIBE = "workspaces:DescribeWorkspaces"
+# The facts a Step Functions iteration learns (the inspect program's outputs but tags,
+# see _TAGS): what an exported template or ``when`` may read.
+EXPORTED_FACTS: Final = ("id", "region", "account", "state", "directory_id", "bundle_id",
+                         "user_name", "computer_name", "running_mode")
 
 
-def _batched(operation: str, field: str, what: str) -> Callable[[str], Call]:
-    """A request for one WorkSpace of a batch API (merged across targets by the executor)."""
-    def request(workspace_id: str) -> Call:
-        return Call("workspaces", operation, {field: [{"WorkspaceId": workspace_id}]},
-                    batch_key=field, note=f"{what} {workspace_id}")
-    return request
+def _tags_here(ctx: StepContext, params: Mapping[str, Any],
+              scope: Any) -> Generator[Call, Any, dict[str, Any]]:
+    """The WorkSpace's tags, as the mapping the ``tags`` fact is."""
+    tags = yield Call("workspaces", "DescribeTags", {"ResourceId": ctx.target.id})
+    return {"tags": {t["Key"]: t.get("Value", "") for t in tags.get("TagList", [])}}
+
+
+def _no_tags_on_step_functions(compiler: Any, path: str, nxt: str) -> str:
+    """A Pass state: ``tags`` is null (see ``_TAGS``)."""
+    return str(compiler.add(compiler.name(path), {
+        "Type": "Pass", "Result": {"tags": None}, "ResultPath": "$.r.described", "Next": nxt}))
+
+
+_TAGS: Final = Native(
+    "workspace tags", "described", _tags_here, _no_tags_on_step_functions,
+    why="DescribeTags answers a list of Key/Value pairs and the fact is a mapping: ASL's "
+        "JSONPath cannot build an object whose keys come from data. On Step Functions the "
+        "iteration calls nothing and its facts hold tags: null (a template or `when` "
+        "reading target.tags does not export: EXPORTED_FACTS).")
 
 
 TIMEOUT_DOC = "how long to wait for the WorkSpace to settle"
@@ -62,7 +98,7 @@ RECOVERY_OUTPUTS: Final = {
 
 
 @register
-class Inspect(Action):
+class Inspect(ProgramAction):
     name = "workspaces.inspect"
     summary = "Read a WorkSpace's facts (state, directory, bundle, user, running mode, tags)."
     kinds = KIND
@@ -73,29 +109,34 @@ class Inspect(Action):
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:
         return Plan(calls(_DESCRIBE, "workspaces:DescribeTags", mutating=False))
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        record = yield from read(ctx.target.id)
-        tags = yield Call("workspaces", "DescribeTags", {"ResourceId": ctx.target.id})
-        return {
-            "id": ctx.target.id,
-            "region": ctx.target.region,
-            "account": ctx.target.account,
-            "state": state(record),
-            "tags": {t["Key"]: t.get("Value", "") for t in tags.get("TagList", [])},
-            "directory_id": record.get("DirectoryId"),
-            "bundle_id": record.get("BundleId"),
-            "user_name": record.get("UserName"),
-            "computer_name": record.get("ComputerName"),
-            "running_mode": (record.get("WorkspaceProperties") or {}).get("RunningMode"),
-        }
+    def program(self, params: Mapping[str, Any]) -> Program:
+        # Copied first: a field AWS leaves out reads as null (on Step Functions an
+        # absent path is an error).
+        fields = {"directory_id": WS.DirectoryId, "bundle_id": WS.BundleId,
+                  "user_name": WS.UserName, "computer_name": WS.ComputerName,
+                  "running_mode": WS.WorkspaceProperties.RunningMode}
+        return program(
+            *read(), _TAGS, *(Set(name, value) for name, value in fields.items()),
+            Done({"id": TARGET_ID, "region": Var("target.region"),
+                  "account": Var("target.account"), "state": WS.State,
+                  "tags": Var("vars.described").tags,
+                  **{name: Var(f"vars.{name}") for name in fields}}))
 
 
-START: Final = Transition("StartWorkspaces", "STARTING", frozenset({"STOPPED"}),
-                          _batched("StartWorkspaces", "StartWorkspaceRequests", "start"))
+def _recovery_params(timeout: float) -> Record:
+    return Record(fields={
+        "timeout": Field(Duration(minimum=60, maximum=4 * 3600), default=timeout,
+                         description=TIMEOUT_DOC),
+        "require_healthy": REQUIRE_HEALTHY,
+    })
+
+
+START: Final = Transition("StartWorkspaces", "STARTING", frozenset({"STOPPED"}), "start",
+                          batch_field="StartWorkspaceRequests")
 
 
 @register
-class Start(Action):
+class Start(ProgramAction):
     name = "workspaces.start"
     summary = ("Start a STOPPED WorkSpace and wait until it settles (others are skipped); "
                "one still broken comes back UNHEALTHY, for the reboot.")
@@ -119,15 +160,17 @@ class Start(Action):
             return Plan(skip=f"the WorkSpace is {state_now}, not STOPPED")
         return Plan(calls("workspaces:StartWorkspaces"), note="start it, wait until it settles")
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        settled = yield from settle(START, ctx, params["timeout"], params["timeout"])
-        now = settled.state
-        if settled.changed and now in ("STOPPED", "STARTING"):
-            raise StepFailed(f"WorkSpace {ctx.target.id} is still {now} after StartWorkspaces")
-        return {"started": settled.changed, "healthy": now == AVAILABLE, "state": now}
+    def program(self, params: Mapping[str, Any]) -> Program:
+        timeout = params["timeout"]
+        return program(
+            *settle(START, timeout, timeout,
+                    unchanged=healthy_or_not({"started": False}, FOUND)),
+            If(((In(STATE, "STOPPED", "STARTING"), (Fail(Fmt(
+                "WorkSpace ", TARGET_ID, " is still ", STATE, " after StartWorkspaces")),)),)),
+            *healthy_or_not({"started": True}))
 
 
-class _Recovery(Action):
+class _Recovery(ProgramAction):
     """Reboot, restore and rebuild: one request, one transitional state, then settled."""
 
     kinds = KIND
@@ -147,31 +190,23 @@ class _Recovery(Action):
             note += f"; would fail: the WorkSpace is {state_now}"
         return Plan(calls(f"workspaces:{change.operation}"), note=note)
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        settled = yield from settle(self.change, ctx, params["timeout"],
-                                    self.in_flight_timeout(params))
-        now = settled.state
-        if not settled.changed:
-            raise StepFailed(f"WorkSpace {ctx.target.id} is {now}: {self.change.operation} "
-                             f"needs {self._allowed_text()}")
-        if params["require_healthy"] and now != AVAILABLE:
-            raise StepFailed(f"WorkSpace {ctx.target.id} is {now} after "
-                             f"{self.change.operation}, not AVAILABLE")
-        return {"healthy": now == AVAILABLE, "state": now}
+    def program(self, params: Mapping[str, Any]) -> Program:
+        operation = self.change.operation
+        refused = (Fail(Fmt("WorkSpace ", TARGET_ID, " is ", FOUND,
+                            f": {operation} needs {self._allowed_text()}")),)
+        return program(
+            *settle(self.change, params["timeout"], self.in_flight_timeout(params), refused),
+            If(((Eq(STATE, AVAILABLE), (Done({"healthy": True, "state": STATE}),)),)),
+            If(((Eq(Var("params.require_healthy"), True), (Fail(Fmt(
+                "WorkSpace ", TARGET_ID, " is ", STATE, f" after {operation}, not AVAILABLE")),
+            )),)),
+            Done({"healthy": False, "state": STATE}))
 
     def _allowed_text(self) -> str:
         text = ", ".join(sorted(self.change.allowed))
         if self.change.restart_when_stuck:
             text += f" (or {self.change.transient} for over {STUCK_REBOOT / 60:g} minutes)"
         return text
-
-
-def _recovery_params(timeout: float) -> Record:
-    return Record(fields={
-        "timeout": Field(Duration(minimum=60, maximum=4 * 3600), default=timeout,
-                         description=TIMEOUT_DOC),
-        "require_healthy": REQUIRE_HEALTHY,
-    })
 
 
 @register
@@ -186,8 +221,7 @@ class Reboot(_Recovery):
     batches = batch_limits("workspaces:RebootWorkspaces")
     start_states = frozenset({"AVAILABLE", "UNHEALTHY", "REBOOTING"})
     change = Transition("RebootWorkspaces", "REBOOTING", frozenset({"AVAILABLE", "UNHEALTHY"}),
-                        _batched("RebootWorkspaces", "RebootWorkspaceRequests", "reboot"),
-                        restart_when_stuck=True)
+                        "reboot", batch_field="RebootWorkspaceRequests", restart_when_stuck=True)
 
     def in_flight_timeout(self, params: Mapping[str, Any]) -> float:
         return STUCK_REBOOT + _STUCK_MARGIN
@@ -207,9 +241,7 @@ class Restore(_Recovery):
     risks = frozenset({"workspace-restore-data-loss"})
     change = Transition(
         "RestoreWorkspace", "RESTORING", frozenset({"AVAILABLE", "ERROR", "UNHEALTHY", "STOPPED"}),
-        lambda workspace_id: Call("workspaces", "RestoreWorkspace",
-                                  {"WorkspaceId": workspace_id}, note=f"restore {workspace_id}"),
-        destructive=True)
+        "restore", destructive=True)
 
 
 @register
@@ -228,12 +260,13 @@ class Rebuild(_Recovery):
     risks = frozenset({"workspace-rebuild-data-loss"})
     change = Transition(
         "RebuildWorkspaces", "REBUILDING",
-        frozenset({"AVAILABLE", "ERROR", "UNHEALTHY", "STOPPED", "REBOOTING"}),
-        _batched("RebuildWorkspaces", "RebuildWorkspaceRequests", "rebuild"), destructive=True)
+        frozenset({"AVAILABLE", "ERROR", "UNHEALTHY", "STOPPED", "REBOOTING"}), "rebuild",
+        batch_field="RebuildWorkspaceRequests", destructive=True,
+        last_resort=True)
 
 
 @register
-class WaitState(Action):
+class WaitState(ProgramAction):
     name = "workspaces.wait_state"
     summary = "Wait until a WorkSpace is in one of the given states."
     kinds = KIND
@@ -255,13 +288,12 @@ class WaitState(Action):
         return Plan(calls(_DESCRIBE, mutating=False),
                     note=f"wait for {' or '.join(params['states'])}")
 
-    def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
-        wanted, bad = frozenset(params["states"]), frozenset(params["fail_on"])
-        record = yield Wait(
-            "workspace", ctx.target.id,
-            until=lambda r: state(r) in wanted,
-            failed=lambda r: f"it is {state(r)}" if state(r) in bad else None,
-            timeout=params["timeout"],
-            what=f"WorkSpace {ctx.target.id} {'/'.join(params['states'])}",
-        )
-        return {"state": state(record)}
+    def program(self, params: Mapping[str, Any]) -> Program:
+        states, bad = list(params["states"]), list(params["fail_on"])
+        it = Var("it")
+        return program(
+            Await("ws", "workspace", TARGET_ID, until=In(it.State, *states),
+                  fail=((In(it.State, *bad), Fmt("it is ", it.State)),) if bad else (),
+                  timeout=params["timeout"],
+                  what=Fmt("WorkSpace ", TARGET_ID, f" {'/'.join(states)}")),
+            Done({"state": WS.State}))

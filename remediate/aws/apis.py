@@ -1,10 +1,23 @@
 """AWS operations remediate calls: mutating or not, and the rate bucket each draws from.
 
 This module is the one source of truth for "is this call a mutation" (journaling,
-dry-run refusal) and for "which token bucket does it spend" (pacing). Buckets
-default to AWS's documented EC2 request-token buckets (per account and Region);
-the WorkSpaces and SSM figures are conservative inferences (AWS publishes them as
-quotas, not buckets).
+dry-run refusal) and for "which token bucket does it spend" (pacing, and the
+sandbox's documented throttling model, :mod:`remediate.sandbox.throttling`).
+
+EC2 evaluates each API individually (:data:`EC2_THROTTLING_PAGE`, "Request rate
+limiting": "each API is evaluated individually", a request takes a token from *that
+API's* bucket and "requests for other APIs are not affected"). So every EC2 operation
+has its own bucket, named like the operation (``ec2.AttachVolume``), sized by its
+*category* (``Operation.bucket``: ``ec2.mutating`` 50/5, ``ec2.describe`` 100/20, ...)
+or by its own line on that page (``ec2.create-snapshot``, ``ec2.create-tags``,
+``ec2.run-instances``, ``ec2.start-instances``). Resource buckets (instances started,
+stopped, launched, terminated) come on top. The WorkSpaces and SSM figures are
+conservative inferences (AWS publishes them as quotas, not buckets), and those
+services' operations share their category's bucket.
+
+A playbook's ``execution.rate_limits`` names either a category (it then sizes the
+bucket of every API of that category) or one API (``ec2.AttachVolume``: that API
+only, and it wins over its category).
 """
 
 from __future__ import annotations
@@ -23,18 +36,30 @@ class Bucket:
     refill: float
 
 
-# name -> default bucket. Names are what playbooks write under execution.rate_limits.
+EC2_THROTTLING_PAGE: Final = (
+    "https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html")
+"""AWS's page for EC2's request and resource token buckets (per account and Region)."""
+
+PER_API_SERVICES: Final = frozenset({"ec2"})
+"""Services whose every API has a bucket of its own (EC2_THROTTLING_PAGE)."""
+
+# Category (or own line) -> default bucket. Names are what playbooks write under
+# execution.rate_limits. The EC2 figures are EC2_THROTTLING_PAGE's "Request token
+# bucket sizes and refill rates" and "Resource token bucket sizes and refill rates".
 DEFAULT_BUCKETS: Final = MappingProxyType(
     {
-        "ec2.describe": Bucket(100, 20),
-        "ec2.describe-unfiltered": Bucket(50, 10),
-        "ec2.mutating": Bucket(50, 5),
-        "ec2.create-snapshot": Bucket(100, 5),
-        "ec2.create-tags": Bucket(100, 10),
-        "ec2.run-instances": Bucket(5, 2),
-        "ec2.start-instances": Bucket(5, 2),
+        "ec2.describe": Bucket(100, 20),  # non-mutating actions
+        "ec2.describe-unfiltered": Bucket(50, 10),  # unfiltered and unpaginated
+        "ec2.mutating": Bucket(50, 5),  # mutating actions
+        "ec2.create-snapshot": Bucket(100, 5),  # CreateSnapshot's own line
+        "ec2.create-tags": Bucket(100, 10),  # CreateTags' own line
+        "ec2.run-instances": Bucket(5, 2),  # RunInstances' own line
+        "ec2.start-instances": Bucket(5, 2),  # StartInstances' own line
+        # Resource buckets: one token per instance.
+        "ec2.run-instances-resource": Bucket(1000, 2),
         "ec2.start-instances-resource": Bucket(1000, 2),
         "ec2.stop-instances-resource": Bucket(1000, 20),
+        "ec2.terminate-instances-resource": Bucket(1000, 20),
         "ssm.send-command": Bucket(20, 5),
         "ssm.describe": Bucket(40, 20),
         # Parameter Store's default throughput: 40 GetParameter(s) a second.
@@ -48,6 +73,12 @@ DEFAULT_BUCKETS: Final = MappingProxyType(
         "sts.describe": Bucket(20, 10),
         "dynamodb.describe": Bucket(100, 50),
         "kms.describe": Bucket(100, 50),
+        # remediate readiness reads two quotas per account and Region (inference).
+        "servicequotas.describe": Bucket(10, 5),
+        "iam.describe": Bucket(10, 5),
+        # Secrets Manager's documented quota for ListSecrets: 100 requests a second
+        # (https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_limits.html).
+        "secretsmanager.describe": Bucket(100, 100),
         # Writes to the shared lease table (remediate.leases); on-demand tables take far
         # more: this only paces remediate (inference).
         "leases.write": Bucket(200, 100),
@@ -67,6 +98,7 @@ class Operation:
     name: str
     mutating: bool
     bucket: str
+    """Its category (a name of DEFAULT_BUCKETS): what sizes its bucket by default."""
     # The bucket that counts resources rather than requests (Start/StopInstances).
     resource_bucket: str | None = None
     # The request parameter listing ids, and how many one call may carry.
@@ -101,6 +133,12 @@ class Operation:
     @property
     def iam_action(self) -> str:
         return self.iam or f"{self.service}:{self.name}"
+
+    @property
+    def pacing_bucket(self) -> str:
+        """The token bucket its requests spend: its own (``ec2.AttachVolume``) where AWS
+        evaluates each API individually, else its category's, shared."""
+        return self.key if self.service in PER_API_SERVICES else self.bucket
 
 
 def _ops(*ops: Operation) -> MappingProxyType[str, Operation]:
@@ -141,6 +179,13 @@ OPERATIONS: Final = _ops(
     Operation("ec2", "DescribeAvailabilityZones", _D, "ec2.describe"),
     Operation("ec2", "DescribeRegions", _D, "ec2.describe"),
     Operation("ec2", "DescribeSubnets", _D, "ec2.describe"),
+    # remediate triage: the serial log and the boot screen, one instance a call. Both are
+    # non-mutating, so each has a bucket of its own of the non-mutating size
+    # (EC2_THROTTLING_PAGE, "Request rate limiting": each API is evaluated individually).
+    Operation("ec2", "GetConsoleOutput", _D, "ec2.describe"),
+    Operation("ec2", "GetConsoleScreenshot", _D, "ec2.describe"),
+    # Capacity holds (remediate.actions.capacity_hold), by tag: a filter, not an id list.
+    Operation("ec2", "DescribeCapacityReservations", _D, "ec2.describe"),
     # EC2, mutating
     Operation("ec2", "StopInstances", _M, "ec2.mutating",
               resource_bucket="ec2.stop-instances-resource", batch_key="InstanceIds",
@@ -160,8 +205,16 @@ OPERATIONS: Final = _ops(
     Operation("ec2", "AttachVolume", _M, "ec2.mutating"),
     Operation("ec2", "ModifyInstanceAttribute", _M, "ec2.mutating", on_unknown="resend"),
     Operation("ec2", "CreateReplaceRootVolumeTask", _M, "ec2.mutating", token="ClientToken"),
-    Operation("ec2", "RunInstances", _M, "ec2.run-instances", token="ClientToken"),
-    Operation("ec2", "TerminateInstances", _M, "ec2.mutating", batch_key="InstanceIds",
+    # Capacity holds: each in the mutating category of EC2_THROTTLING_PAGE (no own line).
+    # Opening a reservation, or cancelling one already cancelled (an answer the program
+    # takes), changes nothing more when sent again.
+    Operation("ec2", "CreateCapacityReservation", _M, "ec2.mutating", token="ClientToken"),
+    Operation("ec2", "ModifyCapacityReservation", _M, "ec2.mutating", on_unknown="resend"),
+    Operation("ec2", "CancelCapacityReservation", _M, "ec2.mutating", on_unknown="resend"),
+    Operation("ec2", "RunInstances", _M, "ec2.run-instances",
+              resource_bucket="ec2.run-instances-resource", token="ClientToken"),
+    Operation("ec2", "TerminateInstances", _M, "ec2.mutating",
+              resource_bucket="ec2.terminate-instances-resource", batch_key="InstanceIds",
               batch_limit=1000, on_unknown="resend"),
     # SSM
     Operation("ssm", "SendCommand", _M, "ssm.send-command", batch_key="InstanceIds",
@@ -171,10 +224,14 @@ OPERATIONS: Final = _ops(
     Operation("ssm", "DescribeInstanceInformation", _D, "ssm.describe"),
     # resolve:ssm: rescue images, once per account and Region
     Operation("ssm", "GetParameter", _D, "ssm.get-parameter"),
+    # Default Host Management Configuration, once per account and Region (manageability)
+    Operation("ssm", "GetServiceSetting", _D, "ssm.describe"),
     # WorkSpaces
     Operation("workspaces", "DescribeWorkspaces", _D, "workspaces.describe",
               batch_key="WorkspaceIds", batch_limit=25),
     Operation("workspaces", "DescribeTags", _D, "workspaces.describe"),
+    Operation("workspaces", "DescribeWorkspacesConnectionStatus", _D, "workspaces.describe",
+              batch_key="WorkspaceIds", batch_limit=25),
     Operation("workspaces", "StartWorkspaces", _M, "workspaces.mutating",
               batch_key="StartWorkspaceRequests", batch_limit=25),
     Operation("workspaces", "StopWorkspaces", _M, "workspaces.mutating",
@@ -192,6 +249,15 @@ OPERATIONS: Final = _ops(
     Operation("sts", "GetCallerIdentity", _D, "sts.describe"),
     # KMS: is the root volume's key usable (DescribeKey shares KMS's 2,000/s read quota)
     Operation("kms", "DescribeKey", _D, "kms.describe"),
+    # remediate readiness: may the operator use the key (its policy, its grants)
+    Operation("kms", "GetKeyPolicy", _D, "kms.describe"),
+    Operation("kms", "ListGrants", _D, "kms.describe"),
+    Operation("iam", "SimulatePrincipalPolicy", _D, "iam.describe"),
+    # remediate readiness: is each BitLocker recovery key kept (names and types, no key)
+    Operation("ssm", "DescribeParameters", _D, "ssm.describe"),
+    Operation("secretsmanager", "ListSecrets", _D, "secretsmanager.describe"),
+    Operation("service-quotas", "GetServiceQuota", _D, "servicequotas.describe",
+              iam="servicequotas:GetServiceQuota"),
     # DynamoDB: the shared lease table (--lock-table)
     Operation("dynamodb", "DescribeTable", _D, "dynamodb.describe"),
     Operation("dynamodb", "GetItem", _D, "dynamodb.describe"),
@@ -231,6 +297,21 @@ OPERATIONS: Final = _ops(
     Operation("stepfunctions", "SendTaskFailure", _M, "states.mutating",
               iam="states:SendTaskFailure", on_unknown="resend"),
 )
+
+
+RATE_LIMIT_NAMES: Final = (*DEFAULT_BUCKETS,
+                            *(op.key for op in OPERATIONS.values() if op.pacing_bucket == op.key))
+"""What ``execution.rate_limits`` and ``--rate-limit`` may name: a category (every API of
+it) or one API with a bucket of its own."""
+
+
+def default_bucket(name: str) -> Bucket:
+    """AWS's default for a pacing bucket (:attr:`Operation.pacing_bucket`, or a resource
+    bucket): a per-API bucket is sized by its operation's category."""
+    found = DEFAULT_BUCKETS.get(name)
+    if found is not None:
+        return found
+    return DEFAULT_BUCKETS[OPERATIONS[name].bucket]
 
 
 class UnknownOperation(KeyError):

@@ -125,6 +125,14 @@ class _Hooks:
             hook(call)
 
 
+def single_attempt() -> Any:
+    """A botocore ``Config`` of one attempt, for clients made outside :class:`Clients`
+    (tests, tools): they retry in remediate's one layer too."""
+    from botocore.config import Config
+
+    return Config(retries=dict(BOTOCORE_RETRIES))
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     # At least the run's concurrency, or threads queue for a connection.

@@ -16,6 +16,7 @@ class ErrorClass(Enum):
     THROTTLED = "throttled"  # slow down and retry
     TRANSIENT = "transient"  # AWS-side or network hiccup: retry
     EVENTUAL = "eventual"  # a just-created id not visible yet: retry a few times
+    CAPACITY = "capacity"  # AWS has no capacity for it now and did nothing: retry later
     FATAL = "fatal"  # the request is wrong for this target: fail the step
 
 
@@ -47,8 +48,15 @@ TRANSIENT_CODES: Final[frozenset[str]] = frozenset({
     "RequestTimeout",
     "RequestTimeoutException",
     "IDPCommunicationError",
-    "InsufficientInstanceCapacity",
     "ConnectionError",
+})
+
+# A definite refusal (nothing was started, launched or reserved), not an unknown outcome
+# and not throttling: capacity comes back in minutes, not seconds ("Troubleshoot
+# instance launch issues", EC2 User Guide: "wait a few minutes and then submit your
+# request again"), so it has a retry budget of its own (RetryPolicy.capacity_*).
+CAPACITY_CODES: Final[frozenset[str]] = frozenset({
+    "InsufficientInstanceCapacity",
 })
 
 EVENTUAL_CODES: Final[frozenset[str]] = frozenset({
@@ -74,6 +82,8 @@ def classify(code: str) -> ErrorClass:
         return ErrorClass.TRANSIENT
     if code in EVENTUAL_CODES:
         return ErrorClass.EVENTUAL
+    if code in CAPACITY_CODES:
+        return ErrorClass.CAPACITY
     return ErrorClass.FATAL
 
 

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 Record = Mapping[str, Any]
 MISSING = "missing"
+HOLD_TAG: Final = "remediate:capacity-for"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,15 @@ def _listed(key: str, id_key: str) -> Callable[[Mapping[str, Any]], Iterator[tup
             yield item[id_key], item
 
     return records
+
+
+def _holds(response: Mapping[str, Any]) -> Iterator[tuple[str, Record]]:
+    """Capacity Reservations by the instance whose capacity each holds (its
+    ``remediate:capacity-for`` tag, see remediate.actions.capacity_hold)."""
+    for item in response.get("CapacityReservations", []):
+        for tag in item.get("Tags", []):
+            if tag.get("Key") == HOLD_TAG:
+                yield tag["Value"], item
 
 
 def instance_health(record: Record | None) -> str:
@@ -121,6 +131,12 @@ RESOURCES: Final = MappingProxyType(
             Resource("ssm-agent", "ssm", "DescribeInstanceInformation",
                      lambda ids: {"Filters": [{"Key": "InstanceIds", "Values": list(ids)}]},
                      _listed("InstanceInformationList", "InstanceId"), _field("PingStatus"), 50),
+            # The active Capacity Reservation holding an instance's capacity while it is
+            # stopped (remediate.actions.capacity_hold), by the instance's id.
+            Resource("capacity-hold", "ec2", "DescribeCapacityReservations",
+                     lambda ids: {"Filters": [{"Name": f"tag:{HOLD_TAG}", "Values": list(ids)},
+                                              {"Name": "state", "Values": ["active"]}]},
+                     _holds, _field("State"), 200),
             # One id per call: "<command-id>:<instance-id>".
             Resource("command-invocation", "ssm", "GetCommandInvocation", _invocation_request,
                      _invocation, _field("Status"), 1, None),

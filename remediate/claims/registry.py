@@ -39,7 +39,7 @@ from typing import Final
 
 from remediate.actions.contract import Target
 from remediate.errors import UserError
-from remediate.journal.locks import pid_alive
+from remediate.journal.locks import holder_alive, process_start
 from remediate.journal.records import LockHolder
 
 STATE_DIR_VARIABLE: Final = "REMEDIATE_STATE_DIR"
@@ -63,18 +63,6 @@ def registry_key(target: Target) -> str:
     return f"{target.region}/{target.id}"
 
 
-def process_start(pid: int) -> int | None:
-    """When ``pid`` started, in clock ticks since boot (Linux), to tell a reused pid
-    from the process that wrote an entry; None where the system does not say."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            fields = fh.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    # Field 22 of stat(5); fields[0] is field 3 (the state).
-    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
-
-
 @dataclass(frozen=True)
 class Entry:
     """One live run process and the targets (registry keys) it holds."""
@@ -95,12 +83,7 @@ class Entry:
         return LockHolder(target_key, self.run_id, self.pid, self.host, self.started_at)
 
     def alive(self) -> bool:
-        if not pid_alive(self.pid):
-            return False
-        if self.process_start is None:
-            return True
-        now = process_start(self.pid)
-        return now is None or now == self.process_start
+        return holder_alive(self.pid, self.process_start)
 
     def to_json(self) -> str:
         return json.dumps({"run_id": self.run_id, "pid": self.pid, "host": self.host,

@@ -47,6 +47,8 @@ class ClaimTags(Protocol):
     # The IAM actions the claim needs, on the targets, for the tag key CLAIM_TAG only
     # (for remediate.permissions; the tests check the requests against them).
     permissions: tuple[str, ...]
+    # The (service, operation) that writes a claim: its bucket paces the claim round.
+    write_api: tuple[str, str]
 
     def read(self, target: Target) -> Generator[Any, Any, str | None]:
         """The claim tag's value on ``target`` (None: no claim)."""
@@ -60,6 +62,7 @@ class ClaimTags(Protocol):
 
 class InstanceTags:
     permissions: tuple[str, ...] = ("ec2:DescribeTags", "ec2:CreateTags", "ec2:DeleteTags")
+    write_api = ("ec2", "CreateTags")
 
     def read(self, target: Target) -> Generator[Any, Any, str | None]:
         record = yield observe("instance-claim", target.id)
@@ -79,6 +82,7 @@ class InstanceTags:
 class WorkspaceTags:
     permissions: tuple[str, ...] = ("workspaces:DescribeTags", "workspaces:CreateTags",
                                     "workspaces:DeleteTags")
+    write_api = ("workspaces", "CreateTags")
 
     def read(self, target: Target) -> Generator[Any, Any, str | None]:
         response = yield Call("workspaces", "DescribeTags", {"ResourceId": target.id})

@@ -9,7 +9,9 @@ import click
 
 from remediate.actions import registry
 from remediate.actions.contract import Action
+from remediate.cli.alarms import policy_alarm_option
 from remediate.cli.playbook_arg import load_or_fail
+from remediate.errors import UserError
 from remediate.kinds import KINDS
 from remediate.permissions import policy_document, size_warning, unscoped_warning
 
@@ -91,19 +93,31 @@ def list_actions(fmt: str, facts: bool) -> int:
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
               help="Scope the policy to targets with this tag, as `run --tag` selects them "
                    "(repeatable; replaces the playbook's value for that key).")
-def iam_policy(playbook: str, tags: tuple[str, ...]) -> int:
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A playbook parameter as the run will be given it (repeatable): e.g. "
+                   "rescue_instance_profile, which needs iam:PassRole.")
+@policy_alarm_option
+def iam_policy(playbook: str, tags: tuple[str, ...], params: tuple[str, ...],
+               stop_on_alarm: tuple[str, ...]) -> int:
     """The least-privilege IAM policy PLAYBOOK needs, from its actions' contracts.
 
     Read-only calls are on *; the calls on the targets only on instances (or WorkSpaces)
     carrying the tags the playbook and --tag select by; the rest scoped to the rescue
     instances and to what remediate tags (tags, ARNs, condition keys); it ends with a
     Deny of deleting volumes, snapshots and WorkSpaces. A playbook selecting by no tag
-    gets a warning on stderr: its policy allows those calls on any target."""
+    gets a warning on stderr: its policy allows those calls on any target. With
+    --stop-on-alarm (as the run will be given), reading CloudWatch alarms too."""
+    from remediate.cli.options import parse_params
     from remediate.discovery import Overrides, parse_pairs, select
+    from remediate.language.loader import bind_params
 
     loaded = load_or_fail(playbook)
     selector = select(loaded.targets, Overrides(tags=parse_pairs(tags, "--tag", split=False)))
-    policy = policy_document(loaded, selector)
+    bound, errors = bind_params(loaded, parse_params(params))
+    if errors:
+        raise UserError("; ".join(errors))
+    policy = policy_document(loaded, selector, stop_on_alarm=bool(stop_on_alarm),
+                             params=bound)
     for warning in (unscoped_warning(loaded, selector), size_warning(policy)):
         if warning:
             click.echo(f"warning: {warning}", err=True)

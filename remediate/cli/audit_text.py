@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
+from remediate.cli.plan_groups import group_lines, groups
 from remediate.findings import FINDINGS
 from remediate.language.durations import format_duration
-from remediate.reporters.record import RunRecord, TargetRecord
-from remediate.reporters.wording import permission_lines, plural, rescue_images, selection
-
-
-def _findings(record: TargetRecord) -> str:
-    return ", ".join(f.kind for f in record.findings) or "none"
-
-
-def _target_lines(record: TargetRecord) -> list[str]:
-    t = record.target
-    head = f"{t.id} ({t.account}/{t.region})"
-    lines = [f"{head}: {record.status}"]
-    for finding in record.findings:
-        severity = FINDINGS[finding.kind].severity if finding.kind in FINDINGS else "info"
-        lines.append(f"    finding [{severity}] {finding.kind}: {finding.detail}")
-    if record.refused:
-        lines.append(f"    refused: {record.refused}")
-    for step in record.planned:
-        when = f" [only if {step.condition}]" if step.condition else ""
-        if step.skip:
-            lines.append(f"    skip {step.step} ({step.action}){when}: {step.skip}")
-        else:
-            calls = ", ".join(step.calls) or "no API call"
-            lines.append(f"    {step.step} ({step.action}){when}: {calls}")
-    return lines
+from remediate.reporters.record import RunRecord
+from remediate.reporters.wording import (
+    permission_lines,
+    plural,
+    rescue_images,
+    rescue_ssm,
+    selection,
+)
 
 
 def findings_summary(record: RunRecord) -> list[str]:
@@ -57,31 +40,79 @@ def _api_counts(record: RunRecord) -> Counter[str]:
 
 
 def audit_text(record: RunRecord) -> str:
-    """What each target would get and what it risks; then totals."""
-    lines = [f"dry run of {record.playbook} ({record.run_id}): nothing was changed", ""]
-    for target in record.targets.values():
-        lines.extend(_target_lines(target))
-    summary = record.summary()
-    lines += ["", f"{plural(summary['total'], 'target')}: "
-                  f"{selection(summary, 'would be worked on')}"]
+    """The headline, then the targets grouped by what they would get (refused and those
+    needing a human first), then totals: findings, the forecast, permissions, and the
+    headline again (it scrolls off at fleet size)."""
+    headline = _headline(record)
+    lines = [f"dry run of {record.playbook} ({record.run_id}): nothing was changed",
+             *headline, ""]
+    lines += group_lines(groups(record.targets.values()))
+    lines.append("")
     lines += _rescue_images(record)
     findings = findings_summary(record)
     if findings:
         lines += ["findings:", *findings]
+    lines += _forecast(record)
+    lines += _permissions(record)
+    lines += [f"{n.level}: {n.message}" for n in record.notices if n.level != "info"]
+    return "\n".join([*lines, "", *headline])
+
+
+def _headline(record: RunRecord) -> list[str]:
+    summary = record.summary()
+    line = f"{plural(summary['total'], 'target')}: {selection(summary, 'would be worked on')}"
+    if record.forecast is not None:
+        calls = sum(count for _, count in record.forecast.calls)
+        line += (f"; forecast {format_duration(record.forecast.seconds)}, "
+                 f"{plural(calls, 'mutating API call')}")
+    elif record.estimate_seconds is not None:
+        line += f"; estimated {format_duration(record.estimate_seconds)}"
+    denied = len(record.denied())
+    return [line + (f"; {plural(denied, 'API')} denied by IAM" if denied else "")]
+
+
+def _forecast(record: RunRecord) -> list[str]:
+    """The rehearsal's figures; without one, the plan's calls and the rate estimate."""
+    forecast = record.forecast
+    if forecast is not None:
+        lines = [f"forecast: {format_duration(forecast.seconds)}, from rehearsing the run "
+                 f"on a model of these {plural(forecast.targets, 'target')} (simulated time; "
+                 "canary batches and API limits included)",
+                 f"  assuming {forecast.assumptions}"]
+        if forecast.calls:
+            lines.append("  mutating API calls it would make (batched calls merged):")
+            lines += _wrapped([f"{count} {api}" for api, count in forecast.calls])
+        return lines
+    lines = []
     calls = _api_counts(record)
     if calls:
         lines.append("API calls it would make (before merging into batches):")
-        lines += [f"  {count:6d} {api}" for api, count in sorted(calls.items())]
+        lines += _wrapped([f"{count} {api}" for api, count in sorted(calls.items())])
     if record.estimate_seconds is not None:
         lines.append(f"estimated duration, paced to the API limits: "
                      f"{format_duration(record.estimate_seconds)}")
-    lines += _permissions(record)
-    return "\n".join(lines)
+    return lines
+
+
+def _wrapped(items: list[str], width: int = 96) -> list[str]:
+    """``items`` comma-separated on indented lines of at most ``width`` characters (an
+    item is never split)."""
+    lines: list[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + len(item) + 3 <= width:  # ", " and a last ","
+            lines[-1] += f", {item}"
+        else:
+            if lines:
+                lines[-1] += ","
+            lines.append(f"    {item}")
+    return lines
 
 
 def _rescue_images(record: RunRecord) -> list[str]:
-    images = rescue_images(record)
-    return [f"rescue image (rescue_image_id): {images}"] if images else []
+    """The rescue image, and how rescue instances would reach SSM, per account and Region."""
+    images, reach = rescue_images(record), rescue_ssm(record)
+    return ([f"rescue image (rescue_image_id): {images}"] if images else []) + (
+        [f"rescue instances reach SSM by: {reach}"] if reach else [])
 
 
 def _permissions(record: RunRecord) -> list[str]:
@@ -90,7 +121,14 @@ def _permissions(record: RunRecord) -> list[str]:
     denied = len(record.denied())
     head = (f"IAM permissions (EC2 DryRun=True): {plural(denied, 'API')} denied"
             if denied else "IAM permissions (EC2 DryRun=True): nothing denied")
-    return [head, *(f"  {line}" for line in permission_lines(record.permissions))]
+    urgent = [p for p in record.permissions if p.outcome != "allowed"]
+    allowed: dict[str, list[str]] = {}
+    for check in record.permissions:
+        if check.outcome == "allowed":
+            allowed.setdefault(f"{check.account}/{check.region}", []).append(check.iam_action)
+    return [head, *(f"  {line}" for line in permission_lines(urgent)),
+            *(f"  allowed in {where}: {', '.join(sorted(actions))}"
+              for where, actions in sorted(allowed.items()))]
 
 
 def preflight_text(record: RunRecord) -> str:
@@ -108,10 +146,3 @@ def preflight_text(record: RunRecord) -> str:
         lines += _permissions(record)
     return "\n".join(lines)
 
-
-def canary_text(batch: Any) -> str:
-    lines = [f"canary batch: {batch.succeeded} succeeded, {batch.failed} failed; "
-             f"{plural(batch.remaining, 'target')} to go"]
-    for key, status in sorted(batch.statuses.items()):
-        lines.append(f"  {key}: {status}")
-    return "\n".join(lines)

@@ -91,13 +91,14 @@ def demo(plain: int, workspaces: int, speed: float, progress: bool | None,
     one with an unusable KMS key, a Marketplace one, and WorkSpaces.
     """
     from remediate.clock import Clock, ScaledClock, VirtualClock
-    from remediate.sandbox import Sandbox
+    from remediate.sandbox import Durations, Sandbox
 
     clock: Clock = ScaledClock(speed) if speed > 0 else VirtualClock()
     journal = str(Path(report_dir) / "demo-journal.sqlite")
     worst = exitcodes.OK
     last: dict[str, tuple[str, str]] = {}
-    with Sandbox(clock=clock) as sandbox:
+    # AWS's own pace: Windows boots in 2-5 min, a crash-looping guest stops slowly.
+    with Sandbox(clock=clock, durations=Durations.realistic()) as sandbox:
         fleet = sandbox.build_fleet(demo_spec(plain=plain, workspaces=workspaces))
         region = next(iter(fleet.regions))
         env = Environment(clock=clock, session=sandbox.boto3_session(region), interactive=False)
@@ -106,7 +107,8 @@ def demo(plain: int, workspaces: int, speed: float, progress: bool | None,
 
         def step(title: str, playbook: str, **kw: Any) -> int:
             _section(title)
-            name = playbook.removesuffix(".yaml")
+            # The audit's reports are its own: route 2 runs the same playbook later.
+            name = playbook.removesuffix(".yaml") + ("-plan" if kw.get("dry_run") else "")
             reports = tuple(f"{fmt}:{report_dir}/{name}.{ext}" for fmt, ext in
                             (("json", "json"), ("junit", "xml"), ("md", "md")))
             request = RunRequest(_playbook(playbook), journal_path=journal, progress=progress,

@@ -160,7 +160,7 @@ def deploy(playbook: str, engine: str, params: tuple[str, ...], accepted: tuple[
     click.echo(f"{size_line(compiled)}; state machine {deployed.change}", err=True)
     click.echo(deployed.arn)
     policy = role_policy(compiled.playbook, compiled.definition, state_machine_arn=deployed.arn,
-                         role_arn=compiled.target_role_arn)
+                         role_arn=compiled.target_role_arn, params=compiled.params)
     click.echo(f"the role {role_arn} needs this policy:", err=True)
     click.echo(json.dumps(policy, indent=2))
     return exitcodes.OK

@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
              "and what it risks. Changes nothing."),
     "resume": ("remediate.cli.resume", "resume", "Continue an interrupted run from its "
                "journal."),
+    "triage": ("remediate.cli.triage", "triage", "Classify every instance and WorkSpace "
+               "(boot loop, stop code, healthy...) and the routes each could take."),
     "export": ("remediate.cli.export", "export", "Compile a playbook into an AWS Step "
                "Functions state machine definition."),
     "deploy": ("remediate.cli.export", "deploy", "Create or update a playbook's Step Functions "
@@ -43,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "list-actions": ("remediate.cli.actions", "list_actions", "The actions playbooks can use."),
     "iam-policy": ("remediate.cli.actions", "iam_policy", "The least-privilege IAM policy a "
                    "playbook needs."),
+    "readiness": ("remediate.cli.readiness", "readiness", "Before an incident: could a "
+                  "playbook recover its targets? A scorecard per account and Region."),
 }
 
 

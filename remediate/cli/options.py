@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 
 import click
 
-from remediate.aws.apis import DEFAULT_BUCKETS, Bucket
+from remediate.aws.apis import DEFAULT_BUCKETS, RATE_LIMIT_NAMES, Bucket
 from remediate.cli.exitcodes import UserError
 from remediate.findings import ACKNOWLEDGEABLE
+from remediate.language.schema import did_you_mean
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,7 +127,8 @@ def _shared_execution_options() -> list[Callable[[F], F]]:
                      type=click.Choice(ACKNOWLEDGEABLE),
                      help="Accept a destructive finding for this run (repeatable)."),
         click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
-                     help="Write a report: json:PATH, junit:PATH or md:PATH (repeatable)."),
+                     help="Write a report: json:PATH, junit:PATH, md:PATH or html:PATH "
+                          "(repeatable)."),
         clock_factor_option,
     ]
 
@@ -178,9 +180,12 @@ def parse_rate_limits(items: tuple[str, ...]) -> dict[str, Bucket]:
         except ValueError:
             raise UserError(f"--rate-limit expects BUCKET=BURST/RATE (e.g. ec2.mutating=50/5), "
                             f"got {item!r}") from None
-        if name not in DEFAULT_BUCKETS:
-            raise UserError(f"--rate-limit: unknown bucket {name!r}; buckets: "
-                            + ", ".join(DEFAULT_BUCKETS))
+        if name not in RATE_LIMIT_NAMES:
+            hint = did_you_mean(name, RATE_LIMIT_NAMES)
+            raise UserError(f"--rate-limit: unknown bucket {name!r}{f' ({hint})' if hint else ''}"
+                            "; name a category (every API of it: "
+                            + ", ".join(DEFAULT_BUCKETS)
+                            + ") or one EC2 API (e.g. ec2.AttachVolume)")
         out[name] = bucket
     return out
 

@@ -7,6 +7,7 @@ import os
 import click
 
 from remediate.cli import exitcodes
+from remediate.cli.alarms import watch_alarms
 from remediate.cli.exitcodes import UserError
 from remediate.cli.launch import Environment, ctrl_c, exit_code, lookup, subscribers
 from remediate.cli.lock_table import lock_table_option, open_leases
@@ -25,7 +26,8 @@ from remediate.cli.resume_playbook import resume_playbook
               help="Run the playbook file as it is now instead of the journaled copy, after "
                    "showing the diff; it becomes the run's playbook.")
 @click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
-              help="Write a report: json:PATH, junit:PATH or md:PATH (repeatable).")
+              help="Write a report: json:PATH, junit:PATH, md:PATH or html:PATH "
+                   "(repeatable).")
 @click.option("--progress/--no-progress", default=None)
 @notify_option
 @clock_factor_option
@@ -74,11 +76,15 @@ def resume(journal: str, run_id: str | None, playbook_path: str | None, edited_p
     env = Environment().scaled(clock_factor)
     factory = ClientFactory(playbook.targets.accounts, run_id=record.run_id,
                             session=env.session, endpoint_url=env.endpoint_url)
+    # The run's --stop-on-alarm alarms, checked again before anything is written.
+    alarms = watch_alarms(record.options.get("stop_on_alarm", ()), record.targets, factory,
+                          env.clock)
     bus = subscribers(reports, progress, notify, factory, journal=journal)
     try:
         executor = resuming(store, playbook, clients=lookup(factory), clock=env.clock, bus=bus,
                             run_id=record.run_id, edited=edited_playbook,
-                            leases=open_leases(lock_table, factory, record.run_id, env.clock))
+                            leases=open_leases(lock_table, factory, record.run_id, env.clock),
+                            alarms=alarms)
     except ResumeRefused as exc:
         raise UserError(str(exc)) from None
     click.echo(f"resuming run {record.run_id} ({record.status}) of {playbook.source}", err=True)

@@ -6,12 +6,19 @@ import io
 import json
 import math
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
 from remediate.cli.fleets import demo_spec
 from remediate.cli.options import CLOCK_FACTOR
+
+if TYPE_CHECKING:
+    from remediate.sandbox.throttling import ThrottlePolicy
+
+# remediate.sandbox.throttling.MODELS, named here so that `remediate --help` does not
+# import moto (the sandbox is an extra); a test checks the two agree.
+THROTTLE_MODELS: Final = ("documented", "shared-category")
 
 # Any role ARN does in the sandbox (moto does not check it exists).
 SANDBOX_ROLE = "arn:aws:iam::123456789012:role/remediate-sfn"
@@ -23,6 +30,19 @@ def _probability(_ctx: click.Context, _param: click.Parameter,
     if value is not None and math.isnan(value):
         raise click.BadParameter(f"{value} is not in the range 0<x<=1.")
     return value
+
+
+def throttle_policy(model: str, neighbour: float) -> ThrottlePolicy | None:
+    """``--throttle`` and ``--neighbour`` as a policy (None: ``off``)."""
+    from remediate.sandbox.throttling import Neighbour, ThrottlePolicy
+
+    if model == "off":
+        if neighbour:
+            raise click.BadParameter("needs --throttle documented or shared-category",
+                                     param_hint="--neighbour")
+        return None
+    return ThrottlePolicy.aws_defaults(
+        model=model, neighbour=Neighbour(neighbour) if neighbour else None)
 
 
 @click.group()
@@ -52,9 +72,21 @@ def sandbox() -> None:
                    "InternalError) with this probability: rehearse AWS losing replies.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of --lose-replies: the same seed loses the same replies.")
+@click.option("--throttle", type=click.Choice(["off", *THROTTLE_MODELS]), default="off",
+              show_default=True,
+              help="Throttle EC2 like AWS: `documented` (a bucket per API, as AWS's page "
+                   "says) or `shared-category` (one bucket per category, the older reading).")
+@click.option("--neighbour", metavar="SHARE", type=click.FloatRange(min=0, max=1, max_open=True),
+              default=0.0, show_default=True,
+              help="With --throttle: another tool in the account spends this share of every "
+                   "EC2 bucket's refill (e.g. 0.3).")
+@click.option("--dhmc/--no-dhmc", default=True, show_default=True,
+              help="Default Host Management Configuration on in the fleet's Region: rescue "
+                   "instances without an instance profile register with SSM.")
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoint and fleet as JSON.")
 def serve(port: int, plain: int, workspaces: int, pitfalls: bool, clock_factor: float,
-          stepfunctions: bool, lose_replies: float | None, seed: int, as_json: bool) -> int:
+          stepfunctions: bool, lose_replies: float | None, seed: int, throttle: str,
+          neighbour: float, dhmc: bool, as_json: bool) -> int:
     """Serve the sandbox on 127.0.0.1 until Ctrl-C.
 
     Rehearse a playbook from another shell with the printed AWS_ENDPOINT_URL. A port
@@ -68,11 +100,12 @@ def serve(port: int, plain: int, workspaces: int, pitfalls: bool, clock_factor: 
 
     from remediate.sandbox.state import LostReplies
 
-    spec = demo_spec(plain=plain, workspaces=workspaces, pitfalls=pitfalls)
+    spec = demo_spec(plain=plain, workspaces=workspaces, pitfalls=pitfalls, dhmc=dhmc)
     out = None if as_json else _Announcer(clock_factor)
     lost = None if lose_replies is None else LostReplies(lose_replies, seed)
     return serve_sandbox(port, spec, clock_factor=clock_factor, out=out,
-                         stepfunctions=stepfunctions, lost_replies=lost)
+                         stepfunctions=stepfunctions, lost_replies=lost,
+                         throttle=throttle_policy(throttle, neighbour))
 
 
 class _Announcer(io.StringIO):
@@ -95,15 +128,24 @@ class _Announcer(io.StringIO):
         click.echo("in another shell:")
         click.echo(f"  export AWS_ENDPOINT_URL={data['endpoint']} AWS_ACCESS_KEY_ID=testing "
                    f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={region}")
-        click.echo("  remediate plan playbooks/ec2-offline-repair.yaml")
+        # The tool's own waits (polls, backoff, pacing) must run as fast as the sandbox's
+        # state changes, or a rehearsal polls in real time: the hidden --clock-factor.
+        factor = f"--clock-factor {self.clock_factor:g}"
+        click.echo(f"  remediate plan playbooks/ec2-offline-repair.yaml {factor}")
+        click.echo(f"  remediate run playbooks/ec2-reboot-first.yaml {factor}")
         if data["stepfunctions"]:
             click.echo("  remediate run playbooks/ec2-reboot-first.yaml --engine stepfunctions "
-                       f"--role-arn {SANDBOX_ROLE} --clock-factor {self.clock_factor:g}")
+                       f"--role-arn {SANDBOX_ROLE} {factor}")
         click.echo("")
         click.echo(f"fleet (tagged {tag_key}={tag_value}):")
         for kind, count in sorted(kinds.items()):
             click.echo(f"  {count:5d} EC2 instances: {kind}")
         click.echo(f"  {len(fleet['workspaces']):5d} WorkSpaces")
+        throttle = data.get("throttle")
+        if throttle:
+            neighbour = (f", a neighbour spending {throttle['neighbour']:.0%} of each bucket"
+                         if throttle["neighbour"] else "")
+            click.echo(f"\nthrottling: AWS's EC2 buckets, {throttle['model']} model{neighbour}")
         lost = data.get("lost_replies")
         if lost:
             click.echo(f"\nlost replies: each mutating call takes effect, then answers 500 "

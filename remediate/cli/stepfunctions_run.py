@@ -56,6 +56,8 @@ POLL_SECONDS: Final = 5.0
 # With a simulated clock the execution still runs in real time (moto's threads):
 # wait this long for real between polls, without moving the clock.
 SIMULATED_POLL_SECONDS: Final = 0.05
+# The batches of targets, and what following the canary execution found.
+Canary = tuple[Sequence[list[Target]], "Followed"]
 
 
 @dataclass(frozen=True)
@@ -112,13 +114,15 @@ class _Preflight:
 
 def run_on_stepfunctions(request: RunRequest, env: Environment, playbook: Playbook,
                          params: dict[str, Any], targets: list[Target], factory: Any,
-                         run_id: str) -> int:
+                         run_id: str, said: Mapping[str, str] | None = None) -> int:
+    """The run on Step Functions; ``said``: refusals the question before it listed (the
+    console does not print them again)."""
     from remediate.cli.execution_leases import ExecutionLeases
     from remediate.cli.launch import exit_code, subscribers
     from remediate.executor.result import RunResult
 
     options = request.stepfunctions or StepFunctionsOptions()
-    bus = subscribers(request.reports, request.progress, request.notify, factory)
+    bus = subscribers(request.reports, request.progress, request.notify, factory, said=said)
     bus.publish(RunStarted(run_id, playbook.source, False, env.clock.wall(), tuple(targets),
                            tuple(s.id for s in playbook.steps)))
     statuses = _preflight(request, env, playbook, params, targets, factory, bus)
@@ -229,7 +233,8 @@ def _start_and_follow(request: RunRequest, options: StepFunctionsOptions, env: E
         followed = _follow(sfn, arn, bus, env.clock, batches, part, flight.renew, followed)
         flight.ended(started)
         ask = flight.leases.renewing(_go_on) if flight.leases is not None else _go_on
-        if number == 0 and pause and not ask((batches, followed)):
+        if number == 0 and pause and not _asked(bus, ask, (batches, followed),
+                                                playbook.guards.max_failure_percent):
             _not_confirmed([t for b in batches[1:] for t in b], followed, bus)
             break
         if followed.status != "SUCCEEDED":
@@ -296,7 +301,29 @@ def _not_confirmed(rest: list[Target], followed: Followed, bus: EventBus) -> Non
         bus.publish(TargetFinished(target, "skipped", reason))
 
 
-def _go_on(canary: tuple[Sequence[list[Target]], Followed]) -> bool:
+def _asked(bus: EventBus, ask: Callable[[Canary], bool], canary: Canary,
+           max_failure_percent: float) -> bool:
+    """The question after the canary execution, between the events a local run publishes
+    around it (the progress display stops repainting and says how the canary fared)."""
+    from remediate.executor.events import CanaryAnswered, CanaryQuestion
+    from remediate.executor.guards import FAILED
+
+    batches, followed = canary
+    statuses = tuple(sorted((t.key, followed.statuses.get(t.key, "interrupted"))
+                            for t in batches[0]))
+    total = sum(len(b) for b in batches)
+    bus.publish(CanaryQuestion(statuses, total - len(batches[0]),
+                               sum(1 for _, s in statuses if s in FAILED),
+                               int(total * max_failure_percent / 100.0)))
+    go_on = False
+    try:
+        go_on = ask(canary)
+    finally:
+        bus.publish(CanaryAnswered(go_on))
+    return go_on
+
+
+def _go_on(canary: Canary) -> bool:
     from remediate.cli.launch import _canary_prompt
     from remediate.executor.guards import BatchResult
 

@@ -156,5 +156,6 @@ def ready_for_window(members: Sequence[Pending], now: float, window: float,
 
 
 def splittable(error: AwsError) -> bool:
-    """An error about some id in a request (not throttling): worth asking once per id."""
-    return classify(error.code) in (ErrorClass.FATAL, ErrorClass.EVENTUAL)
+    """An error about some id in a request (not throttling): worth asking once per id.
+    No capacity too: a smaller request may fit where the merged one did not."""
+    return classify(error.code) in (ErrorClass.FATAL, ErrorClass.EVENTUAL, ErrorClass.CAPACITY)

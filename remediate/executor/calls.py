@@ -66,6 +66,9 @@ class Dispatch:
     op: Operation
     account: str
     region: str
+    sent_at: float = 0.0
+    """On the run's clock: a throttle answered to a request sent before the rate was
+    cut tells nothing new (remediate.aws.adaptive)."""
     call_ids: list[int] = field(default_factory=list)
 
     @property
@@ -128,7 +131,7 @@ class CallLayer:
 
     def _enqueue(self, pending: Pending) -> None:
         caller, op = pending.caller, pending.op
-        key = (caller.account, caller.region, op.bucket, op.resource_bucket)
+        key = (caller.account, caller.region, op.pacing_bucket, op.resource_bucket)
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = Lane()
@@ -164,7 +167,7 @@ class CallLayer:
                     self.waited[member.caller.target_key] = now - member.submitted_at
                 params, count = merge(members)
                 self.limiter.take(account, region, op, count)
-                ready.append(Dispatch(members, params, op, account, region))
+                ready.append(Dispatch(members, params, op, account, region, now))
         if ready:
             self._journal_intents(ready)
             for dispatch in ready:
@@ -173,18 +176,20 @@ class CallLayer:
 
     def _journal_intents(self, dispatches: list[Dispatch]) -> None:
         at = self.clock.wall()
-        for dispatch in dispatches:
-            if not dispatch.mutates:
-                continue
+        mutating = [dispatch for dispatch in dispatches if dispatch.mutates]
+        for dispatch in mutating:
             # Defence in depth: submit() already refused these.
             assert not self.dry_run, f"dry run reached the network with {dispatch.api}"
             for member in dispatch.members:
                 dispatch.call_ids.append(self.journal.call_intent(
                     self.run_id, member.caller.target_key, member.caller.step_id,
                     member.caller.rollback, dispatch.op.service, dispatch.op.name,
-                    member.call.params, at))
-        # The intent is on disk before the request leaves.
-        self.journal.commit()
+                    member.call.params, at, merged=len(dispatch.members) > 1))
+        # The intents are on disk before the requests leave: one commit (one fsync) for
+        # all of them. Reads need none: the rows written meanwhile (steps, phases) wait
+        # for the next intents or for a pause (Journal.commit_stale).
+        if mutating:
+            self.journal.commit()
 
     def _send(self, dispatch: Dispatch) -> None:
         client = self.clients(dispatch.account, dispatch.region, dispatch.op.service)
@@ -201,8 +206,8 @@ class CallLayer:
         if error is None:
             response: Mapping[str, Any] = result if isinstance(result, Mapping) else {}
             request_id = str(response.get("ResponseMetadata", {}).get("RequestId", "")) or None
-            for call_id in dispatch.call_ids:
-                self.journal.call_result(call_id, at, request_id=request_id, response=response)
+            self.journal.call_results(dispatch.call_ids, at, request_id=request_id,
+                                      response=response)
             for member in dispatch.members:
                 if dispatch.mutates and not member.caller.rollback:
                     self.mutated.add(member.caller.target_key)
@@ -214,9 +219,8 @@ class CallLayer:
         if uncertain:
             self.mutated.update(m.caller.target_key for m in dispatch.members
                                 if not m.caller.rollback)
-        for call_id in dispatch.call_ids:
-            self.journal.call_result(call_id, at, request_id=aws.request_id or None,
-                                     error=str(aws), uncertain=uncertain)
+        self.journal.call_results(dispatch.call_ids, at, request_id=aws.request_id or None,
+                                  error=str(aws), uncertain=uncertain)
         if uncertain and not self._resendable(dispatch):
             self._unknown(dispatch, aws)
             return
@@ -247,12 +251,14 @@ class CallLayer:
     def _failed(self, dispatch: Dispatch, error: AwsError) -> None:
         kind = classify(error.code)
         if kind is ErrorClass.THROTTLED:
-            self.limiter.throttled(dispatch.account, dispatch.region, dispatch.op)
+            self.limiter.throttled(dispatch.account, dispatch.region, dispatch.op,
+                                  dispatch.sent_at)
         live = [m for m in dispatch.members if m.live]
         if not live:
             return
         attempts = max(m.attempt for m in live)
-        delay = self.retry.delay(error.code, attempts)
+        handled = kind is not ErrorClass.THROTTLED and error.code in live[0].call.handles
+        delay = None if handled else self.retry.delay(error.code, attempts)
         if delay is None and kind is ErrorClass.TRANSIENT and dispatch.mutates:
             # Resent (safe to repeat) until the retries ran out, every answer a 5xx: AWS
             # may have done it all the same. Not a failure: the action reconciles.
@@ -260,7 +266,8 @@ class CallLayer:
             return
         if delay is not None:
             self.bus.publish(ApiRetrying(dispatch.api, error.code, attempts, delay,
-                                         tuple(m.caller.target_key for m in live)))
+                                         tuple(m.caller.target_key for m in live),
+                                         self.clock.wall()))
             for member in live:
                 member.attempt += 1
             self.scheduler.at(self.clock.now() + delay, lambda: self._requeue(live))

@@ -17,14 +17,19 @@ per 200 instances, a CreateTags per 1,000):
    within ``SETTLE`` of its read, so a run whose write waited more than half of it
    in its own queue (throttled, say) removes its claim and refuses the target rather
    than trust it; and if AWS shows a tag within the delay (eventual consistency, which
-   AWS does not bound: ``--lock-table`` is the strict guarantee).
+   AWS does not bound: ``--lock-table`` is the strict guarantee). Only as many targets
+   read as their writes can follow in time (:mod:`remediate.executor.claim_window`):
+   the pacing of one write per WorkSpace must not pass for a race.
 
 While the run lives it renews its claims every third of :data:`TTL` (reading each
 first: one another run took over after ours expired is *lost*, and that target
 starts no further step) and removes the claims of targets that finished. At the end
 it removes the rest, except on targets left mid-way (Ctrl-C twice), which keep it
 until it expires so no other run starts on a half-done target before ``resume``.
-After a crash the claims are left to expire; ``resume`` takes them back at once.
+After a crash the claims are left to expire; ``resume`` takes them back at once, and
+at its end removes the ones the crashed process left on targets it had finished (the
+journal shows which claims may still be there; each is read, and removed if it is
+this run's).
 Renewal runs on the scheduler, so nothing renews while the question after the canary
 batch waits for a human: past :data:`TTL` another run may take the targets over, and
 the first renewal after the answer finds them lost (they do not start here).
@@ -43,11 +48,13 @@ from remediate.actions.requests import OutcomeUnknown, Sleep
 from remediate.claims.registry import HostRegistry
 from remediate.claims.tag import CLAIM_TAG, Claim, Judgement, Verdict, judge, stamp
 from remediate.claims.tag_io import CLAIM_TAGS, ClaimTags
+from remediate.executor.claim_window import Window, window_size
 from remediate.executor.context import RunContext
 from remediate.executor.events import Notice
 from remediate.executor.scheduler import Caller
 from remediate.executor.target_runner import TargetRunner
 from remediate.journal.locks import pid_alive
+from remediate.language.durations import format_duration
 
 SETTLE: Final = 10.0
 TTL: Final = 900.0
@@ -56,6 +63,8 @@ ROUNDS: Final = 3
 # (pacing, retries after throttling) is not trusted (see the module's docstring).
 WINDOW_SHARE: Final = 0.5
 MIDWAY: Final = frozenset({"steps", "rollback"})
+CALLS_PREFIX: Final = "claim:"
+"""Claim calls are journaled under ``claim:<target key>`` (see :meth:`TargetClaims._spawn`)."""
 
 
 def _lost_reply_ok(flow: Generator[Any, Any, Any]) -> Generator[Any, Any, None]:
@@ -93,6 +102,7 @@ class TargetClaims:
         self.ttl = ttl
         self.settle = settle
         self.held: dict[str, tuple[Target, str]] = {}  # target key -> (target, value written)
+        self._windows: dict[tuple[str, str, str], Window] = {}  # (account, region, kind)
         self._since = rc.now()
         self._next_renewal: float | None = None
         self._renewals = 0  # renewal tasks in flight
@@ -188,26 +198,40 @@ class TargetClaims:
                                         f"{CLAIM_TAG}: {error}")
 
         self.rc.scheduler.spawn(f"{what} {target.key}", flow,
-                                Caller(target.account, target.region, f"claim:{target.key}",
+                                Caller(target.account, target.region, CALLS_PREFIX + target.key,
                                        what), done)
+
+    def _window(self, target: Target, tags: ClaimTags) -> Window:
+        """Where ``target``'s claim waits to be read (see claim_window)."""
+        where = (target.account, target.region, target.kind)
+        if where not in self._windows:
+            size = window_size(self.rc.calls.limiter, *tags.write_api,
+                               self.settle * WINDOW_SHARE)
+            self._windows[where] = Window(self.rc.gates, size)
+        return self._windows[where]
 
     def _claim_one(self, target: Target, tags: ClaimTags,
                    value: str) -> Generator[Any, Any, ClaimOutcome]:
+        window = self._window(target, tags)
         for _ in range(ROUNDS):
-            found = self._judge((yield from tags.read(target)))
-            if found.verdict in (Verdict.HELD, Verdict.UNREADABLE):
-                return ClaimOutcome(found.refusal(target.key))
-            yield from _lost_reply_ok(tags.write(target, value))
+            yield from window.enter(target.key)
+            try:
+                found = self._judge((yield from tags.read(target)))
+                if found.verdict in (Verdict.HELD, Verdict.UNREADABLE):
+                    return ClaimOutcome(found.refusal(target.key))
+                yield from _lost_reply_ok(tags.write(target, value))
+            finally:
+                window.leave()
             self.held[target.key] = (target, value)
-            waited = self.rc.calls.waited.get(f"claim:{target.key}", 0.0)
+            waited = self.rc.calls.waited.get(CALLS_PREFIX + target.key, 0.0)
             bound = self.settle * WINDOW_SHARE
             if waited > bound:
                 yield from _lost_reply_ok(tags.remove(target, value))
                 del self.held[target.key]
-                return ClaimOutcome(f"{target.key}: its claim tag {CLAIM_TAG} waited {waited:.0f}s"
-                                    f" to be written after it was read (throttled; more than "
-                                    f"{bound:g}s): another run may have claimed it meanwhile; "
-                                    "refused")
+                return ClaimOutcome(f"{target.key}: its claim tag {CLAIM_TAG} waited "
+                                    f"{format_duration(waited)} to be written after it was read "
+                                    f"(throttled; more than {format_duration(bound)}): another "
+                                    "run may have claimed it meanwhile; refused")
             yield Sleep(self.settle)
             after = yield from tags.read(target)
             if after == value:
@@ -274,9 +298,11 @@ class TargetClaims:
 
     # ---- the end ---------------------------------------------------------------------
 
-    def release(self, keep: Iterable[str] = ()) -> None:
+    def release(self, keep: Iterable[str] = (), done_before: Iterable[Target] = ()) -> None:
         """Remove this run's claims, but those on ``keep`` (targets left mid-way: their
-        claims expire), and its registry entry."""
+        claims expire), and its registry entry; also the claims an earlier process of the
+        run may have left on ``done_before`` (targets it finished: it was killed before it
+        removed their claims)."""
         kept = set(keep)
         self._next_renewal = None
         try:
@@ -285,10 +311,31 @@ class TargetClaims:
                     del self.held[key]
                     self._spawn(target, "remove",
                                 _lost_reply_ok(CLAIM_TAGS[target.kind].remove(target, value)))
+            for target in self._left_behind(done_before):
+                self._spawn(target, "remove", self._remove_ours(target))
             self.rc.scheduler.run()
             self.rc.journal.commit()
         finally:
             self.abandon()
+
+    def _left_behind(self, targets: Iterable[Target]) -> list[Target]:
+        """Of ``targets``, those whose latest journaled claim call is not a removal AWS
+        confirmed: a claim of this run may still be on them."""
+        latest = self.rc.journal.latest_calls(self.rc.run_id, CALLS_PREFIX)
+        out = []
+        for target in targets:
+            call = latest.get(CALLS_PREFIX + target.key)
+            if call is not None and target.key not in self.held and not (
+                    call.step_id == "remove" and call.status == "ok"):
+                out.append(target)
+        return out
+
+    def _remove_ours(self, target: Target) -> Generator[Any, Any, None]:
+        """Remove the claim on ``target`` if it is this run's (an earlier process wrote it)."""
+        tags = CLAIM_TAGS[target.kind]
+        found = self._judge((yield from tags.read(target)))
+        if found.verdict is Verdict.OURS:
+            yield from _lost_reply_ok(tags.remove(target, found.value))
 
     def abandon(self) -> None:
         """The run stops working here (also after a crash): free its registry entry;

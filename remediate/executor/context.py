@@ -40,6 +40,12 @@ class RunContext:
     # Target key -> why this run may no longer work on it (a shared lease lost to
     # another run): it starts no further step, rollback included.
     lost: dict[str, str] = field(default_factory=dict)
+    # `run --plan`: target key -> the facts the approved plan pinned (remediate.plans.drift);
+    # a target whose facts moved since is refused. None: no plan.
+    approved: Mapping[str, Mapping[str, Any]] | None = None
+    # Why no new target starts (``--stop-on-alarm``: an alarm went into ALARM); the
+    # targets in flight finish.
+    halted: str | None = None
 
     @property
     def base_dir(self) -> str:

@@ -27,6 +27,7 @@ from remediate.actions.requests import (
 from remediate.aws.errors import from_exception
 from remediate.aws.resources import RESOURCES
 from remediate.clock import Clock
+from remediate.language.durations import format_duration
 
 ClientFactory = Callable[[str, str], Any]  # (service, region) -> boto3 client
 
@@ -102,8 +103,8 @@ class SyncRuntime:
                 if reason:
                     raise WaitFailed(f"{request.what or request.resource}: {reason}")
                 if self.clock.now() >= deadline:
-                    raise WaitTimeout(f"timed out after {request.timeout:g}s waiting for "
-                                      f"{request.what or request.resource}")
+                    raise WaitTimeout(f"timed out after {format_duration(request.timeout)} "
+                                      f"waiting for {request.what or request.resource}", record)
                 self.clock.sleep(self.poll)
         raise TypeError(f"actions may not yield {request!r}")
 

@@ -45,7 +45,9 @@ from remediate.executor.cleanup import finish_services
 from remediate.executor.context import RunContext
 from remediate.executor.estimate import Estimate, estimate
 from remediate.executor.events import (
+    AlarmStopped,
     EventBus,
+    Forecasted,
     Interrupted,
     Notice,
     PermissionChecked,
@@ -53,6 +55,7 @@ from remediate.executor.events import (
     RunStarted,
 )
 from remediate.executor.guards import check_max_targets
+from remediate.executor.io_pool import io_workers
 from remediate.executor.journal_events import publish_journaled
 from remediate.executor.permission_probe import probe_permissions
 from remediate.executor.planning import plan_target
@@ -64,12 +67,22 @@ from remediate.executor.runtime import Gates, Services, handle_sleeps
 from remediate.executor.scheduler import Abandoned, Caller, Scheduler, Task
 from remediate.executor.steps import failure_text
 from remediate.executor.target_runner import TargetRunner
+from remediate.forecast.model import (
+    ASSUMPTIONS,
+    FleetModel,
+    Forecast,
+    ForecastFailed,
+    fleet_model,
+)
 from remediate.journal import FINISHED_STATUSES, Journal, RunRecord, TargetRecord
 from remediate.kinds import KINDS
 from remediate.language.model import Playbook
 
 if TYPE_CHECKING:
+    from remediate.executor.alarm_watch import AlarmFiring, AlarmWatch
     from remediate.executor.leasing import TargetLeases
+
+Forecaster = Callable[[FleetModel], Forecast]
 
 
 def playbook_sha256(playbook: Playbook) -> str:
@@ -102,7 +115,7 @@ class Executor:
         concurrency: int | None = None,
         rate_limits: Mapping[str, Bucket] | None = None,
         confirm: Confirm | None = None,
-        workers: int = 16,
+        workers: int | None = None,
         batch_window: float = 0.0,
         fresh_poll_gap: float = 1.0,
         retry: RetryPolicy | None = None,
@@ -110,6 +123,9 @@ class Executor:
         prior: Mapping[str, TargetRecord] | None = None,
         leases: TargetLeases | None = None,
         registry: HostRegistry | None = None,
+        approved: Mapping[str, Mapping[str, Any]] | None = None,
+        alarms: AlarmWatch | None = None,
+        forecaster: Forecaster | None = None,
     ) -> None:
         """``clients(account, region, service)`` gives a boto3 client; ``confirm`` is asked
         after the canary batch (None: go on without asking); ``inspect_actions`` overrides
@@ -117,10 +133,17 @@ class Executor:
         resumed (see :func:`remediate.executor.resume.resuming`); ``leases``: a shared
         lease table (``--lock-table``) locking the targets besides the journal;
         ``registry``: the host's registry of live runs (default: the user's, see
-        :func:`remediate.claims.registry.state_dir`)."""
+        :func:`remediate.claims.registry.state_dir`); ``approved``: ``run --plan``'s pinned
+        facts per target key (journaled with the options, so ``resume`` checks them too);
+        ``alarms``: ``--stop-on-alarm``'s watch (checked already), which stops starting
+        targets when one fires; ``forecaster``: a dry run's estimate by rehearsal
+        (:func:`remediate.forecast.child.forecast`; None: from the API rates only,
+:mod:`remediate.executor.estimate`); ``workers``: I/O threads (None: by the places the
+        targets are in, :func:`remediate.executor.io_pool.io_workers`)."""
         self.playbook = playbook
         self.targets = tuple(targets)
         self.confirm = confirm
+        self.forecaster = forecaster
         self.concurrency = concurrency or playbook.execution.concurrency
         self.resuming = prior is not None
         self.prior = dict(prior or {})
@@ -132,7 +155,10 @@ class Executor:
             "rate_limits": {k: [b.capacity, b.refill] for k, b in self.limits.items()},
             "batch_window": batch_window, "inspect_actions": inspect,
         }
-        scheduler = Scheduler(clock, workers)
+        if approved is not None:
+            self.options["approved"] = {key: dict(facts) for key, facts in approved.items()}
+        self.workers = workers or io_workers(self.targets)
+        scheduler = Scheduler(clock, self.workers)
         limiter = RateLimiter(clock, self.limits)
         calls = CallLayer(scheduler, clients, limiter, journal, bus, run_id, dry_run=dry_run,
                           retry=retry, batch_window=batch_window)
@@ -155,13 +181,19 @@ class Executor:
             journal=journal, scheduler=scheduler, calls=calls, gates=gates,
             services=Services(run_id, journal),
             policy=PreflightPolicy.for_playbook(playbook, params or {}, frozenset(accepted)),
-            inspect_actions=inspect, lost=lost)
+            inspect_actions=inspect, lost=lost, approved=approved)
+        self.alarms = alarms if not dry_run else None
+        if self.alarms is not None:
+            self.alarms.attach(scheduler, bus, self._halt)
+            self.options["stop_on_alarm"] = list(self.alarms.names)  # resume watches them too
         self.runners = {t.key: TargetRunner(self.rc, t, self.prior.get(t.key))
                         for t in self.targets}
         self.claims = TargetClaims(self.rc, registry or HostRegistry.default(journal.host),
                                    self._done_with)
         self._tasks: dict[Task, TargetRunner] = {}
         self._rollout = Rollout(self.rc, self.concurrency, confirm, self._spawn)
+        if self.alarms is not None:
+            self._rollout.before_batch = self.alarms.read_now
         self._estimate: Estimate | None = None
         self._permissions: tuple[PermissionChecked, ...] = ()
         # Dry runs: targets whose steps were planned (their status in the result).
@@ -186,6 +218,13 @@ class Executor:
                 for task in list(self._tasks):
                     rc.scheduler.interrupt(task, Abandoned("Ctrl-C twice"))
         return None
+
+    def _halt(self, firing: AlarmFiring) -> None:
+        """An alarm of ``--stop-on-alarm`` fired: no new target starts (the rollout asks
+        ``rc.halted``); those in flight finish."""
+        self.rc.halted = firing.text()
+        self.rc.bus.publish(AlarmStopped(firing.alarm, firing.account, firing.region,
+                                         firing.reason, len(self._tasks)))
 
     # ---- the run ----------------------------------------------------------------
 
@@ -231,7 +270,9 @@ class Executor:
             else:
                 self._cleanup_errors = finish_services(rc, self.targets[0].kind
                                                        if self.targets else "ec2-instance")
-                self.claims.release(k for k, r in self.runners.items() if self._midway(r))
+                self.claims.release((k for k, r in self.runners.items() if self._midway(r)),
+                                    done_before=[r.target for r in self.runners.values()
+                                                 if self._finished(r)])
         finally:
             self.claims.abandon()
             rc.journal.set_run_status(rc.run_id, "interrupted" if rc.stop_level else "finished",
@@ -355,6 +396,28 @@ class Executor:
                                   self.concurrency)
         if not self.rc.stop_level:
             self._permissions = tuple(probe_permissions(self.rc, plans))
+        if self.forecaster is not None and not self.rc.stop_level:
+            self._forecast(self.forecaster)
+
+    def _forecast(self, forecaster: Forecaster) -> None:
+        """Replace the rate-based estimate with a rehearsal of the run on the fleet
+        inspection found; if it cannot run, say why and keep the rate-based one."""
+        rc = self.rc
+        model = fleet_model(
+            ((r.target, r.state.facts) for r in self.runners.values() if r.state.facts),
+            playbook=self.playbook.source, playbook_text=self.playbook.text or None,
+            params=dict(rc.params), accepted=tuple(sorted(rc.accepted)),
+            concurrency=self.concurrency,
+            rate_limits={k: (b.capacity, b.refill) for k, b in self.limits.items()})
+        try:
+            found = forecaster(model)
+        except ForecastFailed as exc:
+            rc.bus.publish(Notice("warning", f"the run could not be rehearsed ({exc}); the "
+                                             "estimate is from the API rates alone"))
+            return
+        self._estimate = Estimate(found.seconds, calls=found.calls, rehearsed=True)
+        rc.bus.publish(Forecasted(found.seconds, tuple(found.calls.items()), found.targets,
+                                  ASSUMPTIONS))
 
     # ---- the end ------------------------------------------------------------------
 
@@ -373,6 +436,7 @@ class Executor:
             self.rc.run_id, self.rc.dry_run, statuses, errors,
             interrupted=self.rc.stop_level > 0, budget_exhausted=self._rollout.budget_exhausted,
             declined=self._rollout.declined,
+            stopped_by_alarm=self.rc.halted if self._rollout.left_by_alarm else None,
             estimate=self._estimate, cleanup_errors=tuple(self._cleanup_errors),
             api_calls=dict(self.rc.calls.sent), refused_mutations=self.rc.calls.refused,
             permissions=self._permissions)

@@ -3,7 +3,9 @@
 Two bounds, and the estimate is the larger:
 
 - **API pacing.** Per (account, Region, bucket): the requests the plan makes
-  beyond the bucket's burst capacity, divided by its refill rate. Calls that
+  beyond the bucket's burst capacity, divided by its refill rate. Buckets are the
+  pacer's (:attr:`~remediate.aws.apis.Operation.pacing_bucket`): one per EC2 API, as
+  AWS evaluates each individually. Calls that
   batch are assumed to merge ``min(batch_limit, concurrency)`` targets a
   request; Start/StopInstances also spend their resource bucket per instance.
 - **Waiting.** Each target's critical path is the sum of the time AWS takes to
@@ -13,7 +15,9 @@ Two bounds, and the estimate is the larger:
   per wave of the busiest one.
 
 It ignores batch pauses (the canary's confirmation), throttling by other tools,
-retries and failures; treat it as an order of magnitude, not a promise.
+retries and failures; treat it as an order of magnitude, not a promise. `plan`
+replaces it with a rehearsal of the run (:mod:`remediate.forecast`) whenever it can;
+this is what is left when it cannot (no sandbox installed, ``--no-rehearsal``).
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ class Estimate:
     bucket_seconds: dict[str, float] = field(default_factory=dict)
     path_seconds: float = 0.0
     waves: int = 0
+    # A rehearsal's figures (remediate.forecast) instead: "service:Operation" -> its
+    # mutating requests.
+    calls: dict[str, int] = field(default_factory=dict)
+    rehearsed: bool = False
 
 
 def estimate(plans: Iterable[tuple[Target, Sequence[str]]], limiter: RateLimiter,
@@ -74,7 +82,7 @@ def estimate(plans: Iterable[tuple[Target, Sequence[str]]], limiter: RateLimiter
         except UnknownOperation:
             continue
         per_request = max(1, min(op.batch_limit, concurrency)) if op.batch_key else 1
-        requests[(account, region, op.bucket)] += math.ceil(count / per_request)
+        requests[(account, region, op.pacing_bucket)] += math.ceil(count / per_request)
         if op.resource_bucket:
             requests[(account, region, op.resource_bucket)] += count
     bucket_seconds = {}

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -117,17 +118,63 @@ class PermissionChecked(Event):
 
 @dataclass(frozen=True)
 class BatchStarted(Event):
+    """``cap``: the batch is a ramp (``guards.rollout: ramp``) starting with at most this
+    many targets in flight; None: a batch, all of it started at once (up to
+    ``execution.concurrency``)."""
+
     index: int
     targets: tuple[Target, ...]
     total_batches: int
+    cap: int | None = None
 
 
 @dataclass(frozen=True)
 class BatchFinished(Event):
+    """``failed`` counts the targets that ended failed, ``rolled_back`` those put back as
+    they were (both spend the failure budget); ``others``: any other outcome, by status
+    (interrupted, skipped, refused)."""
+
     index: int
     succeeded: int
     failed: int
     total_batches: int
+    rolled_back: int = 0
+    others: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def of(cls, index: int, statuses: Iterable[str], total_batches: int) -> BatchFinished:
+        """The event for a batch whose targets ended with ``statuses``."""
+        counts = Counter(statuses)
+        others = tuple(sorted((status, n) for status, n in counts.items()
+                              if status not in ("succeeded", "failed", "rolled_back")))
+        return cls(index, counts["succeeded"], counts["failed"], total_batches,
+                   counts["rolled_back"], others)
+
+
+@dataclass(frozen=True)
+class RampWidened(Event):
+    """The ramp's results earned it a larger cap: up to ``cap`` targets in flight."""
+
+    cap: int
+    results: int
+
+
+@dataclass(frozen=True)
+class CanaryQuestion(Event):
+    """The canary batch is done and the operator is about to be asked whether to go on:
+    a progress display stops repainting (and says how the canary fared) until
+    :class:`CanaryAnswered`. ``statuses``: the canary's targets (key, status);
+    ``failed``/``allowed``: the failure budget so far (None: not known)."""
+
+    statuses: tuple[tuple[str, str], ...]
+    remaining: int
+    failed: int
+    allowed: int | None = None
+
+
+@dataclass(frozen=True)
+class CanaryAnswered(Event):
+    go_on: bool
 
 
 @dataclass(frozen=True)
@@ -151,6 +198,7 @@ class StepRetrying(Event):
     attempt: int
     delay: float
     error: str
+    at: datetime | None = None  # when it failed (the reports chart retries over time)
 
 
 @dataclass(frozen=True)
@@ -162,6 +210,7 @@ class ApiRetrying(Event):
     attempt: int
     delay: float
     targets: tuple[str, ...] = ()
+    at: datetime | None = None  # when AWS answered so
 
 
 @dataclass(frozen=True)
@@ -220,12 +269,27 @@ class TargetFinished(Event):
     target: Target
     status: TargetStatus
     error: str | None = None
+    # Its rollback ran to the end: it is back where it was. Always so for "rolled_back";
+    # an "interrupted" target put back after a Ctrl-C says so here (resume restarts it).
+    rolled_back: bool = False
 
 
 @dataclass(frozen=True)
 class BudgetExhausted(Event):
     failed: int
     allowed: int
+
+
+@dataclass(frozen=True)
+class AlarmStopped(Event):
+    """``--stop-on-alarm``: ``alarm`` is in ALARM (or could not be read): no new target
+    starts; the ``in_flight`` ones finish their steps."""
+
+    alarm: str
+    account: str
+    region: str
+    reason: str  # "is in ALARM: <the alarm's StateReason>"
+    in_flight: int
 
 
 @dataclass(frozen=True)
@@ -238,6 +302,17 @@ class Interrupted(Event):
 class Notice(Event):
     level: Literal["info", "warning", "error"]
     message: str
+
+
+@dataclass(frozen=True)
+class Forecasted(Event):
+    """A dry run's forecast of the real run, from rehearsing it on a model of the fleet
+    (:mod:`remediate.forecast`): its duration and mutating calls by operation."""
+
+    seconds: float
+    calls: tuple[tuple[str, int], ...]
+    targets: int
+    assumptions: str
 
 
 @dataclass(frozen=True)

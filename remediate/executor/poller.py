@@ -24,6 +24,7 @@ from remediate.aws.errors import EVENTUAL_CODES
 from remediate.aws.resources import RESOURCES, Resource
 from remediate.executor.batching import splittable
 from remediate.executor.scheduler import Caller, Scheduler, Ticket, Timer
+from remediate.language.durations import format_duration
 
 GroupKey = tuple[str, str, str]
 Records = dict[str, Record]
@@ -176,5 +177,5 @@ class Poller:
             if reason:
                 entry.ticket.fail(WaitFailed(f"{wait.what or wait.resource}: {reason}"))
             elif now >= entry.deadline:
-                entry.ticket.fail(WaitTimeout(f"timed out after {wait.timeout:g}s waiting for "
-                                              f"{wait.what or wait.resource}"))
+                entry.ticket.fail(WaitTimeout(f"timed out after {format_duration(wait.timeout)} "
+                                              f"waiting for {wait.what or wait.resource}", record))

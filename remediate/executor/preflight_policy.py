@@ -19,8 +19,9 @@ from remediate.findings import FINDINGS, Finding
 from remediate.language.model import Playbook
 from remediate.language.template import TemplateError, render
 
-# The step parameter naming the rescue AMI (rescue.attach_volume).
+# The step parameters naming the rescue AMI and instance profile (rescue.attach_volume).
 RESCUE_IMAGE_PARAM = "rescue_image_id"
+RESCUE_PROFILE_PARAM = "instance_profile"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class PreflightPolicy:
     require_ack: frozenset[str]
     rescue_image_id: str | None = None
     at_step: frozenset[str] = frozenset()  # destructive kinds judged at their step
+    rescue_instance_profile: str | None = None  # of the step naming the rescue AMI
 
     @classmethod
     def for_playbook(cls, playbook: Playbook, params: Mapping[str, Any],
@@ -45,6 +47,7 @@ class PreflightPolicy:
         destructive: list[str] = []
         sure: set[str] = set()
         rescue_image: str | None = None
+        rescue_profile: str | None = None
         conditional = {id(step) for step in playbook.steps if step.when is not None}
         for step in (*playbook.steps, *playbook.rollback):
             action = registry.get(step.action)
@@ -56,15 +59,13 @@ class PreflightPolicy:
             if action.destructive and id(step) not in conditional:
                 sure.add(action.destructive)
             if RESCUE_IMAGE_PARAM in step.params and rescue_image is None:
-                try:
-                    value = render(step.params[RESCUE_IMAGE_PARAM], {"params": dict(params)})
-                except TemplateError:
-                    value = None
-                rescue_image = value if isinstance(value, str) else None
+                rescue_image = _rendered(step.params[RESCUE_IMAGE_PARAM], params)
+                rescue_profile = _rendered(step.params.get(RESCUE_PROFILE_PARAM), params) or None
         at_step = frozenset(destructive) - sure - set(playbook.guards.require_ack)
         relevant = (relevant | set(destructive)) - at_step
         return cls(frozenset(relevant), tuple(destructive), accepted,
-                   frozenset(playbook.guards.require_ack), rescue_image, at_step)
+                   frozenset(playbook.guards.require_ack), rescue_image, at_step,
+                   rescue_profile)
 
     def step_refusal(self, action: Action) -> str | None:
         """Why a target must stop before a step running ``action`` (None: it may run)."""
@@ -84,3 +85,12 @@ class PreflightPolicy:
         refusal = preflight.gate(findings, set(self.relevant), set(self.accepted),
                                  set(self.require_ack))
         return tuple(findings), refusal
+
+
+def _rendered(value: Any, params: Mapping[str, Any]) -> str | None:
+    """A step parameter with the playbook's ``params`` put in (None: not a string)."""
+    try:
+        value = render(value, {"params": dict(params)})
+    except TemplateError:
+        return None
+    return value if isinstance(value, str) else None

@@ -23,6 +23,9 @@ class RunResult:
     budget_exhausted: bool = False
     # The operator said no after the canary batch: the rest were not run.
     declined: bool = False
+    # --stop-on-alarm: the alarm that stopped the run starting targets, and why (None: no
+    # alarm fired, or it fired when every target had started).
+    stopped_by_alarm: str | None = None
     estimate: Estimate | None = None
     # Run services whose finish() failed (e.g. a rescue instance left running), why.
     cleanup_errors: tuple[str, ...] = ()
@@ -43,6 +46,7 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        """Nothing failed, nothing was left half done, everything was cleaned up."""
+        """Nothing failed, nothing was left half done or not started, everything was
+        cleaned up."""
         return (not self.interrupted and not self.cleanup_errors and not self.declined
-                and not BAD.intersection(self.statuses.values()))
+                and self.stopped_by_alarm is None and not BAD.intersection(self.statuses.values()))

@@ -137,4 +137,4 @@ def resuming(
         concurrency=concurrency or saved.get("concurrency"), rate_limits=limits,
         confirm=confirm, batch_window=options.pop("batch_window", saved.get("batch_window", 0.0)),
         inspect_actions=options.pop("inspect_actions", saved.get("inspect_actions")),
-        prior=journal.targets(record.run_id), **options)
+        prior=journal.targets(record.run_id), approved=saved.get("approved"), **options)

@@ -10,6 +10,11 @@ no thread, and all waiting happens here, through the :class:`Clock`:
   merged into one request by the pumps that run next;
 - with calls in flight the scheduler waits for their completion (on a
   :class:`VirtualClock`, simulated time never moves while a call is in flight);
+- on a VirtualClock it goes in lockstep: the answers of the calls in flight are
+  taken together, once the last one is in, in the order the calls were sent. Which
+  targets' calls meet in one merged request then depends on the simulated run
+  alone, not on which I/O thread finished first, so two runs of one fleet make the
+  same requests and ``plan``'s rehearsal makes the calls the run will make;
 - with nothing runnable and nothing in flight it sleeps until the next timer, so
   on a VirtualClock a run over thousands of targets is a discrete-event
   simulation that never sleeps for real.
@@ -28,9 +33,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from remediate.clock import Clock, VirtualClock
+from remediate.language.durations import format_duration
 
 TaskGen = Generator[Any, Any, Any]
 Done = Callable[[Any, BaseException | None], None]
+_Completion = tuple[int, Done, Any, BaseException | None]
+"""A call's answer: its place in the order calls were sent, whom to tell, result, error."""
 
 
 class Cancelled(Exception):
@@ -41,7 +49,7 @@ class Expired(Cancelled):
     """The step's timeout passed."""
 
     def __init__(self, timeout: float) -> None:
-        super().__init__(f"timed out after {timeout:g}s (the step's timeout)")
+        super().__init__(f"timed out after {format_duration(timeout)} (the step's timeout)")
         self.timeout = timeout
 
 
@@ -144,8 +152,10 @@ class Scheduler:
         self._guards: list[tuple[float, int, Timer]] = []
         self._stalls = (float("nan"), 0)
         self._seq = itertools.count()
-        self._completions: queue.SimpleQueue[tuple[Done, Any, BaseException | None]] = (
-            queue.SimpleQueue())
+        self._completions: queue.SimpleQueue[_Completion] = queue.SimpleQueue()
+        # Lockstep (a VirtualClock): answers held until every call in flight is in.
+        self._lockstep = isinstance(clock, VirtualClock)
+        self._arrived: list[_Completion] = []
         self._wake = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remediate-io")
         self.in_flight = 0
@@ -203,14 +213,15 @@ class Scheduler:
     def io(self, work: Callable[[], Any], done: Done) -> None:
         """Run ``work`` on the pool; ``done(result, error)`` runs later on this thread."""
         self.in_flight += 1
+        sent = next(self._seq)  # the scheduler's one sequence orders answers too
 
         def job() -> None:
             try:
                 result: Any = work()
             except BaseException as exc:  # delivered to the scheduler thread, not lost
-                self._completions.put((done, None, exc))
+                self._completions.put((sent, done, None, exc))
             else:
-                self._completions.put((done, result, None))
+                self._completions.put((sent, done, result, None))
             self._wake.set()
 
         self._pool.submit(job)
@@ -222,6 +233,9 @@ class Scheduler:
         while self.live or self.in_flight:
             self._wake.clear()
             self._drain_completions()
+            if self._lockstep and self.in_flight:
+                self._wake.wait()
+                continue
             self._fire_timers(self._timers)
             self._fire_timers(self._guards)
             self._run_ready()
@@ -268,12 +282,19 @@ class Scheduler:
             self.clock.sleep_until(deadline, self._wake)
 
     def _drain_completions(self) -> None:
+        arrived = self._arrived
         while True:
             try:
-                done, result, error = self._completions.get_nowait()
+                arrived.append(self._completions.get_nowait())
             except queue.Empty:
-                return
+                break
             self.in_flight -= 1
+        if self._lockstep and self.in_flight:
+            return
+        if self._lockstep:
+            arrived.sort(key=lambda completion: completion[0])
+        self._arrived = []
+        for _, done, result, error in arrived:
             done(result, error)
 
     def _fire_timers(self, heap: list[tuple[float, int, Timer]]) -> None:

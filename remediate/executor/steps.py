@@ -17,7 +17,7 @@ from typing import Any
 from remediate.actions import registry
 from remediate.actions.contract import Action, StepContext, Target
 from remediate.actions.requests import ActionRun, AwsError, OutcomeUnknown, Sleep, StepFailed
-from remediate.aws.retry import backoff, delay_for
+from remediate.aws.retry import Backoff
 from remediate.executor.context import RunContext
 from remediate.executor.events import (
     StepFinished,
@@ -70,6 +70,8 @@ class TargetState:
                            base_dir=rc.base_dir, accepted=rc.accepted,
                            sent_before=lambda operation: rc.journal.step_sent(
                                rc.run_id, key, step_id, operation),
+                           sent_in_run=lambda operation: rc.journal.step_sent(
+                               rc.run_id, key, step_id, operation, any_pass=True),
                            unanswered_before=lambda operation: rc.journal.step_unanswered(
                                rc.run_id, key, step_id, operation),
                            answered_before=lambda operation: rc.journal.step_answers(
@@ -232,7 +234,7 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
     # In flight when the run stopped: its first attempt now finishes that one's work.
     resumed = rc.journal.step_in_flight(rc.run_id, target.key, step.id, rollback)
     retries = step.retries
-    wait = backoff(retries.initial_delay, retries.multiplier, retries.max_delay, retries.jitter)
+    wait = Backoff(retries.initial_delay, retries.multiplier, retries.max_delay, retries.jitter)
     attempt = attempts_before
     while True:
         attempt += 1
@@ -261,6 +263,6 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
                 error += " (not retried: the run is stopping)"
                 return replace(finish("failed", attempt, error=error), cut_short=True)
             return finish("failed", attempt, error=error)
-        delay = delay_for(wait, attempt - attempts_before)
-        rc.bus.publish(StepRetrying(target, step.id, attempt, delay, error))
+        delay = wait.delay(attempt - attempts_before)
+        rc.bus.publish(StepRetrying(target, step.id, attempt, delay, error, rc.now()))
         yield Sleep(delay)

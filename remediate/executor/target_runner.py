@@ -47,6 +47,7 @@ from remediate.journal import FINISHED_STATUSES, StepRecord, TargetRecord
 from remediate.kinds import KINDS
 from remediate.language.model import Step
 from remediate.language.problems import Problems
+from remediate.plans.drift import drift
 
 ALREADY_HEALTHY = "already-healthy"
 RESTART = "restart"
@@ -69,6 +70,8 @@ class TargetRunner:
         self.error: str | None = None
         # Where it is, as the journal says (see remediate.journal.records.Phase).
         self.phase = record.phase if record else "pending"
+        # Its rollback in this run ran to the end (TargetFinished.rolled_back).
+        self.put_back = False
 
     @property
     def target(self) -> Target:
@@ -92,7 +95,8 @@ class TargetRunner:
             self.phase = "done"
         self.rc.journal.set_target(self.rc.run_id, self.target, self.rc.now(), phase=self.phase,
                                    status=status, error=error, new_pass=self.phase == RESTART)
-        self.rc.bus.publish(TargetFinished(self.target, status, error))
+        self.rc.bus.publish(TargetFinished(self.target, status, error,
+                                           rolled_back=self.put_back))
 
     # ---- pre-flight -----------------------------------------------------------------
 
@@ -110,6 +114,12 @@ class TargetRunner:
             self.finish("refused", reason)
             return reason
         self.state.facts = facts
+        moved = self._moved_since_plan(facts)
+        if moved:
+            rc.bus.publish(TargetInspected(target, facts, (), moved))
+            self.enter("inspected", facts=facts)
+            self.finish("refused", moved)
+            return moved
         findings, refusal = rc.policy.judge(target.kind, facts)
         rc.bus.publish(TargetInspected(target, facts, findings, refusal))
         self.enter("inspected", facts=facts)
@@ -121,6 +131,22 @@ class TargetRunner:
             self.finish("skipped", refusal)
         return refusal
 
+    def _moved_since_plan(self, facts: dict[str, Any]) -> str | None:
+        """``run --plan``: why the target is refused because it changed since the plan was
+        approved (None: it did not, or there is no plan)."""
+        approved = self.rc.approved
+        if approved is None:
+            return None
+        target = self.target
+        pinned = approved.get(target.key)
+        if pinned is None:  # the CLI runs only a plan's targets: a bug if reached
+            return f"{target.id} is not in the approved plan"
+        changes = drift(target.kind, pinned, facts)
+        if not changes:
+            return None
+        return (f"changed since the plan was approved: {target.id}: {'; '.join(changes)} "
+                "(plan again to approve it as it is now)")
+
     def _inspect(self) -> Generator[Any, Any, tuple[dict[str, Any] | None, str | None]]:
         rc, target = self.rc, self.target
         name = rc.inspect_actions.get(target.kind)
@@ -129,7 +155,8 @@ class TargetRunner:
             return None, f"no inspect action {name!r} for kind {target.kind!r}"
         problems = Problems()
         params = action.params.check(
-            action.inspect_params(rc.policy.relevant, rc.policy.rescue_image_id), ("inspect",),
+            action.inspect_params(rc.policy.relevant, rc.policy.rescue_image_id,
+                                 rc.policy.rescue_instance_profile), ("inspect",),
             problems)
         if problems:  # its params come from the playbook's: checked before the run starts
             return None, f"cannot inspect: {problems.summary()}"
@@ -171,7 +198,8 @@ class TargetRunner:
         unless the run is being stopped again."""
         assert self.record is not None
         if self.phase == ROLLBACK:
-            return (yield from self._rollback(self.record.error or "resumed"))
+            return (yield from self._rollback(self.record.rollback_reason
+                                              or self.record.error or "resumed"))
         status, error = yield from self._rollback("finishing the rollback a Ctrl-C started",
                                                   stopped=True)
         if self.phase != RESTART or self.rc.stop_level or self.target.key in self.rc.lost:
@@ -190,6 +218,7 @@ class TargetRunner:
         self.state.outputs.clear()
         rc.calls.mutated.discard(key)
         self.record = None
+        self.put_back = False
         rc.bus.publish(TargetRestarted(self.target, why))
 
     def _steps(self) -> Flow:
@@ -261,7 +290,7 @@ class TargetRunner:
         a target put back where it was ends ``interrupted``, to start again (RESTART)."""
         rc, target = self.rc, self.target
         rc.bus.publish(RollbackStarted(target, reason))
-        self.enter(STOP_ROLLBACK if stopped else ROLLBACK, error=reason)
+        self.enter(STOP_ROLLBACK if stopped else ROLLBACK, error=reason, rollback_reason=reason)
         problems: list[str] = []
         for index, step in enumerate(rc.playbook.rollback):
             prior = self._resumed(step, rollback=True)
@@ -285,6 +314,7 @@ class TargetRunner:
                     break
         if problems:
             return "failed", f"{reason}; " + "; ".join(problems)
+        self.put_back = True
         if not stopped:
             return "rolled_back", reason
         # Put back where it was by the operator's choice, not by a failure: it does not

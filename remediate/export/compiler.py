@@ -28,16 +28,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from remediate.actions.ec2_inspect import STEPFUNCTIONS_FACTS
+from remediate.actions.workspaces import EXPORTED_FACTS as WORKSPACE_FACTS
 from remediate.export import asl
 from remediate.export.asl import MOTO_UNSAFE_PATH, States
 from remediate.export.errors import NotExportable
-from remediate.export.fragments.ec2_instance import FACTS
 from remediate.export.items import item_reader
 from remediate.export.iteration import Iteration
 from remediate.language.model import Playbook
 
-# Facts each kind's inspect fragment gathers (kinds missing here do not export).
-KIND_FACTS: Final = {"ec2-instance": FACTS}
+# Facts each kind's inspection gathers on Step Functions (kinds missing here do not
+# export): a template naming another fact does not export.
+KIND_FACTS: Final = {"ec2-instance": STEPFUNCTIONS_FACTS, "workspace": WORKSPACE_FACTS}
 # AWS's limit on a state machine definition.
 MAX_DEFINITION_BYTES: Final = 1_048_576
 
@@ -74,7 +76,7 @@ def compile_playbook(playbook: Playbook, params: Mapping[str, Any], *,
         _assume(processor["States"], role_arn)
     definition = {
         "Comment": f"remediate playbook {playbook.name}: {playbook.description}"[:1000],
-        "StartAt": "start",
+        "StartAt": "set up batches",
         "States": _batches(playbook, processor, items_bucket),
     }
     unsafe = sorted(set(unsafe_paths(definition)))
@@ -127,13 +129,13 @@ def _batches(playbook: Playbook, processor: dict[str, Any], items_bucket: str | 
     if items_bucket is not None:
         items = {"ItemReader": item_reader(items_bucket, "$.batch.key")}
     states: States = {
-        "start": asl.pass_state("next batch", parameters={
+        "set up batches": asl.pass_state("next batch", parameters={
             "run": {"id": asl.path("$.run_id")}, "batches": asl.path("$.batches"),
             "count": asl.Ref("States.ArrayLength($.batches)"), "at": {"n": 0}}),
         "next batch": asl.choice(
-            [({"Variable": "$.at.n", "NumericGreaterThanEqualsPath": "$.count"}, "done")],
-            "batch"),
-        "batch": asl.pass_state("targets", parameters={
+            [({"Variable": "$.at.n", "NumericGreaterThanEqualsPath": "$.count"},
+              "all batches done")], "take batch"),
+        "take batch": asl.pass_state("targets", parameters={
             "items" if items_bucket is None else "key": batch}, result_path="$.batch"),
         "targets": {
             "Type": "Map",
@@ -154,7 +156,7 @@ def _batches(playbook: Playbook, processor: dict[str, Any], items_bucket: str | 
         "failure budget spent": asl.fail("remediate.FailureBudgetSpent", asl.fmt(
             f"more than {guards.max_failure_percent:g}% of the targets of batch ",
             asl.path("$.at.n"), " failed; later batches were not started")),
-        "done": {"Type": "Succeed"},
+        "all batches done": {"Type": "Succeed"},
     }
     return states
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from remediate.actions import registry
-from remediate.language.model import Playbook
+from remediate.language.model import BatchSize, Playbook
 
 FINDINGS: str = ("pre-flight findings and --accept are judged by `remediate run --engine "
                  "stepfunctions` only: an execution started otherwise (console, CLI, "
@@ -32,6 +32,11 @@ def dropped(playbook: Playbook, *, judged_by_run: bool = False,
     if playbook.execution.rate_limits or rate_limits:
         lines.append("client-side rate limits do not export (execution.rate_limits, "
                      "--rate-limit): Step Functions paces no call; throttled calls are retried")
+    later = playbook.guards.batches[1:]
+    if playbook.guards.rollout == "ramp" and later and later != (BatchSize(percent=100.0),):
+        lines.append("the ramp (guards.rollout: ramp) does not export: on Step Functions the "
+                     "batches after the canary are barriers, each Map Run starting when the "
+                     "previous one has ended (as with rollout: batches)")
     budget = playbook.guards.max_failure_percent
     if budget < 100:
         lines.append(f"the failure budget (guards.max_failure_percent: {budget:g}%) counts per "

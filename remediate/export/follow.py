@@ -198,9 +198,7 @@ class ExecutionFollower:
                     f"{batch} failed, and Step Functions did not list the "
                     f"Map Run's child executions ({arn}); check this target"))
         statuses = [self.result.statuses[t.key] for t in targets]
-        self.bus.publish(BatchFinished(self.first + index, statuses.count("succeeded"),
-                                       len(statuses) - statuses.count("succeeded"),
-                                       self.total))
+        self.bus.publish(BatchFinished.of(self.first + index, statuses, self.total))
 
     def _finish(self, target: Target, status: TargetStatus, error: str | None) -> None:
         self.result.statuses[target.key] = status

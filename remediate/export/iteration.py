@@ -12,8 +12,17 @@ step again, with backoff and full jitter) and ``on_failure`` is its ``Catch``:
   best effort (a failed one is recorded and the next runs unless its own
   ``on_failure`` is ``abort``).
 
+A step whose action destroys data and that the local engine judges at the step (one
+behind a ``when``: WorkSpaces' restore) stops the target there, refused, unless the
+operator accepted its finding kind (``--accept``, compiled in): no rollback, as locally.
+
+State names: a step's are its id or start with it and a dot; the iteration's own
+(below) and the machine's (see :mod:`remediate.export.compiler`) are names no step id
+can take (:data:`RESERVED`, or with a space), so no two states share a name.
+
 Every way out goes through the actions' cleanup (rescue instances) and ends in
-one of: Succeed, or Fail with ``remediate.Refused`` (inspection failed),
+one of: Succeed, or Fail with ``remediate.Refused`` (inspection failed, or a step
+refused),
 ``remediate.Failed``, ``remediate.RolledBack``, ``remediate.RollbackFailed`` or
 ``remediate.CleanupFailed``; the cause names the step and AWS's or the action's
 message. Those Fails are what the Distributed Map counts against
@@ -28,7 +37,8 @@ from typing import Any, Final
 
 from remediate.actions import registry
 from remediate.actions.contract import Action
-from remediate.export import asl
+from remediate.executor.preflight_policy import PreflightPolicy
+from remediate.export import asl, program_asl
 from remediate.export.asl import State, States
 from remediate.export.conditions import rule
 from remediate.export.errors import NotExportable
@@ -36,6 +46,7 @@ from remediate.export.fragment import AslStep, Fragment
 from remediate.export.templates import bind
 from remediate.kinds import KINDS
 from remediate.language.model import Playbook, Retries, Step
+from remediate.language.problems import Problems
 
 INSPECT: Final = "inspect"
 CLEANUP: Final = "cleanup"
@@ -47,6 +58,11 @@ ERRORS: Final = {
     "rollback_failed": "remediate.RollbackFailed",
     "cleanup_failed": "remediate.CleanupFailed",
 }
+
+
+# The iteration's and the machine's state names a step id could take.
+RESERVED: Final = frozenset({"targets", INSPECT, "facts", "refused", CLEANUP, OUTCOME,
+                             "rollback", "succeeded", *ERRORS})
 
 
 def step_retry(retries: Retries) -> list[dict[str, Any]]:
@@ -93,12 +109,18 @@ class Iteration:
     base_dir: str = "."
     states: States = field(default_factory=dict)
     cleanups: dict[str, Fragment] = field(default_factory=dict)
+    policy: PreflightPolicy = field(init=False)  # how the local engine judges the targets
 
     # ---- the whole thing ------------------------------------------------------------
 
     def build(self) -> dict[str, Any]:
         pb = self.playbook
         steps = list(pb.steps)
+        for step in (*steps, *pb.rollback):
+            if step.id in RESERVED or step.id.startswith(f"{CLEANUP}_"):
+                raise NotExportable(f"step {step.id}", "its id names one of the state "
+                                    "machine's own states: give the step another id")
+        self.policy = PreflightPolicy.for_playbook(pb, self.params, self.accepted)
         first_mutation = next((i for i, s in enumerate(steps) if self._action(s).mutating),
                               len(steps))
         rollback_entry = self._rollback() if pb.rollback else None
@@ -135,9 +157,16 @@ class Iteration:
         self.states.update(states)
 
     def _inspect(self, first: str) -> None:
+        """The kind's inspect action, with the parameters the local engine gives it (what
+        to read depends on the playbook's risks and rescue image)."""
         action = registry.get(KINDS[self.playbook.targets.kind].inspect_action)
         assert action is not None
-        fragment = action.asl(self._aslstep(INSPECT, action, {}))
+        policy = self.policy
+        params = action.params.check(
+            action.inspect_params(policy.relevant, policy.rescue_image_id,
+                                 policy.rescue_instance_profile), ("inspect",),
+            Problems())
+        fragment = program_asl.fragment(action, self._aslstep(INSPECT, action, params))
         self._add({
             INSPECT: parallel(fragment, "facts", result_path="$.inspected",
                               result_selector={"facts.$": "$[0]"},
@@ -171,20 +200,35 @@ class Iteration:
                 after, result={"status": "skipped", "outputs": {}},
                 result_path=f"$.steps.{step.id}")})
             return
-        params = bind(action, step.id, step.params, self.params, self.facts)
-        aslstep = self._aslstep(step.id, action, params)
-        fragment = action.asl(aslstep)
-        cleanup = action.asl_cleanup(self._aslstep(f"{CLEANUP}_{action.name.split('.')[0]}",
-                                                   action, {}))
-        if cleanup is not None:
-            self.cleanups.setdefault(cleanup.start, cleanup)
         states: States = {}
-        if step.when is not None:
+        refusal = None if rollback_errors else self.policy.step_refusal(action)
+        if refusal is None:
+            params = bind(action, step.id, step.params, self.params, self.facts)
+            fragment = program_asl.fragment(action, self._aslstep(step.id, action, params))
+            cleanup = program_asl.cleanup_fragment(action, self._aslstep(
+                f"{CLEANUP}_{action.name.split('.')[0]}", action, {}))
+            if cleanup is not None:
+                self.cleanups.setdefault(cleanup.start, cleanup)
+        if isinstance(decided, dict):  # decided at run time (True: it always runs)
             skipped = f"{step.id}.skipped"
             states[skipped] = asl.pass_state(after, result={"status": "skipped", "outputs": {}},
                                              result_path=f"$.steps.{step.id}")
-            if isinstance(decided, dict):  # decided at run time
-                states[f"{step.id}.when"] = asl.choice([(decided, step.id)], skipped)
+            states[f"{step.id}.when"] = asl.choice([(decided, step.id)], skipped)
+        if refusal is not None:
+            # As the local engine: data loss not accepted (--accept) stops the target
+            # here, as it is; nothing failed, nothing is rolled back.
+            states[step.id] = asl.pass_state(CLEANUP, result={
+                "step": step.id, "Cause": f"stopped before step {step.id}: {refusal}"},
+                result_path="$.refused")
+            self._add(states)
+            return
+        if (action.destructive and not action.finds_its_request
+                and step.retries.attempts > 1):
+            # A retry re-runs the branch afresh: it cannot know the request went, and a
+            # data-destroying one is never sent twice (locally the journal knows).
+            raise NotExportable(f"step {step.id} ({action.name})", "retries do not export for "
+                                "a step that destroys data: a retry on Step Functions cannot "
+                                "know its request was sent; remove the step's retries")
         if rollback_errors:
             catch = catch_all(f"$.rollback_errors.{step.id}", on_fail if step.on_failure ==
                               "abort" else after)
@@ -232,9 +276,11 @@ class Iteration:
                 (asl.all_of(error, rolled, asl.present("$.rollback_errors")), "rollback_failed"),
                 (asl.all_of(error, rolled), "rolled_back"),
                 (error, "failed"),
+                (asl.present("$.refused"), "stopped"),
                 (asl.present("$.cleanup_error"), "cleanup_failed"),
             ], "succeeded"),
             "succeeded": {"Type": "Succeed"},
+            "stopped": asl.fail(ERRORS["refused"], asl.path("$.refused.Cause")),
             "failed": asl.fail(ERRORS["failed"], asl.fmt(*failed_step)),
             "rolled_back": asl.fail(ERRORS["rolled_back"], asl.fmt(*failed_step,
                                                                    "; rolled back")),

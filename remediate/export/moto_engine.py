@@ -32,6 +32,8 @@ definitions avoid or absorb them):
   compiler writes look-alikes instead (:func:`remediate.export.asl.text`);
 * an EBS volume's attachment has no ``DeleteOnTermination``: the inspect fragment
   reads it from the instance's block device mapping, which both have;
+* an SDK call's answer keeps botocore's ``datetime`` values, which ``States.JsonToString``
+  cannot write (AWS answers ISO 8601 text): :class:`_JsonAnswers` turns them into text;
 * an SDK error response without a request id crashes the interpreter
   (``States.Runtime``, ``KeyError('RequestId')``, not catchable by the machine);
   the sandbox's injected faults carry one, like AWS's errors;
@@ -44,7 +46,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 from unittest import mock
@@ -68,6 +71,37 @@ class _ClockTime:
         return time.time()
 
 
+def _json(value: Any) -> Any:
+    """``value`` with every datetime as AWS's SDK integrations write it
+    ("2013-08-23T01:02:15.422Z")."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, Mapping):
+        return {key: _json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json(item) for item in value]
+    return value
+
+
+class _JsonAnswers:
+    """A boto3 client whose operations answer JSON values, as a state machine gets them
+    from AWS (see the module's docstring); anything else is the client's own."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._operations = frozenset(client.meta.method_to_api_mapping)
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client, name)
+        if name not in self._operations:
+            return found
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return _json(found(*args, **kwargs))
+
+        return call
+
+
 def _cached(make: Callable[..., Any]) -> Callable[..., Any]:
     """moto builds a boto3 client for every SDK call (~40 ms each); reuse them (clients
     are thread-safe; moto ignores per-state credentials when it builds them)."""
@@ -77,8 +111,8 @@ def _cached(make: Callable[..., Any]) -> Callable[..., Any]:
     def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
         with lock:
             if (region, service) not in clients:
-                clients[(region, service)] = make(region=region, service=service,
-                                                  state_credentials=state_credentials)
+                clients[(region, service)] = _JsonAnswers(make(
+                    region=region, service=service, state_credentials=state_credentials))
             return clients[(region, service)]
 
     return client_for

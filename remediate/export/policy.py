@@ -58,16 +58,18 @@ def item_buckets(definition: Mapping[str, Any]) -> list[str]:
 
 def role_policy(playbook: Playbook, definition: Mapping[str, Any], *,
                 state_machine_arn: str | None = None,
-                role_arn: str | None = None) -> dict[str, Any]:
+                role_arn: str | None = None,
+                params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The execution role's policy: only what the definition calls. Of the playbook's
     grants (the scoped statements ``remediate iam-policy`` prints), those of its SDK calls
     and of what IAM checks with them; each other (read-only) SDK call on any resource; the
     Distributed Map's child executions, the batches in the definition's items bucket,
     assuming the target role ``role_arn``; and the same Deny. A mutating call no action
-    declares is refused: it would be on any resource."""
+    declares is refused: it would be on any resource. ``params``: those bound into the
+    definition (a rescue_instance_profile passes a role)."""
     calls = sdk_calls(definition)
     wanted = {*calls, *(needed for call in calls for needed in DEPENDENT.get(call, ()))}
-    grants = [grant for grant in playbook_grants(playbook, claims=False)
+    grants = [grant for grant in playbook_grants(playbook, claims=False, params=params)
               if grant.action in wanted]
     granted = {grant.action for grant in grants}
     undeclared = [call for call in calls if call not in granted]

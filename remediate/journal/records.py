@@ -61,6 +61,9 @@ class TargetRecord:
     # The rows of its latest pass that has any (a target waiting to start again shows
     # the attempt it was rolled back from): what reports show.
     last_steps: tuple[StepRecord, ...] = ()
+    # Why its latest rollback runs (the failed step, or the operator's stop); None in a
+    # journal an older remediate wrote (its ``error`` said it, until overwritten).
+    rollback_reason: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -7,8 +7,23 @@ for this pass's results (a rollback step that succeeded in pass 1 says nothing
 about the rollback of pass 2). It also keeps the playbook's text
 (``runs.playbook_text``), so ``resume`` runs the playbook the run started with.
 
-A version-1 journal (``PRAGMA user_version`` 0) is migrated when it is opened, in
-one transaction (a crash mid-way leaves it as it was): its rows become pass 1.
+Version 3 keeps why a target is rolling back (``targets.rollback_reason``: the failed
+step, or the operator's stop) apart from its latest error: a resume interrupted before
+it got back to the target used to overwrite that error ("not started: the run was
+interrupted"), and the rollback finished later then gave that as the target's reason.
+It also keeps when the process holding a run or a lock started (``process_start``), so
+a pid reused since by another process is not taken for it (:mod:`remediate.journal.locks`).
+
+Version 4 keeps long values once (``blobs``, :mod:`remediate.journal.blobs`): a script
+sent to many targets, a merged call's answer. Its rows refer to them by hash; rows of an
+older journal hold their values whole and read as before.
+
+Older journals are migrated when they are opened, in one transaction (a crash mid-way
+leaves them as they were); a version-2 one gets the columns (empty: its rollbacks give
+their latest error as the reason, and its pids are judged alone, as before), a version-3
+one the ``blobs`` table. A version-1 journal (``PRAGMA user_version`` 0) becomes version 4
+as well: its rows
+become pass 1.
 Version 1 reused rows across restarts, so an unfinished target whose rows may be
 stale (one that was restarted, or is rolling back) gets a fresh pass that rolls it
 back from the rollback's first step (rollback steps read AWS's state and finish
@@ -19,7 +34,7 @@ from __future__ import annotations
 
 import sqlite3
 
-VERSION = 2
+VERSION = 4
 
 
 class TooNew(Exception):
@@ -31,14 +46,14 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, playbook_path TEXT NOT NULL, playbook_sha256 TEXT NOT NULL,
     params TEXT NOT NULL, options TEXT NOT NULL, targets TEXT NOT NULL,
     dry_run INTEGER NOT NULL, status TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL,
-    started_at TEXT NOT NULL, finished_at TEXT, playbook_text TEXT);
+    started_at TEXT NOT NULL, finished_at TEXT, playbook_text TEXT, process_start INTEGER);
 CREATE TABLE IF NOT EXISTS run_state (
     run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (run_id, key));
 CREATE TABLE IF NOT EXISTS targets (
     run_id TEXT NOT NULL, target_key TEXT NOT NULL, target TEXT NOT NULL,
     phase TEXT NOT NULL, status TEXT, facts TEXT, error TEXT, updated_at TEXT NOT NULL,
-    pass INTEGER NOT NULL DEFAULT 1,
+    pass INTEGER NOT NULL DEFAULT 1, rollback_reason TEXT,
     PRIMARY KEY (run_id, target_key));
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, target_key TEXT NOT NULL, pass INTEGER NOT NULL, step_id TEXT NOT NULL,
@@ -55,9 +70,10 @@ CREATE INDEX IF NOT EXISTS calls_by_target ON calls (run_id, target_key);
 CREATE TABLE IF NOT EXISTS services (
     run_id TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL, cls TEXT NOT NULL,
     PRIMARY KEY (run_id, account, region, cls));
+CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, text TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS locks (
     target_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, pid INTEGER NOT NULL,
-    host TEXT NOT NULL, started_at TEXT NOT NULL);
+    host TEXT NOT NULL, started_at TEXT NOT NULL, process_start INTEGER);
 """
 
 # Version 1 -> 2. Steps get ``pass`` in their primary key, so that table is rebuilt.
@@ -87,6 +103,11 @@ UPDATE targets SET pass = 2, phase = CASE phase WHEN 'steps' THEN 'stop-rollback
 """
 
 
+# Version 2 -> 3: columns added (table, column, type).
+_TO_3 = (("targets", "rollback_reason", "TEXT"), ("runs", "process_start", "INTEGER"),
+         ("locks", "process_start", "INTEGER"))
+
+
 def prepare(db: sqlite3.Connection) -> None:
     """Create the tables of a new journal, or migrate an older one in place."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -102,6 +123,9 @@ def prepare(db: sqlite3.Connection) -> None:
         if version == 0 and _has_table(db, "steps") and not _has_column(db, "steps", "pass"):
             for statement in _statements(_TO_2):
                 db.execute(statement)
+        for table, column, kind in _TO_3:
+            if _has_table(db, table) and not _has_column(db, table, column):
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         for statement in _statements(TABLES):
             db.execute(statement)
         if version < VERSION:

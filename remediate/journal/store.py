@@ -8,8 +8,9 @@ back to continue where the run stopped.
 
 Writes share a transaction until :meth:`Journal.commit`. The executor commits
 before it hands any mutating call to the network, so an intent is on disk before
-the request leaves, and when it goes idle with writes older than a moment
-(:meth:`Journal.commit_stale`), which bounds the fsyncs of a busy run. At worst a
+the request leaves (the intents of the calls sent together share one commit), and
+when it goes idle with writes older than a second (:meth:`Journal.commit_stale`),
+which bounds the fsyncs of a busy run: calls that only read commit nothing. At worst a
 crash loses the last moments' "step finished" rows, and those steps are simply
 re-run (actions are idempotent and reconcile with AWS's real state).
 """
@@ -21,13 +22,14 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from remediate.actions.contract import Target
 from remediate.errors import UserError
 from remediate.journal import locks, schema
+from remediate.journal.blobs import Blobs
 from remediate.journal.records import (
     CallRecord,
     LockHolder,
@@ -42,6 +44,8 @@ _RUN_COLUMNS = ("run_id, playbook_path, playbook_sha256, params, options, target
 _STEP_COLUMNS = ("run_id, target_key, pass, step_id, rollback, status, attempts, outputs, error, "
                  "started_at, finished_at")
 _STEP_KEY = "run_id, target_key, pass, rollback, step_id"
+_CALL_COLUMNS = ("call_id, target_key, step_id, service, operation, params, status, request_id, "
+                 "error, response")
 # The pass a target is in (a run service, not a target of the run, is always in pass 1).
 _PASS = "COALESCE((SELECT pass FROM targets WHERE run_id=? AND target_key=?), 1)"
 
@@ -100,6 +104,9 @@ class Journal:
         self._db = _open(self.path)
         self._in_tx = False
         self._tx_started = 0.0
+        self._blobs = Blobs(self._db, self._write)
+        self.commits = 0
+        """Transactions committed: each is one fsync of the write-ahead log."""
 
     @classmethod
     def memory(cls) -> Journal:
@@ -119,8 +126,9 @@ class Journal:
         if self._in_tx:
             self._db.execute("COMMIT")
             self._in_tx = False
+            self.commits += 1
 
-    def commit_stale(self, age: float = 0.2) -> None:
+    def commit_stale(self, age: float = 1.0) -> None:
         """Commit if the open transaction is older than ``age`` real seconds."""
         if self._in_tx and time.monotonic() - self._tx_started >= age:
             self.commit()
@@ -138,6 +146,8 @@ class Journal:
              dumps(run.options), dumps([json.loads(target_json(t)) for t in run.targets]),
              int(run.dry_run), run.status, run.pid, run.host, run.started_at, run.finished_at,
              run.playbook_text))
+        self._write("UPDATE runs SET process_start=? WHERE run_id=?",
+                    (locks.process_start(run.pid), run.run_id))
         for target in run.targets:
             self._write("INSERT INTO targets (run_id, target_key, target, phase, updated_at) "
                         "VALUES (?,?,?,?,?)",
@@ -154,8 +164,9 @@ class Journal:
         self.commit()
 
     def set_run_status(self, run_id: str, status: str, at: datetime | None = None) -> None:
-        self._write("UPDATE runs SET status=?, finished_at=?, pid=?, host=? WHERE run_id=?",
-                    (status, at.isoformat() if at else None, self.pid, self.host, run_id))
+        self._write("UPDATE runs SET status=?, finished_at=?, pid=?, host=?, process_start=? "
+                    "WHERE run_id=?", (status, at.isoformat() if at else None, self.pid,
+                                       self.host, locks.process_start(self.pid), run_id))
         self.commit()
 
     def run(self, run_id: str | None = None) -> RunRecord:
@@ -200,12 +211,17 @@ class Journal:
 
     def set_target(self, run_id: str, target: Target, at: datetime, *, phase: str,
                    status: str | None = None, error: str | None = None,
-                   facts: Mapping[str, Any] | None = None, new_pass: bool = False) -> None:
+                   facts: Mapping[str, Any] | None = None, new_pass: bool = False,
+                   rollback_reason: str | None = None) -> None:
         """``new_pass``: the target starts again from its first step; its step and call
-        rows so far are history (see :mod:`remediate.journal.schema`)."""
+        rows so far are history (see :mod:`remediate.journal.schema`).
+        ``rollback_reason``: why the rollback it enters runs (kept until the next one)."""
         if facts is not None:
             self._write("UPDATE targets SET facts=? WHERE run_id=? AND target_key=?",
                         (dumps(facts), run_id, target.key))
+        if rollback_reason is not None:
+            self._write("UPDATE targets SET rollback_reason=? WHERE run_id=? AND target_key=?",
+                        (rollback_reason, run_id, target.key))
         self._write("UPDATE targets SET phase=?, status=?, error=?, updated_at=?, "
                     "pass=pass+? WHERE run_id=? AND target_key=?",
                     (phase, status, error, at.isoformat(), int(new_pass), run_id, target.key))
@@ -247,28 +263,32 @@ class Journal:
             "SELECT DISTINCT target_key, pass FROM calls WHERE run_id=? AND rollback=0 "
             "AND status != 'error'", (run_id,)))
         out: dict[str, TargetRecord] = {}
-        for key, target, phase, status, facts, error, number in self._db.execute(
-            "SELECT target_key, target, phase, status, facts, error, pass FROM targets "
-            "WHERE run_id=? ORDER BY rowid", (run_id,)
+        for key, target, phase, status, facts, error, number, reason in self._db.execute(
+            "SELECT target_key, target, phase, status, facts, error, pass, rollback_reason "
+            "FROM targets WHERE run_id=? ORDER BY rowid", (run_id,)
         ):
             rows = passes.get(key, {})
             shown = rows[max(p for p in rows if p <= number)] if any(
                 p <= number for p in rows) else []
             out[key] = TargetRecord(_target(json.loads(target)), phase, status, _loads(facts),
                                     error, tuple(rows.get(number, ())),
-                                    (key, number) in mutated, number, tuple(shown))
+                                    (key, number) in mutated, number, tuple(shown), reason)
         return out
 
     # ---- calls -------------------------------------------------------------------
 
     def call_intent(self, run_id: str, target_key: str, step_id: str, rollback: bool,
                     service: str, operation: str, params: Mapping[str, Any],
-                    at: datetime) -> int:
-        """Record a mutating call about to be sent; returns its id for the result."""
+                    at: datetime, *, merged: bool = False) -> int:
+        """Record a mutating call about to be sent; returns its id for the result.
+        ``merged``: it goes in one request with other targets' calls (what they share is
+        kept once)."""
         cursor = self._write(
             "INSERT INTO calls (run_id, target_key, step_id, rollback, service, operation, "
             f"params, status, sent_at, pass) VALUES (?,?,?,?,?,?,?,?,?,{_PASS})",
-            (run_id, target_key, step_id, int(rollback), service, operation, dumps(params),
+            (run_id, target_key, step_id, int(rollback), service, operation,
+             dumps(self._blobs.pack_shared(dict(params)) if merged
+                   else self._blobs.pack(dict(params))),
              "sent", at.isoformat(), run_id, target_key))
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -278,21 +298,39 @@ class Journal:
                     uncertain: bool = False) -> None:
         """``uncertain``: the call failed in a way (a timeout, a 5xx) that does not say
         whether AWS did it; it then counts as done for rollback decisions."""
+        self.call_results((call_id,), at, request_id=request_id, error=error,
+                          response=response, uncertain=uncertain)
+
+    def call_results(self, call_ids: Sequence[int], at: datetime, *,
+                     request_id: str | None, error: str | None = None,
+                     response: Mapping[str, Any] | None = None,
+                     uncertain: bool = False) -> None:
+        """The result of one request, for each of the calls merged into it: a long answer
+        is stored once and their rows refer to it (see :mod:`remediate.journal.blobs`)."""
         text = None
         if response is not None:
             body = {k: v for k, v in response.items() if k != "ResponseMetadata"}
-            text = dumps(body)
+            text = dumps(self._blobs.pack(body))
             if len(text) > MAX_RESPONSE_CHARS:
-                text = dumps({"truncated": text[:MAX_RESPONSE_CHARS]})
-        self._write("UPDATE calls SET status=?, request_id=?, error=?, response=?, "
-                    "finished_at=? WHERE call_id=?",
-                    ("unknown" if uncertain else "error" if error else "ok", request_id, error,
-                     text, at.isoformat(),
-                     call_id))
+                text = dumps({"truncated": dumps(body)[:MAX_RESPONSE_CHARS]})
+            if len(call_ids) > 1:
+                text = self._blobs.answer(text)
+        status = "unknown" if uncertain else "error" if error else "ok"
+        for call_id in call_ids:
+            self._write("UPDATE calls SET status=?, request_id=?, error=?, response=?, "
+                        "finished_at=? WHERE call_id=?",
+                        (status, request_id, error, text, at.isoformat(), call_id))
 
-    def step_sent(self, run_id: str, target_key: str, step_id: str, operation: str) -> bool:
+    def step_sent(self, run_id: str, target_key: str, step_id: str, operation: str,
+                  any_pass: bool = False) -> bool:
         """Whether a call of ``operation`` was journaled for this target's step in its
-        current pass (any attempt, rollback or not)."""
+        current pass (any attempt, rollback or not); ``any_pass``: in any pass of the run
+        (a target started again keeps what an earlier pass made, its backup say)."""
+        if any_pass:
+            return self._db.execute(
+                "SELECT 1 FROM calls WHERE run_id=? AND target_key=? AND step_id=? AND "
+                "operation=? LIMIT 1", (run_id, target_key, step_id, operation)).fetchone() \
+                is not None
         return self._db.execute(
             "SELECT 1 FROM calls WHERE run_id=? AND target_key=? AND step_id=? AND "
             f"operation=? AND pass={_PASS} LIMIT 1",
@@ -315,7 +353,7 @@ class Journal:
         """The answers AWS gave this target's step's ``operation`` calls in its current
         pass, oldest first (as journaled: a long one is ``{"truncated": "<its JSON text,
         cut>"}``)."""
-        return [_loads(text) for (text,) in self._db.execute(
+        return [self._blobs.unpack(_loads(text)) for (text,) in self._db.execute(
             "SELECT response FROM calls WHERE run_id=? AND target_key=? AND step_id=? AND "
             f"operation=? AND status='ok' AND pass={_PASS} ORDER BY call_id",
             (run_id, target_key, step_id, operation, run_id, target_key))]
@@ -331,16 +369,28 @@ class Journal:
             is not None
 
     def calls(self, run_id: str, target_key: str | None = None) -> list[CallRecord]:
-        sql = ("SELECT call_id, target_key, step_id, service, operation, params, status, "
-               "request_id, error, response FROM calls WHERE run_id=?")
+        sql = f"SELECT {_CALL_COLUMNS} FROM calls WHERE run_id=?"
         args: tuple[str, ...] = (run_id,)
         if target_key is not None:
             sql += " AND target_key=?"
             args += (target_key,)
-        return [CallRecord(cid, key, step, service, op, json.loads(params), status, rid, err,
-                           _loads(resp))
-                for cid, key, step, service, op, params, status, rid, err, resp
-                in self._db.execute(sql + " ORDER BY call_id", args)]
+        return [self._call(row) for row in self._db.execute(sql + " ORDER BY call_id", args)]
+
+    def latest_calls(self, run_id: str, key_prefix: str) -> dict[str, CallRecord]:
+        """The latest call journaled under each target key that starts with ``key_prefix``
+        (``claim:``: each target's latest claim write or removal), by that key."""
+        rows = self._db.execute(
+            f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id IN (SELECT MAX(call_id) "
+            "FROM calls WHERE run_id=? AND substr(target_key, 1, ?)=? GROUP BY target_key)",
+            (run_id, len(key_prefix), key_prefix))
+        return {call.target_key: call for call in map(self._call, rows)}
+
+    def _call(self, row: tuple[Any, ...]) -> CallRecord:
+        """A row of ``SELECT {_CALL_COLUMNS} FROM calls``."""
+        cid, key, step, service, operation, params, status, request_id, error, response = row
+        return CallRecord(cid, key, step, service, operation,
+                          self._blobs.unpack(json.loads(params)), status, request_id, error,
+                          self._blobs.unpack(_loads(response)))
 
     # ---- run services (the rescue pool, ...) --------------------------------------
 

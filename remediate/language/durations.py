@@ -20,12 +20,22 @@ def parse_duration(text: str) -> float | None:
 
 
 def format_duration(seconds: float) -> str:
-    """Short human text: 0.5s, 45s, 1m30s, 2h05m, 48h; exact for whole units."""
+    """Short human text, the one way every message and report says a duration:
+    ``311ms``, ``4.2s``, ``45s``, ``3m12s``, ``1h02m``, ``48h``; exact for whole units.
+
+    Precision follows size (a tenth of a second matters under 10 s, a second under a
+    minute, a minute above an hour), so a sub-second step never prints as
+    ``0.311326s``."""
     seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:g}s" if seconds < 1 else f"{seconds:.0f}s"
+    millis = round(seconds * 1000)
+    if millis < 1000:
+        return f"{millis}ms" if millis else "0s"
+    if round(seconds, 1) < 10:
+        return f"{round(seconds, 1):g}s"
+    if round(seconds) < 60:
+        return f"{round(seconds)}s"
     minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s" if secs else f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
+    hours, minutes = divmod(round(seconds / 60), 60)
     return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"

@@ -194,6 +194,7 @@ def build(data: Mapping[str, Any], source: str) -> Playbook:
         guards=Guards(
             max_targets=guards["max_targets"],
             batches=tuple(_batch(b) for b in guards["batches"]),
+            rollout=guards["rollout"],
             max_failure_percent=guards["max_failure_percent"],
             require_ack=tuple(guards["require_ack"]),
             pause_after_canary=guards["pause_after_canary"],

@@ -143,6 +143,9 @@ class Guards:
     max_targets: int | None = None
     # Canary first, then growing batches; the last one repeats until all are done.
     batches: tuple[BatchSize, ...] = (BatchSize(percent=100.0),)
+    # "batches": each batch waits for the previous one's last target. "ramp": the canary
+    # batch alone, then the later sizes cap the targets in flight (executor/ramp.py).
+    rollout: str = "batches"
     max_failure_percent: float = 100.0
     # Finding kinds the operator must accept (--accept) beyond the built-in ones.
     require_ack: tuple[str, ...] = ()

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from remediate.aws.apis import DEFAULT_BUCKETS
+from remediate.aws.apis import RATE_LIMIT_NAMES
 from remediate.findings import ACKNOWLEDGEABLE
 from remediate.kinds import KIND_NAMES
 from remediate.language.problems import Path, Problems
@@ -40,6 +40,7 @@ REFERENCE: Final = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)+"
 CONDITION_OPERATORS: Final = ("equals", "not_equals", "in", "not_in", "exists")
 CONDITION_COMBINATORS: Final = ("all", "any", "not")
 PARAMETER_TYPES: Final = ("string", "integer", "number", "boolean", "list")
+ROLLOUTS: Final = ("batches", "ramp")
 
 
 @dataclass
@@ -211,6 +212,12 @@ GUARDS = Record(title="a guards mapping", fields={
                      default=["100%"],
                      description="Canary first, then growing batches (e.g. [1, 5%, 25%, "
                                  "100%]); the last size repeats."),
+    "rollout": Field(Choice(values=ROLLOUTS), default="batches",
+                     description="batches: each batch starts when the previous one has "
+                                 "finished. ramp: the canary batch alone first, then no "
+                                 "barrier: the later sizes cap the targets in flight, each "
+                                 "cap opening once as many results are in as batches would "
+                                 "have waited for."),
     "max_failure_percent": Field(Number(0, 100), default=100.0,
                                  description="Stop starting targets once more than this share "
                                              "of the started ones failed."),
@@ -232,10 +239,15 @@ BUCKET = Record(title="a rate-limit mapping", fields={
 EXECUTION = Record(title="an execution mapping", fields={
     "concurrency": Field(Int(1, 100_000), default=50,
                          description="Targets in flight at once, per account and Region."),
-    "rate_limits": Field(MapOf(value=BUCKET, key=Choice(values=tuple(DEFAULT_BUCKETS),
-                                                                 name="a rate bucket name"),
+    "rate_limits": Field(MapOf(value=BUCKET, key=Choice(values=RATE_LIMIT_NAMES,
+                                                        name="a rate bucket name"),
                                title="a mapping of bucket names to {burst, rate}"),
-                         default={}),
+                         default={},
+                         description="Client-side token buckets, per account and Region. "
+                                     "A category (ec2.mutating) sizes the bucket of each of "
+                                     "its APIs (EC2 gives every API its own); an API "
+                                     "(ec2.AttachVolume) sizes its own and wins over its "
+                                     "category."),
     "poll_interval": Field(Duration(0.1, 600), default=15.0,
                            description="How often waits are polled (one Describe per batch)."),
     "default_timeout": Field(Duration(1, 48 * 3600), default=1800.0),

@@ -1,6 +1,7 @@
 """Reporters: subscribers to the executor's events.
 
-``from_specs(["json:out/run.json", "junit:out/run.xml", "md:out/run.md"])`` gives
+``from_specs(["json:out/run.json", "junit:out/run.xml", "md:out/run.md",
+"html:out/run.html"])`` gives
 one :class:`RunRecord` (subscribe it to the event bus) that writes each report
 when the run finishes. The terminal reporter is
 :class:`remediate.reporters.terminal.TerminalReporter` (imported on its own: it
@@ -18,6 +19,7 @@ from typing import Final
 from remediate.destinations import check_destination
 from remediate.errors import UserError
 from remediate.reporters.files import FileReport
+from remediate.reporters.html import HtmlReport
 from remediate.reporters.json_report import JsonReport
 from remediate.reporters.junit import JunitReport
 from remediate.reporters.markdown import MarkdownReport
@@ -27,6 +29,7 @@ FORMATS: Final[Mapping[str, type[FileReport]]] = MappingProxyType({
     "json": JsonReport,
     "junit": JunitReport,
     "md": MarkdownReport,
+    "html": HtmlReport,
 })
 
 

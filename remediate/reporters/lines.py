@@ -3,18 +3,22 @@ progress display prints above its bars. Unknown events have no line."""
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import singledispatch
 
 from remediate.actions.contract import Target
 from remediate.executor.events import (
+    AlarmStopped,
     ApiOutcomeUnknown,
     ApiRetrying,
     BatchFinished,
     BatchStarted,
     BudgetExhausted,
+    CanaryQuestion,
     Event,
     Interrupted,
     Notice,
+    RampWidened,
     RollbackStarted,
     RunFinished,
     RunResumed,
@@ -30,6 +34,7 @@ from remediate.executor.events import (
     TargetStarted,
 )
 from remediate.language.durations import format_duration
+from remediate.reporters.record import OUTCOMES
 from remediate.reporters.wording import plural
 
 
@@ -81,14 +86,35 @@ def _(event: StepPlanned) -> str:
 
 @line.register
 def _(event: BatchStarted) -> str:
+    ramp = f", on a ramp: up to {event.cap} in flight" if event.cap is not None else ""
     return (f"batch {event.index + 1}/{event.total_batches}: "
-            f"{plural(len(event.targets), 'target')}")
+            f"{plural(len(event.targets), 'target')}{ramp}")
 
 
 @line.register
 def _(event: BatchFinished) -> str:
+    others = "".join(f", {n} {status.replace('_', ' ')}" for status, n in event.others if n)
     return (f"batch {event.index + 1}/{event.total_batches} done: {event.succeeded} succeeded, "
-            f"{event.failed} failed")
+            f"{event.failed} failed, {event.rolled_back} rolled back{others}")
+
+
+@line.register
+def _(event: RampWidened) -> str:
+    return (f"ramp: up to {event.cap} targets in flight "
+            f"({plural(event.results, 'result')} in after the canary)")
+
+
+@line.register
+def _(event: CanaryQuestion) -> str:
+    counts = Counter(status for _, status in event.statuses)
+    said = ", ".join(f"{counts[status]} {status.replace('_', ' ')}"
+                     for status in ("succeeded", "failed", "rolled_back", "refused"))
+    if counts["interrupted"]:
+        said += f", {counts['interrupted']} interrupted"
+    budget = (f"failure budget: {event.failed} failed, {event.allowed} allowed"
+              if event.allowed is not None else f"{event.failed} failed so far")
+    return (f"canary batch done ({plural(len(event.statuses), 'target')}): {said}; {budget}; "
+            f"{plural(event.remaining, 'target')} to go")
 
 
 @line.register
@@ -111,7 +137,8 @@ def _(event: StepRetrying) -> str:
 @line.register
 def _(event: ApiRetrying) -> str:
     many = f" for {plural(len(event.targets), 'target')}" if event.targets else ""
-    return (f"{event.api}{many}: {event.code}, retry {event.attempt} in {event.delay:.1f}s")
+    return (f"{event.api}{many}: {event.code}, retry {event.attempt} in "
+            f"{format_duration(event.delay)}")
 
 
 @line.register
@@ -155,6 +182,12 @@ def _(event: BudgetExhausted) -> str:
 
 
 @line.register
+def _(event: AlarmStopped) -> str:
+    return (f"alarm {event.alarm} ({event.account}/{event.region}) {event.reason}: no new "
+            f"targets will start; {plural(event.in_flight, 'target')} in flight will finish")
+
+
+@line.register
 def _(event: Interrupted) -> str:
     again = "interrupted again" if event.second else "interrupted"
     shown = ", ".join(event.in_flight[:10]) + (", ..." if len(event.in_flight) > 10 else "")
@@ -169,8 +202,10 @@ def _(event: Notice) -> str:
 
 @line.register
 def _(event: RunFinished) -> str:
-    counts = ", ".join(f"{count} {name.replace('_', ' ')}"
-                       for name, count in event.summary.items() if count)
+    order = {status: n for n, status in enumerate(OUTCOMES)}  # as the reports say them
+    counts = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in
+                       sorted(event.summary.items(), key=lambda kv: order.get(kv[0], 99))
+                       if count)
     text = f"run {event.run_id} finished: {counts or 'no targets'}"
     if event.estimate_seconds is not None:
         text += f"; estimated duration {format_duration(event.estimate_seconds)}"

@@ -22,6 +22,7 @@ from remediate.reporters.wording import (
     outcome,
     plural,
     rescue_images,
+    rescue_ssm,
     selection,
 )
 
@@ -51,6 +52,19 @@ def api_calls(record: RunRecord) -> list[str]:
     return ["## API calls it would make", "",
             "Counted per target; the executor merges calls that take many ids into one request.",
             "", *table(["API call", "Mutating", "Calls"], rows)]
+
+
+def forecast(record: RunRecord) -> list[str]:
+    """The rehearsal's figures (remediate.forecast): the requests the run would send."""
+    found = record.forecast
+    if found is None:
+        return []
+    rows = [[f"`{api}`", count] for api, count in found.calls]
+    return ["## Forecast", "",
+            f"{format_duration(found.seconds)}, from rehearsing the run on a model of these "
+            f"{plural(found.targets, 'target')} (simulated time; canary batches, rescue pools "
+            f"and API limits included), assuming {found.assumptions}.", "",
+            *table(["Mutating API call", "Requests"], rows)]
 
 
 def permissions(record: RunRecord) -> list[str]:
@@ -122,16 +136,19 @@ def _target(record: TargetRecord) -> list[str]:
 
 def audit(record: RunRecord) -> str:
     s = record.summary()
-    lines = header(record, "remediate dry run")
+    lines = [f"# remediate dry run: {record.playbook}", "", *header(record)]
     lines += ["**Nothing was changed.** This is what a run would do.", ""]
     lines += [f"**{plural(s['total'], 'target')}: {selection(s, 'would be worked on')}**.",
               ""]
-    if record.estimate_seconds is not None:
+    if record.estimate_seconds is not None and record.forecast is None:
         lines += [f"Estimated duration: {format_duration(record.estimate_seconds)}.", ""]
-    images = rescue_images(record)
+    images, reach = rescue_images(record), rescue_ssm(record)
     if images:
         lines += [f"Rescue image (`rescue_image_id`): {images}.", ""]
+    if reach:
+        lines += [f"Rescue instances reach SSM by: {reach}.", ""]
     lines += run_notes(record)
+    lines += forecast(record)
     lines += api_calls(record)
     lines += permissions(record)
     lines += by_finding(record)

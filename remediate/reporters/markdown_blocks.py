@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from remediate.findings import FINDINGS
 from remediate.language.durations import format_duration
-from remediate.reporters.record import RunRecord, TargetRecord, iso
+from remediate.reporters.record import RunRecord, iso
 from remediate.reporters.wording import plural
 
 
@@ -15,40 +14,36 @@ def cell(text: object) -> str:
     return " ".join(str(text).split()).replace("|", "\\|") or " "
 
 
+# Wider tables wrap into an unreadable mess in a chat window (Slack, Teams).
+CHAT_WIDTH = 100
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
     return [*lines, ""]
 
 
-def where(record: TargetRecord) -> list[str]:
-    """The first three cells of every target row."""
-    t = record.target
-    return [f"`{t.id}`", t.region, t.account]
+def id_list(ids: Sequence[str], limit: int = 10) -> str:
+    """```i-1`, `i-2` and 3 more``: a few ids of a group (the JSON report has them all)."""
+    shown = ", ".join(f"`{i}`" for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
-def findings_text(record: TargetRecord) -> str:
-    return "; ".join(f"{f.kind}: {f.detail}" for f in record.findings)
-
-
-def hints(record: TargetRecord) -> str:
-    """What the operator can do about the target's findings (each hint once)."""
-    found = (FINDINGS.get(f.kind) for f in record.findings)
-    return "; ".join(dict.fromkeys(kind.hint for kind in found if kind is not None and kind.hint))
-
-
-def header(record: RunRecord, title: str) -> list[str]:
+def header(record: RunRecord) -> list[str]:
+    """When the run started and finished, and how long it took."""
     line = f"Run `{record.run_id}`, started {iso(record.started_at) or 'unknown'}"
     if record.finished_at is not None:
         line += f", finished {iso(record.finished_at)}"
         if record.started_at is not None:
             took = (record.finished_at - record.started_at).total_seconds()
             line += f" ({format_duration(took)})"
-    return [f"# {title}: {record.playbook}", "", line + ".", ""]
+    return [line + ".", ""]
 
 
 def run_notes(record: RunRecord) -> list[str]:
-    """Retries, the failure budget, Ctrl-C and the executor's notices, as a bullet list."""
+    """Retries, the failure budget, an alarm, Ctrl-C and the executor's notices, as a
+    bullet list."""
     notes = []
     if record.step_retries or record.api_retries:
         notes.append(f"Retries: {plural(record.step_retries, 'step retry', 'step retries')}, "
@@ -57,6 +52,10 @@ def run_notes(record: RunRecord) -> list[str]:
     if record.budget is not None:
         notes.append(f"**The failure budget ran out** ({record.budget.failed} failed, "
                      f"{record.budget.allowed} allowed): no new targets were started.")
+    if record.alarm is not None:
+        notes.append(f"**Stopped by alarm {record.alarm.alarm}** ({record.alarm.account}/"
+                     f"{record.alarm.region}, {record.alarm.reason}): no new targets were "
+                     "started; those in flight finished.")
     if record.interrupted:
         notes.append("**The run was interrupted** (Ctrl-C).")
     notes += [f"{n.level}: {n.message}" for n in record.notices]

@@ -16,14 +16,24 @@ contract and are never removed (new ones may be added)::
 
 Times are ISO-8601 UTC (``2024-07-19T05:30:00Z``).
 
-Where each target counts in the summary: the four contract keys partition the
-targets (they add up to ``total``). The extra keys refine them:
+Where each target counts in the summary: every target in exactly one of
+``succeeded``, ``failed``, ``rolled_back``, ``interrupted``, ``refused``,
+``skipped`` and ``not_run``; they add up to ``total``, and the console, the
+Markdown and the JUnit report count the same way (issue 16: an interrupted
+target was counted as failed, a refused one as skipped too):
 
-- ``refused`` (blocked or unaccepted findings) counts in ``skipped`` too;
-- ``not_run`` (never started: a dry run's planned targets, or a run stopped early
-  by Ctrl-C or the failure budget) counts in ``skipped`` too;
-- ``interrupted`` (started, not finished: it may be mid-way and needs a look or a
-  ``resume``) counts in ``failed`` too.
+- ``refused``: blocked or unaccepted findings, or another run holds it;
+- ``interrupted``: started, not finished (Ctrl-C, an unsettled outcome): it needs a
+  look or a ``resume``, but it did not fail;
+- ``not_run``: never started (a dry run's planned targets, or a run that ended
+  before reaching them without saying why);
+- ``skipped``: left alone on purpose (already healthy, the failure budget spent,
+  the canary not confirmed, a ``--stop-on-alarm`` alarm fired: their error says
+  so, and ``stopped_by_alarm`` names the alarm).
+
+One refinement, inside ``interrupted``: ``interrupted_rolled_back`` are the
+interrupted targets whose rollback ran to its end (back where they were;
+``resume`` starts them again).
 
 In a dry run nothing "succeeds": a target that would be worked on is ``planned``.
 """
@@ -39,9 +49,11 @@ from typing import Any
 from remediate.actions.contract import Target
 from remediate.aws.errors import ErrorClass, classify
 from remediate.executor.events import (
+    AlarmStopped,
     ApiOutcomeUnknown,
     ApiRetrying,
     BudgetExhausted,
+    Forecasted,
     Interrupted,
     JournaledStep,
     Notice,
@@ -66,17 +78,10 @@ from remediate.reporters.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
 
-# Target status -> the contract summary key it counts in.
-SUMMARY_KEY = {
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "interrupted": "failed",
-    "rolled_back": "rolled_back",
-    "skipped": "skipped",
-    "refused": "skipped",
-    "planned": "skipped",
-    "pending": "skipped",
-}
+# The summary's keys, one per target, in the order reports say them.
+OUTCOMES = ("succeeded", "failed", "rolled_back", "interrupted", "refused", "skipped", "not_run")
+# Target status -> the summary key it counts in (the rest count as their own status).
+SUMMARY_KEY = {"planned": "not_run", "pending": "not_run"}
 # Facts worth a line in a report; the full facts stay in the journal.
 FACT_EXCERPT = ("state", "status", "availability_zone", "instance_type", "platform",
                 "lifecycle", "root_volume_id", "rescue_image_id", "directory_id", "user_name",
@@ -148,6 +153,7 @@ class TargetRecord:
     rollback_reason: str | None = None
     started: bool = False
     finished: bool = False
+    rolled_back: bool = False  # its rollback ran to the end (TargetFinished.rolled_back)
     steps: dict[str, StepRecord] = field(default_factory=dict)
     planned: list[PlannedStep] = field(default_factory=list)
 
@@ -177,6 +183,7 @@ class TargetRecord:
             "steps": [step.as_dict() for step in self.steps.values()],
             "account": t.account, "kind": t.kind, "error": self.error,
             "refused": self.refused, "rollback_reason": self.rollback_reason,
+            "rolled_back": self.rolled_back,
             "facts": {k: _plain(v) for k, v in self.fact_excerpt().items()},
             "planned": [p.as_dict() for p in self.planned],
         }
@@ -185,6 +192,16 @@ class TargetRecord:
 def _journaled(step: JournaledStep) -> StepRecord:
     return StepRecord(step.step_id, step.action, step.status, step.attempts, step.started_at,
                       step.finished_at, step.error, step.rollback)
+
+
+def put_back(event: TargetResumed) -> bool:
+    """Whether the journal shows the target's rollback ran to its end: rolled back after a
+    failure, or put back after a Ctrl-C (phase ``restart`` after rollback steps)."""
+    if event.status == "rolled_back":
+        return True
+    return (event.status == "interrupted" and event.phase == "restart"
+            and any(s.rollback for s in event.steps)
+            and all(s.status in ("succeeded", "skipped") for s in event.steps if s.rollback))
 
 
 def severity(finding: Finding) -> str:
@@ -207,15 +224,20 @@ class RunRecord(Subscriber):
         self.step_ids: tuple[str, ...] = ()
         self.targets: dict[str, TargetRecord] = {}
         self.estimate_seconds: float | None = None
+        self.forecast: Forecasted | None = None
         self.step_retries = 0
         self.api_retries = 0
         self.throttled = 0
         # Mutating calls whose outcome was unknown, and the step runs that reconciled them.
         self.unknown_outcomes = 0
         self.reconciled = 0
+        # When each retry happened, and its kind ("throttled", "api", "step"): the HTML
+        # report charts them over time.
+        self.retried_at: list[tuple[datetime, str]] = []
         self.notices: list[Notice] = []
         self.permissions: list[PermissionChecked] = []
         self.budget: BudgetExhausted | None = None
+        self.alarm: AlarmStopped | None = None  # --stop-on-alarm: the alarm that fired
         self.interrupted = False
         self.closed = False
         self.writers: list[Writer] = []
@@ -247,12 +269,14 @@ class RunRecord(Subscriber):
         record.rollback_reason = event.error if any(s.rollback for s in event.steps) else None
         record.started = bool(event.steps) or event.phase not in ("pending", "inspected")
         record.finished = event.phase == "done"
+        record.rolled_back = put_back(event)
 
     def on_target_restarted(self, event: TargetRestarted) -> None:
         """A new pass: the rolled-back attempt's steps are history."""
         record = self.target(event.target)
         record.steps, record.rollback_reason = {}, None
         record.status, record.error, record.finished = "pending", None, False
+        record.rolled_back = False
 
     def on_target_inspected(self, event: TargetInspected) -> None:
         record = self.target(event.target)
@@ -281,11 +305,16 @@ class RunRecord(Subscriber):
 
     def on_step_retrying(self, event: StepRetrying) -> None:
         self.step_retries += 1
+        if event.at is not None:
+            self.retried_at.append((event.at, "step"))
 
     def on_api_retrying(self, event: ApiRetrying) -> None:
         self.api_retries += 1
-        if classify(event.code) is ErrorClass.THROTTLED:
+        throttled = classify(event.code) is ErrorClass.THROTTLED
+        if throttled:
             self.throttled += 1
+        if event.at is not None:
+            self.retried_at.append((event.at, "throttled" if throttled else "api"))
 
     def on_api_outcome_unknown(self, event: ApiOutcomeUnknown) -> None:
         self.unknown_outcomes += 1
@@ -308,11 +337,15 @@ class RunRecord(Subscriber):
     def on_target_finished(self, event: TargetFinished) -> None:
         record = self.target(event.target)
         record.status, record.error, record.finished = event.status, event.error, True
+        record.rolled_back = event.rolled_back or event.status == "rolled_back"
         if event.status == "refused" and record.refused is None:
             record.refused = event.error
 
     def on_budget_exhausted(self, event: BudgetExhausted) -> None:
         self.budget = event
+
+    def on_alarm_stopped(self, event: AlarmStopped) -> None:
+        self.alarm = event
 
     def on_interrupted(self, event: Interrupted) -> None:
         self.interrupted = True
@@ -322,6 +355,9 @@ class RunRecord(Subscriber):
 
     def denied(self) -> list[PermissionChecked]:
         return [p for p in self.permissions if p.outcome == "denied"]
+
+    def on_forecasted(self, event: Forecasted) -> None:
+        self.forecast = event
 
     def on_notice(self, event: Notice) -> None:
         self.notices.append(event)
@@ -363,15 +399,15 @@ class RunRecord(Subscriber):
             record.status = "interrupted"
 
     def summary(self) -> dict[str, int]:
-        counts = dict.fromkeys(("succeeded", "failed", "skipped", "rolled_back", "refused",
-                                "interrupted", "not_run"), 0)
+        """Targets by outcome, each counted once (see the module's docstring)."""
+        counts = dict.fromkeys(OUTCOMES, 0)
+        put_back = 0
         for record in self.targets.values():
-            counts[SUMMARY_KEY.get(record.status, "failed")] += 1
-            if record.status in ("refused", "interrupted"):
-                counts[record.status] += 1
-            elif record.status in ("planned", "pending"):
-                counts["not_run"] += 1
+            key = SUMMARY_KEY.get(record.status, record.status)
+            counts[key if key in counts else "failed"] += 1
+            put_back += record.status == "interrupted" and record.rolled_back
         counts["total"] = len(self.targets)
+        counts["interrupted_rolled_back"] = put_back
         return counts
 
     def by_status(self, *statuses: str) -> list[TargetRecord]:
@@ -388,6 +424,10 @@ class RunRecord(Subscriber):
             "targets": [record.as_dict() for record in self.targets.values()],
             "steps": list(self.step_ids),
             "estimate_seconds": self.estimate_seconds,
+            "forecast": None if self.forecast is None else {
+                "seconds": self.forecast.seconds, "targets": self.forecast.targets,
+                "mutating_calls": dict(self.forecast.calls),
+                "assumptions": self.forecast.assumptions},
             "retries": {"steps": self.step_retries, "api": self.api_retries,
                         "throttled": self.throttled, "unknown_outcomes": self.unknown_outcomes,
                         "reconciled": self.reconciled},
@@ -395,6 +435,10 @@ class RunRecord(Subscriber):
             "budget_exhausted": None if self.budget is None else {
                 "failed": self.budget.failed, "allowed": self.budget.allowed},
             "interrupted": self.interrupted,
+            "stopped_by_alarm": None if self.alarm is None else {
+                "alarm": self.alarm.alarm, "account": self.alarm.account,
+                "region": self.alarm.region, "reason": self.alarm.reason,
+                "in_flight": self.alarm.in_flight},
             "permissions": [
                 {"account": p.account, "region": p.region, "api": p.api,
                  "iam_action": p.iam_action, "outcome": p.outcome, "detail": p.detail,

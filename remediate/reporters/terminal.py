@@ -1,8 +1,11 @@
 """The terminal reporter: live progress bars on a TTY, one line per event elsewhere.
 
-Progress mode shows a bar for all targets (succeeded, failed, rolled back,
-refused, in flight, retries, API throttling, ETA) and one per step (done,
-failed, running); failures, refusals, retries and notices print above the bars.
+Progress mode shows a bar for all targets (each counted once by its outcome, as
+the reports count them; in flight, retries, API throttling, ETA) and one per step
+(done, failed, running), drawn from :class:`~remediate.reporters.bars.Bars`;
+failures, refusals, retries and notices print above the bars. While the question
+after the canary batch waits for an answer the bars stop repainting (they would
+draw over the question), with how the canary fared printed just above it.
 Plain mode (not a TTY, or ``--no-progress``) prints every event as one line, for
 CI logs. Output goes to the console given, by default standard error, so
 ``--format json`` on standard output stays parseable.
@@ -10,9 +13,10 @@ CI logs. Output goes to the console given, by default standard error, so
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,15 +25,20 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from remediate.aws.errors import ErrorClass, classify
 from remediate.executor.events import (
+    AlarmStopped,
     ApiRetrying,
     BatchStarted,
     BudgetExhausted,
+    CanaryAnswered,
+    CanaryQuestion,
     Event,
     Interrupted,
     Notice,
+    RampWidened,
     RollbackStarted,
     RunFinished,
     RunResumed,
@@ -43,12 +52,16 @@ from remediate.executor.events import (
     TargetResumed,
     TargetStarted,
 )
+from remediate.reporters.bars import Bars
 from remediate.reporters.lines import line
+from remediate.reporters.record import put_back
 from remediate.reporters.subscriber import Subscriber
+from remediate.reporters.wording import outcomes
 
 # Events worth a line above the progress bars (the rest only move the bars).
 _NOTABLE = (BatchStarted, RollbackStarted, StepRetrying, BudgetExhausted, Interrupted, Notice,
-            RunFinished, RunResumed, TargetRestarted)
+            RunFinished, RunResumed, TargetRestarted, CanaryQuestion,
+            AlarmStopped, RampWidened)
 
 
 def _notable(event: Event) -> bool:
@@ -60,33 +73,54 @@ def _notable(event: Event) -> bool:
     return isinstance(event, _NOTABLE)
 
 
+class _Progress(Progress):
+    """rich's progress table with the run's status line above it: a line of its own that
+    may wrap, so the bars keep their width in a narrow terminal."""
+
+    status = ""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield Text(self.status, overflow="fold")
+        yield self.make_tasks_table(self.tasks)
+
+
 class TerminalReporter(Subscriber):
     def __init__(
-        self, out: Console | TextIO | None = None, *, progress: bool | None = None
+        self, out: Console | TextIO | None = None, *, progress: bool | None = None,
+        said: Mapping[str, str] | None = None,
     ) -> None:
+        """``said``: refusals the operator was already shown (target key -> why), by the
+        question before the run; they are not printed again (one that differs is)."""
         if isinstance(out, Console):
             self.console = out
         else:
             self.console = Console(file=out) if out is not None else Console(stderr=True)
         self.live = self.console.is_terminal if progress is None else progress
-        self._progress: Progress | None = None
+        self.said = dict(said or {})
+        self._progress: _Progress | None = None
+        self._paused = False
         self._overall: TaskID | None = None
         self._steps: dict[str, TaskID] = {}
-        self._settled: set[str] = set()
-        self._in_flight: set[str] = set()
-        self._running: dict[str, set[str]] = {}
-        self._done: dict[str, set[str]] = {}  # step -> targets that finished it
-        self._failed: dict[str, int] = {}
-        self.counts = dict.fromkeys(("succeeded", "failed", "rolled_back", "refused", "skipped",
-                                     "retries", "api_retries", "throttled"), 0)
+        self.bars = Bars()
+        self.retries = {"retries": 0, "api_retries": 0, "throttled": 0}
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Targets by outcome (as the reports count them) and the retries so far."""
+        return {**self.bars.summary(), **self.retries}
 
     def print(self, text: str) -> None:
         console = self._progress.console if self._progress is not None else self.console
         console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
     def seen(self, event: Event) -> None:
+        if isinstance(event, CanaryQuestion):
+            self._pause()  # first: the summary and the question go below the bars
         if self.live and not _notable(event):
             return
+        if (isinstance(event, TargetFinished) and event.status == "refused"
+                and self.said.get(event.target.key) == event.error):
+            return  # the question before the run listed it
         text = line(event)
         if text is not None:
             self.print(text)
@@ -94,98 +128,95 @@ class TerminalReporter(Subscriber):
     # -- state the bars show ----------------------------------------------------------------
 
     def on_run_started(self, event: RunStarted) -> None:
+        self.bars.start((t.key for t in event.targets), event.steps)
         if not self.live:
             return
-        self._progress = Progress(
-            TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
+        self._progress = _Progress(
+            TextColumn("{task.description:<18}"), BarColumn(bar_width=30),
+            MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
             console=self.console, transient=False)
         total = len(event.targets)
         self._overall = self._progress.add_task("targets", total=total, detail="")
         for step in event.steps:
             self._steps[step] = self._progress.add_task(f"  {step}", total=total, detail="")
-            self._running[step], self._done[step], self._failed[step] = set(), set(), 0
         self._progress.start()
         self._refresh()
 
     def on_target_inspected(self, event: TargetInspected) -> None:
         if event.refused is not None:
-            self.counts["refused"] += 1
-            self._settle(event.target.key)
+            self.bars.finished(event.target.key, "refused")
+            self._refresh()
 
     def on_target_resumed(self, event: TargetResumed) -> None:
-        """A target the run had finished before this process: counted, its bar settled."""
-        if event.phase == "done" and event.status in self.counts:
-            self.counts[event.status] += 1
-            self._settle(event.target.key)
+        """The target as the journal has it: the bars start from there, not from 0."""
+        key = event.target.key
+        for step in event.steps:
+            if not step.rollback and step.status in ("succeeded", "failed", "skipped"):
+                self.bars.step_finished(key, step.step_id, step.status)
+        if event.phase == "done" and event.status is not None:
+            self.bars.finished(key, event.status, put_back(event))
+        self._refresh()
+
+    def on_target_restarted(self, event: TargetRestarted) -> None:
+        self.bars.restarted(event.target.key)
+        self._refresh()
 
     def on_target_started(self, event: TargetStarted) -> None:
-        self._in_flight.add(event.target.key)
+        self.bars.in_flight.add(event.target.key)
         self._refresh()
 
     def on_step_started(self, event: StepStarted) -> None:
-        self._running.setdefault(event.step_id, set()).add(event.target.key)
+        self.bars.step_started(event.target.key, event.step_id)
         self._refresh()
 
     def on_step_retrying(self, event: StepRetrying) -> None:
-        self.counts["retries"] += 1
+        self.retries["retries"] += 1
         self._refresh()
 
     def on_api_retrying(self, event: ApiRetrying) -> None:
-        self.counts["api_retries"] += 1
+        self.retries["api_retries"] += 1
         if classify(event.code) is ErrorClass.THROTTLED:
-            self.counts["throttled"] += 1
+            self.retries["throttled"] += 1
         self._refresh()
 
     def on_step_finished(self, event: StepFinished) -> None:
-        self._running.get(event.step_id, set()).discard(event.target.key)
-        task = self._steps.get(event.step_id)
-        if task is not None and not event.rollback:
-            self._done[event.step_id].add(event.target.key)
-            if event.status == "failed":
-                self._failed[event.step_id] += 1
-            self._update(task, advance=1)
+        if not event.rollback:
+            self.bars.step_finished(event.target.key, event.step_id, event.status)
         self._refresh()
 
     def on_target_finished(self, event: TargetFinished) -> None:
-        self._in_flight.discard(event.target.key)
-        if event.target.key not in self._settled and event.status in self.counts:
-            self.counts[event.status] += 1
-        self._settle(event.target.key)
+        self.bars.finished(event.target.key, event.status, event.rolled_back)
+        self._refresh()
+
+    def on_canary_answered(self, event: CanaryAnswered) -> None:
+        if self._progress is not None and self._paused:
+            self._paused = False
+            self._progress.start()
 
     def on_run_finished(self, event: RunFinished) -> None:
         if self._progress is not None:
             self._refresh()
-            self._progress.stop()
+            if not self._paused:
+                self._progress.stop()
             self._progress = None
 
-    def _settle(self, key: str) -> None:
-        """The target is done with: the steps it will never run leave their bars' totals."""
-        if key in self._settled:
-            return
-        self._settled.add(key)
-        if self._overall is not None:
-            self._update(self._overall, advance=1)
-        for step, task in self._steps.items():
-            if key not in self._done[step]:
-                self._update(task, total_delta=-1)
-        self._refresh()
-
-    def _update(self, task: TaskID, advance: int = 0, total_delta: int = 0) -> None:
-        if self._progress is None:
-            return
-        current = self._progress.tasks[task]
-        total = None if current.total is None else max(0, current.total + total_delta)
-        self._progress.update(task, advance=advance, total=total)
+    def _pause(self) -> None:
+        """Stop repainting (a question is being asked below the bars) until the answer."""
+        if self._progress is not None and not self._paused:
+            self._refresh()
+            self._progress.stop()
+            self._paused = True
 
     def _refresh(self) -> None:
         if self._progress is None or self._overall is None:
             return
-        c = self.counts
-        self._progress.update(self._overall, detail=(
-            f"ok {c['succeeded']}  failed {c['failed']}  rolled back {c['rolled_back']}  "
-            f"refused {c['refused']}  in flight {len(self._in_flight)}  "
-            f"retries {c['retries']}  API retries {c['api_retries']} ({c['throttled']} throttled)"))
+        bars, r = self.bars, self.retries
+        self._progress.status = (
+            f"targets: {outcomes(bars.summary(), 'succeeded')}; in flight "
+            f"{len(bars.in_flight)}; retries {r['retries']}; API retries {r['api_retries']} "
+            f"({r['throttled']} throttled)")
+        self._progress.update(self._overall, completed=bars.settled())
         for step, task in self._steps.items():
-            self._progress.update(task, detail=(
-                f"failed {self._failed.get(step, 0)}  running {len(self._running[step])}"))
+            bar = bars.steps[step]
+            self._progress.update(task, completed=len(bar.done), total=bars.step_total(step),
+                                  detail=f"failed {len(bar.failed)}  running {len(bar.running)}")

@@ -6,6 +6,10 @@ phrases keeps them from drifting apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from remediate.actions.manageability import Manageability
 from remediate.executor.events import PermissionChecked
 from remediate.findings import Finding
 from remediate.language.durations import format_duration
@@ -19,20 +23,67 @@ def plural(count: int, word: str, many: str = "") -> str:
 def selection(summary: dict[str, int], working: str) -> str:
     """What becomes of a dry run's targets (``summary`` is RunRecord.summary()): ``7 to
     work on, 5 refused, 1 skipped``, ``working`` being the first phrase's words."""
-    skipped = summary["skipped"] - summary["refused"] - summary["not_run"]
     text = f"{summary['not_run']} {working}, {summary['refused']} refused"
-    return text + (f", {skipped} skipped" if skipped else "")
+    return text + (f", {summary['skipped']} skipped" if summary["skipped"] else "")
+
+
+# How reports and the console name each summary key, in the order they say them.
+OUTCOME_WORDS = (("succeeded", "fixed"), ("failed", "failed"), ("rolled_back", "rolled back"),
+                 ("interrupted", "interrupted"), ("refused", "refused"),
+                 ("skipped", "skipped"), ("not_run", "not started"))
+
+
+def outcomes(summary: dict[str, int], fixed: str = "fixed") -> str:
+    """``1 fixed, 1 failed, 2 interrupted (2 rolled back), 1 refused``: each target once
+    (``summary`` as RunRecord.summary()); zero counts are left out, but ``fixed`` (the
+    console says "succeeded", as its other lines do) is always said. The console's bars
+    and the Markdown report say a run's outcome in these words and this order."""
+    parts = []
+    for key, word in OUTCOME_WORDS:
+        count = summary.get(key, 0)
+        if count or key == "succeeded":
+            parts.append(f"{count} {fixed if key == 'succeeded' else word}")
+        if key == "interrupted" and summary.get("interrupted_rolled_back"):
+            parts[-1] += f" ({summary['interrupted_rolled_back']} rolled back)"
+    return ", ".join(parts)
+
+
+def headline(summary: dict[str, int]) -> str:
+    """``5 targets: 1 fixed, 1 failed, ...`` (see :func:`outcomes`)."""
+    return f"{plural(summary['total'], 'target')}: {outcomes(summary)}"
 
 
 def rescue_images(record: RunRecord) -> str:
     """``ami-0abc in default/us-east-1, ami-0def in default/eu-west-1``: the rescue AMI
     inspection found in each account and Region (fact rescue_image_id; "": none)."""
+    return _per_region(record, "rescue_image_id", str)
+
+
+def rescue_ssm(record: RunRecord) -> str:
+    """``Default Host Management Configuration (role R) in default/us-east-1, none in
+    default/eu-west-1``: how rescue instances would reach SSM in each account and Region
+    inspection read it for (fact rescue_ssm; "": not read)."""
+    return _per_region(record, "rescue_ssm", _reach)
+
+
+def _reach(fact: Any) -> str:
+    found = Manageability.from_fact(fact)
+    if found is None:
+        return str(fact)
+    return {"instance-profile": f"instance profile {found.detail}",
+            "dhmc": f"Default Host Management Configuration (role {found.detail})",
+            "none": "none (refused)", "unknown": "could not be read"}[found.way]
+
+
+def _per_region(record: RunRecord, fact: str, shown: Callable[[Any], str]) -> str:
+    """``VALUE in ACCOUNT/REGION, ...``: ``fact`` of the first target of each account and
+    Region that has it (the facts shared per account and Region)."""
     found: dict[str, str] = {}
     for target in record.targets.values():
-        image = target.facts.get("rescue_image_id")
-        if image:
-            found.setdefault(f"{target.target.account}/{target.target.region}", str(image))
-    return ", ".join(f"{image} in {where}" for where, image in sorted(found.items()))
+        value = target.facts.get(fact)
+        if value:
+            found.setdefault(f"{target.target.account}/{target.target.region}", shown(value))
+    return ", ".join(f"{value} in {where}" for where, value in sorted(found.items()))
 
 
 def step_line(step: StepRecord) -> str:

@@ -13,7 +13,7 @@ from remediate.sandbox.durations import Durations
 from remediate.sandbox.fleet import Fleet, FleetSpec, RegionSetup, Target, Workspace
 from remediate.sandbox.server import serve
 from remediate.sandbox.state import ApiCall
-from remediate.sandbox.throttling import Bucket, ThrottlePolicy
+from remediate.sandbox.throttling import Bucket, Neighbour, ThrottlePolicy
 
 __all__ = [
     "ApiCall",
@@ -21,6 +21,7 @@ __all__ = [
     "Durations",
     "Fleet",
     "FleetSpec",
+    "Neighbour",
     "RegionSetup",
     "Sandbox",
     "Target",

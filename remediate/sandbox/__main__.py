@@ -1,5 +1,5 @@
 """``python -m remediate.sandbox --port P --fleet N [--clock-factor F] [--stepfunctions]
-[--lose-replies P --seed S]``."""
+[--lose-replies P --seed S] [--throttle MODEL [--neighbour SHARE]]``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from remediate.errors import UserError
 from remediate.sandbox.fleet import FleetSpec
 from remediate.sandbox.server import serve
 from remediate.sandbox.state import LostReplies
+from remediate.sandbox.throttling import MODELS, Neighbour, ThrottlePolicy
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="each mutating call takes effect, then loses its reply (a 500) "
                              "with this probability")
     parser.add_argument("--seed", type=int, default=0, help="seed of --lose-replies")
+    parser.add_argument("--throttle", choices=MODELS, default=None,
+                        help="throttle EC2 with AWS's buckets under this model")
+    parser.add_argument("--neighbour", type=float, default=0.0, metavar="SHARE",
+                        help="with --throttle: another tool spends this share of each bucket")
     args = parser.parse_args(argv)
     spec = FleetSpec(plain=args.fleet, workspaces=args.workspaces, azs=args.azs)
     try:
@@ -39,8 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(f"--lose-replies: {exc}")
     try:
+        neighbour = Neighbour(args.neighbour) if args.neighbour else None
+    except ValueError as exc:
+        parser.error(f"--neighbour: {exc}")
+    throttle = (None if args.throttle is None
+                else ThrottlePolicy.aws_defaults(model=args.throttle, neighbour=neighbour))
+    try:
         return serve(args.port, spec, clock_factor=args.clock_factor,
-                     stepfunctions=args.stepfunctions, lost_replies=lost)
+                     stepfunctions=args.stepfunctions, lost_replies=lost, throttle=throttle)
     except UserError as exc:  # a port in use: one line, as `remediate sandbox serve` says it
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Mapping
 from types import TracebackType
@@ -13,23 +14,31 @@ from botocore.config import Config
 
 from remediate.clock import Clock, RealClock
 from remediate.sandbox import (
+    capacity_reservations,
+    cloudwatch,
+    console,
     dispatch,
     ec2_attributes,
     ec2_filters,
     ec2_instances,
     ec2_scale,
     ec2_volumes,
+    iam_simulate,
     map_runs,
     replace_root,
+    service_quotas,
     ssm,
+    ssm_settings,
     state,
     stepfunctions,
     workspaces,
+    workspaces_connections,
     workspaces_tags,
 )
 from remediate.sandbox.durations import Durations
-from remediate.sandbox.fleet import Fleet, FleetSpec, build_fleet
+from remediate.sandbox.fleet import DEFAULT_ACCOUNT, Fleet, FleetSpec, build_fleet
 from remediate.sandbox.patcher import Patcher
+from remediate.sandbox.ssm_registration import SSM_CORE_DOCUMENT
 from remediate.sandbox.state import ApiCall, Judged, LostReplies, World
 from remediate.sandbox.throttling import Throttle, ThrottlePolicy
 
@@ -83,14 +92,20 @@ class Sandbox:
         *,
         in_process: bool = True,
         endpoint_url: str | None = None,
+        dhmc: bool = True,
     ) -> None:
+        """``dhmc``: whether every account and Region starts with Default Host Management
+        Configuration on, so instances without an instance profile register with SSM
+        (see :mod:`remediate.sandbox.ssm_settings`)."""
         self.region = region
         self.endpoint_url = endpoint_url
-        self._world = World(clock or RealClock(), durations or Durations())
+        self._world = World(clock or RealClock(), durations or Durations(),
+                            dhmc_by_default=dhmc)
         self._in_process = in_process
         self._patcher = Patcher()
         self._mock: Any = None
-        self._clients: dict[tuple[str, str, int | None], Any] = {}
+        self._clients: dict[tuple[str, str, int | None, str], Any] = {}
+        self._credentials: dict[str, dict[str, str]] = {DEFAULT_ACCOUNT: FAKE_CREDENTIALS}
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -113,15 +128,22 @@ class Sandbox:
                 dispatch,
                 ec2_scale,
                 ec2_instances,
+                console,
                 ec2_volumes,
                 ec2_attributes,
                 ec2_filters,
                 replace_root,
+                service_quotas,
+                iam_simulate,
                 ssm,
+                ssm_settings,
                 stepfunctions,
                 map_runs,  # after stepfunctions: its DescribeExecution wraps that one's
                 workspaces,
                 workspaces_tags,
+                workspaces_connections,
+                cloudwatch,
+                capacity_reservations,
             ):
                 module.install(self._patcher)
             if self._in_process:
@@ -153,20 +175,38 @@ class Sandbox:
     def durations(self) -> Durations:
         return self._world.durations
 
-    def boto3_session(self, region: str | None = None) -> boto3.Session:
-        """A boto3 session with fake credentials, in ``region`` (default: the sandbox's)."""
+    def boto3_session(self, region: str | None = None,
+                      account: str = DEFAULT_ACCOUNT) -> boto3.Session:
+        """A boto3 session with fake credentials, in ``region`` (default: the sandbox's),
+        acting in ``account`` (default: moto's default account)."""
         return _SharedSession(
             region_name=region or self.region,
             botocore_session=_botocore_session(),
-            **FAKE_CREDENTIALS,
+            **self._account_credentials(account),
         )
 
-    def client(self, service: str, region: str | None = None, config: Config | None = None) -> Any:
-        """A boto3 client for ``service`` talking to this sandbox (cached per service,
-        Region and config: making one costs ~0.1 s)."""
-        key = (service, region or self.region, id(config) if config is not None else None)
+    def _account_credentials(self, account: str) -> dict[str, str]:
+        """Credentials that act in ``account``: moto answers a request in the account
+        whose IAM holds its access key, and AssumeRole puts the key there (the way
+        remediate reaches other accounts, through roles). Made once per account."""
+        if account not in self._credentials:
+            sts = self.boto3_session().client("sts", endpoint_url=self.endpoint_url)
+            given = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/sandbox",
+                                    RoleSessionName="sandbox")["Credentials"]
+            self._credentials[account] = {
+                "aws_access_key_id": given["AccessKeyId"],
+                "aws_secret_access_key": given["SecretAccessKey"],
+                "aws_session_token": given["SessionToken"]}
+        return self._credentials[account]
+
+    def client(self, service: str, region: str | None = None, config: Config | None = None,
+               account: str = DEFAULT_ACCOUNT) -> Any:
+        """A boto3 client for ``service`` talking to this sandbox, in ``account`` (cached
+        per service, Region, config and account: making one costs ~0.1 s)."""
+        key = (service, region or self.region, id(config) if config is not None else None,
+               account)
         if key not in self._clients:
-            self._clients[key] = self.boto3_session(region).client(
+            self._clients[key] = self.boto3_session(region, account).client(
                 service, endpoint_url=self.endpoint_url, config=config
             )
         return self._clients[key]
@@ -192,6 +232,20 @@ class Sandbox:
         with self._world.lock:
             self._world.lost_replies[operation] = LostReplies(probability, seed, times)
 
+    def fail_snapshots(self, volume_id: str) -> None:
+        """Snapshots of ``volume_id`` taken from now on end ``error`` instead of
+        ``completed`` (an EBS snapshot can fail after CreateSnapshot returned)."""
+        with self._world.lock:
+            self._world.failing_snapshots.add(volume_id)
+
+    def set_quota(self, service_code: str, quota_code: str, value: float, *,
+                  region: str | None = None, account: str = DEFAULT_ACCOUNT) -> None:
+        """Service Quotas' applied value of a quota :mod:`service_quotas` models (e.g.
+        ``ec2``, ``L-1216C47A``) in ``account`` and ``region`` (default: the sandbox's)."""
+        with self._world.lock:
+            self._world.quotas[(account, region or self.region, service_code,
+                                quota_code)] = value
+
     def enforce_policy(self, policy: Mapping[str, Any] | None) -> None:
         """Judge every request from now on as IAM would under ``policy`` (an identity-based
         policy document; None: stop), refusing what it does not allow with AWS's error
@@ -207,6 +261,27 @@ class Sandbox:
         with self._world.lock:
             return list(self._world.authorizations)
 
+    def set_capacity(self, instance_type: str, zone: str, instances: int | None, *,
+                     at: float | None = None) -> None:
+        """Let the account hold at most ``instances`` of ``instance_type`` in ``zone``
+        (running outside a Capacity Reservation, plus reserved; None: no limit), from now
+        or from sandbox time ``at`` (an AZ running out mid-run). Starting, launching or
+        reserving more then fails with InsufficientInstanceCapacity."""
+        with self._world.lock:
+            if at is None:
+                self._world.capacity.set_limit(instance_type, zone, instances)
+                return
+            world = self._world
+            world.timeline.also(("capacity", instance_type, zone), at,
+                                lambda _: world.capacity.set_limit(instance_type, zone,
+                                                                   instances))
+
+    @property
+    def capacity_reservations_created(self) -> int:
+        """How many Capacity Reservations were created since the sandbox started."""
+        with self._world.lock:
+            return self._world.capacity.created
+
     def clear_faults(self) -> None:
         with self._world.lock:
             self._world.faults.clear()
@@ -219,12 +294,28 @@ class Sandbox:
 
         def client(service: str, region: str) -> Any:
             if (service, region) not in clients:
-                clients[(service, region)] = self.client(service, region)
+                clients[(service, region)] = self.client(service, region,
+                                                         account=spec.account)
             return clients[(service, region)]
 
         fleet = build_fleet(self._world, client, spec)
         self.reset_api_calls()
         return fleet
+
+    def ssm_instance_profile(self, name: str, account: str = DEFAULT_ACCOUNT) -> str:
+        """Create instance profile ``name`` whose role (also ``name``) lets the SSM Agent
+        register an instance (AmazonSSMManagedInstanceCore's core actions, inline: moto
+        does not load AWS managed policies), through IAM; returns ``name``."""
+        iam = self.client("iam", account=account)
+        trust = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole"}]}
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+        iam.put_role_policy(RoleName=name, PolicyName="ssm-core",
+                            PolicyDocument=json.dumps(SSM_CORE_DOCUMENT))
+        iam.create_instance_profile(InstanceProfileName=name)
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+        return name
 
     # ---- inspection ----------------------------------------------------------------
 

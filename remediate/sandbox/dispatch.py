@@ -70,7 +70,7 @@ def install(patcher: Patcher) -> None:
             now = world.clock.now()
             world.timeline.run_due(now)
             admitted = world.throttle is None or world.throttle.admit(
-                service, operation, self.region, self.querystring, now
+                service, operation, self.region, self.querystring, now, self.current_account
             )
             dry_run = service == "ec2" and self.querystring.get("DryRun") == ["true"]
             call = ApiCall(service, operation, not admitted, now, dry_run,

@@ -21,7 +21,7 @@ from moto.ec2.models.instance_types import INSTANCE_TYPES
 from moto.ec2.models.instances import Instance, InstanceBackend, StateReason
 from moto.ec2.responses.instances import InstanceResponse
 
-from remediate.sandbox import ec2_rules, ec2_spot, incident
+from remediate.sandbox import capacity, ec2_rules, ec2_spot, incident
 from remediate.sandbox.patcher import Patcher
 from remediate.sandbox.state import World, current, maybe_current
 
@@ -50,7 +50,7 @@ def finish_boot(world: World, instance: Any, at: float) -> None:
     if instance.state != "running":
         return
     facts = world.facts(instance.id)
-    facts.status = "impaired" if incident.root_is_bad(world, instance) else "ok"
+    facts.status = "impaired" if incident.guest_broken(world, instance) else "ok"
     if facts.status == "ok":
         for listener in list(world.online_listeners):
             listener(instance, at)
@@ -62,7 +62,7 @@ def settle_running(world: World, instance: Any) -> None:
     world.timeline.cancel(("boot", instance.id))
     instance._state.name, instance._state.code = "running", 16
     facts = world.facts(instance.id)
-    facts.status = "impaired" if incident.root_is_bad(world, instance) else "ok"
+    facts.status = "impaired" if incident.guest_broken(world, instance) else "ok"
 
 
 def _finish_start(world: World, backend: Any, instance: Any, at: float) -> None:
@@ -85,7 +85,7 @@ def _finish_start(world: World, backend: Any, instance: Any, at: float) -> None:
         instance.state_reason = KMS_STATE_REASON
         return
     instance.start()
-    begin_boot(world, instance, at, world.durations.instance_boot)
+    begin_boot(world, instance, at, world.durations.draw("instance_boot", instance.id))
 
 
 def _finish_stop(instance: Any, _: float) -> None:
@@ -99,6 +99,34 @@ def _lose_instance_store(world: World, instance: Any) -> None:
         facts.instance_store_intact = False
 
 
+def _place_starting(world: World, backend: Any, instances: list[Any]) -> None:
+    """Find capacity for every stopped instance of one StartInstances call, or refuse
+    the whole call with InsufficientInstanceCapacity (:mod:`~remediate.sandbox.capacity`)."""
+    if not world.capacity.limits and not world.capacity.reservations:
+        return  # nothing is limited: skip counting a whole fleet on every start
+    ledger = capacity.Ledger(world.capacity, world.facts, backend)
+    placed = []
+    for instance in instances:
+        if instance.state == "stopped":
+            facts = world.facts(instance.id)
+            placed.append((facts, ledger.place(instance, facts.capacity_preference,
+                                               facts.capacity_target)))
+    for facts, reservation in placed:
+        facts.capacity_reservation = reservation
+
+
+def _check_launch_capacity(world: World, backend: Any, launch: dict[str, Any],
+                           count: int) -> None:
+    """RunInstances of ``count`` (MinCount) instances fails with
+    InsufficientInstanceCapacity when the AZ it launches in has no room for them."""
+    zone = launch.get("placement")
+    if not zone and launch.get("subnet_id"):
+        zone = backend.get_subnet(launch["subnet_id"]).availability_zone
+    if zone and (launch.get("instance_type"), zone) in world.capacity.limits:
+        capacity.Ledger(world.capacity, world.facts, backend).take(
+            launch["instance_type"], zone, count)
+
+
 def install(patcher: Patcher) -> None:
     _install_backend(patcher)
     _install_responses(patcher)
@@ -109,10 +137,11 @@ def _install_backend(patcher: Patcher) -> None:
     original_run = InstanceBackend.run_instances
     original_terminate = InstanceBackend.terminate_instances
 
-    def run_instances(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def run_instances(self: Any, image_id: str, count: int, *args: Any, **kwargs: Any) -> Any:
         world = current()
+        _check_launch_capacity(world, self, kwargs, count)
         with world.moto_internal():
-            reservation = original_run(self, *args, **kwargs)
+            reservation = original_run(self, image_id, count, *args, **kwargs)
         now = world.now()
         for instance in reservation.instances:
             facts = world.facts(instance.id)
@@ -121,7 +150,7 @@ def _install_backend(patcher: Patcher) -> None:
             instance._state.name, instance._state.code = "pending", 0
             world.timeline.schedule(
                 ("state", instance.id),
-                now + world.durations.instance_start,
+                now + world.durations.draw("instance_start", instance.id),
                 partial(_finish_start, world, self, instance),
             )
         return reservation
@@ -131,6 +160,7 @@ def _install_backend(patcher: Patcher) -> None:
         instances = self.get_multi_instances_by_id(instance_ids)
         for instance in instances:
             ec2_rules.check_start(world, instance)
+        _place_starting(world, self, instances)
         now = world.now()
         started = []
         for instance in instances:
@@ -141,13 +171,17 @@ def _install_backend(patcher: Patcher) -> None:
                 instance.state_reason = StateReason()
                 world.timeline.schedule(
                     ("state", instance.id),
-                    now + world.durations.instance_start,
+                    now + world.durations.draw("instance_start", instance.id),
                     partial(_finish_start, world, self, instance),
                 )
             started.append((instance, previous))
         return started
 
-    def stop_instances(self: Any, instance_ids: list[str]) -> list[tuple[Any, Any]]:
+    def stop_instances(self: Any, instance_ids: list[str],
+                       skip_os_shutdown: bool = False) -> list[tuple[Any, Any]]:
+        """A stop takes ``instance_stop`` (``instance_stop_stuck`` for a crash-looping
+        guest); with ``skip_os_shutdown`` (also sent to an instance already stopping) no
+        guest shutdown is waited for: ``instance_stop_skip_os``."""
         world = current()
         instances = self.get_multi_instances_by_id(instance_ids)
         for instance in instances:
@@ -156,14 +190,18 @@ def _install_backend(patcher: Patcher) -> None:
         stopped = []
         for instance in instances:
             previous = copy.copy(instance._state)
-            if instance.state == "running":
+            facts = world.facts(instance.id)
+            took = world.durations.stop(instance.id, stuck=incident.root_is_bad(world, instance),
+                                        skip_os=skip_os_shutdown)
+            sooner = (instance.state == "stopping" and facts.stop_due is not None
+                      and now + took < facts.stop_due)
+            if instance.state == "running" or sooner:
                 instance._state.name, instance._state.code = "stopping", 64
                 world.timeline.cancel(("boot", instance.id))
                 _lose_instance_store(world, instance)
+                facts.stop_due = now + took
                 world.timeline.schedule(
-                    ("state", instance.id),
-                    now + world.durations.instance_stop,
-                    partial(_finish_stop, instance),
+                    ("state", instance.id), now + took, partial(_finish_stop, instance),
                 )
             stopped.append((instance, previous))
         return stopped
@@ -181,7 +219,7 @@ def _install_backend(patcher: Patcher) -> None:
                 root = incident.root_volume_id(instance)
                 if root is not None:
                     world.bad_volumes.discard(root)
-            begin_boot(world, instance, now, world.durations.reboot)
+            begin_boot(world, instance, now, world.durations.draw("reboot", instance.id))
         return list(instances)
 
     def terminate_instances(self: Any, instance_ids: list[str]) -> list[tuple[Any, Any]]:
@@ -252,7 +290,10 @@ def _install_responses(patcher: Patcher) -> None:
 
     def stop_instances(self: Any) -> ActionResult:
         self.error_on_dryrun()
-        changes = self.ec2_backend.stop_instances(self._get_param("InstanceIds", []))
+        # SkipOsShutdown (botocore's model; moto 5.2.5 does not read it).
+        changes = self.ec2_backend.stop_instances(
+            self._get_param("InstanceIds", []),
+            skip_os_shutdown=self._get_bool_param("SkipOsShutdown", False))
         return _state_changes("StoppingInstances", changes)
 
     patcher.set(InstanceResponse, "run_instances", run_instances)

@@ -47,7 +47,7 @@ def check_reboot(instance: Any) -> None:
         raise errors.not_running_for_reboot(instance.id)
 
 
-def check_attach(volume: Any, instance: Any, device: str) -> None:
+def check_attach(world: World, volume: Any, instance: Any, device: str) -> None:
     if volume.attachment is not None:
         raise errors.volume_in_use(volume.id)
     if volume.status != "available":
@@ -56,6 +56,8 @@ def check_attach(volume: Any, instance: Any, device: str) -> None:
         raise errors.zone_mismatch(volume.id, instance.id)
     if instance.state not in ("running", "stopped"):
         raise errors.instance_not_running_for_attach(instance.id)
+    if volume.id in world.marketplace_volumes and instance.state != "stopped":
+        raise errors.marketplace_attach(volume.id, instance.id)
     if device in instance.block_device_mapping:
         raise errors.device_in_use(device)
 

@@ -36,7 +36,7 @@ def install(patcher: Patcher) -> None:
             return original_attach(self, volume_id, instance_id, device_path, delete_on_termination)
         volume = self.get_volume(volume_id)
         instance = self.get_instance(instance_id)
-        ec2_rules.check_attach(volume, instance, device_path)
+        ec2_rules.check_attach(world, volume, instance, device_path)
         attachment = original_attach(
             self, volume_id, instance_id, device_path, delete_on_termination
         )
@@ -44,12 +44,23 @@ def install(patcher: Patcher) -> None:
         attachment.status = mapping.status = "attaching"
 
         def attached(_: float) -> None:
-            if volume.attachment is attachment and attachment.status == "attaching":
-                attachment.status = "attached"
-                mapping.status = "in-use"
+            if volume.attachment is not attachment or attachment.status != "attaching":
+                return
+            if volume.encrypted and not ec2_rules.kms_key_usable(
+                    self.account_id, self.region_name, volume.kms_key_id):
+                # EC2 cannot decrypt the volume's data key: the attachment fails and the
+                # volume is available again ("the next time the encrypted EBS volume is
+                # attached to an EC2 instance, the attachment fails":
+                # https://docs.aws.amazon.com/kms/latest/developerguide/unusable-kms-keys.html).
+                original_detach(self, volume_id, instance_id, device_path)
+                return
+            attachment.status = "attached"
+            mapping.status = "in-use"
 
         world.timeline.schedule(
-            ("volume", volume_id), world.now() + world.durations.volume_attach, attached
+            ("volume", volume_id),
+            world.now() + world.durations.draw("volume_attach", volume_id),
+            attached,
         )
         return attachment
 
@@ -79,7 +90,9 @@ def install(patcher: Patcher) -> None:
                 original_detach(self, volume_id, instance.id, attachment.device)
 
         world.timeline.schedule(
-            ("volume", volume_id), world.now() + world.durations.volume_detach, detached
+            ("volume", volume_id),
+            world.now() + world.durations.draw("volume_detach", volume_id),
+            detached,
         )
         return attachment
 
@@ -87,15 +100,23 @@ def install(patcher: Patcher) -> None:
         world = current()
         snapshot = original_snapshot(self, volume_id, *args, **kwargs)
         world.created[snapshot.id] = world.now()
+        # StartTime is the point in time the snapshot holds: on the sandbox's clock, not
+        # moto's (the host's), so a snapshot's age follows simulated time.
+        snapshot.start_time = world.clock.wall().replace(tzinfo=None)  # naive UTC, as moto
+        volume = self.get_volume(volume_id)
+        seconds = world.durations.snapshot_of(
+            volume_id, float(volume.size), first=volume_id not in world.snapshotted)
+        world.snapshotted.add(volume_id)
         incident.copy_to_snapshot(world, volume_id, snapshot.id)
         snapshot.status = "pending"
 
         def completed(_: float) -> None:
             if snapshot.status == "pending":
-                snapshot.status = "completed"
+                snapshot.status = "error" if volume_id in world.failing_snapshots \
+                    else "completed"
 
         world.timeline.schedule(
-            ("snapshot", snapshot.id), world.now() + world.durations.snapshot, completed
+            ("snapshot", snapshot.id), world.now() + seconds, completed
         )
         return snapshot
 

@@ -69,7 +69,8 @@ def never_running(instance_id: str) -> SandboxError:
 
 
 def not_running_for_reboot(instance_id: str) -> SandboxError:
-    """RebootInstances on an instance that is not running (approximation)."""
+    """RebootInstances, or GetConsoleScreenshot ("a JPG-format screenshot of a running
+    instance", its API reference), on an instance that is not running (approximation)."""
     return SandboxError(
         "IncorrectInstanceState",
         f"The instance '{instance_id}' is not in the 'running' state.",
@@ -164,6 +165,18 @@ def root_detach(volume_id: str, instance_id: str) -> SandboxError:
     )
 
 
+def marketplace_attach(volume_id: str, instance_id: str) -> SandboxError:
+    """AttachVolume of a volume with Marketplace codes to an instance not stopped ("the
+    volume can be attached only to a stopped instance":
+    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_AttachVolume.html; the
+    wording follows the detach's, below)."""
+    return SandboxError(
+        "IncorrectInstanceState",
+        f"Unable to attach volume '{volume_id}' with Marketplace codes to instance "
+        f"'{instance_id}' as the instance is not in the 'stopped' state.",
+    )
+
+
 def marketplace_detach(volume_id: str, instance_id: str) -> SandboxError:
     """DetachVolume of a Marketplace root volume while not stopped (StarCluster issue #238)."""
     return SandboxError(
@@ -236,6 +249,67 @@ def execution_not_redrivable(status: str) -> SandboxError:
     """RedriveExecution on a RUNNING or SUCCEEDED execution: the code is AWS's; the
     message reuses its documented ``redriveStatusReason`` (approximation)."""
     return SandboxError("ExecutionNotRedrivable", not_redrivable_reason(status))
+
+
+# ---- capacity (remediate.sandbox.capacity) -----------------------------------------
+
+
+def insufficient_capacity(instance_type: str, zone: str) -> SandboxError:
+    """No capacity of the type left in the AZ: StartInstances, RunInstances,
+    CreateCapacityReservation or a larger ModifyCapacityReservation (code: EC2 API
+    "Error codes", InsufficientInstanceCapacity, which lists these four operations).
+    The text is the wording EC2's answers are commonly seen with, where EC2 names the
+    other AZs of the Region; that list is summarised here (approximation: no public AWS
+    page quotes the message)."""
+    return SandboxError(
+        "InsufficientInstanceCapacity",
+        f"We currently do not have sufficient {instance_type} capacity in the Availability "
+        f"Zone you requested ({zone}). Our system will be working on provisioning "
+        "additional capacity. You can currently get "
+        f"{instance_type} capacity by not specifying an Availability Zone in your request "
+        "or choosing other Availability Zones.")
+
+
+def target_reservation_unusable(instance_id: str, reservation_id: str) -> SandboxError:
+    """StartInstances on an instance that targets a cancelled (or unknown) Capacity
+    Reservation: AWS documents that it "can no longer launch" ("Cancel a Capacity
+    Reservation"); the code and text are an approximation."""
+    return SandboxError(
+        "InvalidParameterValue",
+        f"The instance '{instance_id}' targets Capacity Reservation '{reservation_id}', "
+        "which is not active. Modify the instance's Capacity Reservation settings.")
+
+
+def reservation_not_found(reservation_id: str) -> SandboxError:
+    """A Capacity Reservation id the account and Region do not have (EC2 API error codes:
+    InvalidCapacityReservationId.NotFound; text an approximation)."""
+    return SandboxError("InvalidCapacityReservationId.NotFound",
+                        f"The capacity reservation ID '{reservation_id}' does not exist")
+
+
+def reservation_not_active(reservation_id: str, state: str) -> SandboxError:
+    """Cancel or modify a reservation that is not active ("Cancel a Capacity
+    Reservation": only ``assessing`` or ``active`` ones can be; text an approximation)."""
+    return SandboxError(
+        "IncorrectState",
+        f"The Capacity Reservation '{reservation_id}' is in the '{state}' state.")
+
+
+def reservation_below_use(reservation_id: str, used: int) -> SandboxError:
+    """ModifyCapacityReservation to fewer instances than run in it (approximation)."""
+    return SandboxError(
+        "InvalidParameterValue",
+        f"The instance count for Capacity Reservation '{reservation_id}' cannot be less than "
+        f"the {used} instances running in it.")
+
+
+def instance_not_stopped_for_reservation(instance_id: str) -> SandboxError:
+    """ModifyInstanceCapacityReservationAttributes on an instance that is not stopped: the
+    API reference says it "modifies the Capacity Reservation settings for a stopped
+    instance" (text as EC2's IncorrectInstanceState answers; approximation)."""
+    return SandboxError(
+        "IncorrectInstanceState",
+        f"The instance '{instance_id}' is not in the 'stopped' state.")
 
 
 # ---- throttling ------------------------------------------------------------------

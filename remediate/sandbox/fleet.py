@@ -2,9 +2,10 @@
 
 Every target is a Windows Server 2019 instance in a boot loop (running, status
 ``impaired``) whose root volume holds the bad channel file, tagged
-``incident=crowdstrike-2024-07-19``. Instances are launched with RunInstances
-batches (one call per Region, AZ and kind), so 10,000 targets take one call
-per group, not one per instance.
+``incident=crowdstrike-2024-07-19`` (except the kinds a triage must tell apart:
+healthy ones, and guests broken otherwise, see :class:`FleetSpec`). Instances are
+launched with RunInstances batches (one call per Region, AZ and kind), so 10,000
+targets take one call per group, not one per instance.
 
 Each Region also gets AWS's public SSM parameters for its Windows AMIs
 (:data:`WINDOWS_PARAMETERS`; moto ships only Amazon Linux's), pointing at that
@@ -13,20 +14,29 @@ Region's own images, so ``resolve:ssm:`` rescue images resolve there as in AWS.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any, Final, cast
 
-from remediate.sandbox.state import World
+from remediate.sandbox.state import RecoveryKey, World
+
+ROOT_VOLUME_GIB: Final = 30
+"""Size of every target's root volume (a first snapshot's duration grows with it)."""
 
 INCIDENT_TAG = ("incident", "crowdstrike-2024-07-19")
 KIND_TAG = "sandbox:kind"
 WORKSPACE_FIXES = ("reboot", "restore", "rebuild", "stopped", "stopped-reboot")
 _BATCH = 1000
-_ACCOUNT = "123456789012"
+_WITHOUT_CHANNEL_FILE = frozenset({"healthy", "boot_loop_other", "black_screen"})
+_GUESTS = {"boot_loop_other": "boot-loop", "black_screen": "black"}
+"""Kinds whose guest is broken for another reason (``InstanceFacts.guest``)."""
+DEFAULT_ACCOUNT = "123456789012"
+"""moto's default account: the sandbox's fake credentials act in it."""
 _LATEST_WINDOWS = "/aws/service/ami-windows-latest/"
 WINDOWS_PARAMETERS = {
     f"{_LATEST_WINDOWS}Windows_Server-2019-English-Full-Base": "target_ami",
@@ -40,8 +50,13 @@ class FleetSpec:
     """How many targets of each kind to build, spread over ``azs`` AZs per Region.
 
     ``plain`` counts ordinary targets; ``reboot_fixable`` targets lose the
-    channel file after ``reboots_to_fix`` reboots; ``with_eip`` of the plain
-    targets get an Elastic IP (the others only have an auto-assigned public IP).
+    channel file after ``reboots_to_fix`` reboots; ``bitlocker`` targets' root
+    volumes are BitLocker-encrypted, so an offline repair cannot open them (it
+    fails on the rescue instance, and the target is rolled back); ``healthy`` instances
+    boot (no channel file); ``boot_loop_other`` ones crash-loop on another bug check and
+    ``black_screen`` ones hang with nothing on screen (both without the channel file: no
+    route of the incident's repairs them; :mod:`remediate.sandbox.console`); ``with_eip`` of
+    the plain targets get an Elastic IP (the others only have an auto-assigned public IP).
     WorkSpaces are built in the first Region, their condition cycling through
     ``workspace_mix`` (``reboot``/``restore``/``rebuild``: what repairs them;
     ``stopped``: a healthy STOPPED WorkSpace; ``stopped-reboot``: an AutoStop one in
@@ -58,13 +73,29 @@ class FleetSpec:
     hibernation: int = 0
     reboot_fixable: int = 0
     reboots_to_fix: int = 2
+    bitlocker: int = 0
+    healthy: int = 0
+    boot_loop_other: int = 0
+    black_screen: int = 0
     with_eip: int = 0
     workspaces: int = 0
     workspace_mix: tuple[str, ...] = WORKSPACE_FIXES
     azs: int = 2
     regions: tuple[str, ...] = ("us-east-1",)
+    placements: tuple[tuple[str, str, int], ...] = ()
+    """Where each target goes, as (kind, Region, AZ index), in order; replaces the
+    counts above (a forecast rebuilds the fleet a dry run found, see
+    :mod:`remediate.forecast.model`)."""
+    account: str = DEFAULT_ACCOUNT
+    """The account the fleet is built in (``Sandbox.client(..., account=)`` reaches it)."""
+    dhmc: bool = True
+    """Whether Default Host Management Configuration is on in the fleet's account and
+    Regions (UpdateServiceSetting; False: ResetServiceSetting, AWS's default), so that
+    rescue instances launched without an instance profile register with SSM."""
 
     def kind_counts(self) -> dict[str, int]:
+        if self.placements:
+            return dict(Counter(kind for kind, _, _ in self.placements))
         return {
             "plain": self.plain,
             "instance_store": self.instance_store,
@@ -75,6 +106,10 @@ class FleetSpec:
             "marketplace": self.marketplace,
             "hibernation": self.hibernation,
             "reboot_fixable": self.reboot_fixable,
+            "bitlocker": self.bitlocker,
+            "healthy": self.healthy,
+            "boot_loop_other": self.boot_loop_other,
+            "black_screen": self.black_screen,
         }
 
     @property
@@ -92,6 +127,7 @@ class Target:
     root_device_name: str
     image_id: str
     elastic_ip: str | None = None
+    account: str = DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True)
@@ -131,6 +167,7 @@ class Fleet:
     regions: Mapping[str, RegionSetup]
     tag: tuple[str, str] = INCIDENT_TAG
     build_seconds: float = 0.0
+    account: str = DEFAULT_ACCOUNT
 
     def instance_ids(self, kind: str | None = None) -> list[str]:
         return [t.instance_id for t in self.targets if kind is None or t.kind == kind]
@@ -168,7 +205,8 @@ class _Builder:
             targets.extend(self._launch(launch))
         targets = self._assign_eips(targets)
         workspaces = self._workspaces() if self.spec.workspaces else []
-        return Fleet(tuple(targets), tuple(workspaces), dict(self.setups))
+        return Fleet(tuple(targets), tuple(workspaces), dict(self.setups),
+                     account=self.spec.account)
 
     # ---- per-Region scaffolding ------------------------------------------------
 
@@ -210,7 +248,18 @@ class _Builder:
             bad_kms_key_id=key["Arn"],
         )
         self._public_parameters(setup)
+        self._host_management(region)
         return setup
+
+    def _host_management(self, region: str) -> None:
+        """DHMC on (the sandbox's default role) or off, as the spec says."""
+        from remediate.sandbox.ssm_settings import DEFAULT_ROLE, DHMC_SETTING
+
+        ssm = self.client("ssm", region)
+        if self.spec.dhmc:
+            ssm.update_service_setting(SettingId=DHMC_SETTING, SettingValue=DEFAULT_ROLE)
+        else:
+            ssm.reset_service_setting(SettingId=DHMC_SETTING)
 
     def _public_parameters(self, setup: RegionSetup) -> None:
         """AWS's own ``/aws/service/ami-windows-latest/...`` parameters, which
@@ -218,12 +267,12 @@ class _Builder:
         each a new version of the parameter if it exists already."""
         from moto.ssm.models import Parameter, ssm_backends
 
-        parameters = ssm_backends[_ACCOUNT][setup.region]._parameters
+        parameters = ssm_backends[self.spec.account][setup.region]._parameters
         with self.world.lock:
             for name, image in WINDOWS_PARAMETERS.items():
                 versions = parameters[name]
                 versions.append(cast(Any, Parameter)(
-                    account_id=_ACCOUNT, name=name, value=getattr(setup, image),
+                    account_id=self.spec.account, name=name, value=getattr(setup, image),
                     parameter_type="String", description=None, allowed_pattern=None,
                     keyid=None, last_modified_date=self.world.clock.wall(),
                     version=len(versions) + 1, data_type="aws:ec2:image"))
@@ -234,7 +283,7 @@ class _Builder:
         from moto.ec2.models import ec2_backends
 
         image_id: str = ec2.register_image(Name=name, Description=name)["ImageId"]
-        ami = ec2_backends[_ACCOUNT][region].amis[image_id]
+        ami = ec2_backends[self.spec.account][region].amis[image_id]
         ami.platform = "windows" if windows else None
         ami.root_device_name = "/dev/sda1" if windows else "/dev/xvda"
         ami.root_device_type = "ebs"
@@ -248,6 +297,8 @@ class _Builder:
     # ---- targets -------------------------------------------------------------------
 
     def _plan(self) -> list[_Launch]:
+        if self.spec.placements:
+            return self._placed()
         slots = [
             (region, az)
             for region in self.spec.regions
@@ -264,6 +315,14 @@ class _Builder:
                 launches[key].count += 1
         return list(launches.values())
 
+    def _placed(self) -> list[_Launch]:
+        launches: dict[tuple[str, str, str], _Launch] = {}
+        for kind, region, index in self.spec.placements:
+            zones = list(self.setups[region].subnets)
+            az = zones[index % len(zones)]
+            launches.setdefault((kind, region, az), _Launch(kind, region, az, 0)).count += 1
+        return list(launches.values())
+
     def _launch(self, launch: _Launch) -> list[Target]:
         setup = self.setups[launch.region]
         ec2 = self.client("ec2", launch.region)
@@ -278,7 +337,8 @@ class _Builder:
 
     def _run_args(self, launch: _Launch, setup: RegionSetup, count: int) -> dict[str, Any]:
         kind = launch.kind
-        ebs: dict[str, Any] = {"VolumeSize": 30, "VolumeType": "gp3", "DeleteOnTermination": True}
+        ebs: dict[str, Any] = {"VolumeSize": ROOT_VOLUME_GIB, "VolumeType": "gp3",
+                               "DeleteOnTermination": True}
         mappings: list[dict[str, Any]] = [{"DeviceName": "/dev/sda1", "Ebs": ebs}]
         args: dict[str, Any] = {
             "ImageId": setup.marketplace_ami if kind == "marketplace" else setup.target_ami,
@@ -324,21 +384,28 @@ class _Builder:
 
         from remediate.sandbox.ec2_instances import settle_running
 
-        backend = ec2_backends[_ACCOUNT][launch.region]
+        backend = ec2_backends[self.spec.account][launch.region]
         setup = self.setups[launch.region]
         made = []
         with self.world.lock:
             for described in instances:
                 instance = backend.get_instance(described["InstanceId"])
                 root = instance.block_device_mapping[instance.root_device_name]
-                self.world.bad_volumes.add(root.volume_id)
+                if launch.kind not in _WITHOUT_CHANNEL_FILE:
+                    self.world.bad_volumes.add(root.volume_id)
+                guest = _GUESTS.get(launch.kind)
+                if guest is not None:
+                    self.world.facts(instance.id).guest = guest
                 if launch.kind == "marketplace":
+                    self.world.marketplace_volumes.add(root.volume_id)
                     cast(Any, instance).product_codes = [
                         {"ProductCodeId": code, "ProductCodeType": "marketplace"}
                         for code in sorted(backend.amis[setup.marketplace_ami].product_codes)
                     ]
                 if launch.kind == "reboot_fixable":
                     self.world.facts(instance.id).reboot_fix_after = self.spec.reboots_to_fix
+                if launch.kind == "bitlocker":
+                    self.world.bitlocker_volumes[root.volume_id] = RecoveryKey.of(root.volume_id)
                 settle_running(self.world, instance)
                 made.append(
                     Target(
@@ -349,6 +416,7 @@ class _Builder:
                         root_volume_id=root.volume_id,
                         root_device_name=instance.root_device_name,
                         image_id=instance.image_id,
+                        account=self.spec.account,
                     )
                 )
         return made
@@ -415,6 +483,4 @@ def build_fleet(world: World, client: Callable[[str, str], Any], spec: FleetSpec
 
     started = time.perf_counter()
     fleet = _Builder(world, client, spec).build()
-    return Fleet(
-        fleet.targets, fleet.workspaces, fleet.regions, build_seconds=time.perf_counter() - started
-    )
+    return dataclasses.replace(fleet, build_seconds=time.perf_counter() - started)

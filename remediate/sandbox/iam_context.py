@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from remediate.sandbox.iam_eval import Authorization
+from remediate.sandbox.state import current
 
 Params = Mapping[str, Any]
 Context = dict[str, tuple[str, ...]]
@@ -257,6 +258,23 @@ def _replace_root(request: Request) -> list[Authorization]:
     return found + _tagged_on_create(request, ("replace-root-volume-task",))
 
 
+def _create_reservation(request: Request) -> list[Authorization]:
+    """CreateCapacityReservation authorizes the reservation it creates (tagged on create)."""
+    specs = _specs(request.params)
+    return [request.created("capacity-reservation", specs.get("capacity-reservation", {})),
+            *_tagged_on_create(request, ("capacity-reservation",))]
+
+
+def _reservation(request: Request) -> list[Authorization]:
+    """Modify/CancelCapacityReservation: the reservation, with its tags (kept by the
+    sandbox's reservation model, not moto's tag store)."""
+    reservation_id = str(request.params.get("CapacityReservationId", ""))
+    found = current().capacity.reservations.get(reservation_id)
+    tags = _tag_map(found.Tags if found is not None else ())
+    return [Authorization(request.action, request.ec2_arn("capacity-reservation", reservation_id),
+                          resource_tags(tags))]
+
+
 def _send_command(request: Request) -> list[Authorization]:
     name = str(request.params.get("DocumentName", ""))
     account = "" if name.startswith("AWS-") else request.account
@@ -264,6 +282,14 @@ def _send_command(request: Request) -> list[Authorization]:
                            f"arn:aws:ssm:{request.region}:{account}:document/{name}")]
     return found + [request.existing("instance", str(i))
                     for i in request.params.get("InstanceIds") or ()]
+
+
+def _service_setting(request: Request) -> list[Authorization]:
+    """The setting itself (SSM's servicesetting resource), named by its path or ARN."""
+    setting = str(request.params.get("SettingId", ""))
+    if not setting.startswith("arn:"):
+        setting = f"arn:aws:ssm:{request.region}:{request.account}:servicesetting{setting}"
+    return [Authorization(request.action, setting)]
 
 
 def _workspaces(field_name: str | None) -> Callable[[Request], list[Authorization]]:
@@ -299,7 +325,12 @@ _HANDLERS: Final[Mapping[tuple[str, str], Callable[[Request], list[Authorization
     ("ec2", "ModifyInstanceAttribute"): _modify_instance_attribute,
     ("ec2", "RunInstances"): _run_instances,
     ("ec2", "CreateReplaceRootVolumeTask"): _replace_root,
+    ("ec2", "CreateCapacityReservation"): _create_reservation,
+    ("ec2", "ModifyCapacityReservation"): _reservation,
+    ("ec2", "CancelCapacityReservation"): _reservation,
     ("ssm", "SendCommand"): _send_command,
+    **{("ssm", op): _service_setting for op in (
+        "GetServiceSetting", "UpdateServiceSetting", "ResetServiceSetting")},
     ("workspaces", "StartWorkspaces"): _workspaces("StartWorkspaceRequests"),
     ("workspaces", "StopWorkspaces"): _workspaces("StopWorkspaceRequests"),
     ("workspaces", "RebootWorkspaces"): _workspaces("RebootWorkspaceRequests"),

@@ -33,9 +33,18 @@ _NEUTRAL = frozenset({"Action", "Version", "DryRun", "Placement.AvailabilityZone
                       "AvailabilityZone"})
 
 
+# Tokens AWS documents that botocore's model does not mark ``idempotencyToken``:
+# CreateCapacityReservation's ClientToken is "to ensure the idempotency of the request"
+# (EC2 API reference, docs.aws.amazon.com/AWSEC2/latest/APIReference/
+# API_CreateCapacityReservation.html).
+_DOCUMENTED: dict[str, str] = {"CreateCapacityReservation": "ClientToken"}
+
+
 @functools.cache
 def token_parameter(operation: str) -> str | None:
     """The EC2 operation's idempotency-token parameter (e.g. ``ClientToken``), if any."""
+    if operation in _DOCUMENTED:
+        return _DOCUMENTED[operation]
     model = botocore.session.get_session().get_service_model("ec2")
     if operation not in model.operation_names:
         return None

@@ -6,8 +6,11 @@ flag from their volume and volumes copy it from their snapshot.
 Repair recognition rule (kept deliberately simple): an SSM script repairs
 volume ``vol-X`` when its text contains ``C-00000291`` and the id ``vol-X``;
 it succeeds only if ``vol-X`` is attached (state ``attached``) to the instance
-running the script and is not that instance's own root volume. Any named
-volume that fails that test makes the command exit 1 with a clear stderr.
+running the script, is not that instance's own root volume and is not encrypted
+with BitLocker (``World.bitlocker_volumes``), unless the script names an escrow holding
+its recovery key (:mod:`remediate.sandbox.bitlocker_escrow`). Any named volume that
+fails that test makes the command fail (exit 1, or the script's own code for a locked
+volume) with a clear stderr.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from remediate.sandbox import bitlocker_escrow
 from remediate.sandbox.state import World
 
 CHANNEL_FILE_MARKER = "C-00000291"
@@ -40,6 +44,13 @@ def root_is_bad(world: World, instance: Any) -> bool:
     return volume_id is not None and volume_id in world.bad_volumes
 
 
+def guest_broken(world: World, instance: Any) -> bool:
+    """Whether the guest fails its status checks once booted: the channel file on its
+    root, or a guest broken otherwise (``InstanceFacts.guest``)."""
+    facts = world.instances.get(instance.id)
+    return root_is_bad(world, instance) or (facts is not None and facts.guest is not None)
+
+
 def copy_to_snapshot(world: World, volume_id: str, snapshot_id: str) -> None:
     if volume_id in world.bad_volumes:
         world.bad_snapshots.add(snapshot_id)
@@ -54,6 +65,11 @@ def is_repair_script(script: str) -> bool:
     return CHANNEL_FILE_MARKER in script and bool(_VOLUME_ID.search(script))
 
 
+def named_volumes(script: str) -> list[str]:
+    """The volume ids a script names, in order, each once."""
+    return list(dict.fromkeys(_VOLUME_ID.findall(script)))
+
+
 def run_repair(world: World, instance: Any, script: str) -> ScriptResult:
     """Apply a repair script on ``instance`` (a running rescue instance)."""
     out: list[str] = []
@@ -64,16 +80,51 @@ def run_repair(world: World, instance: Any, script: str) -> ScriptResult:
         if mapping.status not in ("attaching", "detaching")
     }
     own_root = root_volume_id(instance)
-    for volume_id in dict.fromkeys(_VOLUME_ID.findall(script)):
+    codes: list[int] = []  # the script's exit codes, where they say more than 1
+    for volume_id in named_volumes(script):
         if volume_id not in attached or volume_id == own_root:
             err.append(
                 f"Disk for volume {volume_id} not found: the volume is not attached "
                 f"to {instance.id} as a data disk."
             )
             continue
+        key = world.bitlocker_volumes.get(volume_id)
+        if key is not None:
+            refusal = bitlocker_escrow.unlock(instance, script, key)
+            if refusal is not None:
+                codes.append(refusal.code)
+                err.append(f"{volume_id}: {refusal.message}")
+                continue
+            out.append(f"{volume_id}: unlocked (recovery key ID {key.key_id}) with the key "
+                       f"at {bitlocker_escrow.reference(script)}")
         if volume_id in world.bad_volumes:
             world.bad_volumes.discard(volume_id)
             out.append(f"{volume_id} ({attached[volume_id]}): deleted {CHANNEL_FILE_PATH}")
         else:
             out.append(f"{volume_id} ({attached[volume_id]}): no {CHANNEL_FILE_MARKER}*.sys found")
-    return ScriptResult(1 if err else 0, "\n".join(out), "\n".join(err))
+        if key is not None:
+            out.append(f"{volume_id}: locked again")
+    code = (codes[0] if codes else 1) if err else 0
+    return ScriptResult(code, "\n".join(out), "\n".join(err))
+
+
+VERIFY_MARKER = "crowdstrike-verify"
+
+
+def is_verify_script(script: str) -> bool:
+    """playbooks/scripts/crowdstrike-verify.ps1 or .sh (its first lines name it)."""
+    return VERIFY_MARKER in script and CHANNEL_FILE_MARKER in script
+
+
+def verify_guest(world: World, instance: Any) -> ScriptResult:
+    """The in-guest check, run on ``instance`` itself: its root must not hold the faulty
+    channel file and its sensor must run (``World.sensor_stopped``)."""
+    root = root_volume_id(instance)
+    if root is not None and root in world.bad_volumes:
+        return ScriptResult(2, "", f"{instance.id}: the faulty channel file is still there: "
+                                   f"C:\\{CHANNEL_FILE_PATH}")
+    if instance.id in world.sensor_stopped:
+        return ScriptResult(3, "", f"{instance.id}: the Falcon sensor service CSFalconService "
+                                   "is Stopped, not Running")
+    return ScriptResult(0, f"{instance.id}: no faulty C-00000291*.sys; CSFalconService Running",
+                        "")

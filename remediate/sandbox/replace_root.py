@@ -90,7 +90,7 @@ def _advance(world: World, backend: Any, instance: Any, task: ReplaceRootTask) -
         _swap_root(world, backend, instance, task)
         task.TaskState, task.CompleteTime = "succeeded", world.clock.wall()
         facts.replacing_root = False
-        begin_boot(world, instance, at, world.durations.instance_boot)
+        begin_boot(world, instance, at, world.durations.draw("instance_boot", instance.id))
 
     key = ("replace-root", task.ReplaceRootVolumeTaskId)
     world.timeline.schedule(key, world.now() + world.durations.replace_root_pending, in_progress)

@@ -32,6 +32,7 @@ from remediate.sandbox.core import Sandbox
 from remediate.sandbox.durations import Durations
 from remediate.sandbox.fleet import Fleet, FleetSpec
 from remediate.sandbox.state import LostReplies
+from remediate.sandbox.throttling import ThrottlePolicy
 
 HOST = "127.0.0.1"
 
@@ -93,12 +94,17 @@ class MotoServer:
 
 
 def announcement(endpoint: str, fleet: Fleet, stepfunctions: bool = False,
-                 lost_replies: LostReplies | None = None) -> str:
+                 lost_replies: LostReplies | None = None,
+                 throttle: ThrottlePolicy | None = None) -> str:
     """The one JSON line a server prints once it is ready."""
     lost = None if lost_replies is None else {"probability": lost_replies.probability,
                                                "seed": lost_replies.seed}
+    neighbour = None if throttle is None else throttle.neighbour
+    throttled = None if throttle is None else {
+        "model": throttle.model, "neighbour": None if neighbour is None else neighbour.share}
     return json.dumps({"endpoint": endpoint, "fleet": asdict(fleet),
-                       "stepfunctions": stepfunctions, "lost_replies": lost}, sort_keys=True)
+                       "stepfunctions": stepfunctions, "lost_replies": lost,
+                       "throttle": throttled}, sort_keys=True)
 
 
 def serve(
@@ -112,6 +118,7 @@ def serve(
     out: TextIO | None = None,
     stepfunctions: bool = False,
     lost_replies: LostReplies | None = None,
+    throttle: ThrottlePolicy | None = None,
 ) -> int:
     """Serve a sandbox with a built fleet until SIGTERM/SIGINT (or ``stop`` is set).
 
@@ -127,6 +134,9 @@ def serve(
     ``lost_replies``: once the fleet is built, every mutating call takes effect and then
     loses its reply (a 500 InternalError) with that probability, seeded
     (:meth:`Sandbox.lose_replies`): rehearse what the tool does when AWS loses replies.
+
+    ``throttle``: once the fleet is built, requests are throttled so (e.g. AWS's EC2
+    buckets under a model, with a neighbour: :class:`ThrottlePolicy`).
     """
     server = MotoServer(listening(port))
     endpoint = f"http://{HOST}:{server.port}"
@@ -149,9 +159,10 @@ def serve(
             fleet = sandbox.build_fleet(fleet_spec)
             if lost_replies is not None:
                 sandbox.lose_replies("*", lost_replies.probability, seed=lost_replies.seed)
+            sandbox.set_throttle(throttle)
             stream = out or sys.stdout
-            print(announcement(endpoint, fleet, stepfunctions, lost_replies), file=stream,
-                  flush=True)
+            print(announcement(endpoint, fleet, stepfunctions, lost_replies, throttle),
+                  file=stream, flush=True)
             if on_ready is not None:
                 on_ready(endpoint, fleet, sandbox)
             stop.wait()

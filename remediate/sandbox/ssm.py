@@ -14,8 +14,10 @@ Patches moto's SSM model and responses:
 * ``Command.response_object``: status and counts computed from invocations.
 * New ``ListCommandInvocations`` (without a CommandId, it shows a command only
   ``Durations.listing_lag`` after it was sent) and ``DescribeInstanceInformation``: every
-  non-terminated instance has an SSM agent; it is ``Online`` only while running
-  with a finished, healthy boot (status ``ok``), else ``ConnectionLost``.
+  non-terminated instance registered with SSM (:mod:`ssm_registration`: an instance
+  profile, or Default Host Management Configuration) is listed; it is ``Online`` only
+  while running with a finished, healthy boot (status ``ok``), else ``ConnectionLost``.
+  SendCommand refuses an instance that is not registered (``InvalidInstanceId``).
 
 Scripts are interpreted by :mod:`incident` (the channel-file repair); any other
 script succeeds with no output.
@@ -33,6 +35,7 @@ from moto.ssm.responses import SimpleSystemManagerResponse
 
 from remediate.sandbox import errors, incident
 from remediate.sandbox.patcher import Patcher
+from remediate.sandbox.ssm_registration import is_registered
 from remediate.sandbox.state import World, current
 
 SCRIPT_DOCUMENTS: Mapping[str, tuple[str, str]] = {
@@ -45,7 +48,8 @@ PAGE = 50
 
 
 def is_online(world: World, instance: Any) -> bool:
-    return bool(instance.state == "running" and world.facts(instance.id).status == "ok")
+    return bool(instance.state == "running" and world.facts(instance.id).status == "ok"
+                and is_registered(world, instance))
 
 
 def _iso(world: World) -> str:
@@ -94,7 +98,11 @@ def _execute(
             )
             return
         script = _script(command.parameters)
-        if incident.is_repair_script(script):
+        if incident.is_verify_script(script):
+            result = incident.verify_guest(world, instance)
+            status = "Success" if result.exit_code == 0 else "Failed"
+            _finish(world, invocation, status, result.exit_code, result.stdout, result.stderr)
+        elif incident.is_repair_script(script):
             result = incident.run_repair(world, instance, script)
             status = "Success" if result.exit_code == 0 else "Failed"
             _finish(world, invocation, status, result.exit_code, result.stdout, result.stderr)
@@ -102,8 +110,17 @@ def _execute(
             _finish(world, invocation, "Success", 0, "", "")
 
     world.timeline.schedule(
-        ("ssm", command.command_id, instance.id), at + world.durations.ssm_command, done
+        ("ssm", command.command_id, instance.id), at + _seconds(world, command, instance), done
     )
+
+
+def _seconds(world: World, command: Any, instance: Any) -> float:
+    """How long the script runs: drawn per volume it names (the repair of one volume, so
+    a target's repair takes the same time whichever rescue instance runs it), the
+    slowest one for a script that names several; else per invocation."""
+    keys = incident.named_volumes(_script(command.parameters))
+    return max(world.durations.draw("ssm_command", key)
+               for key in keys or [f"{command.command_id}/{instance.id}"])
 
 
 def _dispatch(
@@ -185,7 +202,8 @@ def _information(
 ) -> list[dict[str, Any]]:
     rows = []
     for instance in instances:
-        if instance.state in ("terminated", "shutting-down"):
+        if instance.state in ("terminated", "shutting-down") or not is_registered(
+                world, instance):
             continue
         platform = world.facts(instance.id).platform
         row = {
@@ -231,6 +249,7 @@ def install(patcher: Patcher) -> None:
             i
             for i in instance_ids
             if i not in found or found[i].state in ("terminated", "shutting-down")
+            or not is_registered(world, found[i])
         ]
         if bad:
             raise errors.ssm_invalid_instance(bad, self.account_id)

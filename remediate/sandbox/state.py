@@ -6,6 +6,7 @@ the patched moto methods reach it through :func:`current`.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 from collections import Counter
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remediate.clock import Clock
+from remediate.sandbox.capacity import Capacity
 from remediate.sandbox.child_executions import MapRunChildren
 from remediate.sandbox.durations import Durations
 from remediate.sandbox.idempotency import Tokens
@@ -22,6 +24,8 @@ from remediate.sandbox.throttling import Throttle
 from remediate.sandbox.timeline import Timeline
 
 READ_ONLY_PREFIXES: tuple[str, ...] = ("Describe", "Get", "List")
+# Reads whose names say otherwise: IAM's policy simulator only evaluates policies.
+READ_ONLY_OPERATIONS: frozenset[str] = frozenset({"SimulatePrincipalPolicy"})
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,8 @@ class ApiCall:
 
     @property
     def mutating(self) -> bool:
-        return not self.dry_run and not self.operation.startswith(READ_ONLY_PREFIXES)
+        return not self.dry_run and not self.operation.startswith(READ_ONLY_PREFIXES) \
+            and self.operation not in READ_ONLY_OPERATIONS
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,19 @@ class InstanceFacts:
     status: str = "initializing"
     """Instance status check while running: ``initializing``, ``ok`` or ``impaired``."""
     platform: str = "Windows"
+    guest: str | None = None
+    """A guest broken for another reason than the channel file: ``boot-loop`` (another
+    bug check) or ``black`` (a hung guest, nothing on screen); see
+    :mod:`remediate.sandbox.console`. None: it follows the root volume."""
     replacing_root: bool = False
+    stop_due: float | None = None
+    """While ``stopping``: when it reaches ``stopped``."""
+    capacity_preference: str = "open"
+    """``CapacityReservationSpecification.CapacityReservationPreference``."""
+    capacity_target: str | None = None
+    """The Capacity Reservation the instance targets, if any."""
+    capacity_reservation: str | None = None
+    """The Capacity Reservation it ran in when it last started (None: On-Demand)."""
 
 
 @dataclass
@@ -97,6 +114,10 @@ class WorkspaceFacts:
     fixed_by: str = "healthy"
     """``healthy``, ``reboot``, ``restore`` or ``rebuild``."""
     state_since: float = 0.0
+    changes: list[str] = field(default_factory=list)
+    """The state changes AWS began on it, in order (``RestoreWorkspace``...): a request
+    refused, throttled or sent again while one is under way adds nothing, so tests can
+    tell a restore that happened twice from one that was only asked for twice."""
 
 
 @dataclass
@@ -134,6 +155,26 @@ class LostReplies:
         return True
 
 
+@dataclass(frozen=True)
+class RecoveryKey:
+    """A BitLocker volume's recovery key protector: its ID (what an SRE looks up) and its
+    48-digit recovery password (what unlocks it)."""
+
+    key_id: str
+    password: str
+
+    @classmethod
+    def of(cls, volume_id: str) -> RecoveryKey:
+        """A key derived from the volume id (the sandbox's fleets are reproducible)."""
+        digest = hashlib.sha256(volume_id.encode()).hexdigest()
+        number = int(digest, 16)
+        # Eight groups of six digits, each a multiple of 11 (as BitLocker's are).
+        groups = [f"{(number >> (20 * i)) % 59_582 * 11:06d}" for i in range(8)]
+        key_id = "{" + "-".join((digest[:8], digest[8:12], digest[12:16], digest[16:20],
+                                 digest[20:32])).upper() + "}"
+        return cls(key_id, "-".join(groups))
+
+
 @dataclass
 class World:
     """Everything the patches share: clock, durations, deadlines, incident, API log."""
@@ -145,6 +186,16 @@ class World:
     bad_volumes: set[str] = field(default_factory=set)
     """Volumes whose disk holds a ``C-00000291*.sys`` channel file."""
     bad_snapshots: set[str] = field(default_factory=set)
+    marketplace_volumes: set[str] = field(default_factory=set)
+    """Volumes with AWS Marketplace product codes (the Marketplace targets' roots): they
+    attach only to a stopped instance."""
+    failing_snapshots: set[str] = field(default_factory=set)
+    """Volumes whose snapshots end ``error`` instead of ``completed`` (Sandbox.fail_snapshots)."""
+    bitlocker_volumes: dict[str, RecoveryKey] = field(default_factory=dict)
+    """Volumes encrypted with BitLocker, and their recovery key: a repair script opens
+    them only with that key, read from the escrow it names (:mod:`remediate.sandbox.incident`)."""
+    sensor_stopped: set[str] = field(default_factory=set)
+    """Instances whose Falcon sensor service does not run (the in-guest check fails)."""
     instances: dict[str, InstanceFacts] = field(default_factory=dict)
     workspaces: dict[str, WorkspaceFacts] = field(default_factory=dict)
     calls: list[ApiCall] = field(default_factory=list)
@@ -157,6 +208,8 @@ class World:
     """Operation (or ``*``) -> how often its call takes effect and the reply is lost."""
     tokens: Tokens = field(default_factory=Tokens)
     """EC2 client tokens seen, and the answers to repeat (moto ignores them)."""
+    snapshotted: set[str] = field(default_factory=set)
+    """Volumes with a snapshot: a later one is incremental (``Durations.snapshot_of``)."""
     created: dict[str, float] = field(default_factory=dict)
     """Snapshot or SSM command id -> when it was created: listings show it only
     ``Durations.listing_lag`` later (AWS is eventually consistent)."""
@@ -168,10 +221,20 @@ class World:
     """SSM invocations waiting for their (offline) instance to come online."""
     map_run_children: MapRunChildren = field(default_factory=MapRunChildren)
     """Distributed Map items run by moto's interpreter, as AWS's child executions."""
+    capacity: Capacity = field(default_factory=Capacity)
+    """Capacity per (type, AZ) and Capacity Reservations (Sandbox.set_capacity)."""
     policy: Mapping[str, Any] | None = None
     """The caller's IAM policy, enforced on every request (Sandbox.enforce_policy)."""
     authorizations: list[Judged] = field(default_factory=list)
     """Every authorization judged under :attr:`policy`, in order."""
+    quotas: dict[tuple[str, str, str, str], float] = field(default_factory=dict)
+    """(account, Region, service code, quota code) -> applied value (Sandbox.set_quota)."""
+    service_settings: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    """(account, Region, setting path) -> SSM service setting value (see ssm_settings)."""
+    dhmc_by_default: bool = True
+    """Whether an account and Region no one set starts with Default Host Management
+    Configuration on (AWS's accounts start with it off; the sandbox's stand for ones
+    set up for remediate)."""
 
     def facts(self, instance_id: str) -> InstanceFacts:
         found = self.instances.get(instance_id)

@@ -123,11 +123,14 @@ STOPPED = "stopped"
 def set_condition(world: World, region: str, workspace_id: str, condition: str) -> None:
     """Break a WorkSpace (``reboot``/``restore``/``rebuild``: what repairs it), stop a
     healthy one (``stopped``) or a broken one (``stopped-reboot``...: an AutoStop
-    WorkSpace in the boot loop, stopped; it starts UNHEALTHY)."""
+    WorkSpace in the boot loop, stopped; it starts UNHEALTHY) or leave it AVAILABLE
+    (``healthy``)."""
     workspace = _backend(region).workspaces[workspace_id]
     facts = world.workspace(workspace_id)
     facts.state_since = world.now()
-    if condition.startswith(STOPPED):
+    if condition == "healthy":
+        workspace.state, facts.fixed_by = "AVAILABLE", "healthy"
+    elif condition.startswith(STOPPED):
         workspace.state = "STOPPED"
         facts.fixed_by = condition.removeprefix(STOPPED).removeprefix("-") or "healthy"
     else:
@@ -170,6 +173,7 @@ def _begin(world: World, operation: _Operation, workspace: Any) -> None:
     now = world.now()
     workspace.state = operation.transient
     facts.state_since = now
+    facts.changes.append(operation.name)
 
     def finish(at: float) -> None:
         if workspace.state != operation.transient:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore_support import NO_RETRIES
 
-from ec2_harness import EC2_FLEET, EC2_NO_RETRIES, Ec2Env
+from ec2_harness import EC2_FLEET, Ec2Env
 from remediate.clock import VirtualClock
 from remediate.executor.driver import SyncRuntime
 from remediate.sandbox import Sandbox
@@ -20,7 +21,7 @@ def ec2_env(sandbox: Sandbox, clock: VirtualClock) -> Ec2Env:
 
     def client(service: str, region: str) -> Any:
         if (service, region) not in clients:
-            clients[(service, region)] = sandbox.client(service, region, EC2_NO_RETRIES)
+            clients[(service, region)] = sandbox.client(service, region, NO_RETRIES)
         return clients[(service, region)]
 
     runtime = SyncRuntime(client, clock)

@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.config import Config
-
 from remediate.actions import registry
 from remediate.actions.contract import Plan, StepContext, Target
 from remediate.actions.requests import Call
@@ -19,8 +17,6 @@ from remediate.clock import VirtualClock
 from remediate.executor.driver import SyncRuntime, run_action
 from remediate.language.problems import Problems
 from remediate.sandbox import Fleet, FleetSpec, Sandbox
-
-EC2_NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 EC2_FLEET = FleetSpec(
     plain=2,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from botocore.config import Config
+from botocore_support import NO_RETRIES
 
 from remediate.actions import registry
 from remediate.actions.contract import StepContext, Target
@@ -36,7 +36,6 @@ from remediate.executor.driver import SyncRuntime
 from remediate.language.problems import Problems
 from remediate.sandbox import Durations, Fleet, FleetSpec, Sandbox
 
-NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 SCRIPTS = Path(__file__).resolve().parents[2] / "playbooks" / "scripts"
 REGION = "us-east-1"
 

@@ -34,8 +34,8 @@ def test_pause_waits_on_the_clock(runtime: SyncRuntime) -> None:
 def test_pause_plan_says_how_long_and_why(runtime: SyncRuntime) -> None:
     ctx = StepContext("run", TARGET, {}, runtime)
     assert Pause().plan(ctx, {"duration": 90.0, "reason": "sensor update"}).note == (
-        "wait 90s (sensor update)")
-    assert Pause().plan(ctx, {"duration": 90.0, "reason": ""}).note == "wait 90s"
+        "wait 1m30s (sensor update)")
+    assert Pause().plan(ctx, {"duration": 90.0, "reason": ""}).note == "wait 1m30s"
 
 
 def test_pause_refuses_a_bad_duration(runtime: SyncRuntime) -> None:

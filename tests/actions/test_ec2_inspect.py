@@ -46,6 +46,7 @@ def test_facts_of_a_plain_target(ec2_env: Ec2Env) -> None:
         "has_elastic_ip": False,
         "rescue_image_id": None,  # read only for a playbook launching rescue instances
         "rescue_image_state": None,
+        "rescue_ssm": None,
     }
     assert facts["tags"]["incident"] == "crowdstrike-2024-07-19"
 
@@ -219,7 +220,11 @@ def test_two_tagged_roots_fail_naming_both(ec2_env: Ec2Env) -> None:
     ec2_env.client.create_tags(Resources=[other], Tags=[{"Key": ROOT_OF_TAG, "Value": target.id}])
     with pytest.raises(StepFailed) as failed:
         ec2_env.facts(target)
-    ids = ", ".join(sorted([volume_id, other]))
+    # In the order AWS lists them (Step Functions cannot sort them).
+    listed = ec2_env.client.describe_volumes(Filters=[
+        {"Name": f"tag:{ROOT_OF_TAG}", "Values": [target.id]}])["Volumes"]
+    assert sorted(v["VolumeId"] for v in listed) == sorted([volume_id, other])
+    ids = ", ".join(v["VolumeId"] for v in listed)
     assert str(failed.value) == (
         f"{target.id} has no root volume attached and 2 volumes are tagged "
         f"{ROOT_OF_TAG}={target.id} ({ids}); say which one with volume_id")
@@ -298,3 +303,27 @@ def test_own_entry_picks_this_target_out_of_a_merged_response() -> None:
     assert own_entry(merged, "StoppingInstances", "i-2") == {"InstanceId": "i-2", "n": 2}
     assert own_entry(merged, "StoppingInstances", "i-3") is None
     assert own_entry({}, "StoppingInstances", "i-1") is None
+
+
+def test_whether_rescue_instances_reach_ssm_is_read_once_per_account_and_region(
+        ec2_env: Ec2Env) -> None:
+    targets = [Target("ec2-instance", t.instance_id, t.region) for t in ec2_env.fleet.targets
+               if t.region == "us-east-1"]
+
+    found = {ec2_env.run("ec2.inspect", t, {"rescue_ssm": True})["rescue_ssm"] for t in targets}
+
+    assert len(targets) > 1
+    assert found == {"dhmc: service-role/AWSSystemsManagerDefaultEC2InstanceManagementRole"}
+    assert ec2_env.calls("GetServiceSetting", "ssm") == 1
+    # A profile decides alone; DHMC is not asked.
+    profiled = ec2_env.run("ec2.inspect", targets[0],
+                           {"rescue_ssm": True, "rescue_instance_profile": "rescue-ssm"})
+    assert profiled["rescue_ssm"] == "instance-profile: rescue-ssm"
+    assert ec2_env.calls("GetServiceSetting", "ssm") == 1
+    # Not allowed to read it: unknown, and why.
+    runtime = ec2_env.denying("AccessDeniedException", "GetServiceSetting")
+    denied = run_action("ec2.inspect", targets[0], {"rescue_ssm": True}, runtime)
+    assert denied["rescue_ssm"] == (
+        "unknown: GetServiceSetting: AccessDeniedException: not for you; grant "
+        "ssm:GetServiceSetting on arn:aws:ssm:us-east-1:*:servicesetting/ssm/managed-instance/"
+        "default-ec2-instance-management-role")

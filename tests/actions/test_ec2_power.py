@@ -141,6 +141,50 @@ def test_start_fails_when_the_kms_key_stops_the_instance_again(ec2_env: Ec2Env) 
         "The KMS key provided is in an incorrect state")
 
 
+def _exhaust_the_az_of(ec2_env: Ec2Env, instance_id: str) -> None:
+    """Nothing of the instance's type is left in its AZ (the others running hold it all)."""
+    instance = ec2_env.instance(instance_id)
+    ec2_env.sandbox.set_capacity(instance["InstanceType"],
+                                 instance["Placement"]["AvailabilityZone"], 0)
+
+
+def test_start_without_capacity_retries_then_says_what_to_do(ec2_env: Ec2Env) -> None:
+    target = ec2_env.target()
+    ec2_env.run("ec2.stop", target)
+    _exhaust_the_az_of(ec2_env, target.id)
+    began = ec2_env.clock.now()
+    with pytest.raises(StepFailed) as failed:
+        ec2_env.run("ec2.start", target)
+    zone = ec2_env.instance(target.id)["Placement"]["AvailabilityZone"]
+    assert str(failed.value) == (
+        f"no capacity to start {target.id}: 4 attempts over 3m30s were refused "
+        "(InsufficientInstanceCapacity: We currently do not have sufficient m5.large "
+        f"capacity in the Availability Zone you requested ({zone}). Our system will be "
+        "working on provisioning additional capacity. You can currently get m5.large "
+        "capacity by not specifying an Availability Zone in your request or choosing other "
+        "Availability Zones.). It is stopped, with its root volume attached: start it again "
+        f"in a few minutes (aws ec2 start-instances --instance-ids {target.id}, or run again "
+        "with --retry-failed), or change its instance type while it is stopped; it cannot "
+        "move to another Availability Zone, its volumes are in this one.")
+    assert ec2_env.calls("StartInstances") == 4
+    assert ec2_env.clock.now() - began >= 210
+    assert ec2_env.state(target.id) == "stopped"
+    assert ec2_env.root(target.id) is not None
+
+
+def test_start_succeeds_when_capacity_comes_back_within_its_budget(ec2_env: Ec2Env) -> None:
+    target = ec2_env.target()
+    ec2_env.run("ec2.stop", target)
+    _exhaust_the_az_of(ec2_env, target.id)
+    instance = ec2_env.instance(target.id)
+    ec2_env.sandbox.set_capacity(instance["InstanceType"],
+                                 instance["Placement"]["AvailabilityZone"], None,
+                                 at=ec2_env.clock.now() + 60)
+    assert ec2_env.run("ec2.start", target) == {"previous_state": "stopped"}
+    assert ec2_env.state(target.id) == "running"
+    assert ec2_env.calls("StartInstances") == 3  # refused, refused (at +30s), started
+
+
 def test_start_plan(ec2_env: Ec2Env) -> None:
     assert ec2_env.plan("ec2.start", {"state": "running"}) == Plan(skip="already running")
     assert ec2_env.plan("ec2.start", {"state": "stopped"}).calls[0].api == "ec2:StartInstances"
@@ -262,7 +306,9 @@ def test_power_actions_declare_their_contract() -> None:
     assert stop.batches == {"ec2:StopInstances": 1000}
     assert start.batches == {"ec2:StartInstances": 1000}
     assert reboot.batches == {"ec2:RebootInstances": 1000}
-    assert stop.permissions == ("ec2:DescribeInstances", "ec2:StopInstances")
+    assert stop.permissions == ("ec2:DescribeInstances", "ec2:StopInstances",
+                                "ec2:DescribeCapacityReservations",
+                                "ec2:CreateCapacityReservation", "ec2:CreateTags")
     assert "stop-protection" in stop.risks and "instance-store-data-loss" in stop.risks
     assert (stop.undo, start.undo) == ("ec2.start", "ec2.stop")
     assert not verify.mutating and stop.mutating

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from ec2_harness import Crash, Ec2Env
-from remediate.actions.contract import Plan, PlannedCall, Target
+from remediate.actions.contract import Plan, PlannedCall, StepContext, Target
 from remediate.actions.ec2_inspect import ROOT_DEVICE_TAG, ROOT_DOT_TAG, ROOT_OF_TAG
 from remediate.actions.registry import get
 from remediate.actions.requests import StepFailed
 from remediate.executor.driver import run_action
+from remediate.language.problems import Problems
 
 
 def tags(record: dict[str, Any]) -> dict[str, str]:
@@ -90,6 +92,38 @@ def test_snapshot_root_without_waiting(ec2_env: Ec2Env) -> None:
     out = ec2_env.run("ec2.snapshot_root", ec2_env.target(), {"wait": False})
     snapshot = ec2_env.client.describe_snapshots(SnapshotIds=[out["snapshot_id"]])["Snapshots"][0]
     assert snapshot["State"] == "pending"
+
+
+def snapshot_in_step(env: Ec2Env, target: Target, *, sent: bool,
+                     sent_in_run: bool) -> Mapping[str, Any]:
+    """ec2.snapshot_root as a playbook step whose journal says whether it sent
+    CreateSnapshot before: in this pass (a retry, a resume), or in an earlier pass only
+    (a target started again after a rollback)."""
+    action = get("ec2.snapshot_root")
+    assert action is not None
+    params = action.params.check({}, ("with",), Problems())
+    ctx = StepContext(run_id="run-1", target=target, facts=env.facts(target),
+                      runtime=env.runtime, step_id="backup",
+                      sent_before=lambda _operation: sent,
+                      sent_in_run=lambda _operation: sent_in_run)
+    return env.runtime.drive(action.run(ctx, params), target.region)
+
+
+def test_snapshot_root_looks_for_its_backup_only_when_it_may_have_made_one(
+        ec2_env: Ec2Env) -> None:
+    target = ec2_env.target()
+
+    def lookups() -> int:  # DescribeSnapshots by the backup's tags (the wait reads by id)
+        return sum(1 for c in ec2_env.sandbox.api_calls if c.operation == "DescribeSnapshots"
+                   and c.names("tag:remediate:purpose"))
+
+    first = snapshot_in_step(ec2_env, target, sent=False, sent_in_run=False)
+    # A fresh target's first attempt made it at once, without looking.
+    assert (lookups(), ec2_env.calls("CreateSnapshot")) == (0, 1)
+    # A retry, and a target started again in a new pass, find it: no second backup.
+    assert snapshot_in_step(ec2_env, target, sent=True, sent_in_run=True) == first
+    assert snapshot_in_step(ec2_env, target, sent=False, sent_in_run=True) == first
+    assert (lookups(), ec2_env.calls("CreateSnapshot")) == (2, 1)
 
 
 def test_snapshot_root_of_a_missing_volume_fails(ec2_env: Ec2Env) -> None:

@@ -564,7 +564,7 @@ def test_a_rescue_instance_that_never_comes_online_is_terminated(action_env: Env
     with pytest.raises(StepFailed) as failed:
         action_env.run("rescue.attach_volume", ctx_for(action_env, target),
                        attach_params(fleet, ready_timeout=600))
-    assert "is not usable: timed out after 600s waiting for ssm-agent" in str(failed.value)
+    assert "is not usable: timed out after 10m waiting for ssm-agent" in str(failed.value)
     launched = next(c for c in action_env.runtime.calls if c.operation == "TerminateInstances")
     [rescue] = launched.params["InstanceIds"]
     assert instance_state(action_env, rescue) in ("shutting-down", "terminated")

@@ -247,6 +247,24 @@ def test_a_resumed_start_waits_for_its_start_and_does_not_send_it_again(
     assert action_env.runtime.count("StartWorkspaces") == 0
 
 
+def test_a_start_resumed_after_it_settled_unhealthy_goes_on_to_the_reboot(
+        action_env: Env, fleet: Fleet) -> None:
+    """The start went out before the crash, and the WorkSpace came up UNHEALTHY (still
+    broken) before the resume: that is the start's result. StartWorkspaces would be
+    refused (not STOPPED), so the step neither sends it nor waits for a change."""
+    workspace_id = workspace(fleet, "stopped-reboot")
+    action_env.client("workspaces").start_workspaces(
+        StartWorkspaceRequests=[{"WorkspaceId": workspace_id}])  # ours, before a crash
+    action_env.clock.advance(3600)
+    assert state(action_env, workspace_id) == "UNHEALTHY"
+    started = action_env.clock.now()
+
+    assert action_env.run("workspaces.start", ctx(action_env, workspace_id, sent=True), {}) == {
+        "started": True, "healthy": False, "state": "UNHEALTHY"}
+    assert action_env.runtime.count("StartWorkspaces") == 0
+    assert action_env.clock.now() == started
+
+
 # ---- resumed and reconciled steps: a restore or a rebuild is never sent twice -------------
 
 
@@ -288,12 +306,34 @@ def test_a_resumed_restore_still_under_way_is_waited_for(action_env: Env, fleet:
 def test_a_reconciled_restore_that_shows_nothing_is_not_sent_again(
         action_env: Env, fleet: Fleet) -> None:
     """The journal says the step may have sent it; the WorkSpace shows no sign of it in
-    two minutes: a repeat could throw away user data a second time, so it is not sent."""
+    two minutes: a repeat could throw away user data a second time, so it is not sent;
+    its state is the restore's result (the rebuild follows)."""
     workspace_id = workspace(fleet, "restore")
     started = action_env.clock.now()
     assert action_env.run("workspaces.restore", ctx(action_env, workspace_id, sent=True),
                           {}) == {"healthy": False, "state": "UNHEALTHY"}
     assert action_env.runtime.count("RestoreWorkspace") == 0
+    assert action_env.clock.now() - started >= 120
+
+
+def test_a_rebuild_that_may_have_been_sent_and_shows_nothing_stops_saying_so(
+        action_env: Env, fleet: Fleet) -> None:
+    """Killed as the rebuild went out: it may never have reached AWS. Sent again it could
+    throw user data away twice; taken as done, the WorkSpace would fail the verification
+    ten minutes later without a word of why. The step fails now, saying what to check."""
+    workspace_id = workspace(fleet, "rebuild")
+    force_state(action_env, workspace_id, "ERROR")  # as the restore left it
+    started = action_env.clock.now()
+    with pytest.raises(StepFailed) as failed:
+        action_env.run("workspaces.rebuild", ctx(action_env, workspace_id, sent=True), {})
+    assert str(failed.value) == (
+        f"RebuildWorkspaces may have been sent to {workspace_id} before the run was "
+        "interrupted (or its reply was lost), but the WorkSpace shows no sign of it: still "
+        "ERROR after 2 minutes, never REBUILDING. It is not sent again (a repeat could throw "
+        "user data away twice): check the WorkSpace (AWS CloudTrail shows whether the "
+        "request reached AWS) and send it by hand if it did not")
+    assert action_env.runtime.count("RebuildWorkspaces") == 0
+    assert state(action_env, workspace_id) == "ERROR"
     assert action_env.clock.now() - started >= 120
 
 

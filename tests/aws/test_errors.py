@@ -7,6 +7,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from remediate.actions.requests import AwsError
 from remediate.aws.errors import (
+    CAPACITY_CODES,
     EVENTUAL_CODES,
     THROTTLING_CODES,
     TRANSIENT_CODES,
@@ -17,7 +18,7 @@ from remediate.aws.errors import (
 
 
 def test_the_sets_are_sets_of_codes_not_of_tuples() -> None:
-    for codes in (THROTTLING_CODES, TRANSIENT_CODES, EVENTUAL_CODES):
+    for codes in (THROTTLING_CODES, TRANSIENT_CODES, EVENTUAL_CODES, CAPACITY_CODES):
         assert isinstance(codes, frozenset)
         assert codes
         assert all(isinstance(code, str) and code and " " not in code for code in codes)
@@ -27,6 +28,7 @@ def test_no_code_is_in_two_sets() -> None:
     assert not THROTTLING_CODES & TRANSIENT_CODES
     assert not THROTTLING_CODES & EVENTUAL_CODES
     assert not TRANSIENT_CODES & EVENTUAL_CODES
+    assert not CAPACITY_CODES & (THROTTLING_CODES | TRANSIENT_CODES | EVENTUAL_CODES)
 
 
 @pytest.mark.parametrize("code", sorted(THROTTLING_CODES))
@@ -42,6 +44,11 @@ def test_every_transient_code_is_transient(code: str) -> None:
 @pytest.mark.parametrize("code", sorted(EVENTUAL_CODES))
 def test_every_eventual_code_is_eventual(code: str) -> None:
     assert classify(code) is ErrorClass.EVENTUAL
+
+
+def test_no_capacity_is_its_own_class_not_an_unknown_outcome() -> None:
+    # AWS started nothing: not transient (a 5xx that may have acted), not throttling.
+    assert classify("InsufficientInstanceCapacity") is ErrorClass.CAPACITY
 
 
 @pytest.mark.parametrize("code", [

@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore_support import NO_RETRIES
 
 from remediate.aws.retry import RetryPolicy
 from remediate.aws.retrying import RetryingClient
 from remediate.clock import VirtualClock
 from remediate.sandbox import Sandbox
-
-NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})  # as remediate's
 
 
 def sfn(sandbox: Sandbox, clock: VirtualClock, retries: list[tuple[str, int, float]],

@@ -11,6 +11,8 @@ the sandbox's). The end-state checks only use boto3, so the subprocess scenarios
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +24,8 @@ import pytest
 from remediate.cli import launch, resume
 from remediate.cli.launch import Environment
 from remediate.cli.main import main
-from remediate.clock import VirtualClock
+from remediate.clock import Clock, ScaledClock, VirtualClock
+from remediate.executor.events import Event, StepFinished
 from remediate.sandbox import Fleet, FleetSpec, Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +48,7 @@ FOREIGN_AWS_ENV = ("AWS_PROFILE", "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_SESSION
 class CliSandbox:
     sandbox: Sandbox
     fleet: Fleet
-    clock: VirtualClock
+    clock: Clock
 
     @property
     def ec2(self) -> Any:
@@ -104,6 +107,45 @@ def run_cli(*args: str) -> int:
     return main(list(args))
 
 
+def exit_err_calls(cli: CliSandbox, capsys: pytest.CaptureFixture[str],
+                   *args: str) -> tuple[int, str, int]:
+    """``remediate ARGS``: its exit code, its stderr and how many AWS calls it made (a
+    command refused in one line must make none)."""
+    cli.sandbox.reset_api_calls()
+    capsys.readouterr()
+    code = run_cli(*args)
+    return code, capsys.readouterr().err, len(cli.sandbox.api_calls)
+
+
+def when_step_finishes(monkeypatch: pytest.MonkeyPatch, step_id: str,
+                       action: Callable[[], object], nth: int = 1) -> None:
+    """Do ``action`` once, when the ``nth`` target of `remediate run` (or `resume`) to do
+    so finishes ``step_id`` (a subscriber on the command's event bus)."""
+    finished: list[str] = []
+
+    def watch(event: Event) -> None:
+        if isinstance(event, StepFinished) and event.step_id == step_id and not event.rollback:
+            finished.append(event.target.id)
+            if len(finished) == nth:
+                action()
+
+    for module in (launch, resume):
+        real = module.subscribers
+
+        def watched(*args: Any, real: Any = real, **kwargs: Any) -> Any:
+            bus = real(*args, **kwargs)
+            bus.subscribe(watch)
+            return bus
+
+        monkeypatch.setattr(module, "subscribers", watched)
+
+
+def ctrl_c_after(monkeypatch: pytest.MonkeyPatch, step_id: str, nth: int = 1) -> None:
+    """Press Ctrl-C once, when the ``nth`` target finishes ``step_id``: a real SIGINT to
+    this process, seen by the command's own handler exactly as from a terminal."""
+    when_step_finishes(monkeypatch, step_id, lambda: os.kill(os.getpid(), signal.SIGINT), nth)
+
+
 def use_fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Credentials and Region for moto; nothing that could reach a real account."""
     for name in FOREIGN_AWS_ENV:
@@ -124,14 +166,25 @@ def point_commands_at(monkeypatch: pytest.MonkeyPatch, clock: Any, session: Any,
 
 
 @contextmanager
-def cli_sandbox(monkeypatch: pytest.MonkeyPatch, spec: FleetSpec) -> Iterator[CliSandbox]:
-    """The sandbox with ``spec``'s fleet, and every command pointed at it."""
-    clock = VirtualClock()
+def cli_sandbox(monkeypatch: pytest.MonkeyPatch, spec: FleetSpec,
+                clock: Any = None) -> Iterator[CliSandbox]:
+    """The sandbox with ``spec``'s fleet, and every command pointed at it; ``clock``: the
+    sandbox's and the commands' (default a :class:`VirtualClock`, where time stands still
+    between two readings; see :func:`moving_clock`)."""
+    clock = clock or VirtualClock()
     use_fake_aws_env(monkeypatch)
     with Sandbox(clock=clock) as sandbox:
         fleet = sandbox.build_fleet(spec)
         point_commands_at(monkeypatch, clock, sandbox.boto3_session())
         yield CliSandbox(sandbox, fleet, clock)
+
+
+def moving_clock() -> ScaledClock:
+    """A clock that moves between two readings, as an operator's does (time passes while
+    the tool computes), shared by the sandbox and the commands: 300 simulated seconds per
+    real second, so a 3-minute wait takes 0.6 s, and a step's 30-minute timeout (6 s)
+    leaves the in-process AWS calls ample real time."""
+    return ScaledClock(300.0)
 
 
 # ---- the state of a target --------------------------------------------------------------

@@ -22,9 +22,9 @@ def test_plan_shows_a_target_claimed_by_a_live_run_as_refused_and_writes_nothing
 
         out = capsys.readouterr().out
         assert code == 2
-        assert (f"{held} (default/us-east-1): refused\n    refused: default/us-east-1/{held} "
+        assert (f"] 1 target refused: {held}\n      default/us-east-1/{held} "
                 "is locked by run r20240719-052900-abcdef (pid 4242 on bastion-2, started "
                 "2024-07-19T05:30:00Z) (claim tag remediate:claim on the target, until "
                 "2024-07-19T06:30:00Z)\n") in out
-        assert f"{free} (default/us-east-1): planned\n" in out
+        assert f"] 1 target would be worked on: {free}\n" in out
         assert [c for c in cli.sandbox.api_calls if c.mutating] == []

@@ -19,7 +19,8 @@ from cli_support import (
 from remediate.clock import VirtualClock
 
 RESCUE = "--param=rescue_image_id=ami-12345678"
-PARAMS = "(its parameters: rescue_image_id, rescue_instance_type, rescue_per_az)"
+PARAMS = ("(its parameters: rescue_image_id, rescue_instance_type, rescue_per_az, "
+          "bitlocker_keys, rescue_instance_profile, hold_capacity)")
 
 
 USAGE_ERRORS = [
@@ -34,14 +35,20 @@ USAGE_ERRORS = [
     (["--rate-limit", "ec2.mutating=0/1", RESCUE],
      "--rate-limit expects BUCKET=BURST/RATE (e.g. ec2.mutating=50/5), got 'ec2.mutating=0/1'"),
     (["--rate-limit", "ec2.mutate=50/5", RESCUE],
-     "--rate-limit: unknown bucket 'ec2.mutate'; buckets: ec2.describe, "
-     "ec2.describe-unfiltered, ec2.mutating, ec2.create-snapshot, ec2.create-tags, "
-     "ec2.run-instances, ec2.start-instances, ec2.start-instances-resource, "
-     "ec2.stop-instances-resource, ssm.send-command, ssm.describe, ssm.get-parameter, "
+     "--rate-limit: unknown bucket 'ec2.mutate' (did you mean 'ec2.mutating'?); name a "
+     "category (every API of it: ec2.describe, ec2.describe-unfiltered, ec2.mutating, "
+     "ec2.create-snapshot, ec2.create-tags, ec2.run-instances, ec2.start-instances, "
+     "ec2.run-instances-resource, ec2.start-instances-resource, ec2.stop-instances-resource, "
+     "ec2.terminate-instances-resource, ssm.send-command, ssm.describe, ssm.get-parameter, "
      "workspaces.mutating, workspaces.describe, workspaces.tags, sns.publish, sts.describe, "
-     "dynamodb.describe, kms.describe"),
+     "dynamodb.describe, kms.describe, servicequotas.describe, iam.describe, "
+     "secretsmanager.describe, leases.write, states.start-execution, states.describe, "
+     "states.history, states.mutating) or one EC2 API (e.g. ec2.AttachVolume)"),
+    (["--rate-limit", "ec2.AttachVolumes=10/1", RESCUE],
+     "--rate-limit: unknown bucket 'ec2.AttachVolumes' (did you mean 'ec2.AttachVolume'?); "),
     (["--report", "xml:out.xml", RESCUE],
-     "unknown report format 'xml' in 'xml:out.xml': use json:PATH, junit:PATH, md:PATH"),
+     "unknown report format 'xml' in 'xml:out.xml': use json:PATH, junit:PATH, md:PATH, "
+     "html:PATH"),
     (["--report", "json", RESCUE], "report 'json' has no path: use json:PATH"),
     (["--tag", "incident=other-outage", RESCUE],
      "no targets matched kind ec2-instance, tags incident=other-outage, filters "
@@ -93,7 +100,7 @@ def test_a_usage_error_is_one_line_and_exit_1(
      "Error: Invalid value for '--format': 'yaml' is not one of 'text', 'json', 'md'."),
     (["run", OFFLINE_REPAIR, "--limit", "0"],
      "Error: Invalid value for '--limit': 0 is not in the range x>=1."),
-    (["run"], "Error: Missing argument 'PLAYBOOK'."),
+    (["run"], "Error: Missing argument 'PLAYBOOK' (or --plan FILE, an approved plan)."),
     # A dry run keeps no journal: the option is not offered rather than ignored.
     (["plan", OFFLINE_REPAIR, "--journal", "j.sqlite"], "Error: No such option '--journal'."),
     (["resume"], "Error: Missing argument 'JOURNAL'."),
@@ -290,3 +297,15 @@ def test_sandbox_serve_refuses_impossible_numbers(
     err = capsys.readouterr().err
     assert err.startswith("Usage: remediate sandbox serve [OPTIONS]")
     assert err.splitlines()[-1] == line
+
+
+def test_a_bad_io_worker_count_is_one_line_and_exit_1(
+        unchanged: CliSandbox, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("REMEDIATE_IO_WORKERS", "lots")
+
+    assert run_cli("plan", OFFLINE_REPAIR, RESCUE, "--no-rehearsal") == 1
+
+    assert capsys.readouterr().err == (
+        "error: REMEDIATE_IO_WORKERS='lots': expected a whole number of I/O threads, at "
+        "least 1 (hint: unset it for 16 per account and Region, up to 256)\n")

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
 import socket
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,6 +22,7 @@ from cli_support import (
     CliSandbox,
     backups,
     cli_sandbox,
+    ctrl_c_after,
     misplaced_roots,
     notified_subjects,
     repair_problems,
@@ -34,7 +32,6 @@ from cli_support import (
     sns_inbox,
 )
 from remediate.cli import launch
-from remediate.executor.events import Event, StepFinished
 from remediate.journal import Journal
 from remediate.sandbox import FleetSpec
 
@@ -43,24 +40,6 @@ from remediate.sandbox import FleetSpec
 def three(monkeypatch: pytest.MonkeyPatch) -> Iterator[CliSandbox]:
     with cli_sandbox(monkeypatch, FleetSpec(plain=3, azs=2)) as cli:
         yield cli
-
-
-def ctrl_c_after(monkeypatch: pytest.MonkeyPatch, step_id: str) -> None:
-    """Press Ctrl-C once, when the first target of `remediate run` finishes ``step_id``."""
-    real = launch.subscribers
-    pressed: list[str] = []
-
-    def press(event: Event) -> None:
-        if isinstance(event, StepFinished) and event.step_id == step_id and not pressed:
-            pressed.append(event.target.id)
-            os.kill(os.getpid(), signal.SIGINT)
-
-    def with_a_finger_on_ctrl_c(*args: Any, **kwargs: Any) -> Any:
-        bus = real(*args, **kwargs)
-        bus.subscribe(press)
-        return bus
-
-    monkeypatch.setattr(launch, "subscribers", with_a_finger_on_ctrl_c)
 
 
 def run_offline_repair(cli: CliSandbox, journal: Path) -> int:

@@ -70,6 +70,12 @@ def test_demo_breaks_a_fleet_audits_it_fixes_it_and_reports(
         "succeeded": 2, "skipped": 4, "refused": 5}
     assert {t["error"] for t in report["targets"] if t["status"] == "skipped"} == {
         "already healthy (status checks pass)"}
+    # The dry-run audit's reports are not overwritten by route 2's, of the same playbook.
+    audit = section(out, "1. dry-run audit: the offline repair, for every instance")
+    assert audit[-1].endswith(f"(reports: {reports}/ec2-offline-repair-plan.json, .xml, .md)")
+    plan = json_file(reports / "ec2-offline-repair-plan.json")
+    assert (plan["dry_run"], plan["run_id"] != report["run_id"]) == (True, True)
+    assert (reports / "ec2-offline-repair-plan.xml").stat().st_size > 0
     for name in ("ec2-reboot-first", "ec2-replace-root-volume", "workspaces-recover"):
         for ext in ("json", "xml", "md"):
             assert (tmp_path / "reports" / f"{name}.{ext}").stat().st_size > 0

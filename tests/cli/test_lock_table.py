@@ -12,14 +12,21 @@ from typing import Any
 
 import pytest
 
-from cli_support import REBOOT_FIRST, CliSandbox, cli_sandbox, json_file, run_cli, status_ok
+from cli_support import (
+    REBOOT_FIRST,
+    CliSandbox,
+    cli_sandbox,
+    ctrl_c_after,
+    json_file,
+    run_cli,
+    status_ok,
+)
 from remediate.actions import registry
 from remediate.claims.registry import HostRegistry
 from remediate.cli import launch
 from remediate.journal import Journal
 from remediate.leases import LeaseTable, Owner
 from remediate.sandbox import FleetSpec
-from test_cli_resume import ctrl_c_after
 
 TABLE = "remediate-leases"
 READ_ONLY = ("Describe", "Get", "List")

@@ -99,7 +99,7 @@ def test_plan_json_has_the_run_report_keys_and_what_each_target_would_get(
             assert target["status"] == "planned", (kinds[instance_id], target)
             assert [p["step"] for p in target["planned"]] == [
                 "prepare_rescue", "backup", "stop", "detach", "attach", "repair", "release",
-                "reattach", "restore", "verify"]
+                "reattach", "restore", "verify", "confirm_backup"]
         if kinds[instance_id] == "stop_protected":
             assert "stop-protection" in findings
     assert report["summary"]["refused"] == 5
@@ -113,8 +113,10 @@ def test_plan_text_and_markdown(demo_fleet: CliSandbox,
     text = capsys.readouterr().out
     assert text.startswith(f"dry run of {OFFLINE_REPAIR} (")
     assert "): nothing was changed\n" in text.splitlines(keepends=True)[0]
-    assert f"{guarded} (default/us-east-1): refused\n" in text
-    assert "finding [block] stop-protection: " in text
+    lines = text.splitlines()
+    head = next(n for n, line in enumerate(lines) if line.endswith(f": {guarded}"))
+    assert "] 1 target refused (findings: " in lines[head] and "stop-protection" in lines[head]
+    assert lines[head + 1].startswith(f"      blocked by stop-protection: {guarded} has ")
     assert "API calls it would make (before merging into batches):" in text
     assert "estimated duration, paced to the API limits: " in text
 
@@ -129,7 +131,7 @@ def test_plan_exits_0_when_nothing_is_blocking(demo_fleet: CliSandbox,
     plain = demo_fleet.fleet.instance_ids("plain")
     assert run_cli("plan", OFFLINE_REPAIR, *demo_fleet.rescue_param,
                    "--target-ids", ",".join(plain)) == 0
-    assert "2 targets: 2 would be worked on, 0 refused\n" in capsys.readouterr().out
+    assert "\n2 targets: 2 would be worked on, 0 refused; estimated " in capsys.readouterr().out
 
 
 def test_the_clients_of_a_dry_run_refuse_mutating_calls_in_code(
@@ -177,9 +179,13 @@ def test_plan_reports_a_missing_iam_permission_found_with_dry_run_true(
             "  unchecked ec2:AttachVolume in default/us-east-1: allowed only for a root volume "
             "the run has tagged remediate:root-of (before detaching it); see `remediate "
             "iam-policy`\n"
+            "  unchecked ec2:CreateCapacityReservation in default/us-east-1: no dry-run probe "
+            "for this operation yet\n"
             "  unchecked ssm:SendCommand in default/us-east-1: ssm has no dry-run flag; see "
             "`remediate iam-policy`\n"
-            "  allowed ec2:CreateSnapshot in default/us-east-1: DryRunOperation\n") in out
+            "  allowed in default/us-east-1: ec2:CreateSnapshot, ec2:CreateTags, "
+            "ec2:DetachVolume, ec2:ModifyInstanceAttribute, ec2:RunInstances, "
+            "ec2:StartInstances\n") in out
     # Asked once per API, with the target's own ids, and nothing mutated.
     assert demo_fleet.mutating_calls() == []
     probes = [c for c in demo_fleet.sandbox.api_calls if c.dry_run]
@@ -204,7 +210,7 @@ def test_a_step_behind_an_earlier_steps_output_is_planned_with_its_condition(
     [space, *_] = sorted(w.workspace_id for w in demo_fleet.fleet.workspaces)
     assert run_cli("plan", WORKSPACES_RECOVER, "--target-ids", space) == 0
     out = capsys.readouterr().out
-    assert ("    skip restore (workspaces.restore) [only if steps.reboot.outputs.healthy is "
+    assert ("      skip restore (workspaces.restore) [only if steps.reboot.outputs.healthy is "
             "false, known at run time]: would stop the target here: "
             "workspace-restore-data-loss not accepted (--accept workspace-restore-data-loss): "
             "restoring a WorkSpace loses up to 12 hours of user data (back to the last healthy "

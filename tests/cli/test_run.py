@@ -34,7 +34,7 @@ SUMMARY_KEYS = {"succeeded", "failed", "skipped", "rolled_back"}
 TARGET_KEYS = {"id", "region", "status", "findings", "steps"}
 STEP_KEYS = {"id", "action", "status", "attempts", "started_at", "finished_at", "error"}
 OFFLINE_STEPS = ["prepare_rescue", "backup", "stop", "detach", "attach", "repair", "release",
-                 "reattach", "restore", "verify"]
+                 "reattach", "restore", "verify", "confirm_backup"]
 
 
 @pytest.fixture
@@ -88,8 +88,8 @@ def test_offline_repair_fixes_every_target_and_puts_everything_back(
 
     markdown = (reports / "run.md").read_text(encoding="utf-8")
     assert markdown.startswith(f"# remediate run: {OFFLINE_REPAIR}\n")
-    assert "**2 targets: 2 fixed, 0 failed, 0 rolled back, 0 skipped**" in markdown
-    assert all(f"| `{i}` |" in markdown for i in ids)
+    assert "**2 targets: 2 fixed.**" in markdown
+    assert "| default/us-east-1 | 2 | " in markdown  # fixed, per account and Region
 
 
 def test_refused_and_rolled_back_targets_exit_2_and_are_left_as_they_were(
@@ -189,7 +189,8 @@ def test_after_the_canary_a_no_leaves_the_other_targets_untouched(
 
     err = capsys.readouterr().err
     assert code == 2, err  # not every target was fixed: a script must not read success
-    assert "canary batch: 1 succeeded, 0 failed; 1 target to go\n" in err
+    assert ("canary batch done (1 target): 1 succeeded, 0 failed, 0 rolled back, 0 refused; "
+            "failure budget: 0 failed, 0 allowed; 1 target to go\n") in err
     assert "Go on with the remaining targets? [y/N]: " in err
     assert f"{rest} (us-east-1): skipped: not confirmed after the canary batch" in err
     assert repair_problems(two.ec2, before[canary], two.sandbox.channel_file_present) == []

@@ -30,7 +30,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     def serve(port: int, spec: Any, *, out: TextIO | None = None,
               **kwargs: Any) -> int:
-        seen.update(kwargs, port=port)
+        seen.update(kwargs, port=port, spec=spec)
         text = sandbox_server.announcement("http://127.0.0.1:5000", FLEET,
                                            kwargs.get("stepfunctions", False),
                                            kwargs.get("lost_replies"))
@@ -58,3 +58,26 @@ def test_without_lose_replies_no_reply_is_lost(
 
     assert served["lost_replies"] is None
     assert "lost replies" not in capsys.readouterr().out
+
+
+def test_the_rehearsal_commands_it_prints_carry_its_clock_factor(
+        served: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """Without the factor, the tool's own waits (polls, backoff) would run in real time
+    against a sandbox whose state changes run 30 times faster."""
+    assert run_cli("sandbox", "serve", "--clock-factor", "30") == 0
+
+    assert served["clock_factor"] == 30.0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("in another shell:")
+    assert lines[start + 2:start + 4] == [
+        "  remediate plan playbooks/ec2-offline-repair.yaml --clock-factor 30",
+        "  remediate run playbooks/ec2-reboot-first.yaml --clock-factor 30"]
+
+
+@pytest.mark.parametrize(("flags", "dhmc"), [((), True), (("--no-dhmc",), False)])
+def test_the_fleet_has_dhmc_on_unless_told_otherwise(
+        served: dict[str, Any], flags: tuple[str, ...], dhmc: bool) -> None:
+    """Off, rescue instances launched without an instance profile never reach SSM."""
+    assert run_cli("sandbox", "serve", *flags) == 0
+
+    assert served["spec"].dhmc is dhmc

@@ -45,9 +45,14 @@ def test_list_actions_json_has_the_scoped_permissions(
         {"action": "ssm:SendCommand", "resources": ["arn:aws:ec2:*:*:instance/*"],
          "conditions": {"StringEquals": {"aws:ResourceTag/remediate:role": "rescue"}}},
     ]
+    reservations = ["arn:aws:ec2:*:*:capacity-reservation/*"]
     assert actions["ec2.stop"]["scoped_permissions"] == [
         {"action": "ec2:StopInstances", "resources": ["arn:aws:ec2:*:*:instance/*"],
-         "conditions": {}, "on_targets": True}]
+         "conditions": {}, "on_targets": True},
+        {"action": "ec2:CreateCapacityReservation", "resources": reservations,
+         "conditions": {"StringEquals": {"aws:RequestTag/remediate:role": "capacity-hold"}}},
+        {"action": "ec2:CreateTags", "resources": reservations, "conditions": {
+            "StringEquals": {"ec2:CreateAction": "CreateCapacityReservation"}}}]
 
 
 def test_list_actions_text_shows_each_scoped_permission_under_the_permissions(

@@ -16,7 +16,6 @@ from botocore.exceptions import ClientError
 from cli_support import (
     OFFLINE_REPAIR,
     REBOOT_FIRST,
-    WORKSPACES_RECOVER,
     CliSandbox,
     backups,
     cli_sandbox,
@@ -39,15 +38,29 @@ MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:ec2-reboot-first"
 RUN_COMMAND = """\
 version: 1
 name: run-a-command
-description: One SSM command on each instance.
+description: One SSM command on each instance, told its own id.
 targets:
   kind: ec2-instance
   tags: {incident: crowdstrike-2024-07-19}
 steps:
   - id: hello
     action: ssm.run_command
-    with: {commands: ["echo hello"]}
+    with: {commands: ["echo hello $Me"], parameters: {Me: "${{ target.id }}"}}
 """
+
+# A step whose id is the name of one of the state machine's own states.
+OWN_STATE_NAME = """\
+version: 1
+name: own-state-name
+targets:
+  kind: ec2-instance
+  tags: {incident: crowdstrike-2024-07-19}
+steps:
+  - id: outcome
+    action: ec2.reboot
+"""
+OWN_STATE_NAME_ERROR = ("step outcome cannot be exported to Step Functions: its id names one "
+                        "of the state machine's own states: give the step another id")
 
 
 def reboot_first(**params: str) -> tuple[object, dict[str, object]]:
@@ -114,13 +127,14 @@ def test_a_playbook_that_does_not_export_is_one_line_and_exit_1(
     playbook.write_text(RUN_COMMAND, encoding="utf-8")
 
     assert run_cli("export", str(playbook)) == 1
+    # ssm.run_command exports, but not with a value Step Functions would have to quote.
     assert capsys.readouterr() == ("", "error: ssm.run_command cannot be exported to Step "
-                                       "Functions: it has no Step Functions fragment; run this "
-                                       "playbook with the local engine\n")
-    assert run_cli("export", WORKSPACES_RECOVER) == 1
-    assert capsys.readouterr() == ("", "error: workspaces-recover cannot be exported to Step "
-                                       "Functions: targets of kind workspace have no Step "
-                                       "Functions inspection\n")
+                                       "Functions: the script's variable Me is only known at "
+                                       "run time, and Step Functions cannot quote a value for a "
+                                       "shell: give it a literal value\n")
+    playbook.write_text(OWN_STATE_NAME, encoding="utf-8")
+    assert run_cli("export", str(playbook)) == 1
+    assert capsys.readouterr() == ("", f"error: {OWN_STATE_NAME_ERROR}\n")
 
 
 # ---- deploy ---------------------------------------------------------------------------------
@@ -173,7 +187,7 @@ def test_run_on_stepfunctions_fixes_the_fleet_and_reports_like_a_local_run(
     assert (junit.get("tests"), junit.get("failures"), junit.get("errors")) == ("3", "0", "0")
     assert sorted(c.get("name") or "" for c in junit.iter("testcase")) == ids
     markdown = (tmp_path / "run.md").read_text(encoding="utf-8")
-    assert "**3 targets: 3 fixed, 0 failed, 0 rolled back, 0 skipped**" in markdown
+    assert "**3 targets: 3 fixed.**" in markdown
     found = json_file(report)
     run_id = found["run_id"]
     execution = f"arn:aws:states:us-east-1:123456789012:execution:ec2-reboot-first:{run_id}"
@@ -214,13 +228,14 @@ def test_run_on_stepfunctions_refuses_a_machine_deployed_with_other_parameters(
 
 
 def test_run_on_stepfunctions_of_a_playbook_that_does_not_export_fails_before_aws(
-        sandbox: CliSandbox, capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_cli("run", WORKSPACES_RECOVER, "--engine", "stepfunctions", "--yes")
+        sandbox: CliSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    playbook = tmp_path / "own-state-name.yaml"
+    playbook.write_text(OWN_STATE_NAME, encoding="utf-8")
+
+    code = run_cli("run", str(playbook), "--engine", "stepfunctions", "--yes")
 
     assert code == 1
-    assert capsys.readouterr().err == ("error: workspaces-recover cannot be exported to Step "
-                                       "Functions: targets of kind workspace have no Step "
-                                       "Functions inspection\n")
+    assert capsys.readouterr().err == f"error: {OWN_STATE_NAME_ERROR}\n"
     assert sandbox.sandbox.api_calls == []
 
 
@@ -271,7 +286,8 @@ def test_resume_redrives_a_failed_execution_to_the_end_state_of_a_clean_run(
     failed = sfn.describe_execution(executionArn=arn)
     assert (failed["status"], failed["error"]) == ("FAILED", "remediate.Failed")
     assert failed["cause"].startswith(
-        "step reboot failed: You are not authorized to perform this operation.")
+        f"step reboot failed: RebootInstances for {broken} failed: You are not authorized to "
+        "perform this operation.")
     assert (failed["redriveStatus"], failed["redriveCount"]) == ("REDRIVABLE", 0)
     assert "redriveDate" not in failed
     assert not status_ok(cli.ec2, broken)
@@ -445,7 +461,8 @@ def test_run_on_stepfunctions_asks_after_the_canary_execution(
     assert code == 0, err
     found = json_file(report)
     run_id = found["run_id"]
-    assert "canary batch: 1 succeeded, 0 failed; 2 targets to go\n" in err
+    assert ("canary batch done (1 target): 1 succeeded, 0 failed, 0 rolled back, 0 refused; "
+            "failure budget: 0 failed, 3 allowed; 2 targets to go\n") in err
     assert "Go on with the remaining targets? [y/N]: " in err
     executions = [e["name"] for e in sandbox.sandbox.client("stepfunctions").list_executions(
         stateMachineArn=MACHINE)["executions"]]

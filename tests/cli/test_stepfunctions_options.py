@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,13 @@ from cli_support import (
     run_cli,
     status_ok,
 )
+from remediate.actions.contract import Target
 from remediate.export import run_input
-from remediate.export.dropped import FINDINGS
+from remediate.export.dropped import FINDINGS, dropped
 from remediate.export.moto_engine import MotoStepFunctions
+from remediate.export.run_input import cut_batches
+from remediate.language.loader import load_file
+from remediate.language.model import BatchSize
 from remediate.sandbox import FleetSpec
 
 ROLE = "arn:aws:iam::123456789012:role/remediate-sfn"
@@ -99,7 +104,11 @@ def test_with_an_items_bucket_each_batch_is_read_from_s3(
     ids = sorted(three.fleet.instance_ids())
     report = tmp_path / "run.json"
 
-    code = run_cli("run", REBOOT_FIRST, "--engine", "stepfunctions", "--role-arn", ROLE,
+    # Three batches of one (the shipped playbook's are [1, 100%]).
+    playbook = tmp_path / "reboot-first.yaml"
+    playbook.write_text(Path(REBOOT_FIRST).read_text(encoding="utf-8").replace(
+        "batches: [1, 100%]", "batches: [1, 1, 1]"), encoding="utf-8")
+    code = run_cli("run", str(playbook), "--engine", "stepfunctions", "--role-arn", ROLE,
                    "--items-bucket", "items", "--yes", "--no-progress",
                    "--report", f"json:{report}")
 
@@ -178,12 +187,26 @@ def test_run_on_stepfunctions_warns_too_but_judges_findings_itself(
                        f"{timed} --role-arn ARN`), or pass --role-arn")
 
 
+def test_a_ramp_with_caps_runs_as_batches_on_step_functions_and_says_so() -> None:
+    playbook = load_file(Path(OFFLINE_REPAIR)).playbook  # [1, 100%]: nothing to cap
+    assert playbook is not None and playbook.guards.rollout == "ramp"
+    capped = replace(playbook, guards=replace(playbook.guards, batches=(
+        BatchSize(count=1), BatchSize(percent=25), BatchSize(percent=100))))
+    ramp = ("the ramp (guards.rollout: ramp) does not export: on Step Functions the batches "
+            "after the canary are barriers, each Map Run starting when the previous one has "
+            "ended (as with rollout: batches)")
+
+    assert ramp not in dropped(playbook) and dropped(capped)[0] == ramp
+    assert [len(b) for b in cut_batches(capped, [Target("ec2-instance", f"i-{n}", "us-east-1")
+                                                 for n in range(40)])] == [1, 10, 29]
+
+
 def test_the_readme_lists_what_does_not_export() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     section = " ".join(readme.split("**What does not export**", 1)[1].split("\n\n", 1)[0]
                        .split())
     for named in ("step `timeout`s", "`execution.rate_limits`", "per batch", "rescue pool",
-                  "pre-flight findings"):
+                  "pre-flight findings", "`rollout: ramp`"):
         assert named in section, named
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import queue
 import signal
@@ -36,7 +37,8 @@ from cli_support import (
 )
 from remediate.cli.launch import Environment, RunRequest, execute
 from remediate.clock import ScaledClock, VirtualClock
-from remediate.sandbox import FleetSpec, Sandbox
+from remediate.sandbox import Durations, Fleet, FleetSpec, Sandbox, serve
+from remediate.sandbox.server import free_port
 
 CLOCK_FACTOR_VARIABLE = "REMEDIATE_TEST_CLOCK_FACTOR"
 
@@ -67,8 +69,27 @@ def sandbox_env(endpoint: str, crash_dir: Path, clock_factor: float) -> dict[str
 # ---- the server -------------------------------------------------------------------------
 
 
+class Served:
+    """boto3 clients of a sandbox server, and the environment of a `remediate` process that
+    talks to it (``endpoint``, ``clock_factor`` and a ``_clients`` cache are the server's)."""
+
+    endpoint: str
+    clock_factor: float
+    _clients: dict[str, Any]
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = boto3.client(
+                service, region_name=REGION, endpoint_url=self.endpoint,
+                aws_access_key_id="testing", aws_secret_access_key="testing")
+        return self._clients[service]
+
+    def env(self, crash_dir: Path) -> dict[str, str]:
+        return sandbox_env(self.endpoint, crash_dir, self.clock_factor)
+
+
 @dataclass
-class SandboxServer:
+class SandboxServer(Served):
     process: subprocess.Popen[str]
     endpoint: str
     fleet: dict[str, Any]
@@ -88,18 +109,65 @@ class SandboxServer:
         """Every target's root state now: what a run must leave (or put back) as it was."""
         return root_states(self.client("ec2"), self.instance_ids)
 
-    def client(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = boto3.client(
-                service, region_name=REGION, endpoint_url=self.endpoint,
-                aws_access_key_id="testing", aws_secret_access_key="testing")
-        return self._clients[service]
-
-    def env(self, crash_dir: Path) -> dict[str, str]:
-        return sandbox_env(self.endpoint, crash_dir, self.clock_factor)
-
     def stop(self) -> None:
         stop(self.process)
+
+
+class InThreadServer(Served):
+    """`remediate sandbox serve` in a thread of this process: its Sandbox is at hand (faults
+    to inject, every request it received), while `remediate` runs as processes against it."""
+
+    def __init__(self, spec: FleetSpec, clock_factor: float,
+                 durations: Durations | None = None) -> None:
+        self.clock_factor = clock_factor
+        self.stop = threading.Event()
+        self._ready = threading.Event()
+        self.endpoint = ""
+        self._fleet: Fleet | None = None
+        self._sandbox: Sandbox | None = None
+        self._clients: dict[str, Any] = {}
+        self._thread = threading.Thread(target=serve, args=(free_port(), spec), daemon=True,
+                                        kwargs={"clock_factor": clock_factor, "stop": self.stop,
+                                                "on_ready": self._on_ready,
+                                                "out": io.StringIO(), "durations": durations})
+
+    def _on_ready(self, endpoint: str, fleet: Fleet, sandbox: Sandbox) -> None:
+        self.endpoint, self._fleet, self._sandbox = endpoint, fleet, sandbox
+        self._ready.set()
+
+    def start(self) -> InThreadServer:
+        from moto.core.base_backend import BackendDict
+
+        # moto's backends live as long as this process: start from an empty AWS, not
+        # from what an earlier test's server left.
+        BackendDict.reset()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+        self._thread.start()
+        assert self._ready.wait(60), "the sandbox server did not come up"
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join(30)
+
+    @property
+    def fleet(self) -> Fleet:
+        assert self._fleet is not None
+        return self._fleet
+
+    @property
+    def sandbox(self) -> Sandbox:
+        assert self._sandbox is not None
+        return self._sandbox
+
+    def workspace_states(self) -> dict[str, str]:
+        ids = [w.workspace_id for w in self.fleet.workspaces]
+        found = self.client("workspaces").describe_workspaces(WorkspaceIds=ids)["Workspaces"]
+        return {w["WorkspaceId"]: w["State"] for w in found}
+
+    def sent(self, operation: str) -> int:
+        """How many ``operation`` requests the sandbox received (throttled ones too)."""
+        return sum(1 for call in self.sandbox.api_calls if call.operation == operation)
 
 
 def start_server(command: Sequence[str], log: Path, timeout: float = 60.0,

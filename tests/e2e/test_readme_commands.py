@@ -47,16 +47,28 @@ EXIT_CODES = {
     "validate playbooks/ my-playbook.yaml": 1,  # no my-playbook.yaml here
     "validate --format sarif playbooks/": 0,
     "schema": 0,
+    # two instances in their boot loop: some target needs a repair
+    "triage": 2,
+    "triage --tag incident=crowdstrike-2024-07-19 --output json": 2,
+    "triage --kind ec2-instance --tag-classes": 2,
     "plan playbooks/ec2-offline-repair.yaml": 0,
     "run playbooks/ec2-offline-repair.yaml --region us-east-1 --region eu-west-1 --tag "
     "team=payments --limit 500 --report json:reports/run.json --report junit:reports/run.xml "
-    "--report md:reports/run.md --notify sns:arn:aws:sns:us-east-1:123456789012:outage-bridge":
-        1,  # no such topic
+    "--report md:reports/run.md --report html:reports/run.html --stop-on-alarm payments-5xx "
+    "--notify sns:arn:aws:sns:us-east-1:123456789012:outage-bridge": 1,  # no such topic
     "resume .remediate/journal.sqlite": 1,  # no run yet
     "resume .remediate/journal.sqlite --notify "
     "sns:arn:aws:sns:us-east-1:123456789012:outage-bridge": 1,
     "plan playbooks/ec2-offline-repair.yaml --region eu-west-1 --param "
     "rescue_image_id=ami-0abc...": 1,  # a placeholder, not an AMI id
+    "run playbooks/ec2-offline-repair.yaml --yes --stop-on-alarm payments-5xx --report "
+    "html:reports/run.html": 1,  # no such alarm
+    "plan playbooks/ec2-offline-repair.yaml --out plan.json": 0,
+    "run --plan plan.json --report json:reports/run.json": 1,  # no terminal, no --yes
+    "run playbooks/ec2-offline-repair.yaml --retry-failed reports/run.json": 1,  # no report
+    # The sandbox's roots have no snapshot (and its caller is no IAM role): not ready.
+    "readiness playbooks/ec2-offline-repair.yaml --max-snapshot-age 24h --report "
+    "sarif:reports/readiness.sarif": 2,
     "run playbooks/ec2-reboot-first.yaml --lock-table remediate-leases": 1,  # no terminal
     "resume .remediate/journal.sqlite --lock-table remediate-leases": 1,
     "export playbooks/ec2-reboot-first.yaml -o reboot-first.asl.json": 0,
@@ -97,4 +109,16 @@ def test_every_readme_command_ends_without_a_traceback(
         "error: --param rescue_image_id=ami-0abc...: steps prepare_rescue (rescue.prepare), "
         "attach (rescue.attach_volume) with.rescue_image_id: expected an AMI id (ami-...) or "
         "resolve:ssm:PARAMETER, found 'ami-0abc...' (a string)")
+    assert last["run --plan plan.json --report json:reports/run.json"] == (
+        "error: refusing to change anything without confirmation: stdin is not a terminal; "
+        "review `remediate plan` and pass --yes")
+    assert last["run playbooks/ec2-offline-repair.yaml --retry-failed reports/run.json"] == (
+        "error: --retry-failed reports/run.json: no such file, and not a run id (expected a "
+        "JSON report written by --report json:PATH, a journal, or a run id such as "
+        "r20240719-053000-a1b2c3)")
+    assert last["run playbooks/ec2-offline-repair.yaml --yes --stop-on-alarm payments-5xx "
+                "--report html:reports/run.html"] == (
+        "error: --stop-on-alarm payments-5xx: no CloudWatch alarm of that name in "
+        "default/us-east-1 (DescribeAlarms); check the name (it is case-sensitive) with `aws "
+        "cloudwatch describe-alarms --alarm-names payments-5xx`")
     assert server.root_states() == before

@@ -41,7 +41,8 @@ def test_sandbox_serve_prints_its_endpoint_and_a_plan_against_it_works(
             "AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1"]
         suggested = lines[3].strip()
         # The playbook's default rescue image (resolve:ssm:) resolves in the sandbox too.
-        assert suggested == "remediate plan playbooks/ec2-offline-repair.yaml"
+        assert suggested == "remediate plan playbooks/ec2-offline-repair.yaml --clock-factor 60"
+        assert lines[4].strip() == "remediate run playbooks/ec2-reboot-first.yaml --clock-factor 60"
         assert "fleet (tagged incident=crowdstrike-2024-07-19):" in lines
         assert "      2 EC2 instances: plain" in lines
         assert "      4 EC2 instances: reboot_fixable" in lines

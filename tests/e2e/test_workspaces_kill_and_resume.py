@@ -12,20 +12,15 @@ import contextlib
 import json
 import signal
 import sqlite3
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
-from moto.core.base_backend import BackendDict
 
-from cli_support import REGION, WORKSPACES_RECOVER
-from e2e_support import remediate, sandbox_env, wait_for
-from remediate.sandbox import Fleet, FleetSpec, Sandbox, serve
-from remediate.sandbox.server import free_port
+from cli_support import WORKSPACES_RECOVER
+from e2e_support import InThreadServer, remediate, wait_for
+from remediate.sandbox import FleetSpec
 
 CLOCK_FACTOR = 600.0
 RUN_TIMEOUT = 120.0
@@ -33,54 +28,10 @@ ACCEPT = ["--accept", "workspace-restore-data-loss", "--accept", "workspace-rebu
 TRANSIENT = {"RestoreWorkspace": "RESTORING", "RebuildWorkspaces": "REBUILDING"}
 
 
-class InThreadServer:
-    """`remediate sandbox serve` in a thread of this process: its Sandbox is at hand."""
-
-    def __init__(self, spec: FleetSpec) -> None:
-        self.stop = threading.Event()
-        self._ready = threading.Event()
-        self.endpoint = ""
-        self.fleet: Fleet | None = None
-        self.sandbox: Sandbox | None = None
-        self._thread = threading.Thread(target=serve, args=(free_port(), spec), daemon=True,
-                                        kwargs={"clock_factor": CLOCK_FACTOR, "stop": self.stop,
-                                                "on_ready": self._on_ready})
-
-    def _on_ready(self, endpoint: str, fleet: Fleet, sandbox: Sandbox) -> None:
-        self.endpoint, self.fleet, self.sandbox = endpoint, fleet, sandbox
-        self._ready.set()
-
-    def start(self) -> None:
-        # moto's backends live as long as this process: start from an empty AWS, not
-        # from the WorkSpaces an earlier test's server left.
-        BackendDict.reset()
-        self._thread.start()
-        assert self._ready.wait(60), "the sandbox server did not come up"
-
-    def close(self) -> None:
-        self.stop.set()
-        self._thread.join(30)
-
-    def workspaces(self) -> Any:
-        return boto3.client("workspaces", region_name=REGION, endpoint_url=self.endpoint,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
-
-    def states(self) -> dict[str, str]:
-        assert self.fleet is not None
-        ids = [w.workspace_id for w in self.fleet.workspaces]
-        found = self.workspaces().describe_workspaces(WorkspaceIds=ids)["Workspaces"]
-        return {w["WorkspaceId"]: w["State"] for w in found}
-
-    def sent(self, operation: str) -> int:
-        assert self.sandbox is not None
-        return self.sandbox.api_call_counts()[("workspaces", operation)]
-
-
 @pytest.fixture
 def server() -> Iterator[InThreadServer]:
     # Each condition once: reboot, restore, rebuild, stopped (healthy), stopped-reboot.
-    running = InThreadServer(FleetSpec(plain=0, workspaces=5, azs=1))
-    running.start()
+    running = InThreadServer(FleetSpec(plain=0, workspaces=5, azs=1), CLOCK_FACTOR).start()
     yield running
     running.close()
 
@@ -89,7 +40,7 @@ def killed_in_flight(server: InThreadServer, operation: str, journal: Path,
                      tmp_path: Path) -> list[str]:
     """Run the playbook until AWS has received ``operation``, SIGKILL the run, and wait
     until the WorkSpaces it went to (one, or two sent together) are done with it."""
-    env = sandbox_env(server.endpoint, tmp_path / "crashes", CLOCK_FACTOR)
+    env = server.env(tmp_path / "crashes")
     run = remediate(["run", WORKSPACES_RECOVER, "--yes", "--no-progress", *ACCEPT,
                      "--journal", str(journal)], env, tmp_path / "run.log")
     # Killed once AWS has every request the journal holds (a request journaled and not
@@ -104,7 +55,7 @@ def killed_in_flight(server: InThreadServer, operation: str, journal: Path,
     targets = journaled_targets(journal, operation)
     assert targets, f"no {operation} in the journal"
     done: Callable[[], bool] = lambda: all(  # noqa: E731
-        server.states()[t] != TRANSIENT[operation] for t in targets)
+        server.workspace_states()[t] != TRANSIENT[operation] for t in targets)
     wait_for(done, RUN_TIMEOUT, f"{targets} to finish {operation}")
     return targets
 
@@ -128,15 +79,14 @@ def test_a_destructive_call_in_flight_at_sigkill_is_not_sent_again_by_resume(
     targets = killed_in_flight(server, operation, journal, tmp_path)
 
     resume = remediate(["resume", str(journal), "--no-progress"],
-                       sandbox_env(server.endpoint, tmp_path / "crashes", CLOCK_FACTOR),
-                       tmp_path / "resume.log")
+                       server.env(tmp_path / "crashes"), tmp_path / "resume.log")
     code = resume.finish(RUN_TIMEOUT)
 
-    assert server.fleet is not None
     # Once per WorkSpace that needs it: a restore where a reboot does not help, a rebuild
     # where a restore does not (the sandbox counts every request it received).
     needs = Counter(w.fixed_by for w in server.fleet.workspaces)
     assert (server.sent("RestoreWorkspace"), server.sent("RebuildWorkspaces")) == (
         needs["restore"] + needs["rebuild"], needs["rebuild"]), targets
     assert code == 0, f"{targets}: {resume.stderr()[-3000:]}"
-    assert server.states() == {wid: "AVAILABLE" for wid in server.states()}
+    assert server.workspace_states() == {
+        w.workspace_id: "AVAILABLE" for w in server.fleet.workspaces}

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from botocore import xform_name
-from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore_support import NO_RETRIES
 
 from remediate.actions import registry
 from remediate.actions.contract import Action, Plan, StepContext, Target, calls
@@ -49,7 +49,6 @@ from remediate.language.schema import Bool, Field, Int, ListOf, Record, Str
 REGION = "us-east-1"
 # A folder that exists, so script paths in params resolve (playbooks/scripts/...).
 PLAYBOOK_SOURCE = str(Path(__file__).resolve().parents[2] / "playbooks" / "under-test.yaml")
-NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
 _NAMES = {xform_name(op.name): op.name for op in OPERATIONS.values()}
 
 Handler = Callable[[str, str, dict[str, Any]], Mapping[str, Any]]

@@ -10,6 +10,7 @@ import pytest
 from executor_support import FakeAws, Harness, caller_for, client_error, one
 
 from remediate.actions.requests import AwsError, Call, OutcomeUnknown, StepFailed
+from remediate.aws.adaptive import DECREASE
 from remediate.aws.apis import Bucket
 from remediate.aws.retry import RetryPolicy
 from remediate.executor.calls import MutationRefused
@@ -122,9 +123,12 @@ def test_throttled_calls_are_retried_later_and_announced() -> None:
         ("ec2:AttachVolume", "RequestLimitExceeded", 2)]
     assert retries[0].targets == ("default/us-east-1/i-1",)
     # Each retry waits its backoff delay, and for a token of the bucket the throttle
-    # drained (0.2 s at 5/s), whichever is later.
+    # emptied and slowed (5/s, cut by DECREASE a throttle: 0.29 s, then 0.41 s),
+    # whichever is later.
     delays = [r.delay for r in retries]
-    assert max(delays) <= harness.clock.now() <= sum(max(d, 0.2) for d in delays) + 1e-6
+    tokens = [1 / (5 * DECREASE), 1 / (5 * DECREASE**2)]
+    assert (max(delays) <= harness.clock.now()
+            <= sum(max(d, t) for d, t in zip(delays, tokens, strict=True)) + 1e-6)
 
 
 def test_retries_give_up_after_max_attempts_and_throw_the_error_in() -> None:
@@ -221,6 +225,37 @@ def test_fatal_errors_are_not_retried() -> None:
 
     assert str(error) == "IncorrectInstanceState: The instance is not in a valid state"
     assert harness.aws.count("DetachVolume") == 1 and not harness.of(ApiRetrying)
+
+
+def no_capacity(*_: Any) -> dict[str, Any]:
+    raise client_error("InsufficientInstanceCapacity", "We currently do not have sufficient "
+                       "m5.large capacity in the Availability Zone you requested (us-east-1a).")
+
+
+def test_no_capacity_is_retried_on_its_own_budget_and_is_not_an_unknown_outcome() -> None:
+    harness = Harness(FakeAws(no_capacity),
+                      retry=RetryPolicy(capacity_attempts=3, capacity_delays=(30.0, 60.0)))
+    call = Call("ec2", "RunInstances", {"ImageId": "ami-1", "MinCount": 1, "MaxCount": 1})
+
+    [(_, error)] = harness.run((one(call), caller_for("i-1")))
+
+    assert isinstance(error, AwsError) and not isinstance(error, OutcomeUnknown)
+    assert error.code == "InsufficientInstanceCapacity"
+    assert harness.aws.count("RunInstances") == 3
+    assert [r.delay for r in harness.of(ApiRetrying)] == [30.0, 60.0]
+    assert not harness.of(ApiOutcomeUnknown)
+    assert [r.status for r in harness.journal.calls("run-1")] == ["error"] * 3
+
+
+def test_an_error_the_caller_handles_is_handed_back_at_once() -> None:
+    harness = Harness(FakeAws(no_capacity))
+    call = Call("ec2", "StartInstances", {"InstanceIds": ["i-1"]}, batch_key="InstanceIds",
+                handles=frozenset({"InsufficientInstanceCapacity"}))
+
+    [(_, error)] = harness.run((one(call), caller_for("i-1")))
+
+    assert isinstance(error, AwsError) and error.code == "InsufficientInstanceCapacity"
+    assert harness.aws.count("StartInstances") == 1 and not harness.of(ApiRetrying)
 
 
 def test_a_merged_call_failing_for_one_id_is_resent_per_target() -> None:

@@ -405,3 +405,62 @@ def test_after_ctrl_c_twice_a_target_left_mid_way_keeps_its_claim_until_resume(
 
     assert resumed.summary == {"succeeded": 2}
     assert {i: claim_of(sandbox, i) for i in (a, b)} == {a: None, b: None}
+
+
+def killed_removing_its_claims(sandbox: Sandbox, clients: Any, clock: VirtualClock,
+                               journal: Journal) -> tuple[str, str]:
+    """Run-1 on two targets, killed as it removes its claims: both targets are fixed, both
+    claims stay."""
+    a, b = sandbox.build_fleet(FleetSpec(plain=2, azs=1)).instance_ids()
+    with pytest.raises(Crash):
+        run(snapshot_stop_start(), [a, b], crashing(clients, "delete_tags"), clock, journal,
+            "run-1")
+    return a, b
+
+
+def test_resume_removes_the_claims_a_killed_process_left_on_targets_it_had_finished(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "run.sqlite")
+    a, b = killed_removing_its_claims(sandbox, clients, clock, journal)
+    pb = snapshot_stop_start()
+    assert {r.status for r in journal.targets("run-1").values()} == {"succeeded"}
+    assert all((claim_of(sandbox, i) or "").startswith("run=run-1 ") for i in (a, b))
+    sandbox.reset_api_calls()
+
+    result = resume(journal, pb, clients=clients, clock=clock, bus=EventBus())
+
+    assert result.summary == {"succeeded": 2}
+    assert {i: claim_of(sandbox, i) for i in (a, b)} == {a: None, b: None}
+    # Read first (only this run's claim goes), and nothing else touched.
+    assert [c.operation for c in sandbox.api_calls if c.mutating] == ["DeleteTags"]
+
+
+def test_resume_leaves_a_claim_another_run_took_on_a_finished_target(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "run.sqlite")
+    a, b = killed_removing_its_claims(sandbox, clients, clock, journal)
+    pb = snapshot_stop_start()
+    other = Claim.of("run-2", "bastion-2", 42, clock.wall(), clock.wall()).text()
+    sandbox.client("ec2", REGION).create_tags(Resources=[b], Tags=[
+        {"Key": CLAIM_TAG, "Value": other}])
+
+    resume(journal, pb, clients=clients, clock=clock, bus=EventBus())
+
+    assert {i: claim_of(sandbox, i) for i in (a, b)} == {a: None, b: other}
+
+
+def test_workspaces_beyond_what_the_tags_bucket_writes_at_once_are_all_claimed(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, tmp_path: Path) -> None:
+    """One CreateTags per WorkSpace, paced to the bucket: had every WorkSpace read its
+    claim at once, the later writes would wait far past the settle delay and be refused
+    (AWS's pacing taken for another run's race): 40 WorkSpaces at 1 write a second."""
+    fleet = sandbox.build_fleet(FleetSpec(plain=0, workspaces=40, workspace_mix=("reboot",),
+                                          azs=1))
+    pb = playbook(step("reboot", "workspaces.reboot"))
+    pb = Playbook(**{**pb.__dict__, "targets": TargetSelector(kind="workspace")})
+    journal = Journal(tmp_path / "j.sqlite")
+    result = Executor(pb, [Target("workspace", w.workspace_id, REGION) for w in fleet.workspaces],
+                      clients=clients, clock=clock, bus=EventBus(), journal=journal,
+                      run_id="run-1", rate_limits={"workspaces.tags": Bucket(2, 1)}).run()
+
+    assert result.summary == {"succeeded": 40}, set(result.errors.values())

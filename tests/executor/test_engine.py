@@ -25,6 +25,7 @@ from remediate.clock import VirtualClock
 from remediate.executor.claiming import SETTLE
 from remediate.executor.engine import Executor
 from remediate.executor.events import (
+    BatchFinished,
     BatchStarted,
     BudgetExhausted,
     Event,
@@ -43,19 +44,10 @@ from remediate.executor.guards import BatchResult, GuardViolation
 from remediate.executor.result import RunResult
 from remediate.journal import Journal
 from remediate.language.model import BatchSize, Condition, Guards, Playbook, Retries
+from remediate.reporters.lines import line
 from remediate.sandbox import FleetSpec, Sandbox
 
 TEST_INSPECT = {"ec2-instance": "test.inspect"}
-
-
-@pytest.fixture
-def fleet_ids(sandbox: Sandbox) -> list[str]:
-    return sandbox.build_fleet(FleetSpec(plain=10, azs=2)).instance_ids()
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Journal:
-    return Journal(tmp_path / "run.journal")
 
 
 def execute(pb: Playbook, ids: list[str], clients: Any, clock: VirtualClock, bus: EventBus,
@@ -120,6 +112,9 @@ def test_a_step_failing_on_some_targets_rolls_them_back(
     assert [(s.step_id, s.rollback, s.status) for s in record.steps] == [
         ("tag", False, "failed"), ("undo", True, "succeeded")]
     assert not result.ok
+    # The batch's line says rolled back apart from failed.
+    assert [line(e) for e in events_of(events, BatchFinished)] == [
+        "batch 1/1 done: 7 succeeded, 0 failed, 3 rolled back"]
 
 
 def test_a_failure_before_any_mutation_is_not_rolled_back(
@@ -378,8 +373,8 @@ def test_findings_refuse_targets_in_a_real_run_too(sandbox: Sandbox, clients: An
 
 def _lock(path: Path, key: str, run_id: str, pid: int, host: str) -> None:
     with sqlite3.connect(path) as db:
-        db.execute("INSERT INTO locks VALUES (?,?,?,?,?)",
-                   (key, run_id, pid, host, "2024-07-19T05:31:00+00:00"))
+        db.execute("INSERT INTO locks (target_key, run_id, pid, host, started_at) "
+                   "VALUES (?,?,?,?,?)", (key, run_id, pid, host, "2024-07-19T05:31:00+00:00"))
 
 
 def test_a_target_locked_by_a_live_run_is_refused_naming_the_holder(

@@ -16,13 +16,15 @@ def targets(count: int, region: str = "us-east-1") -> list[Target]:
 
 
 def test_unbatchable_calls_are_bound_by_their_bucket() -> None:
-    # 1,000 targets, two detaches and two attaches each: 4,000 requests on a 50/5 bucket.
+    # 1,000 targets, two detaches and two attaches each: 2,000 requests on each API's own
+    # 50/5 bucket (AWS evaluates each API individually).
     apis = ["ec2:DetachVolume", "ec2:AttachVolume"] * 2
     found = estimate([(t, apis) for t in targets(1000)], RateLimiter(VirtualClock()), 1000)
 
-    assert found.bucket_seconds == {"default/us-east-1/ec2.mutating": (4000 - 50) / 5}
+    assert found.bucket_seconds == {"default/us-east-1/ec2.DetachVolume": (2000 - 50) / 5,
+                                    "default/us-east-1/ec2.AttachVolume": (2000 - 50) / 5}
     assert found.path_seconds == 4 * SETTLE_SECONDS["ec2:AttachVolume"]
-    assert found.seconds == pytest.approx(790.0)
+    assert found.seconds == pytest.approx(390.0)
 
 
 def test_batched_calls_merge_but_spend_the_resource_bucket_per_instance() -> None:
@@ -30,7 +32,7 @@ def test_batched_calls_merge_but_spend_the_resource_bucket_per_instance() -> Non
 
     found = estimate([(t, ["ec2:StartInstances"]) for t in targets(500)], limiter, 50)
 
-    assert found.bucket_seconds["default/us-east-1/ec2.start-instances"] == (10 - 5) / 2
+    assert found.bucket_seconds["default/us-east-1/ec2.StartInstances"] == (10 - 5) / 2
     assert found.bucket_seconds["default/us-east-1/ec2.start-instances-resource"] == 200.0
     assert found.waves == 10
     assert found.seconds == 10 * SETTLE_SECONDS["ec2:StartInstances"]
@@ -42,8 +44,8 @@ def test_regions_have_their_own_buckets_and_unknown_apis_only_add_nothing() -> N
 
     found = estimate(plans, RateLimiter(VirtualClock()), 200)
 
-    assert found.bucket_seconds == {"default/us-east-1/ec2.mutating": 2.0,
-                                    "default/eu-west-1/ec2.mutating": 2.0}
+    assert found.bucket_seconds == {"default/us-east-1/ec2.DetachVolume": 2.0,
+                                    "default/eu-west-1/ec2.DetachVolume": 2.0}
     assert found.seconds == 15.0
 
 

@@ -172,3 +172,34 @@ def test_a_step_whose_reconciliation_ctrl_c_cut_off_is_interrupted_not_a_failure
 
     assert resumed.summary == {"succeeded": 1}
     assert all(fixed(sandbox, t) for t in fleet.targets)
+
+
+def test_a_rollback_resumed_after_interruptions_ends_with_the_failure_that_caused_it(
+        sandbox: Sandbox, clients: Any, clock: VirtualClock, tmp_path: Any) -> None:
+    """Each process interrupted on the way wrote its own words as the target's error (the
+    rollback cut short by Ctrl-C twice; a resume stopped before it got to the target): the
+    rollback finished at last still gives the failure that caused it."""
+    [a] = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
+    journal = Journal(tmp_path / "run.journal")
+    pb = playbook(step("mark", "test.tag", {"value": "working", "fail_ids": [a]}),
+                  rollback=(step("unmark", "test.tag", {"value": "put-back"}),),
+                  guards=NO_BUDGET)
+    tests = {"ec2-instance": "test.inspect"}
+    bus = EventBus()
+    first = Executor(pb, [Target("ec2-instance", a, REGION)], clients=clients, clock=clock,
+                     bus=bus, journal=journal, run_id="run-r", inspect_actions=tests)
+    when(bus, lambda e: isinstance(e, RollbackStarted), first.request_stop)
+    when(bus, lambda e: isinstance(e, RollbackStarted), first.request_stop)
+    assert first.run().errors == {f"default/{REGION}/{a}": (
+        "stopped while in rollback step unmark (test.tag) (Ctrl-C twice); `remediate resume` "
+        "continues it")}
+    stopped = resuming(journal, pb, clients=clients, clock=clock, bus=EventBus())
+    stopped.request_stop()  # before it gets to the target
+    assert stopped.run().errors == {
+        f"default/{REGION}/{a}": "not started: the run was interrupted"}
+
+    result = resuming(journal, pb, clients=clients, clock=clock, bus=EventBus()).run()
+
+    assert result.statuses == {f"default/{REGION}/{a}": "rolled_back"}
+    assert result.errors == {f"default/{REGION}/{a}": f"step mark failed: {a} was told to fail"}
+    assert tags_of(sandbox, a)["fixed"] == "put-back"

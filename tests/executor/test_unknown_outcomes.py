@@ -5,7 +5,7 @@ executor runs the real actions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -269,15 +269,15 @@ def test_a_repair_sent_just_before_a_crash_is_not_run_again_by_resume(
     fleet = sandbox.build_fleet(FleetSpec(plain=1, azs=1))
     pb = swap(sandbox, fleet)
     journal = Journal(tmp_path / "run.journal")
-    answer = journal.call_result
+    answer = journal.call_results
 
-    def dying(call_id: int, at: datetime, **kwargs: Any) -> None:
-        if any(c.call_id == call_id and c.operation == "SendCommand"
+    def dying(call_ids: Sequence[int], at: datetime, **kwargs: Any) -> None:
+        if any(c.call_id in call_ids and c.operation == "SendCommand"
                for c in journal.calls("lost-1")):
             raise Crash("killed before SendCommand's answer was journaled")
-        answer(call_id, at, **kwargs)
+        answer(call_ids, at, **kwargs)
 
-    journal.call_result = dying  # type: ignore[method-assign]
+    journal.call_results = dying  # type: ignore[method-assign]
     with pytest.raises(Crash):
         run(sandbox, clients, clock, bus, pb, fleet, journal=journal)
     assert sent(sandbox, "SendCommand") == 1

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.config import Config
+from botocore_support import NO_RETRIES
 
 from remediate.actions.contract import Target
 from remediate.export import compile_playbook, execution_input, execution_name
@@ -21,7 +21,6 @@ from remediate.sandbox import Sandbox
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/remediate-sfn"
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
-NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
 
 
 def builtin(name: str, **params: str) -> tuple[Playbook, dict[str, Any]]:
@@ -39,6 +38,16 @@ def from_text(text: str, **params: str) -> tuple[Playbook, dict[str, Any]]:
     bound, errors = bind_params(loaded.playbook, params)
     assert not errors, errors
     return loaded.playbook, bound
+
+
+def one_step(kind: str, step: str) -> tuple[Playbook, dict[str, Any]]:
+    """A playbook of one step (``step``: its YAML mapping, one line) on targets of ``kind``."""
+    return from_text(f"""
+version: 1
+name: one-step
+targets: {{kind: {kind}, tags: {{incident: crowdstrike-2024-07-19}}}}
+steps: [{step}]
+""")
 
 
 @dataclass(frozen=True)

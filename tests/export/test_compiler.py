@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
-from sfn_support import ROLE, builtin, from_text
+from sfn_support import ROLE, builtin, from_text, one_step
 
+from remediate.actions.contract import Action, Plan, StepContext
+from remediate.actions.requests import ActionRun
 from remediate.clock import VirtualClock
-from remediate.export import NotExportable, compile_playbook, definition_size
+from remediate.export import NotExportable, compile_playbook, definition_size, program_asl
 from remediate.export.compiler import unsafe_paths
+from remediate.export.fragment import AslStep
 from remediate.export.moto_engine import MotoStepFunctions
 
 REPAIR = {"rescue_image_id": "ami-0123456789abcdef0"}
@@ -56,15 +60,24 @@ def test_steps_are_parallel_states_with_their_retries_and_failure_paths() -> Non
     assert states["rollback"]["Next"] == "put_back"
     assert states["put_back"]["Catch"][0]["ResultPath"] == "$.rollback_errors.put_back"
     assert states["put_back_settings"]["Next"] == "cleanup"
-    assert states["verify"]["Next"] == "cleanup"
+    assert states["verify"]["Next"] == "confirm_backup"
+    # A backup that ended in error fails the target (on_failure: abort): no rollback.
+    assert states["confirm_backup.failed"]["Next"] == "cleanup"
+    assert states["confirm_backup"]["Next"] == "cleanup"
 
 
 def test_calls_are_sdk_tasks_with_jittered_retries() -> None:
     branch = states_of(machine("ec2-offline-repair.yaml", **REPAIR))["stop"]["Branches"][0]
-    call = branch["States"]["stop.instance.call"]
+    # One per way in (from running, from pending once it runs).
+    calls = [s for s in branch["States"].values()
+             if s.get("Resource") == "arn:aws:states:::aws-sdk:ec2:stopInstances"
+             and "Force" not in s["Parameters"]]
 
-    assert call["Resource"] == "arn:aws:states:::aws-sdk:ec2:stopInstances"
-    assert call["Parameters"] == {"InstanceIds.$": "States.Array($.target.id)"}
+    assert len(calls) == 2
+    call = calls[0]
+    # The shipped playbook skips the crash-looping guest's OS shutdown.
+    assert call["Parameters"] == {"InstanceIds.$": "States.Array($.target.id)",
+                                  "SkipOsShutdown": True}
     assert call["Retry"] == [{"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 2,
                               "BackoffRate": 2.0, "MaxAttempts": 3, "MaxDelaySeconds": 60,
                               "JitterStrategy": "FULL"}]
@@ -73,24 +86,37 @@ def test_calls_are_sdk_tasks_with_jittered_retries() -> None:
 def test_waits_are_wait_and_choice_loops_bounded_by_the_timeout() -> None:
     branch = states_of(machine("ec2-reboot-first.yaml"))["verify"]["Branches"][0]["States"]
 
-    assert branch["verify.status.sleep"] == {"Type": "Wait", "Seconds": 15,
-                                             "Next": "verify.status.count"}
-    checks = branch["verify.status.check"]["Choices"]
-    # 5m at a 15s poll interval: 20 polls.
-    assert {"Variable": "$.poll.n", "NumericGreaterThanEquals": 20,
-            "Next": "verify.not_ok"} in checks
+    # The status poll is the program's first step (verify.p.0): it reads, checks, sleeps
+    # the poll interval and counts, until the timeout's polls are spent.
+    assert branch["verify.p.0.sleep"] == {"Type": "Wait", "Seconds": 15,
+                                          "Next": "verify.p.0.count"}
+    checks = branch["verify.p.0.check"]["Choices"]
+    # 5m at a 15s poll interval: 20 polls, then the step fails naming the checks.
+    [late] = [c for c in checks if c.get("NumericGreaterThanEquals") == 20]
+    assert late["Variable"] == "$.r.status_polls.n"
+    assert branch[late["Next"]]["Type"] == "Choice"  # describing the impaired checks
+
+
+def tasks(branch: dict[str, Any], operation: str) -> list[dict[str, Any]]:
+    """The SDK tasks calling ``operation`` (``ec2:runInstances``) in a step's branch (state
+    names follow the program's shape, see remediate.export.program_asl)."""
+    return [state for state in branch["States"].values()
+            if state.get("Resource") == f"arn:aws:states:::aws-sdk:{operation}"]
 
 
 def test_templates_read_the_iteration_state_and_params_are_bound() -> None:
     playbook, params = builtin("ec2-offline-repair.yaml", **REPAIR)
     states = states_of(compile_playbook(playbook, params))
 
-    launch = states["attach"]["Branches"][0]["States"]["attach.launch"]["Parameters"]
-    assert (launch["ImageId"], launch["InstanceType"]) == (REPAIR["rescue_image_id"],
-                                                          "m5.large")
-    expected = states["repair"]["Branches"][0]["States"]["repair.expected"]["Choices"][0]
-    assert expected["And"][2] == {"Variable": "$.r.volume_att.a.InstanceId",
-                                  "StringEqualsPath": "$.steps.attach.outputs.rescue_instance_id"}
+    [launch] = tasks(states["attach"]["Branches"][0], "ec2:runInstances")
+    assert (launch["Parameters"]["ImageId"], launch["Parameters"]["InstanceType"]) == (
+        REPAIR["rescue_image_id"], "m5.large")
+    [expected] = [choice for state in states["repair"]["Branches"][0]["States"].values()
+                  for choice in state.get("Choices", [])
+                  if "$.steps.attach.outputs.rescue_instance_id" in json.dumps(choice)]
+    assert expected["Not"]["And"][2] == {
+        "Variable": "$.r.holder.v.instance_id",
+        "StringEqualsPath": "$.steps.attach.outputs.rescue_instance_id"}
 
 
 def test_a_resolve_ssm_rescue_image_is_read_in_the_region_before_it_is_judged() -> None:
@@ -98,26 +124,40 @@ def test_a_resolve_ssm_rescue_image_is_read_in_the_region_before_it_is_judged() 
     attach = states_of(compile_playbook(playbook, params))["attach"]["Branches"][0]
     parameter = "/aws/service/ami-windows-latest/Windows_Server-2022-English-Full-Base"
 
-    resolve = attach["States"]["attach.resolve"]
-    assert attach["StartAt"] == "attach.resolve"
-    assert (resolve["Resource"], resolve["Parameters"], resolve["Next"]) == (
-        "arn:aws:states:::aws-sdk:ssm:getParameter", {"Name": parameter}, "attach.same_ami")
-    assert resolve["ResultSelector"] == {"id.$": "$.Parameter.Value"}
-    assert resolve["Catch"][0]["Next"] == "attach.resolve.failed"
-    assert attach["States"]["attach.resolve.failed"]["Cause"] == (
-        f"rescue image resolve:ssm:{parameter} does not resolve: SSM parameter {parameter} "
-        "does not exist in this Region, or cannot be read (ssm:GetParameter)")
-    same = attach["States"]["attach.same_ami"]["Choices"][0]["And"][2]
-    assert same == {"Variable": "$.target.image_id", "StringEqualsPath": "$.r.image_id.id"}
-    assert attach["States"]["attach.same_ami.refuse"]["CausePath"] == (
+    [resolve] = tasks(attach, "ssm:getParameter")
+    assert (resolve["Parameters"], resolve["ResultSelector"]) == (
+        {"Name": parameter}, {"id.$": "$.Parameter.Value"})
+    # The first thing the program does (after its bookkeeping), then the same-AMI guard.
+    first = attach["States"][attach["StartAt"]]
+    while first.get("Type") == "Pass":
+        first = attach["States"][first["Next"]]
+    assert first is resolve
+    guard = attach["States"][resolve["Next"]]
+    assert guard["Choices"][0]["And"][2] == {"Variable": "$.target.image_id",
+                                             "StringEqualsPath": "$.r.image.id"}
+    refused = attach["States"][guard["Choices"][0]["Next"]]
+    assert refused["CausePath"] == (
         f"States.Format('rescue_image_id {{}} (resolve:ssm:{parameter}) is the AMI {{}} was "
-        "launched from: its disk would collide with the rescue instance disk (disk "
-        "signature); use a different Windows version, or --accept same-ami-rescue', "
-        "$.r.image_id.id, $.target.id)")
-    launch = attach["States"]["attach.launch"]["Parameters"]
-    assert launch["ImageId.$"] == "$.r.image_id.id"
-    assert attach["States"]["attach.image"]["Parameters"] == {
-        "ImageIds.$": "States.Array($.r.image_id.id)"}
+        "launched from: its disk would collide with the rescue instance{}s (disk signature) "
+        "and onlining it can leave it unbootable; use a different Windows version, or "
+        "--accept same-ami-rescue', $.r.image.id, $.target.id, $.r.lit.t0)")
+    assert attach["States"]["attach.p.text"]["Result"] == {"t0": "'"}
+    [launch] = tasks(attach, "ec2:runInstances")
+    assert launch["Parameters"]["ImageId.$"] == "$.r.image.id"
+    [image] = tasks(attach, "ec2:describeImages")
+    assert image["Parameters"] == {"Filters": [
+        {"Name": "image-id", "Values.$": "States.Array($.r.image.id)"}]}
+
+
+def test_same_ami_accepted_leaves_no_guard() -> None:
+    playbook, params = builtin("ec2-offline-repair.yaml", **REPAIR)
+    guarded = json.dumps(compile_playbook(playbook, params))
+    accepted = json.dumps(compile_playbook(playbook, params,
+                                           accepted=frozenset({"same-ami-rescue"})))
+
+    refusal = "would collide with the rescue instance"
+    assert refusal in guarded
+    assert refusal not in accepted
 
 
 WHEN = """
@@ -204,34 +244,142 @@ targets: {kind: ec2-instance, ids: [i-0123456789abcdef0]}
 steps:
   - id: fix
     action: ssm.run_command
-    with: {commands: [echo fixed]}
+    with: {commands: [echo fixed], parameters: {Host: HOST}}
 """
 
 
-def test_an_action_without_a_fragment_does_not_export() -> None:
-    playbook, params = from_text(RUN_COMMAND)
+def test_run_command_exports_with_its_values_quoted_at_export() -> None:
+    playbook, params = from_text(RUN_COMMAND.replace("HOST", "it's me"))
+    branch = states_of(compile_playbook(playbook, params))["fix"]["Branches"][0]
+
+    [commands] = [state for state in branch["States"].values()
+                  if state.get("ResultPath") == "$.r.commands"]
+    assert commands["Parameters"] == {"v": ["$Host = 'it''s me'", "echo fixed"]}
+    [send] = tasks(branch, "ssm:sendCommand")
+    assert send["Parameters"]["Parameters"] == {"commands.$": "$.r.commands.v",
+                                                "executionTimeout": ["600"]}
+
+
+def test_a_value_only_known_at_run_time_does_not_export_into_a_script() -> None:
+    playbook, params = from_text(RUN_COMMAND.replace("HOST", '"${{ target.id }}"'))
     with pytest.raises(NotExportable) as raised:
         compile_playbook(playbook, params)
     assert str(raised.value) == (
-        "ssm.run_command cannot be exported to Step Functions: it has no Step Functions "
+        "ssm.run_command cannot be exported to Step Functions: the script's variable Host is "
+        "only known at run time, and Step Functions cannot quote a value for a shell: give "
+        "it a literal value")
+
+
+def test_an_action_without_a_fragment_does_not_export() -> None:
+    class Unported(Action):
+        name = "test.unported"
+        summary = "an action written for the local engine only"
+
+        def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:
+            return Plan()
+
+        def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:
+            return {}
+            yield  # pragma: no cover
+
+    with pytest.raises(NotExportable) as raised:
+        program_asl.fragment(Unported(), AslStep("fix", "test.unported"))
+    assert str(raised.value) == (
+        "test.unported cannot be exported to Step Functions: it has no Step Functions "
         "fragment; run this playbook with the local engine")
 
 
-def test_workspaces_do_not_export() -> None:
+WORKSPACE_DATA_LOSS = frozenset({"workspace-restore-data-loss", "workspace-rebuild-data-loss"})
+
+
+def test_workspaces_export_each_destructive_step_only_with_its_accept() -> None:
     playbook, params = builtin("workspaces-recover.yaml")
+
+    accepted = states_of(compile_playbook(playbook, params, accepted=WORKSPACE_DATA_LOSS))
+    refused = states_of(compile_playbook(playbook, params,
+                                         accepted=frozenset({"workspace-restore-data-loss"})))
+
+    assert [accepted[s]["Type"] for s in ("start", "reboot", "restore", "rebuild", "verify")] == [
+        "Parallel"] * 5
+    # Without --accept workspace-rebuild-data-loss, a WorkSpace the restore did not heal
+    # stops before the rebuild, refused, as the local engine stops it there.
+    assert refused["rebuild.when"]["Choices"][0]["Next"] == "rebuild"
+    assert refused["rebuild"] == {
+        "Type": "Pass", "ResultPath": "$.refused", "Next": "cleanup", "Result": {
+            "step": "rebuild",
+            "Cause": "stopped before step rebuild: workspace-rebuild-data-loss not accepted "
+                     "(--accept workspace-rebuild-data-loss): rebuilding a WorkSpace recreates "
+                     "the root volume from the bundle image and the user volume from its last "
+                     "snapshot"}}
+    assert refused["stopped"] == {"Type": "Fail", "Error": "remediate.Refused",
+                                  "CausePath": "$.refused.Cause"}
+    assert "rebuild.when" in accepted and accepted["rebuild"]["Type"] == "Parallel"
+
+
+def test_a_workspace_fact_iterations_do_not_learn_does_not_export() -> None:
+    playbook, params = one_step("workspace", "{id: reboot, action: workspaces.reboot, when: "
+                                             "{value: target.tags.owner, equals: me}}")
     with pytest.raises(NotExportable) as raised:
         compile_playbook(playbook, params)
     assert str(raised.value) == (
-        "workspaces-recover cannot be exported to Step Functions: targets of kind workspace "
-        "have no Step Functions inspection")
+        "step reboot when cannot be exported to Step Functions: ${{ target.tags.owner }}: "
+        "Step Functions iterations learn only the facts id, region, account, state, "
+        "directory_id, bundle_id, user_name, computer_name, running_mode")
+
+
+def test_the_retries_of_a_step_that_destroys_data_do_not_export() -> None:
+    """A retry on Step Functions runs the step afresh, not knowing its restore went: the
+    restore would go again (locally the journal says it may have gone: never twice)."""
+    playbook, params = one_step("workspace", "{id: restore, action: workspaces.restore, "
+                                             "with: {require_healthy: true}, "
+                                             "retries: {attempts: 2}}")
+    with pytest.raises(NotExportable) as raised:
+        compile_playbook(playbook, params, accepted=WORKSPACE_DATA_LOSS)
+    assert str(raised.value) == (
+        "step restore (workspaces.restore) cannot be exported to Step Functions: retries do "
+        "not export for a step that destroys data: a retry on Step Functions cannot know its "
+        "request was sent; remove the step's retries")
+
+
+@pytest.mark.parametrize("step_id", ["targets", "outcome", "failed", "cleanup_rescue"])
+def test_a_step_named_like_a_state_of_the_machine_does_not_export(step_id: str) -> None:
+    playbook, params = one_step("ec2-instance", f"{{id: {step_id}, action: ec2.reboot}}")
+    with pytest.raises(NotExportable) as raised:
+        compile_playbook(playbook, params)
+    assert str(raised.value) == (
+        f"step {step_id} cannot be exported to Step Functions: its id names one of the state "
+        "machine's own states: give the step another id")
+
+
+def test_the_machines_own_states_are_named_so_that_no_step_can_take_their_names() -> None:
+    """A step's states are named after its id, an identifier: "start" is the WorkSpaces
+    route's first step (the machine's first state was once called "start" too)."""
+    definition = machine("workspaces-recover.yaml")
+
+    assert definition["StartAt"] == "set up batches"
+    assert [name for name in definition["States"] if name.isidentifier()] == ["targets"]
+    assert "start" in states_of(definition)
 
 
 def test_a_fact_iterations_do_not_learn_does_not_export() -> None:
-    playbook, params = from_text(WHEN.replace("target.state", "target.kms_key_usable"))
+    # The rescue image facts are the pre-flight's (judged before an execution starts).
+    playbook, params = from_text(WHEN.replace("target.state", "target.rescue_image_state"))
     with pytest.raises(NotExportable) as raised:
         compile_playbook(playbook, params)
     assert str(raised.value) == (
-        "step stop when cannot be exported to Step Functions: ${{ target.kms_key_usable }}: "
-        "Step Functions iterations learn only the facts id, region, account, state, "
-        "availability_zone, instance_type, image_id, root_device_name, root_volume_id, "
-        "root_delete_on_termination, root_encrypted")
+        "step stop when cannot be exported to Step Functions: "
+        "${{ target.rescue_image_state }}: Step Functions iterations learn only the facts "
+        "id, region, account, state, tags, availability_zone, instance_type, platform, "
+        "image_id, root_device_name, root_volume_id, root_delete_on_termination, "
+        "root_encrypted, kms_key_id, kms_key_usable, lifecycle, spot_request_type, "
+        "product_codes, hibernation, stop_protection, instance_store, public_ip, "
+        "has_elastic_ip, status")
+
+
+def test_a_fact_of_the_whole_inspection_exports() -> None:
+    playbook, params = from_text(WHEN.replace("{value: target.state, in: [running, pending]}",
+                                              "{value: target.kms_key_usable, equals: true}"))
+    states = states_of(compile_playbook(playbook, params))
+
+    assert states["stop.when"]["Choices"][0]["And"][1]["And"][0] == {
+        "Variable": "$.target.kms_key_usable", "IsPresent": True}

@@ -21,7 +21,9 @@ def test_a_denied_ssm_command_fails_the_repair_and_rolls_the_target_back(
 
     # Before the fix: FAILED with States.Runtime, KeyError('RequestId'), nothing caught.
     assert (outcome.status, outcome.error) == ("FAILED", "remediate.RolledBack")
+    # A program's call names itself and the target (like every ported action's).
     assert outcome.cause is not None and outcome.cause.startswith(
-        "step repair failed: not allowed (Service: ssm, Status Code: 400, Request ID: ")
+        f"step repair failed: SendCommand for {fleet.targets[0].instance_id} failed: not "
+        "allowed (Service: ssm, Status Code: 400, Request ID: ")
     assert rescue_instances(sfn_sandbox) == []
     assert end_state(sfn_sandbox, fleet.targets[0]).root_in_place

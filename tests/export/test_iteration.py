@@ -77,8 +77,8 @@ def test_a_target_that_cannot_be_inspected_is_refused(
                              Target("ec2-instance", "i-0123456789abcdef0", REGION))
 
     assert (outcome.status, outcome.error) == ("FAILED", "remediate.Refused")
-    assert outcome.cause is not None and outcome.cause.startswith(
-        "inspection failed: The instance ID 'i-0123456789abcdef0' does not exist")
+    # The local engine's words: the inspection is the same program.
+    assert outcome.cause == "inspection failed: instance i-0123456789abcdef0 not found"
     assert sfn_sandbox.api_call_counts()[("ec2", "RebootInstances")] == 0
 
 
@@ -115,7 +115,8 @@ def test_step_retries_run_the_whole_step_again(
                              ec2_targets(fleet.targets)[0])
 
     assert (outcome.status, outcome.error) == ("FAILED", "remediate.Failed")
-    assert outcome.cause == "step reboot failed: not now (Service: ec2, Status Code: 400, " \
-                            "Request ID: request-id)"
+    target = ec2_targets(fleet.targets)[0].id
+    assert outcome.cause == (f"step reboot failed: RebootInstances for {target} failed: not now "
+                             "(Service: ec2, Status Code: 400, Request ID: request-id)")
     # 2 attempts of the step, each making the call 4 times (its own 3 retries).
     assert sfn_sandbox.api_call_counts()[("ec2", "RebootInstances")] == 2 * (1 + 3)

@@ -26,10 +26,12 @@ def test_the_role_may_make_every_call_the_definition_makes() -> None:
     assert set(sdk_calls(definition)) <= allowed
     assert {"ec2:RunInstances", "ec2:TerminateInstances", "ssm:SendCommand",
             "ec2:DetachVolume", "kms:CreateGrant"} <= allowed
-    # Only what the definition calls: no role passed (no instance profile), no claims,
-    # none of the local engine's own calls.
-    assert allowed.isdisjoint({"iam:PassRole", "ec2:DeleteTags", "ssm:ListCommandInvocations",
-                               "ec2:DescribeAddresses", "kms:DescribeKey"})
+    # The inspection's reads, as the local engine's (each iteration asks for itself)...
+    assert {"ec2:DescribeAddresses", "ec2:DescribeInstanceTypes", "kms:DescribeKey",
+            "ec2:DescribeInstanceAttribute", "ec2:DescribeSpotInstanceRequests"} <= allowed
+    # ...but only what the definition calls: no role passed (no instance profile), no
+    # claims, none of the local engine's own calls.
+    assert allowed.isdisjoint({"iam:PassRole", "ec2:DeleteTags", "ssm:ListCommandInvocations"})
     statements = {s["Sid"]: s for s in policy["Statement"]}
     assert statements["RemediateDistributedMap"]["Resource"] == [
         "arn:aws:states:us-east-1:123456789012:execution:ec2-offline-repair:*", arn]
@@ -40,8 +42,9 @@ def test_the_role_may_make_every_call_the_definition_makes() -> None:
 def test_sdk_calls_are_named_like_iam_actions() -> None:
     playbook, params = builtin("ec2-reboot-first.yaml")
     assert sdk_calls(compile_playbook(playbook, params)) == [
-        "ec2:DescribeInstanceStatus", "ec2:DescribeInstances", "ec2:DescribeVolumes",
-        "ec2:RebootInstances"]
+        "ec2:DescribeAddresses", "ec2:DescribeInstanceStatus", "ec2:DescribeInstanceTypes",
+        "ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests", "ec2:DescribeVolumes",
+        "ec2:RebootInstances", "kms:DescribeKey"]
 
 
 def test_the_role_gets_the_statements_iam_policy_prints_for_its_calls_and_its_own() -> None:
@@ -54,16 +57,21 @@ def test_the_role_gets_the_statements_iam_policy_prints_for_its_calls_and_its_ow
     called = set(sdk_calls(definition)) | {"ec2:CreateTags", "kms:CreateGrant", "kms:Decrypt"}
     printed = policy_document(playbook)["Statement"][:-1]
     scoped = [s for s in printed if s["Resource"] != "*" and set(s["Action"]) <= called]
-    assert policy["Statement"][2:] == [
+    assert policy["Statement"][3:] == [
         *scoped,
         {"Sid": "RemediateDistributedMap", "Effect": "Allow", "Action": [
             "states:DescribeExecution", "states:StartExecution", "states:StopExecution"],
          "Resource": ["*"]},
         DENY]
-    assert policy["Statement"][:2] == [
+    assert policy["Statement"][:3] == [
         {"Sid": "RemediateEc2", "Effect": "Allow", "Action": [
-            "ec2:DescribeImages", "ec2:DescribeInstanceStatus", "ec2:DescribeInstances",
-            "ec2:DescribeSnapshots", "ec2:DescribeSubnets", "ec2:DescribeVolumes"],
+            "ec2:DescribeAddresses", "ec2:DescribeCapacityReservations", "ec2:DescribeImages",
+            "ec2:DescribeInstanceAttribute", "ec2:DescribeInstanceStatus",
+            "ec2:DescribeInstanceTypes", "ec2:DescribeInstances", "ec2:DescribeSnapshots",
+            "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSubnets",
+            "ec2:DescribeVolumes"],
+         "Resource": "*"},
+        {"Sid": "RemediateKms", "Effect": "Allow", "Action": ["kms:DescribeKey"],
          "Resource": "*"},
         {"Sid": "RemediateSsm", "Effect": "Allow", "Action": [
             "ssm:DescribeInstanceInformation", "ssm:GetCommandInvocation"], "Resource": "*"}]
@@ -76,7 +84,10 @@ def test_role_policy_of_reboot_first() -> None:
     assert problems(policy) == []
     assert policy == {"Version": "2012-10-17", "Statement": [
         {"Sid": "RemediateEc2", "Effect": "Allow", "Action": [
-            "ec2:DescribeInstanceStatus", "ec2:DescribeInstances", "ec2:DescribeVolumes"],
+            "ec2:DescribeAddresses", "ec2:DescribeInstanceStatus", "ec2:DescribeInstanceTypes",
+            "ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests", "ec2:DescribeVolumes"],
+         "Resource": "*"},
+        {"Sid": "RemediateKms", "Effect": "Allow", "Action": ["kms:DescribeKey"],
          "Resource": "*"},
         {"Sid": "RemediateEc2RebootInstancesOnTargets", "Effect": "Allow",
          "Action": ["ec2:RebootInstances"], "Resource": ["arn:aws:ec2:*:*:instance/*"],

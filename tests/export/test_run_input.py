@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sfn_support import builtin
 
@@ -9,6 +11,16 @@ from remediate.actions.contract import Target
 from remediate.export import NotExportable, execution_input, execution_name
 from remediate.export.items import item_key
 from remediate.export.run_input import cut_batches, execution_arn, input_problem
+from remediate.language.model import BatchSize, Playbook
+
+
+def staged() -> Playbook:
+    """reboot-first with barriers at [1, 5%, 25%, 100%] (it ships with [1, 100%])."""
+    playbook, _ = builtin("ec2-reboot-first.yaml")
+    stages = (BatchSize(count=1), BatchSize(percent=5), BatchSize(percent=25),
+              BatchSize(percent=100))
+    return replace(playbook, guards=replace(playbook.guards, batches=stages,
+                                            rollout="batches"))
 
 
 def targets(count: int) -> list[Target]:
@@ -16,7 +28,7 @@ def targets(count: int) -> list[Target]:
 
 
 def test_batches_are_the_canary_then_growing_batches() -> None:
-    playbook, _ = builtin("ec2-reboot-first.yaml")  # batches: [1, 5%, 25%, 100%]
+    playbook = staged()
 
     document = execution_input(playbook, targets(40), "run-1")
 
@@ -27,7 +39,7 @@ def test_batches_are_the_canary_then_growing_batches() -> None:
 
 
 def test_the_canary_can_run_alone_and_the_rest_after() -> None:
-    playbook, _ = builtin("ec2-reboot-first.yaml")
+    playbook = staged()
 
     canary = execution_input(playbook, targets(40), "run-1", batches=slice(0, 1))
     rest = execution_input(playbook, targets(40), "run-1", batches=slice(1, None))
@@ -43,7 +55,7 @@ TOO_MANY = ("5000 targets make a 350,038-byte execution input; AWS takes at most
 
 
 def test_more_targets_than_one_input_can_hold_are_refused() -> None:
-    playbook, _ = builtin("ec2-reboot-first.yaml")
+    playbook = staged()
     with pytest.raises(NotExportable) as raised:
         execution_input(playbook, targets(5000), "run-1")
     assert str(raised.value) == f"ec2-reboot-first cannot be exported to Step Functions: {TOO_MANY}"
@@ -52,7 +64,7 @@ def test_more_targets_than_one_input_can_hold_are_refused() -> None:
 
 
 def test_with_the_batches_in_s3_the_input_names_their_keys_whatever_the_count() -> None:
-    playbook, _ = builtin("ec2-reboot-first.yaml")  # batches: [1, 5%, 25%, 100%]
+    playbook = staged()
     many = targets(50_000)
     keys = [item_key("run-1", n) for n in range(len(cut_batches(playbook, many)))]
 

@@ -46,5 +46,6 @@ def test_action_parameters_come_from_the_registry() -> None:
     step = schema["properties"]["steps"]["items"]
     stop_rule = next(rule for rule in step["allOf"]
                      if rule["if"]["properties"]["action"]["const"] == "ec2.stop")
-    assert set(stop_rule["then"]["properties"]["with"]["properties"]) == {"timeout", "force_after"}
+    assert set(stop_rule["then"]["properties"]["with"]["properties"]) == {
+        "timeout", "force_after", "skip_os_shutdown", "hold_capacity"}
     assert "ec2.stop" in step["properties"]["action"]["enum"]

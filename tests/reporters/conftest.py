@@ -101,7 +101,7 @@ def run_events() -> list[Event]:
         TargetFinished(REF, "refused", "stop-protection: DisableApiStop is set"),
         Notice("warning", "rescue pool in us-east-1a used 2 instances"),
         FromTheFuture(),
-        BatchFinished(0, 1, 2, 1),
+        BatchFinished(0, 1, 1, 1, rolled_back=1, others=(("skipped", 1),)),
         RunFinished("run-1", at(1000), {"succeeded": 1, "failed": 1, "rolled_back": 1,
                                         "skipped": 1, "refused": 1}),
     ]

@@ -20,8 +20,9 @@ def test_one_suite_per_run_one_case_per_target(events: list[Event]) -> None:
     root = parse(events)
     assert root.tag == "testsuites"
     (suite,) = root
-    assert suite.attrib == {"name": "ec2-offline-repair", "tests": "5", "failures": "2",
-                            "errors": "0", "skipped": "2", "time": "1000.000",
+    # Refused counts as a failure (the run exits 2): failed, rolled back, refused.
+    assert suite.attrib == {"name": "ec2-offline-repair", "tests": "5", "failures": "3",
+                            "errors": "0", "skipped": "1", "time": "1000.000",
                             "timestamp": "2024-07-19T05:30:00"}
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props == {"run_id": "run-1", "dry_run": "false"}
@@ -41,9 +42,11 @@ def test_failures_and_skips_say_why(events: list[Event]) -> None:
     rolled = cases["i-rb"].find("failure")
     assert rolled is not None
     assert rolled.attrib == {"type": "rolled_back", "message": "rolled back: step start failed"}
-    refused = cases["i-ref"].find("skipped")
+    assert cases["i-ref"].find("skipped") is None
+    refused = cases["i-ref"].find("failure")
     assert refused is not None
-    assert refused.get("message") == "refused: stop-protection: DisableApiStop is set"
+    assert refused.attrib == {"type": "refused",
+                              "message": "stop-protection: DisableApiStop is set"}
     skipped = cases["i-skip"].find("skipped")
     assert skipped is not None
     assert skipped.get("message") == "skipped: already healthy"
@@ -64,7 +67,8 @@ def test_the_step_log_is_in_system_out(events: list[Event]) -> None:
 
 def test_a_dry_run_passes_planned_targets_with_the_plan(dry_events: list[Event]) -> None:
     suite = parse(dry_events)[0]
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("2", "0", "1")
+    # The refused one fails: `plan` exits 2 for it, a dashboard must not show green.
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("2", "1", "0")
     planned = suite.find("testcase[@name='i-1']")
     assert planned is not None
     assert planned.find("failure") is None and planned.find("skipped") is None

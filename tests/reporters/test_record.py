@@ -42,6 +42,7 @@ def target(tid: str, status: str, steps: list[dict[str, Any]], region: str = "us
             "steps": steps, "account": "default", "kind": "ec2-instance",
             "error": extra.get("error"), "refused": extra.get("refused"),
             "rollback_reason": extra.get("rollback_reason"),
+            "rolled_back": status == "rolled_back",
             "facts": facts if facts is not None else {"state": "running"},
             "planned": extra.get("planned", [])}
 
@@ -55,8 +56,8 @@ def test_a_run_with_every_outcome_is_recorded_exactly(events: list[Event]) -> No
         "dry_run": False,
         "started_at": "2024-07-19T05:30:00Z",
         "finished_at": "2024-07-19T05:46:40Z",
-        "summary": {"succeeded": 1, "failed": 1, "skipped": 2, "rolled_back": 1, "refused": 1,
-                    "interrupted": 0, "not_run": 0, "total": 5},
+        "summary": {"succeeded": 1, "failed": 1, "skipped": 1, "rolled_back": 1, "refused": 1,
+                    "interrupted": 0, "not_run": 0, "total": 5, "interrupted_rolled_back": 0},
         "targets": [
             target("i-ok", "succeeded", [
                 step("stop", "ec2.stop", "succeeded", "30:01", "31:01"),
@@ -85,12 +86,14 @@ def test_a_run_with_every_outcome_is_recorded_exactly(events: list[Event]) -> No
         ],
         "steps": ["stop", "start"],
         "estimate_seconds": None,
+        "forecast": None,  # dry runs only
         "retries": {"steps": 1, "api": 2, "throttled": 1, "unknown_outcomes": 0,
                         "reconciled": 0},
         "notices": [{"level": "warning",
                      "message": "rescue pool in us-east-1a used 2 instances"}],
         "budget_exhausted": None,
         "interrupted": False,
+        "stopped_by_alarm": None,
         "permissions": [],  # dry runs only
     }
     assert record.closed
@@ -99,8 +102,9 @@ def test_a_run_with_every_outcome_is_recorded_exactly(events: list[Event]) -> No
 
 def test_a_dry_run_plans_and_refuses_but_nothing_succeeds(dry_events: list[Event]) -> None:
     report = record_of(dry_events).as_dict()
-    assert report["summary"] == {"succeeded": 0, "failed": 0, "skipped": 2, "rolled_back": 0,
-                                 "refused": 1, "interrupted": 0, "not_run": 1, "total": 2}
+    assert report["summary"] == {"succeeded": 0, "failed": 0, "skipped": 0, "rolled_back": 0,
+                                 "refused": 1, "interrupted": 0, "not_run": 1, "total": 2,
+                                 "interrupted_rolled_back": 0}
     assert report["estimate_seconds"] == 754.0
     planned, refused = report["targets"]
     assert (planned["status"], refused["status"]) == ("planned", "refused")
@@ -135,8 +139,10 @@ def test_a_run_cut_short_settles_on_close() -> None:
         "id": "reboot", "action": "workspaces.reboot", "status": "interrupted", "attempts": 1,
         "started_at": "2024-07-19T06:00:00Z", "finished_at": None, "error": None,
         "rollback": False}]
-    assert report["summary"] == {"succeeded": 0, "failed": 1, "skipped": 2, "rolled_back": 0,
-                                 "refused": 0, "interrupted": 1, "not_run": 2, "total": 3}
+    # Each target counted once: the interrupted one is not also a failure.
+    assert report["summary"] == {"succeeded": 0, "failed": 0, "skipped": 0, "rolled_back": 0,
+                                 "refused": 0, "interrupted": 1, "not_run": 2, "total": 3,
+                                 "interrupted_rolled_back": 0}
     assert report["finished_at"] is None
     assert report["budget_exhausted"] == {"failed": 3, "allowed": 2}
     assert report["interrupted"] is True

@@ -18,10 +18,10 @@ def test_specs_name_a_format_and_a_path() -> None:
 
 
 @pytest.mark.parametrize(("spec", "message"), [
-    ("html:out.html", "unknown report format 'html' in 'html:out.html': use json:PATH, "
-                      "junit:PATH, md:PATH"),
+    ("pdf:out.pdf", "unknown report format 'pdf' in 'pdf:out.pdf': use json:PATH, "
+                    "junit:PATH, md:PATH, html:PATH"),
     ("run.json", "unknown report format 'run.json' in 'run.json': use json:PATH, junit:PATH, "
-                 "md:PATH"),
+                 "md:PATH, html:PATH"),
     ("json", "report 'json' has no path: use json:PATH"),
     ("md:", "report 'md:' has no path: use md:PATH"),
 ])

@@ -26,8 +26,8 @@ i-bad (us-east-1): started
 i-bad (us-east-1): stop (ec2.stop) started
 i-bad (us-east-1): stop attempt 1 failed: IncorrectInstanceState: not stoppable now; retrying \
 in 5s
-ec2.StopInstances for 1 target: RequestLimitExceeded, retry 1 in 0.5s
-ec2.DescribeInstances: InternalError, retry 1 in 0.2s
+ec2.StopInstances for 1 target: RequestLimitExceeded, retry 1 in 500ms
+ec2.DescribeInstances: InternalError, retry 1 in 250ms
 i-bad (us-east-1): stop (ec2.stop) started (attempt 2)
 i-bad (us-east-1): stop (ec2.stop) failed in 19s, 2 attempts: IncorrectInstanceState: not \
 stoppable now
@@ -47,8 +47,8 @@ i-skip (us-east-1): stop (ec2.stop) skipped in 0s
 i-skip (us-east-1): skipped: already healthy
 i-ref (us-east-1): refused: stop-protection: DisableApiStop is set
 warning: rescue pool in us-east-1a used 2 instances
-batch 1/1 done: 1 succeeded, 2 failed
-run run-1 finished: 1 succeeded, 1 failed, 1 rolled back, 1 skipped, 1 refused
+batch 1/1 done: 1 succeeded, 1 failed, 1 rolled back, 1 skipped
+run run-1 finished: 1 succeeded, 1 failed, 1 rolled back, 1 refused, 1 skipped
 """
 
 
@@ -81,11 +81,13 @@ def test_dry_run_lines(dry_events: list[Event]) -> None:
 def test_progress_mode_counts_per_step_and_prints_only_what_matters(
         events: list[Event]) -> None:
     out = io.StringIO()
-    reporter = TerminalReporter(Console(file=out, width=160), progress=True)
+    reporter = TerminalReporter(Console(file=out, width=120), progress=True)
     for event in events:
         reporter(event)
     assert reporter.counts == {"succeeded": 1, "failed": 1, "rolled_back": 1, "refused": 1,
-                               "skipped": 1, "retries": 1, "api_retries": 2, "throttled": 1}
+                               "skipped": 1, "interrupted": 0, "not_run": 0, "total": 5,
+                               "interrupted_rolled_back": 0, "retries": 1, "api_retries": 2,
+                               "throttled": 1}
     text = out.getvalue()
     lines = text.splitlines()
     assert "i-ok (us-east-1): stop (ec2.stop) started" not in text
@@ -93,10 +95,11 @@ def test_progress_mode_counts_per_step_and_prints_only_what_matters(
     # A refusal is printed once (when the target finishes), not also when inspected.
     assert lines.count("i-ref (us-east-1): refused: stop-protection: DisableApiStop is set") == 1
     assert "warning: rescue pool in us-east-1a used 2 instances" in lines
-    bars = [line.split() for line in lines[-3:]]  # the final render: bar, M/N, fields, ETA
-    assert [bars[0][0], bars[0][2]] == ["targets", "5/5"]
-    assert " ".join(bars[0][3:-1]) == ("ok 1 failed 1 rolled back 1 refused 1 in flight 0 "
-                                       "retries 1 API retries 2 (1 throttled)")
+    # The final render: the status line, then per bar its name, the bar, M/N, fields, ETA.
+    assert lines[-4] == ("targets: 1 succeeded, 1 failed, 1 rolled back, 1 refused, 1 skipped; "
+                         "in flight 0; retries 1; API retries 2 (1 throttled)")
+    bars = [line.split() for line in lines[-3:]]
+    assert [bars[0][0], *bars[0][2:-1]] == ["targets", "5/5"]
     # A step's total leaves out the targets that never reach it (refused, failed earlier).
     assert [bars[1][0], bars[1][2], *bars[1][3:-1]] == ["stop", "4/4", "failed", "1",
                                                         "running", "0"]
@@ -118,3 +121,19 @@ def test_a_tty_gets_progress_unless_told_otherwise() -> None:
     tty = Console(file=io.StringIO(), force_terminal=True)
     assert TerminalReporter(tty).live
     assert not TerminalReporter(tty, progress=False).live
+
+
+def test_the_bars_keep_their_counts_in_an_80_column_terminal(events: list[Event]) -> None:
+    """The run's status is a line of its own above the bars, which wraps; it once shared
+    the targets row, and rich cut every row down to an ellipsis in 80 columns."""
+    out = io.StringIO()
+    reporter = TerminalReporter(Console(file=out, width=80), progress=True)
+    for event in events:
+        reporter(event)
+    lines = out.getvalue().splitlines()
+    assert lines[-5:-3] == [
+        "targets: 1 succeeded, 1 failed, 1 rolled back, 1 refused, 1 skipped; in flight ",
+        "0; retries 1; API retries 2 (1 throttled)"]
+    assert [row.split()[2:-1] for row in lines[-3:]] == [
+        ["5/5"], ["4/4", "failed", "1", "running", "0"], ["2/2", "failed", "1", "running", "0"]]
+    assert all("…" not in row and len(row) <= 80 for row in lines[-3:])

@@ -3,11 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from botocore.config import Config
+from botocore_support import NO_RETRIES
 
 from remediate.sandbox import Fleet, FleetSpec, Sandbox
-
-NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 SMALL_FLEET = FleetSpec(
     plain=4,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from botocore_support import NO_RETRIES
 from moto.core.responses import BaseResponse
 from moto.ec2.models.instances import Instance, InstanceBackend
 
@@ -66,13 +67,12 @@ def test_instant_durations() -> None:
 
 
 def test_a_fault_for_some_calls_answers_only_those_then_the_real_answer() -> None:
-    from botocore.config import Config
     from botocore.exceptions import ClientError
 
     with Sandbox(clock=VirtualClock()) as sandbox:
         # botocore's own retries off (as remediate's clients have them), or it would hide
         # the faults.
-        sfn = sandbox.client("stepfunctions", config=Config(retries={"total_max_attempts": 1}))
+        sfn = sandbox.client("stepfunctions", config=NO_RETRIES)
         sandbox.fail("ListStateMachines", "ThrottlingException", "Rate exceeded", times=2)
         codes = []
         for _ in range(3):

@@ -22,6 +22,22 @@ def test_stop_takes_the_stop_duration(ec2: Any, fleet: Fleet, clock: VirtualCloc
     assert state_of(ec2, target) == "stopped"
 
 
+def test_a_stop_skipping_the_os_shutdown_is_quicker(
+    ec2: Any, fleet: Fleet, clock: VirtualClock
+) -> None:
+    skipped, then_skipped = (t.instance_id for t in fleet.by_kind("plain")[:2])
+    durations = Durations()
+    ec2.stop_instances(InstanceIds=[skipped], SkipOsShutdown=True)
+    # A graceful stop under way is cut short by one that skips the OS shutdown.
+    ec2.stop_instances(InstanceIds=[then_skipped])
+    clock.advance(durations.instance_stop_skip_os - 1)
+    ec2.stop_instances(InstanceIds=[then_skipped], SkipOsShutdown=True)
+    clock.advance(1)
+    assert (state_of(ec2, skipped), state_of(ec2, then_skipped)) == ("stopped", "stopping")
+    clock.advance(durations.instance_stop_skip_os - 1)
+    assert state_of(ec2, then_skipped) == "stopped"
+
+
 def test_start_goes_pending_then_running_then_boots(
     ec2: Any, fleet: Fleet, clock: VirtualClock
 ) -> None:

@@ -20,6 +20,13 @@ def _stopped(ec2: Any, clock: VirtualClock, instance_id: str) -> None:
     clock.advance(90)
 
 
+def _detached(ec2: Any, clock: VirtualClock, target: Any) -> None:
+    """Stop ``target`` and take its root volume off it (available once this returns)."""
+    _stopped(ec2, clock, target.instance_id)
+    ec2.detach_volume(VolumeId=target.root_volume_id)
+    clock.advance(10)
+
+
 def _rescue(ec2: Any, fleet: Fleet, clock: VirtualClock, zone: str) -> str:
     setup = fleet.regions["us-east-1"]
     rescue = ec2.run_instances(
@@ -68,9 +75,7 @@ def test_detaching_an_available_volume_is_refused(
     ec2: Any, fleet: Fleet, clock: VirtualClock
 ) -> None:
     target = fleet.by_kind("plain")[0]
-    _stopped(ec2, clock, target.instance_id)
-    ec2.detach_volume(VolumeId=target.root_volume_id)
-    clock.advance(10)
+    _detached(ec2, clock, target)
     with pytest.raises(ClientError) as excinfo:
         ec2.detach_volume(VolumeId=target.root_volume_id)
     assert error_of(excinfo) == (
@@ -84,9 +89,7 @@ def test_attach_across_availability_zones_is_refused(
 ) -> None:
     target = fleet.by_kind("plain")[0]
     rescue = _rescue(ec2, fleet, clock, _other_zone(fleet, target.availability_zone))
-    _stopped(ec2, clock, target.instance_id)
-    ec2.detach_volume(VolumeId=target.root_volume_id)
-    clock.advance(10)
+    _detached(ec2, clock, target)
     with pytest.raises(ClientError) as excinfo:
         ec2.attach_volume(VolumeId=target.root_volume_id, InstanceId=rescue, Device="xvdf")
     assert error_of(excinfo) == (
@@ -136,9 +139,7 @@ def test_attach_at_a_taken_device_is_refused(ec2: Any, fleet: Fleet, clock: Virt
 def test_attach_goes_attaching_then_attached(ec2: Any, fleet: Fleet, clock: VirtualClock) -> None:
     target = fleet.by_kind("plain")[0]
     rescue = _rescue(ec2, fleet, clock, target.availability_zone)
-    _stopped(ec2, clock, target.instance_id)
-    ec2.detach_volume(VolumeId=target.root_volume_id)
-    clock.advance(10)
+    _detached(ec2, clock, target)
     answer = ec2.attach_volume(VolumeId=target.root_volume_id, InstanceId=rescue, Device="xvdf")
     assert answer["State"] == "attaching"
     assert volume(ec2, target.root_volume_id)["Attachments"][0]["State"] == "attaching"
@@ -147,6 +148,47 @@ def test_attach_goes_attaching_then_attached(ec2: Any, fleet: Fleet, clock: Virt
     assert attached["State"] == "in-use"
     assert attached["Attachments"][0]["State"] == "attached"
     assert attached["Attachments"][0]["InstanceId"] == rescue
+
+
+def test_attaching_a_volume_whose_kms_key_is_unusable_fails_and_leaves_it_available(
+        ec2: Any, fleet: Fleet, clock: VirtualClock) -> None:
+    # The fleet's encrypted_bad_key roots use a key pending deletion.
+    target = fleet.by_kind("encrypted_bad_key")[0]
+    rescue = _rescue(ec2, fleet, clock, target.availability_zone)
+    _detached(ec2, clock, target)
+
+    answer = ec2.attach_volume(VolumeId=target.root_volume_id, InstanceId=rescue, Device="xvdf")
+    assert answer["State"] == "attaching"
+    clock.advance(5)
+
+    found = volume(ec2, target.root_volume_id)
+    assert (found["State"], found["Attachments"], found["Encrypted"]) == ("available", [], True)
+    # Nothing lost: it can still be put back (and fails there the same way until the key
+    # is usable again).
+    ec2.attach_volume(VolumeId=target.root_volume_id, InstanceId=target.instance_id,
+                      Device="/dev/sda1")
+    clock.advance(5)
+    assert volume(ec2, target.root_volume_id)["State"] == "available"
+
+
+def test_a_marketplace_root_attaches_only_to_a_stopped_instance(
+        ec2: Any, fleet: Fleet, clock: VirtualClock) -> None:
+    target = fleet.by_kind("marketplace")[0]
+    rescue = _rescue(ec2, fleet, clock, target.availability_zone)
+    _detached(ec2, clock, target)
+
+    with pytest.raises(ClientError) as refused:
+        ec2.attach_volume(VolumeId=target.root_volume_id, InstanceId=rescue, Device="xvdf")
+
+    assert error_of(refused) == (
+        "IncorrectInstanceState",
+        f"Unable to attach volume '{target.root_volume_id}' with Marketplace codes to "
+        f"instance '{rescue}' as the instance is not in the 'stopped' state.")
+    # Its own, stopped instance takes it back.
+    ec2.attach_volume(VolumeId=target.root_volume_id, InstanceId=target.instance_id,
+                      Device="/dev/sda1")
+    clock.advance(5)
+    assert volume(ec2, target.root_volume_id)["State"] == "in-use"
 
 
 def test_attach_to_a_stopping_instance_is_refused(
@@ -178,3 +220,15 @@ def test_snapshot_goes_pending_then_completed_and_carries_the_file(
     assert sandbox.channel_file_present(copy)
     blank = ec2.create_volume(AvailabilityZone=target.availability_zone, Size=8)["VolumeId"]
     assert not sandbox.channel_file_present(blank)
+
+
+def test_a_snapshot_starts_at_the_sandbox_clocks_time(
+    ec2: Any, fleet: Fleet, clock: VirtualClock
+) -> None:
+    # Its age (readiness' root-snapshot-fresh) follows simulated time, not the host's.
+    clock.advance(3600)
+    started = clock.wall()
+    snapshot = ec2.create_snapshot(VolumeId=fleet.by_kind("plain")[0].root_volume_id)
+    clock.advance(86400)
+    described = ec2.describe_snapshots(SnapshotIds=[snapshot["SnapshotId"]])["Snapshots"][0]
+    assert snapshot["StartTime"] == described["StartTime"] == started

@@ -91,3 +91,19 @@ def test_fleet_serializes_to_json(fleet: Fleet) -> None:
     data = json.loads(fleet.to_json())
     assert len(data["targets"]) == len(fleet.targets)
     assert data["tag"] == ["incident", "crowdstrike-2024-07-19"]
+
+
+def test_placements_put_each_target_in_its_az_and_a_workspace_may_be_healthy(
+    sandbox: Sandbox,
+) -> None:
+    """What a forecast rebuilds (remediate.forecast): targets where the dry run found them."""
+    fleet = sandbox.build_fleet(FleetSpec(
+        plain=99, azs=3, workspaces=2, workspace_mix=("healthy", "reboot"),
+        placements=(("plain", "us-east-1", 2), ("instance_store", "us-east-1", 0),
+                    ("plain", "us-east-1", 2))))
+
+    placed = Counter((t.kind, t.availability_zone) for t in fleet.targets)
+    assert placed == {("plain", "us-east-1c"): 2, ("instance_store", "us-east-1a"): 1}
+    spaces = sandbox.client("workspaces").describe_workspaces(
+        WorkspaceIds=[w.workspace_id for w in fleet.workspaces])["Workspaces"]
+    assert sorted(w["State"] for w in spaces) == ["AVAILABLE", "UNHEALTHY"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from remediate.clock import VirtualClock
-from remediate.sandbox import Fleet, Sandbox, Target
+from remediate.sandbox import Fleet, FleetSpec, Sandbox, Target
+from remediate.sandbox.state import RecoveryKey
 
 from .conftest import status_of
 
@@ -33,6 +35,16 @@ def _rescue(ec2: Any, fleet: Fleet, clock: VirtualClock, target: Target) -> str:
     return str(rescue)
 
 
+def _onto_rescue(ec2: Any, clock: VirtualClock, target: Target, rescue: str) -> None:
+    """Stop the target and move its root volume to the rescue instance, as a data disk."""
+    ec2.stop_instances(InstanceIds=[target.instance_id])
+    clock.advance(90)
+    ec2.detach_volume(VolumeId=target.root_volume_id)
+    clock.advance(10)
+    ec2.attach_volume(VolumeId=target.root_volume_id, InstanceId=rescue, Device="xvdf")
+    clock.advance(5)
+
+
 def _run(ssm: Any, clock: VirtualClock, rescue: str, script: str) -> dict[str, Any]:
     command = ssm.send_command(
         InstanceIds=[rescue],
@@ -52,12 +64,7 @@ def test_volume_swap_repairs_the_target(
     target = fleet.by_kind("plain")[0]
     rescue = _rescue(ec2, fleet, clock, target)
     assert fleet.regions[target.region].rescue_windows_ami != target.image_id
-    ec2.stop_instances(InstanceIds=[target.instance_id])
-    clock.advance(90)
-    ec2.detach_volume(VolumeId=target.root_volume_id)
-    clock.advance(10)
-    ec2.attach_volume(VolumeId=target.root_volume_id, InstanceId=rescue, Device="xvdf")
-    clock.advance(5)
+    _onto_rescue(ec2, clock, target, rescue)
 
     invocation = _run(ssm, clock, rescue, _script(target.root_volume_id))
 
@@ -107,3 +114,32 @@ def test_repaired_snapshot_gives_clean_volumes(
     clean = ec2.create_volume(AvailabilityZone=zone, SnapshotId=after)["VolumeId"]
     assert sandbox.channel_file_present(dirty)
     assert not sandbox.channel_file_present(clean)
+
+
+def test_the_repair_cannot_open_a_bitlocker_volume(
+    sandbox: Sandbox, ec2: Any, ssm: Any, clock: VirtualClock
+) -> None:
+    fleet = sandbox.build_fleet(FleetSpec(plain=0, bitlocker=1, azs=1))
+    [target] = fleet.by_kind("bitlocker")
+    rescue = _rescue(ec2, fleet, clock, target)
+    _onto_rescue(ec2, clock, target, rescue)
+
+    invocation = _run(ssm, clock, rescue, _script(target.root_volume_id))
+
+    key = sandbox.world.bitlocker_volumes[target.root_volume_id]
+    assert invocation["Status"] == "Failed"
+    assert invocation["ResponseCode"] == 7
+    assert invocation["StandardErrorContent"] == (
+        f"{target.root_volume_id}: BitLocker-locked (recovery key ID {key.key_id}) and no key "
+        "escrow named: set the repair step's bitlocker_keys (e.g. --param "
+        "bitlocker_keys=ssm:/bitlocker/{volume_id}), or unlock it by hand (manage-bde -unlock "
+        "<letter>: -RecoveryPassword <key>) and repair again")
+    assert sandbox.channel_file_present(target.root_volume_id)
+
+
+def test_a_recovery_key_is_48_digits_in_groups_of_multiples_of_11() -> None:
+    key = RecoveryKey.of("vol-0123456789abcdef0")
+    groups = key.password.split("-")
+    assert len(groups) == 8 and all(len(g) == 6 and int(g) % 11 == 0 for g in groups)
+    assert re.fullmatch(r"\{[0-9A-F]{8}(-[0-9A-F]{4}){3}-[0-9A-F]{12}\}", key.key_id)
+    assert RecoveryKey.of("vol-0123456789abcdef0") == key != RecoveryKey.of("vol-1")

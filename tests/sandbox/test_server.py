@@ -13,17 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import click
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore_support import NO_RETRIES
 
-from remediate.sandbox import Fleet, FleetSpec, Sandbox, serve
+from remediate.cli.sandbox import THROTTLE_MODELS, throttle_policy
+from remediate.sandbox import Fleet, FleetSpec, Neighbour, Sandbox, ThrottlePolicy, serve
 from remediate.sandbox.server import free_port
 from remediate.sandbox.state import LostReplies
+from remediate.sandbox.throttling import MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
 @contextmanager
@@ -92,6 +94,35 @@ def test_serve_with_lost_replies_loses_them_once_the_fleet_is_built() -> None:
         # It took effect all the same.
         found = ec2.describe_instances(InstanceIds=[first])["Reservations"][0]["Instances"]
         assert found[0]["State"]["Name"] == "stopping"
+
+
+def test_serve_with_a_throttle_model_throttles_like_aws_once_the_fleet_is_built() -> None:
+    policy = ThrottlePolicy.aws_defaults(model="shared-category", neighbour=Neighbour(0.3))
+    # Nearly frozen, so the bucket does not refill while the calls are made.
+    with serving(FleetSpec(plain=2, azs=1), clock_factor=0.001, throttle=policy) as (ready, out):
+        announced = json.loads(out.getvalue().splitlines()[0])
+        assert announced["throttle"] == {"model": "shared-category", "neighbour": 0.3}
+        ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=ready["endpoint"],
+                           config=NO_RETRIES, **CREDENTIALS)
+        instance = ready["fleet"].instance_ids()[0]
+        for _ in range(50):
+            ec2.delete_tags(Resources=[instance], Tags=[{"Key": "nothing-here"}])
+
+        # One bucket for the mutating category: DeleteTags emptied RebootInstances' too.
+        with pytest.raises(ClientError) as excinfo:
+            ec2.reboot_instances(InstanceIds=[instance])
+
+        assert excinfo.value.response["Error"]["Code"] == "RequestLimitExceeded"
+
+
+def test_the_cli_names_the_sandboxs_throttle_models() -> None:
+    assert THROTTLE_MODELS == MODELS
+    assert throttle_policy("off", 0.0) is None
+    assert throttle_policy("documented", 0.3) == ThrottlePolicy.aws_defaults(
+        neighbour=Neighbour(0.3))
+    with pytest.raises(click.BadParameter, match="needs --throttle documented or "
+                                                 "shared-category"):
+        throttle_policy("off", 0.3)
 
 
 @pytest.mark.slow

@@ -190,4 +190,6 @@ def test_a_workspaces_call_can_take_effect_and_lose_its_reply(
     assert [f["ErrorCode"] for f in again["FailedRequests"]] == ["InvalidResourceStateException"]
     calls = [c for c in sandbox.api_calls if c.operation == "RebuildWorkspaces"]
     assert [c.reply_lost for c in calls] == [True, False]
+    # Asked twice, rebuilt once: the sandbox keeps the changes that took effect.
+    assert sandbox.world.workspace(target).changes == ["RebuildWorkspaces"]
 

@@ -1,0 +1,193 @@
+"""Capacity held across the stop (issue 18, part 3): ``ec2.stop`` with ``hold_capacity``
+reserves each target's capacity before stopping it, the start lands in that reservation
+and releases it, and every run (Ctrl-C and resume included) ends holding nothing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from executor_support import (
+    ec2_targets,
+    events_of,
+    playbook,
+    sandbox_clients,
+    step,
+    when,
+)
+
+from remediate.clock import Clock, ScaledClock, VirtualClock
+from remediate.executor.engine import Executor, RunResult
+from remediate.executor.events import Event, EventBus, Notice, StepStarted
+from remediate.executor.resume import resume
+from remediate.journal import Journal
+from remediate.language.model import Step
+from remediate.sandbox import Durations, FleetSpec, Sandbox
+
+AZ = "us-east-1a"
+FAST = Durations(instance_start=2.0, instance_stop=2.0, instance_boot=2.0)
+HOLD = step("stop", "ec2.stop", {"hold_capacity": True})
+PAUSE = step("pause", "control.pause", {"duration": 600.0})
+START = step("start", "ec2.start")
+BROKEN = step("broken", "control.fail", {"message": "repair failed"})
+
+
+def holds(sandbox: Sandbox) -> Counter[str]:
+    """The account's Capacity Reservations, counted by state."""
+    found = sandbox.client("ec2").describe_capacity_reservations()["CapacityReservations"]
+    return Counter(r["State"] for r in found)
+
+
+def calls(sandbox: Sandbox, operation: str) -> int:
+    return sum(1 for c in sandbox.api_calls
+               if c.operation == operation and not c.throttled and not c.dry_run)
+
+
+def started(sandbox: Sandbox, instance_id: str) -> int:
+    """How many StartInstances named the instance."""
+    return sum(1 for c in sandbox.api_calls if c.operation == "StartInstances"
+               and not c.throttled and c.names(instance_id))
+
+
+def state(sandbox: Sandbox, instance_id: str) -> str:
+    found = sandbox.client("ec2").describe_instances(InstanceIds=[instance_id])
+    return str(found["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+
+def executor(sandbox: Sandbox, clock: Clock, ids: list[str], *steps: Step,
+             rollback: tuple[Step, ...] = (), journal: Journal | None = None,
+             bus: EventBus | None = None) -> Executor:
+    return Executor(playbook(*steps, rollback=rollback), ec2_targets(ids),
+                    clients=sandbox_clients(sandbox), clock=clock, bus=bus or EventBus(),
+                    journal=journal or Journal.memory(), run_id="run-h")
+
+
+def run(sandbox: Sandbox, clock: Clock, ids: list[str], *steps: Step,
+        rollback: tuple[Step, ...] = ()) -> RunResult:
+    return executor(sandbox, clock, ids, *steps, rollback=rollback).run()
+
+
+@pytest.mark.parametrize("clock", [VirtualClock(), ScaledClock(100.0)],
+                         ids=["virtual", "moving"])
+def test_every_stopped_target_starts_in_its_reservation_when_the_az_runs_out(
+        clock: Clock) -> None:
+    with Sandbox(clock=clock, durations=FAST) as sandbox:
+        ids = sandbox.build_fleet(FleetSpec(plain=3, azs=1)).instance_ids()
+        # Every target stopped (2s each) and held long before; the AZ runs out of
+        # m5.large while they are stopped: others take every free one.
+        sandbox.set_capacity("m5.large", AZ, 0, at=clock.now() + 300)
+
+        result = run(sandbox, clock, ids, HOLD, PAUSE, START)
+
+        assert result.summary == {"succeeded": 3}
+        assert {state(sandbox, i) for i in ids} == {"running"}
+        # One reservation per target, opened for its start, then cancelled.
+        assert sandbox.capacity_reservations_created == 3
+        assert calls(sandbox, "ModifyCapacityReservation") == 3
+        # Each started by its first StartInstances: none was refused.
+        assert [started(sandbox, i) for i in ids] == [1, 1, 1]
+        assert holds(sandbox) == Counter({"cancelled": 3})
+
+
+def test_a_target_whose_capacity_cannot_be_reserved_is_not_stopped(
+        sandbox: Sandbox, clock: VirtualClock) -> None:
+    [target] = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
+    sandbox.set_capacity("m5.large", AZ, 0)
+
+    result = run(sandbox, clock, [target], HOLD, START)
+
+    assert result.summary == {"failed": 1}
+    assert result.errors[f"default/us-east-1/{target}"] == (
+        f"step stop failed: could not hold capacity for {target} (m5.large, Windows, {AZ}), "
+        "so it was not stopped and is as it was: run again later, or set hold_capacity: "
+        "false to stop it without a reservation (it may then not start again while the AZ "
+        "has no capacity). AWS said: InsufficientInstanceCapacity: We currently do not have "
+        "sufficient m5.large capacity in the Availability Zone you requested (us-east-1a). "
+        "Our system will be working on provisioning additional capacity. You can currently "
+        "get m5.large capacity by not specifying an Availability Zone in your request or "
+        "choosing other Availability Zones.")
+    assert state(sandbox, target) == "running"
+    assert calls(sandbox, "StopInstances") == 0
+    assert sandbox.capacity_reservations_created == 0
+
+
+def test_a_rollback_after_the_stop_starts_the_target_in_its_reservation(
+        sandbox: Sandbox, clock: VirtualClock) -> None:
+    [target] = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
+    sandbox.set_capacity("m5.large", AZ, 0, at=clock.now() + 300)
+
+    result = run(sandbox, clock, [target], HOLD, PAUSE,
+                 BROKEN, rollback=(step("put_back", "ec2.start"),))
+
+    assert result.summary == {"rolled_back": 1}
+    assert state(sandbox, target) == "running"
+    assert holds(sandbox) == Counter({"cancelled": 1})
+
+
+def test_a_lost_reply_of_the_reservation_makes_exactly_one(
+        sandbox: Sandbox, clock: VirtualClock) -> None:
+    ids = sandbox.build_fleet(FleetSpec(plain=2, azs=1)).instance_ids()
+    sandbox.lose_replies("CreateCapacityReservation", times=1)
+
+    result = run(sandbox, clock, ids, HOLD, START)
+
+    assert result.summary == {"succeeded": 2}
+    assert calls(sandbox, "CreateCapacityReservation") == 3  # one sent again, same token
+    assert sandbox.capacity_reservations_created == 2
+    assert holds(sandbox) == Counter({"cancelled": 2})
+
+
+def test_the_end_of_a_run_releases_what_a_failed_target_still_holds(
+        sandbox: Sandbox, clock: VirtualClock) -> None:
+    [target] = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
+
+    result = run(sandbox, clock, [target], HOLD, BROKEN)
+
+    assert result.summary == {"failed": 1}
+    assert state(sandbox, target) == "stopped"
+    assert holds(sandbox) == Counter({"cancelled": 1})
+
+
+def test_ctrl_c_twice_leaves_the_release_to_resume_which_does_it(
+        sandbox: Sandbox, clock: VirtualClock, events: list[Event], bus: EventBus,
+        tmp_path: Any) -> None:
+    ids = sandbox.build_fleet(FleetSpec(plain=2, azs=1)).instance_ids()
+    journal = Journal(tmp_path / "run.journal")
+    # The targets fail after their stop with no start to come: only the end of the
+    # resumed run can release what they hold.
+    run_ = executor(sandbox, clock, ids, HOLD, PAUSE, BROKEN, journal=journal, bus=bus)
+
+    def ctrl_c_twice() -> None:
+        run_.request_stop()
+        run_.request_stop()
+
+    when(bus, lambda e: isinstance(e, StepStarted) and e.step_id == "pause", ctrl_c_twice)
+
+    result = run_.run()
+
+    assert result.interrupted
+    assert holds(sandbox) == Counter({"active": 2})
+    assert (f"Ctrl-C twice: cancelling the held capacity reservations in default/us-east-1 "
+            f"is left to `remediate resume {journal.path}`") in [
+        n.message for n in events_of(events, Notice)]
+
+    resumed = resume(journal, run_.playbook, clients=sandbox_clients(sandbox), clock=clock,
+                     bus=EventBus())
+
+    assert resumed.summary == {"failed": 2}
+    assert {state(sandbox, i) for i in ids} == {"stopped"}
+    assert holds(sandbox) == Counter({"cancelled": 2})
+
+
+def test_one_ctrl_c_ends_the_run_holding_nothing(
+        sandbox: Sandbox, clock: VirtualClock, bus: EventBus) -> None:
+    ids = sandbox.build_fleet(FleetSpec(plain=2, azs=1)).instance_ids()
+    run_ = executor(sandbox, clock, ids, HOLD, PAUSE, START, bus=bus)
+    when(bus, lambda e: isinstance(e, StepStarted) and e.step_id == "pause", run_.request_stop)
+
+    result = run_.run()
+
+    assert result.interrupted
+    assert {state(sandbox, i) for i in ids} == {"stopped"}
+    assert holds(sandbox) == Counter({"cancelled": 2})

@@ -1,0 +1,91 @@
+"""No capacity left to start the targets again (issue 18), on the sandbox fleet: the AZ
+runs out of the targets' type while they are stopped for the offline repair."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_builtin_playbooks import instance, rescue_instances, root_mapping, run
+from test_offline_repair_flow import calls_for
+
+from remediate.clock import Clock, ScaledClock, VirtualClock
+from remediate.sandbox import Durations, FleetSpec, Sandbox
+
+PLAYBOOK = "ec2-offline-repair.yaml"
+FAST = Durations(instance_start=2.0, instance_stop=2.0, instance_stop_skip_os=0.5,
+                 instance_boot=2.0, reboot=2.0, volume_attach=0.5, volume_detach=0.5,
+                 snapshot=30.0, ssm_command=1.0)
+
+
+@pytest.mark.parametrize("clock", [VirtualClock(), ScaledClock(100.0)],
+                         ids=["virtual", "moving"])
+def test_offline_repair_when_the_az_runs_out_before_the_restart(
+        tmp_path: Path, clock: Clock) -> None:
+    with Sandbox(clock=clock, durations=FAST) as sandbox:
+        fleet = sandbox.build_fleet(FleetSpec(plain=2, azs=1))
+        # Every m5.large of the AZ is taken (the rescue instances are another type): a
+        # stop gives its capacity back, and others take it at once.
+        sandbox.set_capacity("m5.large", "us-east-1a", 0)
+        report_path = tmp_path / "run.json"
+
+        # Without holding capacity before the stop (see the tests below for with).
+        code = run(sandbox, PLAYBOOK, tmp_path, reports=(f"json:{report_path}",),
+                   params={"rescue_instance_type": "m5.xlarge", "hold_capacity": "false"})
+
+        assert code == 2
+        report: dict[str, Any] = json.loads(report_path.read_text())
+        outcome = {t["id"]: t for t in report["targets"]}
+        # The canary fails; it spends the failure budget, so the other is not started.
+        canary, other = sorted(fleet.targets,
+                               key=lambda t: outcome[t.instance_id]["status"] != "failed")
+        failed = outcome[canary.instance_id]
+        assert failed["status"] == "failed"
+        assert len(calls_for(sandbox, "StartInstances", canary.instance_id)) == 8  # 4, 4 in
+        # the rollback's put_back_settings
+        restore = next(s for s in failed["steps"] if s["id"] == "restore")
+        assert restore["error"].startswith(
+            f"no capacity to start {canary.instance_id}: 4 attempts over 3m30s were refused "
+            "(InsufficientInstanceCapacity: We currently do not have sufficient m5.large "
+            "capacity in the Availability Zone you requested (us-east-1a).")
+        assert restore["error"].endswith(
+            "It is stopped, with its root volume attached: start it again in a few minutes "
+            f"(aws ec2 start-instances --instance-ids {canary.instance_id}, or run again with "
+            "--retry-failed), or change its instance type while it is stopped; it cannot move "
+            "to another Availability Zone, its volumes are in this one.")
+        # The repaired root volume is home, the instance stopped, nothing left behind.
+        mapping = root_mapping(sandbox, canary.instance_id)
+        assert mapping["Ebs"]["VolumeId"] == canary.root_volume_id
+        assert not sandbox.channel_file_present(canary.root_volume_id)
+        assert instance(sandbox, canary.instance_id)["State"]["Name"] == "stopped"
+        assert rescue_instances(sandbox) == []
+        # The other target was never touched.
+        assert outcome[other.instance_id]["status"] == "skipped"
+        assert instance(sandbox, other.instance_id)["State"]["Name"] == "running"
+        assert calls_for(sandbox, "StopInstances", other.instance_id) == []
+
+
+def test_a_20_target_offline_repair_holds_and_releases_one_reservation_per_target(
+        tmp_path: Path) -> None:
+    # The figure of issue 18's closing note: reservations created and released per run.
+    with Sandbox(clock=VirtualClock(), durations=FAST) as sandbox:
+        fleet = sandbox.build_fleet(FleetSpec(plain=20, azs=2))
+
+        code = run(sandbox, PLAYBOOK, tmp_path, params={"rescue_instance_type": "m5.xlarge"})
+
+        assert code == 0
+        assert all(instance(sandbox, t.instance_id)["State"]["Name"] == "running"
+                   for t in fleet.targets)
+        reservations = sandbox.client("ec2").describe_capacity_reservations()
+        assert Counter(r["State"] for r in reservations["CapacityReservations"]) == Counter(
+            {"cancelled": 20})
+        assert sandbox.capacity_reservations_created == 20
+        # Each opened for its target's start and cancelled by it: the run's end found
+        # nothing left to release.
+        for operation in ("CreateCapacityReservation", "ModifyCapacityReservation",
+                          "CancelCapacityReservation"):
+            assert sum(1 for c in sandbox.api_calls if c.operation == operation
+                       and not c.throttled) == 20, operation
