@@ -32,11 +32,16 @@ from remediate.actions.program import (
 )
 from remediate.actions.programmed import ProgramAction
 from remediate.actions.registry import register
-from remediate.actions.script_files import script_problems, shell_of
+from remediate.actions.script_files import (
+    SHELL_FIELD,
+    script_field,
+    script_shell_problems,
+    shell_of,
+)
 from remediate.actions.ssm import sends_command
 from remediate.actions.ssm_flows import SHELL_DOCUMENTS, judged, run_script
 from remediate.language.problems import Problem
-from remediate.language.schema import Choice, Duration, Field, Record, Str
+from remediate.language.schema import Duration, Field, Record
 
 DEFAULT_SCRIPT: Final = "scripts/crowdstrike-verify.ps1"
 
@@ -48,11 +53,9 @@ class VerifyGuest(ProgramAction):
                "channel file is gone, the sensor runs) and fail with what it found.")
     kinds = frozenset({"ec2-instance"})
     params = Record(fields={
-        "script": Field(Str(max_len=1024), default=DEFAULT_SCRIPT,
-                        description="the check script, relative to the playbook's folder; "
-                                    "exit 0 when the guest is recovered"),
-        "shell": Field(Choice(values=("auto", "powershell", "sh")), default="auto",
-                       description="the script's shell; auto: by extension (.ps1, .sh)"),
+        "script": script_field(DEFAULT_SCRIPT, "the check script, relative to the playbook's "
+                                               "folder; exit 0 when the guest is recovered"),
+        "shell": SHELL_FIELD,
         "online_within": Field(Duration(minimum=0, maximum=3600), default=300.0,
                                description="how long the agent may take to come Online "
                                            "after the boot; then the check is skipped"),
@@ -73,14 +76,7 @@ class VerifyGuest(ProgramAction):
     verify = "the check script ends Success with exit code 0, or the agent is not Online"
 
     def validate(self, params: Mapping[str, Any], base_dir: str) -> list[Problem]:
-        script = params.get("script", DEFAULT_SCRIPT)
-        if not isinstance(script, str):
-            return []
-        problems = script_problems(base_dir, script, ("script",))
-        if shell_of(script, str(params.get("shell", "auto"))) is None:
-            problems.append(Problem(("shell",), f"cannot tell the shell of {script} from its "
-                                                "extension: set shell to powershell or sh"))
-        return problems
+        return script_shell_problems(base_dir, params, DEFAULT_SCRIPT)
 
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:
         return Plan(calls("ssm:DescribeInstanceInformation", "ssm:SendCommand"),

@@ -41,10 +41,15 @@ from remediate.actions.rescue_flows import ATT, HOLDER, SAME_AMI, VOLUME
 from remediate.actions.rescue_launch import SLOTS, config_of, probe_request
 from remediate.actions.rescue_permissions import ATTACH, DETACH, REPAIR
 from remediate.actions.rescue_pool import RescuePool
-from remediate.actions.script_files import script_problems, shell_of
+from remediate.actions.script_files import (
+    SHELL_FIELD,
+    script_field,
+    script_shell_problems,
+    shell_of,
+)
 from remediate.actions.ssm_flows import INSTANCE_ID_RE, SHELL_DOCUMENTS, judged, run_script
 from remediate.language.problems import Problem
-from remediate.language.schema import Choice, Duration, Field, Int, ListOf, Record, Str
+from remediate.language.schema import Duration, Field, Int, ListOf, Record, Str
 
 __all__ = ["AttachVolume", "DetachVolume", "Repair", "RescuePool", "config_of"]
 
@@ -199,11 +204,10 @@ class Repair(ProgramAction):
     summary = ("Run the offline repair script on the rescue instance holding the volume "
                "(SSM Run Command) and fail with the script's error if it fails.")
     params = Record(fields={
-        "script": Field(Str(max_len=1024), default=DEFAULT_SCRIPT,
-                        description="the repair script, relative to the playbook's folder; it "
-                                    "gets $VolumeId (PowerShell) or VolumeId (sh) set"),
-        "shell": Field(Choice(values=("auto", "powershell", "sh")), default="auto",
-                       description="the script's shell; auto: by extension (.ps1, .sh)"),
+        "script": script_field(DEFAULT_SCRIPT, "the repair script, relative to the playbook's "
+                                               "folder; it gets $VolumeId (PowerShell) or "
+                                               "VolumeId (sh) set"),
+        "shell": SHELL_FIELD,
         "volume_id": VOLUME_ID,
         "rescue_instance_id": Field(
             Str(pattern=INSTANCE_ID_RE, pattern_name="an instance id (i-...)", templated=True),
@@ -229,13 +233,10 @@ class Repair(ProgramAction):
     verify = "the SSM invocation ends Success with exit code 0"
 
     def validate(self, params: Mapping[str, Any], base_dir: str) -> list[Problem]:
+        problems = script_shell_problems(base_dir, params, DEFAULT_SCRIPT)
         script = params.get("script", DEFAULT_SCRIPT)
         if not isinstance(script, str):
-            return []
-        problems = script_problems(base_dir, script, ("script",))
-        if params.get("shell", "auto") == "auto" and shell_of(script, "auto") is None:
-            problems.append(Problem(("shell",), f"cannot tell the shell of {script} from its "
-                                                "extension: set shell to powershell or sh"))
+            return problems
         keys = bitlocker_keys.problem(params.get("bitlocker_keys"))
         if keys is None and params.get("bitlocker_keys") and shell_of(script, params.get(
                 "shell", "auto")) == "sh":

@@ -12,10 +12,12 @@ rules (the file may change between the two).
 from __future__ import annotations
 
 import os
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from remediate.actions.requests import StepFailed
 from remediate.language.problems import Path, Problem
+from remediate.language.schema import Choice, Field, Str
 from remediate.language.template import TEMPLATE_RE, has_template
 
 # SendCommand fails with MaxDocumentSizeExceeded: "The size limit of a document is 64 KB"
@@ -126,3 +128,28 @@ def shell_of(script: str, shell: str) -> str | None:
     if shell != "auto":
         return shell
     return SHELLS.get(os.path.splitext(script)[1].lower())
+
+
+# The ``shell`` parameter of every action that sends a script file.
+SHELL_FIELD: Final = Field(Choice(values=("auto", "powershell", "sh")), default="auto",
+                           description="the script's shell; auto: by extension (.ps1, .sh)")
+
+
+def script_field(default: str, description: str) -> Field:
+    """The ``script`` parameter of an action that sends a script file: a path relative to
+    the playbook's folder, ``default`` when not given."""
+    return Field(Str(max_len=1024), default=default, description=description)
+
+
+def script_shell_problems(base_dir: str, params: Mapping[str, Any],
+                          default: str) -> list[Problem]:
+    """What ``validate`` says of a step's ``script`` (``default`` when not given) and
+    ``shell``: the file's own problems, and a shell that cannot be told."""
+    script = params.get("script", default)
+    if not isinstance(script, str):
+        return []
+    problems = script_problems(base_dir, script, ("script",))
+    if shell_of(script, str(params.get("shell", "auto"))) is None:
+        problems.append(Problem(("shell",), f"cannot tell the shell of {script} from its "
+                                            "extension: set shell to powershell or sh"))
+    return problems

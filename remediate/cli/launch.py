@@ -38,6 +38,7 @@ from remediate.language.model import Account, Playbook
 
 if TYPE_CHECKING:
     from remediate.cli.stepfunctions_run import StepFunctionsOptions
+    from remediate.discovery import Overrides
     from remediate.executor.alarm_watch import AlarmWatch
     from remediate.executor.engine import Executor
     from remediate.executor.result import RunResult
@@ -100,24 +101,41 @@ class RunRequest:
                    clock_factor=execution.clock_factor, **extra)
 
 
-def _accounts(playbook: Playbook, profile: str | None) -> tuple[Account, ...]:
+def accounts_of(playbook: Playbook, profile: str | None) -> tuple[Account, ...]:
+    """The accounts the playbook names, else ``--profile``'s (none: the default
+    credentials)."""
     if playbook.targets.accounts:
         return playbook.targets.accounts
     return (Account("default", profile=profile),) if profile else ()
 
 
-def _bound_params(playbook: Playbook, overrides: Mapping[str, str]) -> dict[str, Any]:
+def bound_params(playbook: Playbook, overrides: Mapping[str, str]) -> dict[str, Any]:
+    """The playbook's parameters with ``--param`` values bound; UserError if one is bad."""
     values, errors = bind_params(playbook, overrides)
     if errors:
         raise UserError("; ".join(errors))
     return values
 
 
+def target_overrides(targets: TargetArgs, ids: tuple[str, ...] | None = None,
+                     regions: tuple[str, ...] = ()) -> Overrides:
+    """The command line's selectors (--target-ids, --tag, --filter, --region, --limit);
+    ``ids`` replace --target-ids and ``regions`` are used when --region is not given
+    (``--retry-failed``: the targets and Regions that failed)."""
+    from remediate.discovery import Overrides, parse_pairs
+
+    return Overrides(
+        target_ids=ids if ids is not None else split_ids(targets.target_ids),
+        tags=parse_pairs(targets.tags, "--tag", split=False),
+        filters=parse_pairs(targets.filters, "--filter", split=True),
+        regions=split_ids(targets.regions, "--region") or regions, limit=targets.limit)
+
+
 def execute(request: RunRequest, env: Environment | None = None) -> int:
     env = (env or Environment()).scaled(request.clock_factor)
     from remediate.aws.clients import ClientFactory
     from remediate.cli import plan_apply
-    from remediate.discovery import Overrides, discover, parse_pairs
+    from remediate.discovery import discover
 
     plan = None
     if request.plan_path is not None:
@@ -130,7 +148,7 @@ def execute(request: RunRequest, env: Environment | None = None) -> int:
             request.targets, profile=request.targets.profile or plan.profile))
     else:
         playbook = load_or_fail(request.playbook_path)
-        params = _bound_params(playbook, request.params)
+        params = bound_params(playbook, request.params)
     retry = None if request.retry_failed is None else plan_apply.retry_set(
         request.retry_failed, request.journal_path, playbook, request.targets)
     from remediate.notify import check_topic, parse_notify, topic_region
@@ -149,17 +167,13 @@ def execute(request: RunRequest, env: Environment | None = None) -> int:
     if request.plan_out:
         plan_apply.check_plan_out(request.plan_out, request.reports)
     run_id = new_run_id()
-    factory = ClientFactory(_accounts(playbook, request.targets.profile), run_id=run_id,
+    factory = ClientFactory(accounts_of(playbook, request.targets.profile), run_id=run_id,
                             session=env.session, endpoint_url=env.endpoint_url,
                             dry_run=request.dry_run)
     if topic_arn:  # a topic that does not exist fails before the first target is found
         check_topic(factory.client("sns", topic_region(topic_arn)), topic_arn)
-    overrides = Overrides(
-        target_ids=retry.ids if retry else split_ids(request.targets.target_ids),
-        tags=parse_pairs(request.targets.tags, "--tag", split=False),
-        filters=parse_pairs(request.targets.filters, "--filter", split=True),
-        regions=split_ids(request.targets.regions, "--region") or (
-            retry.regions if retry else ()), limit=request.targets.limit)
+    overrides = target_overrides(request.targets, *((retry.ids, retry.regions) if retry
+                                                    else ()))
     if plan is not None:  # exactly the approved targets: no discovery
         targets, approved = plan_apply.plan_targets(plan, str(request.plan_path))
         request = replace(request, approved=approved)

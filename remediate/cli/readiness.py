@@ -18,7 +18,7 @@ import click
 
 from remediate.cli import exitcodes
 from remediate.cli.exitcodes import UserError
-from remediate.cli.options import TargetArgs, parse_params, split_ids, target_options
+from remediate.cli.options import TargetArgs, parse_params, target_options
 from remediate.destinations import check_destination
 from remediate.language.durations import format_duration, parse_duration
 from remediate.language.model import Playbook, TargetSelector
@@ -110,9 +110,9 @@ class ReadinessRequest:
 def scorecard(request: ReadinessRequest, env: Environment) -> Scorecard:
     """Load the playbook, find its targets as `run` does, run every check."""
     from remediate.aws.clients import ClientFactory
-    from remediate.cli.launch import _accounts, _bound_params
+    from remediate.cli.launch import accounts_of, bound_params, target_overrides
     from remediate.cli.playbook_arg import load_or_fail
-    from remediate.discovery import Overrides, discover, parse_pairs, select
+    from remediate.discovery import discover, select
     from remediate.readiness.runner import run
 
     max_age = _max_age(request.max_snapshot_age)
@@ -121,13 +121,10 @@ def scorecard(request: ReadinessRequest, env: Environment) -> Scorecard:
     if loaded.targets.kind != "ec2-instance":
         raise UserError(f"{request.playbook}: readiness checks EC2 playbooks (targets.kind "
                         f"ec2-instance), this one selects {loaded.targets.kind}")
-    bound = _bound_params(loaded, parse_params(request.params))
+    bound = bound_params(loaded, parse_params(request.params))
     targets = request.targets
-    overrides = Overrides(target_ids=split_ids(targets.target_ids),
-                          tags=parse_pairs(targets.tags, "--tag", split=False),
-                          filters=parse_pairs(targets.filters, "--filter", split=True),
-                          regions=split_ids(targets.regions, "--region"), limit=targets.limit)
-    factory = ClientFactory(_accounts(loaded, targets.profile), run_id="readiness",
+    overrides = target_overrides(targets)
+    factory = ClientFactory(accounts_of(loaded, targets.profile), run_id="readiness",
                             session=env.session, endpoint_url=env.endpoint_url, dry_run=True)
     notices: list[str] = []
     found = discover(loaded.targets, factory, overrides, clock=env.clock, warn=notices.append)
