@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from remediate.actions import manageability, rescue_image
+from remediate.actions import kms_access, manageability, rescue_image
 from remediate.actions.contract import StepContext
 from remediate.actions.interpret import evaluate
 from remediate.actions.program import (
@@ -124,6 +124,34 @@ def kms_key_usable(into: str, key_id: Var) -> Native:
                       OnError((ANY_ERROR,), ()))),
         If(((Exists(key), (flag(usable, Eq(key.state, "Enabled")),)),)),
     ), {"usable": Var(f"vars.{usable}")}, why="asked once per run and key")
+
+
+def _kms_key_access(ctx: StepContext, key_id: str) -> Steps:
+    account, region = ctx.target.account, ctx.target.region
+    shared = ctx.service(SharedAnswers)
+
+    def who() -> Steps:
+        return (yield from kms_access.caller())
+
+    def fetch() -> Steps:
+        caller = yield from shared.ask(ctx, f"caller:{account}:{region}", who)
+        return (yield from kms_access.check(key_id, caller, region)).fact()
+
+    return (yield from shared.ask(ctx, f"kms-access:{account}:{region}:{key_id}", fetch))
+
+
+def kms_key_access(into: str, key_id: Var) -> Native:
+    """``vars.<into>.fact``: whether the caller (who attaches the volume) may use the key
+    through EC2 (:mod:`remediate.actions.kms_access`), for the pre-flight's
+    ``kms-key-denied`` and ``kms-key-unchecked`` findings.
+
+    Step Functions counterpart: None (not read), as :func:`rescue_image_facts`: the
+    pre-flight judges it locally before an execution starts."""
+    def local(ctx: StepContext, params: Mapping[str, Any], scope: Mapping[str, Any]) -> Steps:
+        return {"fact": (yield from _kms_key_access(ctx, str(evaluate(key_id, scope))))}
+
+    return _native("KMS key access", into, local, (), {"fact": None},
+                   why="read once per run, account, Region and key")
 
 
 # ---- Elastic IPs --------------------------------------------------------------------------
