@@ -320,8 +320,7 @@ class Inspect(ProgramAction):
                       "ec2:DescribeVolumes", "ec2:DescribeInstanceAttribute",
                       "ec2:DescribeInstanceTypes", "ec2:DescribeSpotInstanceRequests",
                       "ec2:DescribeAddresses", "ec2:DescribeImages", "kms:DescribeKey",
-                      "ssm:GetParameter", "ssm:GetServiceSetting", "sts:GetCallerIdentity",
-                      *kms_access.READS)
+                      "ssm:GetParameter", "ssm:GetServiceSetting", *kms_access.READS)
     scoped_permissions = (manageability.GRANT, *kms_access.GRANTS)
     batches = batch_limits("ec2:DescribeInstanceTypes")
     verify = "read-only"

@@ -43,7 +43,10 @@ def caller(account: str, region: str, access_key: str) -> str:
 
 
 def _policy(statements: list[Mapping[str, Any]]) -> dict[str, Any]:
-    return {"Statement": statements}
+    """Statements already chosen by principal, judged as an identity policy (without the
+    Principal element, which :func:`~remediate.sandbox.iam_eval.decide` does not read)."""
+    return {"Statement": [{k: v for k, v in s.items() if k != "Principal"}
+                          for s in statements]}
 
 
 def allows(world: World, key: Any, account: str, region: str, principal: str) -> bool:
