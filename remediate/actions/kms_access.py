@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Final, Literal
 
-from remediate.actions.requests import AwsError, Call, StepFailed
+from remediate.actions.optional_reads import optional
+from remediate.actions.requests import Call, StepFailed
 from remediate.actions.scoped import Scoped, arn
 from remediate.actions.shared_answers import Steps
-from remediate.aws.errors import ACCESS_DENIED_CODES
 from remediate.aws.principal import as_principal
 
 NEEDED: Final = ("kms:CreateGrant", "kms:Decrypt")
@@ -183,19 +183,12 @@ def warning(access: KeyAccess) -> str:
             f"{actions}: {access.why}")
 
 
-def _read(call: Call) -> Steps:
-    """Send ``call``; None when the caller may not make it."""
-    try:
-        return (yield call)
-    except AwsError as exc:
-        if exc.code in ACCESS_DENIED_CODES:
-            return None
-        raise StepFailed(f"{call.operation} failed: {exc}") from exc
-
-
 def caller() -> Steps:
     """(the caller's principal ARN, its account id), or None when STS cannot tell."""
-    identity = yield from _read(Call("sts", "GetCallerIdentity", {}, note="who attaches"))
+    try:
+        identity = yield from optional(Call("sts", "GetCallerIdentity", {}, note="who attaches"))
+    except StepFailed:
+        return None
     if identity is None:
         return None
     return as_principal(str(identity["Arn"])), str(identity["Account"])
@@ -206,7 +199,7 @@ def _grants(key: str, principal: str) -> Steps:
     found: list[Mapping[str, Any]] = []
     params: dict[str, Any] = {"KeyId": key, "GranteePrincipal": principal}
     while True:
-        page = yield from _read(Call("kms", "ListGrants", dict(params), note=f"grants of {key}"))
+        page = yield from optional(Call("kms", "ListGrants", dict(params), note=f"grants of {key}"))
         if page is None:
             return None
         found.extend(page.get("Grants") or [])
@@ -216,13 +209,22 @@ def _grants(key: str, principal: str) -> Steps:
 
 
 def check(key: str, who: tuple[str, str] | None, region: str) -> Steps:
-    """The :class:`KeyAccess` of ``who`` (principal, account; None: unknown) to ``key``."""
+    """The :class:`KeyAccess` of ``who`` (principal, account; None: unknown) to ``key``;
+    ``unchecked`` when KMS does not answer (an outage must not refuse a target)."""
+    try:
+        return (yield from _check(key, who, region))
+    except StepFailed as exc:
+        return KeyAccess("unchecked", key, who[0] if who else "", NEEDED, str(exc))
+
+
+def _check(key: str, who: tuple[str, str] | None, region: str) -> Steps:
     if who is None:
         return KeyAccess("unchecked", key, why="STS GetCallerIdentity did not say who the "
                          "caller is")
     principal, account = who
-    answer = yield from _read(Call("kms", "GetKeyPolicy", {"KeyId": key, "PolicyName": "default"},
-                                   note=f"key policy of {key}"))
+    answer = yield from optional(Call("kms", "GetKeyPolicy",
+                                      {"KeyId": key, "PolicyName": "default"},
+                                      note=f"key policy of {key}"))
     if answer is None:
         return KeyAccess("unchecked", key, principal, NEEDED,
                          f"GetKeyPolicy was refused: grant {READS[0]} and {READS[1]} on "

@@ -18,6 +18,7 @@ from typing import Any
 from remediate.actions import kms_access, manageability, rescue_image
 from remediate.actions.contract import StepContext
 from remediate.actions.interpret import evaluate
+from remediate.actions.optional_reads import optional
 from remediate.actions.program import (
     ANY_ERROR,
     AtLeast,
@@ -33,21 +34,11 @@ from remediate.actions.program import (
     Var,
     flag,
 )
-from remediate.actions.requests import AwsError, Call, StepFailed
+from remediate.actions.requests import AwsError, Call
 from remediate.actions.shared_answers import SharedAnswers, Steps
 from remediate.aws.errors import ACCESS_DENIED_CODES
 
 DENIED = tuple(sorted(ACCESS_DENIED_CODES))
-
-
-def _optional(call: Call) -> Steps:
-    """Send ``call``; None when the caller may not make it (the fact is then unknown)."""
-    try:
-        return (yield call)
-    except AwsError as exc:
-        if exc.code in ACCESS_DENIED_CODES:
-            return None
-        raise StepFailed(f"{call.operation} failed: {exc}") from exc
 
 
 def _native(name: str, into: str, local: Any, steps: Seq, outputs: Mapping[str, Any],
@@ -159,7 +150,7 @@ def kms_key_access(into: str, key_id: Var) -> Native:
 
 def _elastic_ips(ctx: StepContext) -> Steps:
     def fetch() -> Steps:
-        response = yield from _optional(Call("ec2", "DescribeAddresses", {}))
+        response = yield from optional(Call("ec2", "DescribeAddresses", {}))
         if response is None:
             return None
         return frozenset(a["PublicIp"] for a in response.get("Addresses") or [] if "PublicIp" in a)
@@ -195,7 +186,7 @@ def _rescue_image_state(ctx: StepContext, image_id: str) -> Steps:
     """The rescue AMI's state in the target's Region, once per account and Region:
     ``not found`` when the Region has no such image, None when it cannot be read."""
     def fetch() -> Steps:
-        response = yield from _optional(Call(
+        response = yield from optional(Call(
             "ec2", "DescribeImages", {"Filters": [{"Name": "image-id", "Values": [image_id]}]},
             note=f"rescue image {image_id}"))
         if response is None:
