@@ -56,6 +56,16 @@ FINDINGS: Final = MappingProxyType({f.name: f for f in (
                 "the root volume is encrypted with a KMS key that is not enabled",
                 "enable the key (or cancel its deletion) and grant the caller and rescue "
                 "instance kms:Decrypt/CreateGrant"),
+    FindingKind("kms-key-denied", "block",
+                "the root volume's KMS key policy and grants do not let the caller use the key "
+                "through EC2: the volume could not be attached to a rescue instance",
+                "add the key policy statement the detail gives (aws kms put-key-policy), or a "
+                "grant of CreateGrant and Decrypt (aws kms create-grant)"),
+    FindingKind("kms-key-unchecked", "info",
+                "whether the caller may use the root volume's KMS key through EC2 could not be "
+                "judged (key policy or grants not readable, or left to IAM policies)",
+                "grant kms:GetKeyPolicy and kms:ListGrants on the key; run `remediate "
+                "readiness` to judge IAM policies"),
     FindingKind("marketplace-product-code", "block",
                 "the instance carries an AWS Marketplace product code; its root volume may "
                 "not attach to another instance", "use root-volume replacement instead"),

@@ -48,6 +48,8 @@ KINDS: Final = MappingProxyType(
                 "root_encrypted": "whether the root volume is encrypted",
                 "kms_key_id": "the root volume's KMS key, if encrypted",
                 "kms_key_usable": "whether that key is enabled (None when unknown)",
+                "kms_key_access": "whether the caller may use that key through EC2 (key "
+                                  "policy and grants; None when not judged)",
                 "lifecycle": "'on-demand', 'spot' or 'scheduled'",
                 "spot_request_type": "'one-time' or 'persistent' for Spot instances",
                 "product_codes": "Marketplace product codes on the instance",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from remediate.actions import manageability
+from remediate.actions import kms_access, manageability
 from remediate.actions.rescue_image import UNRESOLVED, shown, unresolved
 from remediate.findings import FINDINGS, Finding
 
@@ -60,6 +60,24 @@ def _kms_key_unusable(facts: Facts, _rescue: str | None) -> str | None:
                 f"with KMS key {facts.get('kms_key_id')}, which is not enabled (disabled, "
                 "pending deletion or missing): the instance would not start again")
     return None
+
+
+def _kms_access(facts: Facts, verdict: str) -> kms_access.KeyAccess | None:
+    access = kms_access.KeyAccess.from_fact(facts.get("kms_key_access"))
+    return access if access is not None and access.verdict == verdict else None
+
+
+def _kms_key_denied(facts: Facts, _rescue: str | None) -> str | None:
+    access = _kms_access(facts, "denied")
+    if access is None:
+        return None
+    return kms_access.refusal(str(facts.get("root_volume_id")), str(facts.get("id")),
+                              str(facts.get("region")), access)
+
+
+def _kms_key_unchecked(facts: Facts, _rescue: str | None) -> str | None:
+    access = _kms_access(facts, "unchecked")
+    return None if access is None else kms_access.warning(access)
 
 
 def _marketplace(facts: Facts, _rescue: str | None) -> str | None:
@@ -156,6 +174,8 @@ RULES: Mapping[str, Mapping[str, Rule]] = {
         "spot-one-time": _spot_one_time,
         "stop-protection": _stop_protection,
         "kms-key-unusable": _kms_key_unusable,
+        "kms-key-denied": _kms_key_denied,
+        "kms-key-unchecked": _kms_key_unchecked,
         "marketplace-product-code": _marketplace,
         "rescue-image-unusable": _rescue_image,
         "rescue-unmanageable": _rescue_unmanageable,

@@ -31,6 +31,11 @@ SSM_SERVICE_SETTING: Final[dict[str, Any]] = {
     "Action": ["ssm:GetServiceSetting"], "Resource": [
         "arn:aws:ssm:*:*:servicesetting/ssm/managed-instance/"
         "default-ec2-instance-management-role"]}
+# ec2.inspect reads the key policy and grants of an encrypted root's key
+# (remediate.actions.kms_access), on keys only.
+KMS_KEY_READ: Final[dict[str, Any]] = {
+    "Sid": "RemediateKmsKey", "Effect": "Allow", "Action": ["kms:GetKeyPolicy", "kms:ListGrants"],
+    "Resource": ["arn:aws:kms:*:*:key/*"]}
 CLAIM_KEY_ONLY: Final[dict[str, Any]] = {
     "ForAllValues:StringEquals": {"aws:TagKeys": "remediate:claim"},
     "Null": {"aws:TagKeys": "false"}}

@@ -17,6 +17,7 @@ from policy_parts import (
     INCIDENT,
     INSPECT,
     INSTANCES,
+    KMS_KEY_READ,
     KMS_READ,
     SNAPSHOTS,
     SSM_PARAMETER,
@@ -124,6 +125,7 @@ OFFLINE_REPAIR = [
     {"Sid": "RemediateKmsDecrypt", "Effect": "Allow", "Action": ["kms:Decrypt"],
      "Resource": ["arn:aws:kms:*:*:key/*"],
      "Condition": {"StringLike": {"kms:ViaService": "ec2.*.amazonaws.com"}}},
+    KMS_KEY_READ,
     SSM_SERVICE_SETTING,
     {"Sid": "RemediateSsmSendCommand", "Effect": "Allow",
      "Action": ["ssm:SendCommand"], "Resource": [
@@ -138,6 +140,7 @@ REBOOT_FIRST = [
     ec2_claim(TARGETS),
     {"Sid": "RemediateEc2RebootInstancesOnTargets", "Effect": "Allow",
      "Action": ["ec2:RebootInstances"], "Resource": [INSTANCES], "Condition": TARGETS},
+    KMS_KEY_READ,
     SSM_SERVICE_SETTING,
     DENY,
 ]
@@ -162,6 +165,7 @@ REPLACE_ROOT_VOLUME = [
      "Action": ["ec2:CreateTags"], "Resource": ["arn:aws:ec2:*:*:replace-root-volume-task/*"],
      "Condition": {"StringEquals": {"ec2:CreateAction": "CreateReplaceRootVolumeTask"}}},
     TAG_SNAPSHOT_ON_CREATE,
+    KMS_KEY_READ,
     SSM_SERVICE_SETTING,
     DENY,
 ]
@@ -452,12 +456,12 @@ def test_cli_warns_about_a_playbook_selecting_by_no_tag(
         "--tag KEY=VALUE (the tags the run selects by) to scope it to them\n")
     reboot = {"Sid": "RemediateEc2RebootInstancesOnTargets", "Effect": "Allow",
               "Action": ["ec2:RebootInstances"], "Resource": [INSTANCES]}
-    assert json.loads(out)["Statement"][-3:-1] == [reboot, SSM_SERVICE_SETTING]
+    assert json.loads(out)["Statement"][-4:-1] == [reboot, KMS_KEY_READ, SSM_SERVICE_SETTING]
 
     assert main(["iam-policy", str(path), "--tag", "team=sre"]) == 0
     out, err = capsys.readouterr()
     assert err == ""
-    assert json.loads(out)["Statement"][-3] == reboot | {
+    assert json.loads(out)["Statement"][-4] == reboot | {
         "Condition": {"StringEquals": {"aws:ResourceTag/team": "sre"}}}
 
 

@@ -279,3 +279,32 @@ def test_gate_over_every_finding_kind_and_acceptance() -> None:
                         info.severity == "block"
                         or ((info.severity == "ack" or bool(required)) and not accepted))
                     assert (verdict is not None) == refused, (kind, relevant, accepted, required)
+
+
+KEY = "arn:aws:kms:us-east-1:123456789012:key/k1"
+ENCRYPTED = {**CLEAN, "root_encrypted": True, "kms_key_id": KEY, "kms_key_usable": True}
+
+
+@pytest.mark.parametrize(("access", "expected"), [
+    ({"verdict": "denied", "key": KEY, "principal": "arn:aws:iam::123456789012:role/op",
+      "actions": ["kms:Decrypt"], "why": "a Deny statement of the key policy refuses it"},
+     Finding("kms-key-denied", (
+         f"root volume vol-0root of i-0abc is encrypted with KMS key {KEY}, which "
+         "arn:aws:iam::123456789012:role/op may not use through EC2 (kms:Decrypt: a Deny "
+         "statement of the key policy refuses it), so it could not be attached to a rescue "
+         "instance: remove that Deny for it"))),
+    ({"verdict": "unchecked", "key": KEY, "principal": "", "actions": [],
+      "why": "STS GetCallerIdentity did not say who the caller is"},
+     Finding("kms-key-unchecked", (
+         f"could not check that the operator may use KMS key {KEY} through EC2: STS "
+         "GetCallerIdentity did not say who the caller is"))),
+])
+def test_a_key_the_operator_may_not_use_or_that_could_not_be_judged(
+        access: dict[str, Any], expected: Finding) -> None:
+    assert only({**ENCRYPTED, "kms_key_access": access}) == expected
+
+
+@pytest.mark.parametrize("access", [
+    None, {"verdict": "allowed", "key": KEY}, "not a fact"])
+def test_a_usable_or_unjudged_key_is_no_finding(access: Any) -> None:
+    assert kinds({**ENCRYPTED, "kms_key_access": access}) == []

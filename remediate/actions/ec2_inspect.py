@@ -22,7 +22,7 @@ from collections.abc import Generator, Mapping
 from typing import Any, Final
 
 from remediate.actions import instance_flows as flows
-from remediate.actions import manageability, rescue_image
+from remediate.actions import kms_access, manageability, rescue_image
 from remediate.actions.contract import Plan, PlannedCall, StepContext
 from remediate.actions.list_flows import joined, tag, tag_mapping
 from remediate.actions.program import (
@@ -38,6 +38,7 @@ from remediate.actions.program import (
     Fmt,
     Get,
     If,
+    Not,
     OnError,
     Program,
     Read,
@@ -55,6 +56,7 @@ from remediate.actions.shared_facts import (
     DENIED,
     elastic_ip,
     instance_store,
+    kms_key_access,
     kms_key_usable,
     rescue_image_facts,
     rescue_ssm_facts,
@@ -177,7 +179,8 @@ def tagged_root_volume(instance_id: str) -> Steps:
 
 INSTANCE = Var("vars.instance")
 # Facts a Step Functions iteration does not read (None there); see shared_facts.
-LOCAL_ONLY_FACTS: Final = ("rescue_image_id", "rescue_image_state", "rescue_ssm")
+LOCAL_ONLY_FACTS: Final = ("rescue_image_id", "rescue_image_state", "rescue_ssm",
+                            "kms_key_access")
 STEPFUNCTIONS_FACTS: Final = tuple(f for f in KINDS["ec2-instance"].facts
                                    if f not in LOCAL_ONLY_FACTS)
 
@@ -229,8 +232,9 @@ def _tagged_root() -> Seq:
                  (Set("root_device_name", Var("vars.device_tag")),)),)))
 
 
-def _root_facts() -> Seq:
-    """The root volume (the one at the root device, else the tagged one) and its key."""
+def _root_facts(access: bool) -> Seq:
+    """The root volume (the one at the root device, else the tagged one) and its key; with
+    ``access``, whether the caller may use an enabled key through EC2."""
     mapping, volume, key = Var("vars.root_mapping"), Var("vars.volume"), Var("vars.kms_key_id")
     return (*flows.root_mapping("root_mapping", INSTANCE),
             If(((Exists(mapping), (
@@ -242,7 +246,20 @@ def _root_facts() -> Seq:
             Set("kms_key_id", volume.KmsKeyId),
             Set("kms_key_usable", None),  # no key to check (unencrypted), or unknown
             If(((All(Eq(Var("vars.root_encrypted"), True), Exists(key)), (
-                kms_key_usable("kms", key), Set("kms_key_usable", Var("vars.kms.usable")))),)))
+                kms_key_usable("kms", key), Set("kms_key_usable", Var("vars.kms.usable")))),)),
+            *_kms_key_access(access))
+
+
+def _kms_key_access(read: bool) -> Seq:
+    """Read only when the playbook moves the root volume, and the key is not known bad."""
+    if not read:
+        return (Set("kms_key_access", None),)
+    key = Var("vars.kms_key_id")
+    return (Set("kms_key_access", None),
+            If(((All(Eq(Var("vars.root_encrypted"), True), Exists(key),
+                     Not(Eq(Var("vars.kms_key_usable"), False))), (
+                kms_key_access("kms_access", key),
+                Set("kms_key_access", Var("vars.kms_access.fact")))),)))
 
 
 def _stop_protection(read: bool) -> Seq:
@@ -303,8 +320,8 @@ class Inspect(ProgramAction):
                       "ec2:DescribeVolumes", "ec2:DescribeInstanceAttribute",
                       "ec2:DescribeInstanceTypes", "ec2:DescribeSpotInstanceRequests",
                       "ec2:DescribeAddresses", "ec2:DescribeImages", "kms:DescribeKey",
-                      "ssm:GetParameter", "ssm:GetServiceSetting")
-    scoped_permissions = (manageability.GRANT,)
+                      "ssm:GetParameter", "ssm:GetServiceSetting", *kms_access.READS)
+    scoped_permissions = (manageability.GRANT, *kms_access.GRANTS)
     batches = batch_limits("ec2:DescribeInstanceTypes")
     verify = "read-only"
     params = Schema(fields={
@@ -317,6 +334,9 @@ class Inspect(ProgramAction):
         "rescue_ssm": Field(Bool(), default=False, description=(
             "read whether rescue instances would be SSM-managed (an instance profile, or "
             "Default Host Management Configuration), once per account and Region")),
+        "kms_access": Field(Bool(), default=False, description=(
+            "judge whether the caller may use an encrypted root's KMS key through EC2 (key "
+            "policy and grants), once per account, Region and key")),
         "rescue_instance_profile": Field(Str(max_len=2048), description=(
             "the instance profile rescue instances are launched with (none: DHMC decides)")),
     })
@@ -324,6 +344,8 @@ class Inspect(ProgramAction):
     def inspect_params(self, risks: frozenset[str], rescue_image_id: str | None = None,
                        rescue_instance_profile: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"stop_protection": "stop-protection" in risks}
+        if "kms-key-denied" in risks:
+            params["kms_access"] = True
         if rescue_image_id and "rescue-image-unusable" in risks:
             params["rescue_image_id"] = rescue_image_id
         if rescue_image_id and "rescue-unmanageable" in risks:
@@ -343,7 +365,7 @@ class Inspect(ProgramAction):
             Read("status", "instance-status", TARGET_ID),
             *_instance_facts(),
             *flows.health("status_word", Var("vars.status")),
-            *_root_facts(),
+            *_root_facts(bool(params.get("kms_access"))),
             *_stop_protection(bool(params.get("stop_protection", True))),
             instance_store("store", INSTANCE.InstanceType),
             Set("instance_store", Var("vars.store.supported")),

@@ -273,7 +273,8 @@ class DetachRoot(ProgramAction):
                           *DETACH_FROM_TARGETS)
     mutating = True
     start_states = frozenset({"stopping", "stopped"})
-    risks = frozenset({"marketplace-product-code", "kms-key-unusable", "spot-persistent"})
+    risks = frozenset({"marketplace-product-code", "kms-key-unusable", "kms-key-denied",
+                       "kms-key-unchecked", "spot-persistent"})
     verify = "the volume is 'available' (or already on a rescue instance)"
     undo = "ec2.reattach_root"
 

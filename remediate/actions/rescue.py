@@ -138,8 +138,9 @@ class AttachVolume(ProgramAction):
     scoped_permissions = ATTACH
     mutating = True
     start_states = frozenset({"stopped"})
-    risks = frozenset({SAME_AMI, "kms-key-unusable", "marketplace-product-code",
-                       "rescue-image-unusable", "rescue-unmanageable", "rescue-ssm-unchecked"})
+    risks = frozenset({SAME_AMI, "kms-key-unusable", "kms-key-denied", "kms-key-unchecked",
+                       "marketplace-product-code", "rescue-image-unusable", "rescue-unmanageable",
+                       "rescue-ssm-unchecked"})
     verify = "DescribeVolumes shows the volume attached to the rescue instance"
     undo = "rescue.detach_volume"
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from remediate.actions import manageability, rescue_image
+from remediate.actions import kms_access, manageability, rescue_image
 from remediate.actions.contract import StepContext
 from remediate.actions.interpret import evaluate
+from remediate.actions.optional_reads import optional
 from remediate.actions.program import (
     ANY_ERROR,
     AtLeast,
@@ -33,21 +34,11 @@ from remediate.actions.program import (
     Var,
     flag,
 )
-from remediate.actions.requests import AwsError, Call, StepFailed
+from remediate.actions.requests import AwsError, Call
 from remediate.actions.shared_answers import SharedAnswers, Steps
 from remediate.aws.errors import ACCESS_DENIED_CODES
 
 DENIED = tuple(sorted(ACCESS_DENIED_CODES))
-
-
-def _optional(call: Call) -> Steps:
-    """Send ``call``; None when the caller may not make it (the fact is then unknown)."""
-    try:
-        return (yield call)
-    except AwsError as exc:
-        if exc.code in ACCESS_DENIED_CODES:
-            return None
-        raise StepFailed(f"{call.operation} failed: {exc}") from exc
 
 
 def _native(name: str, into: str, local: Any, steps: Seq, outputs: Mapping[str, Any],
@@ -126,12 +117,40 @@ def kms_key_usable(into: str, key_id: Var) -> Native:
     ), {"usable": Var(f"vars.{usable}")}, why="asked once per run and key")
 
 
+def _kms_key_access(ctx: StepContext, key_id: str) -> Steps:
+    account, region = ctx.target.account, ctx.target.region
+    shared = ctx.service(SharedAnswers)
+
+    def who() -> Steps:
+        return (yield from kms_access.caller())
+
+    def fetch() -> Steps:
+        caller = yield from shared.ask(ctx, f"caller:{account}:{region}", who)
+        return (yield from kms_access.check(key_id, caller, region)).fact()
+
+    return (yield from shared.ask(ctx, f"kms-access:{account}:{region}:{key_id}", fetch))
+
+
+def kms_key_access(into: str, key_id: Var) -> Native:
+    """``vars.<into>.fact``: whether the caller (who attaches the volume) may use the key
+    through EC2 (:mod:`remediate.actions.kms_access`), for the pre-flight's
+    ``kms-key-denied`` and ``kms-key-unchecked`` findings.
+
+    Step Functions counterpart: None (not read), as :func:`rescue_image_facts`: the
+    pre-flight judges it locally before an execution starts."""
+    def local(ctx: StepContext, params: Mapping[str, Any], scope: Mapping[str, Any]) -> Steps:
+        return {"fact": (yield from _kms_key_access(ctx, str(evaluate(key_id, scope))))}
+
+    return _native("KMS key access", into, local, (), {"fact": None},
+                   why="read once per run, account, Region and key")
+
+
 # ---- Elastic IPs --------------------------------------------------------------------------
 
 
 def _elastic_ips(ctx: StepContext) -> Steps:
     def fetch() -> Steps:
-        response = yield from _optional(Call("ec2", "DescribeAddresses", {}))
+        response = yield from optional(Call("ec2", "DescribeAddresses", {}))
         if response is None:
             return None
         return frozenset(a["PublicIp"] for a in response.get("Addresses") or [] if "PublicIp" in a)
@@ -167,7 +186,7 @@ def _rescue_image_state(ctx: StepContext, image_id: str) -> Steps:
     """The rescue AMI's state in the target's Region, once per account and Region:
     ``not found`` when the Region has no such image, None when it cannot be read."""
     def fetch() -> Steps:
-        response = yield from _optional(Call(
+        response = yield from optional(Call(
             "ec2", "DescribeImages", {"Filters": [{"Name": "image-id", "Values": [image_id]}]},
             note=f"rescue image {image_id}"))
         if response is None:

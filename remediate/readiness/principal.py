@@ -10,20 +10,8 @@ its role (``arn:aws:iam::A:role/ROLE``): policies name roles, not sessions.
 
 from __future__ import annotations
 
-import re
-from typing import Final
-
+from remediate.aws.principal import as_principal
 from remediate.readiness.region import Region
-
-_SESSION: Final = re.compile(r"arn:(aws[\w-]*):sts::(\d{12}):assumed-role/([^/]+)/.+")
-
-
-def as_principal(arn: str) -> str:
-    session = _SESSION.fullmatch(arn)
-    if session is None:
-        return arn
-    partition, account, role = session.groups()
-    return f"arn:{partition}:iam::{account}:role/{role}"
 
 
 def operator(region: Region, given: str | None) -> tuple[str, str]:

@@ -75,15 +75,23 @@ def check_detach(volume: Any) -> None:
         raise errors.root_detach(volume.id, instance.id)
 
 
-def kms_key_usable(account_id: str, region: str, key_id: str | None) -> bool:
-    """False if the volume's KMS key is disabled, pending deletion or missing."""
+def kms_key_usable(account_id: str, region: str, key_id: str | None,
+                   principal: str | None = None, world: World | None = None) -> bool:
+    """False if the volume's KMS key is disabled, pending deletion or missing, or, given
+    the ``principal`` who asks EC2 to use it (and its ``world``), if KMS would not let
+    that principal use it (:mod:`remediate.sandbox.kms_access`)."""
     if not key_id:
         return True
     from moto.kms import kms_backends
+
+    from remediate.sandbox import kms_access
 
     kms = kms_backends[account_id][region]
     try:
         key = kms.describe_key(key_id)
     except Exception:  # moto raises its own NotFound types
         return False
-    return str(key.key_state) not in BAD_KMS_STATES
+    if str(key.key_state) in BAD_KMS_STATES:
+        return False
+    return principal is None or world is None or kms_access.allows(
+        world, key, account_id, region, principal)

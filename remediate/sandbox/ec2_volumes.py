@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from moto.ec2.models.elastic_block_store import EBSBackend, Snapshot
+from moto.ec2.responses.elastic_block_store import ElasticBlockStore
 
-from remediate.sandbox import ec2_rules, incident
+from remediate.sandbox import ec2_rules, incident, kms_access
 from remediate.sandbox.patcher import Patcher
 from remediate.sandbox.state import current
 
@@ -23,6 +24,16 @@ def install(patcher: Patcher) -> None:
     original_detach: Any = EBSBackend.detach_volume
     original_snapshot: Any = EBSBackend.create_snapshot
     original_create_volume: Any = EBSBackend.create_volume
+    original_attach_request: Any = ElasticBlockStore.attach_volume
+
+    def attach_request(self: Any) -> Any:
+        """The request: who asks (the principal EC2 uses the volume's key for)."""
+        token = kms_access.CALLER.set(kms_access.caller(
+            self.current_account, self.region, self.get_access_key()))
+        try:
+            return original_attach_request(self)
+        finally:
+            kms_access.CALLER.reset(token)
 
     def attach_volume(
         self: Any,
@@ -37,6 +48,7 @@ def install(patcher: Patcher) -> None:
         volume = self.get_volume(volume_id)
         instance = self.get_instance(instance_id)
         ec2_rules.check_attach(world, volume, instance, device_path)
+        caller = kms_access.CALLER.get()
         attachment = original_attach(
             self, volume_id, instance_id, device_path, delete_on_termination
         )
@@ -47,11 +59,14 @@ def install(patcher: Patcher) -> None:
             if volume.attachment is not attachment or attachment.status != "attaching":
                 return
             if volume.encrypted and not ec2_rules.kms_key_usable(
-                    self.account_id, self.region_name, volume.kms_key_id):
-                # EC2 cannot decrypt the volume's data key: the attachment fails and the
-                # volume is available again ("the next time the encrypted EBS volume is
-                # attached to an EC2 instance, the attachment fails":
-                # https://docs.aws.amazon.com/kms/latest/developerguide/unusable-kms-keys.html).
+                    self.account_id, self.region_name, volume.kms_key_id, caller, world):
+                # EC2 cannot decrypt the volume's data key (the key is unusable, or KMS
+                # refuses the caller the grant or Decrypt EC2 asks for on its behalf): the
+                # attachment fails and the volume is available again ("the next time the
+                # encrypted EBS volume is attached to an EC2 instance, the attachment
+                # fails": https://docs.aws.amazon.com/kms/latest/developerguide/
+                # unusable-kms-keys.html). AWS documents no error code for the refused
+                # grant; the sandbox models it as the unusable key.
                 original_detach(self, volume_id, instance_id, device_path)
                 return
             attachment.status = "attached"
@@ -128,6 +143,7 @@ def install(patcher: Patcher) -> None:
     def progress(self: Any) -> str:
         return "100%" if self.status == "completed" else "0%"
 
+    patcher.set(ElasticBlockStore, "attach_volume", attach_request)
     patcher.set(EBSBackend, "attach_volume", attach_volume)
     patcher.set(EBSBackend, "detach_volume", detach_volume)
     patcher.set(EBSBackend, "create_snapshot", create_snapshot)

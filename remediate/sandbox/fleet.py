@@ -69,6 +69,9 @@ class FleetSpec:
     spot_persistent: int = 0
     stop_protected: int = 0
     encrypted_bad_key: int = 0
+    encrypted: int = 0
+    """Targets whose root volume is encrypted with the Region's usable key
+    (:attr:`RegionSetup.kms_key_id`: enabled, KMS's default key policy)."""
     marketplace: int = 0
     hibernation: int = 0
     reboot_fixable: int = 0
@@ -103,6 +106,7 @@ class FleetSpec:
             "spot_persistent": self.spot_persistent,
             "stop_protected": self.stop_protected,
             "encrypted_bad_key": self.encrypted_bad_key,
+            "encrypted": self.encrypted,
             "marketplace": self.marketplace,
             "hibernation": self.hibernation,
             "reboot_fixable": self.reboot_fixable,
@@ -156,6 +160,8 @@ class RegionSetup:
     marketplace_ami: str
     bad_kms_key_id: str
     """A KMS key pending deletion (encrypted_bad_key targets use it)."""
+    kms_key_id: str = ""
+    """An enabled KMS key with KMS's default key policy (encrypted targets use it)."""
 
 
 @dataclass(frozen=True)
@@ -230,8 +236,9 @@ class _Builder:
             "SecurityGroups"
         ][0]["GroupId"]
         kms = self.client("kms", region)
-        key = kms.create_key(Description="sandbox: key of encrypted targets")["KeyMetadata"]
+        key = kms.create_key(Description="sandbox: key pending deletion")["KeyMetadata"]
         kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
+        usable = kms.create_key(Description="sandbox: key of encrypted targets")["KeyMetadata"]
         setup = RegionSetup(
             region=region,
             vpc_id=vpc_id,
@@ -246,6 +253,7 @@ class _Builder:
                 ec2, region, "Windows_Server-2019-Marketplace-Product", True, marketplace=True
             ),
             bad_kms_key_id=key["Arn"],
+            kms_key_id=usable["Arn"],
         )
         self._public_parameters(setup)
         self._host_management(region)
@@ -367,6 +375,8 @@ class _Builder:
             args["DisableApiStop"] = True
         elif kind == "encrypted_bad_key":
             ebs.update(Encrypted=True, KmsKeyId=setup.bad_kms_key_id)
+        elif kind == "encrypted":
+            ebs.update(Encrypted=True, KmsKeyId=setup.kms_key_id)
         elif kind == "hibernation":
             ebs.update(Encrypted=True)
             args["HibernationOptions"] = {"Configured": True}

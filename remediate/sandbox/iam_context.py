@@ -21,6 +21,7 @@ permissions (Describe, Get, List, and WorkSpaces' CreateTags/DeleteTags).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -292,6 +293,24 @@ def _service_setting(request: Request) -> list[Authorization]:
     return [Authorization(request.action, setting)]
 
 
+def _kms_key(request: Request) -> list[Authorization]:
+    """The key (KMS's key resource; Service Authorization Reference, list_awskeymanagement
+    service.html), named by its id or ARN."""
+    from moto.kms import kms_backends
+
+    key = str(request.params.get("KeyId", ""))
+    with contextlib.suppress(Exception):  # moto's NotFound types: KMS answers with its own
+        key = str(kms_backends[request.account][request.region].describe_key(key).arn)
+    return [Authorization(request.action, key)]
+
+
+def _unauthorized(_request: Request) -> list[Authorization]:
+    """Nothing to authorize: "No permissions are required to perform this operation"
+    (STS API reference, GetCallerIdentity:
+    https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html)."""
+    return []
+
+
 def _workspaces(field_name: str | None) -> Callable[[Request], list[Authorization]]:
     """The WorkSpaces of ``field_name``'s requests (None: of the WorkspaceId parameter)."""
     def judged(request: Request) -> list[Authorization]:
@@ -331,6 +350,9 @@ _HANDLERS: Final[Mapping[tuple[str, str], Callable[[Request], list[Authorization
     ("ssm", "SendCommand"): _send_command,
     **{("ssm", op): _service_setting for op in (
         "GetServiceSetting", "UpdateServiceSetting", "ResetServiceSetting")},
+    ("kms", "GetKeyPolicy"): _kms_key,
+    ("kms", "ListGrants"): _kms_key,
+    ("sts", "GetCallerIdentity"): _unauthorized,
     ("workspaces", "StartWorkspaces"): _workspaces("StartWorkspaceRequests"),
     ("workspaces", "StopWorkspaces"): _workspaces("StopWorkspaceRequests"),
     ("workspaces", "RebootWorkspaces"): _workspaces("RebootWorkspaceRequests"),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from typing import Any
 
@@ -10,7 +11,7 @@ from remediate.actions.contract import Plan, PlannedCall, StepContext, Target
 from remediate.actions.ec2_inspect import ROOT_OF_TAG, SharedAnswers, own_entry
 from remediate.actions.registry import get
 from remediate.actions.requests import Call, Gate, StepFailed
-from remediate.executor.driver import run_action
+from remediate.executor.driver import SyncRuntime, run_action
 from remediate.kinds import KINDS
 
 
@@ -47,6 +48,7 @@ def test_facts_of_a_plain_target(ec2_env: Ec2Env) -> None:
         "rescue_image_id": None,  # read only for a playbook launching rescue instances
         "rescue_image_state": None,
         "rescue_ssm": None,
+        "kms_key_access": None,  # judged only for a playbook moving the root volume
     }
     assert facts["tags"]["incident"] == "crowdstrike-2024-07-19"
 
@@ -327,3 +329,42 @@ def test_whether_rescue_instances_reach_ssm_is_read_once_per_account_and_region(
         "unknown: GetServiceSetting: AccessDeniedException: not for you; grant "
         "ssm:GetServiceSetting on arn:aws:ssm:us-east-1:*:servicesetting/ssm/managed-instance/"
         "default-ec2-instance-management-role")
+
+
+def test_kms_key_access_is_judged_once_per_key_and_left_unchecked_when_kms_will_not_say(
+        ec2_env: Ec2Env) -> None:
+    # The hibernation target's root is encrypted with an enabled key of KMS's default
+    # policy (the account's root: IAM decides).
+    target = ec2_env.target("hibernation")
+    key = ec2_env.facts(target)["kms_key_id"]
+    kms = ec2_env.sandbox.client("kms")
+    caller = ec2_env.sandbox.client("sts").get_caller_identity()["Arn"]
+
+    first = ec2_env.run("ec2.inspect", target, {"kms_access": True})["kms_key_access"]
+    again = ec2_env.run("ec2.inspect", target, {"kms_access": True})["kms_key_access"]
+
+    assert first == again == {
+        "verdict": "unchecked", "key": key, "principal": caller,
+        "actions": ["kms:CreateGrant", "kms:Decrypt"],
+        "why": "the key policy leaves it to IAM policies (it allows "
+               "arn:aws:iam::123456789012:root), which a run does not read: `remediate "
+               "readiness` checks them (iam:SimulatePrincipalPolicy)"}
+    assert (ec2_env.calls("GetKeyPolicy", "kms"), ec2_env.calls("GetCallerIdentity", "sts"),
+            ec2_env.calls("ListGrants", "kms")) == (1, 2, 1)  # one GetCallerIdentity: ours
+    # Not asked for (no action of the playbook moves the root): not judged.
+    assert ec2_env.facts(target)["kms_key_access"] is None
+
+    kms.put_key_policy(KeyId=key, PolicyName="default", Policy=json.dumps({"Statement": []}))
+    grants = ec2_env.denying("AccessDeniedException", "ListGrants")
+    assert run_action("ec2.inspect", target, {"kms_access": True}, grants)[
+        "kms_key_access"]["why"] == ("the key policy does not allow it, and whether a grant "
+                                     "does could not be read (ListGrants refused): grant "
+                                     "kms:ListGrants on the key")
+    outage = ec2_env.denying("KMSInternalException", "GetKeyPolicy")
+    assert run_action("ec2.inspect", target, {"kms_access": True}, outage)["kms_key_access"][
+        "verdict"] == "unchecked"
+    ec2_env.sandbox.clear_faults()
+    kms.create_grant(KeyId=key, GranteePrincipal=caller, Operations=["CreateGrant", "Decrypt"])
+    fresh = SyncRuntime(ec2_env.runtime.clients, ec2_env.clock)
+    assert run_action("ec2.inspect", target, {"kms_access": True}, fresh)["kms_key_access"][
+        "verdict"] == "allowed"

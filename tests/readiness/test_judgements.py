@@ -1,18 +1,14 @@
 """The small judgements readiness makes on its own: which instance types count against the
-standard vCPU quota, what a KMS key policy allows, whose permissions a session stands for."""
+standard vCPU quota, whose permissions a session stands for."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 
 from remediate.readiness.checks.iam_policy import context_entries
-from remediate.readiness.checks.kms_keys import policy_allows
 from remediate.readiness.checks.quotas import is_standard
 from remediate.readiness.principal import as_principal
 
-ROOT = "arn:aws:iam::123456789012:root"
 OPERATOR = "arn:aws:iam::123456789012:role/remediate"
 
 
@@ -25,37 +21,6 @@ OPERATOR = "arn:aws:iam::123456789012:role/remediate"
 ])
 def test_only_the_standard_families_count(instance_type: str, standard: bool) -> None:
     assert is_standard(instance_type) is standard
-
-
-def policy(*statements: dict[str, Any]) -> dict[str, Any]:
-    return {"Version": "2012-10-17", "Statement": list(statements)}
-
-
-@pytest.mark.parametrize(("document", "allowed"), [
-    (policy({"Effect": "Allow", "Principal": {"AWS": ROOT}, "Action": "kms:*",
-             "Resource": "*"}), True),
-    (policy({"Effect": "Allow", "Principal": {"AWS": [OPERATOR]},
-             "Action": ["kms:Decrypt", "kms:CreateGrant"], "Resource": "*"}), True),
-    # aws/ebs: anyone of the account, through EC2 (conditions taken as met on an Allow)
-    (policy({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:Create*",
-             "Resource": "*", "Condition": {"StringEquals": {
-                 "kms:ViaService": "ec2.us-east-1.amazonaws.com"}}}), True),
-    (policy({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:role/other"},
-             "Action": "kms:*", "Resource": "*"}), False),
-    (policy({"Effect": "Allow", "Principal": {"AWS": ROOT}, "Action": "kms:Decrypt",
-             "Resource": "*"}), False),
-    (policy({"Effect": "Allow", "Principal": {"AWS": ROOT}, "Action": "kms:*", "Resource": "*"},
-            {"Effect": "Deny", "Principal": "*", "Action": "kms:CreateGrant",
-             "Resource": "*"}), False),
-    # A conditional Deny is taken as not applying (it cannot be evaluated here).
-    (policy({"Effect": "Allow", "Principal": {"AWS": ROOT}, "Action": "kms:*", "Resource": "*"},
-            {"Effect": "Deny", "Principal": "*", "Action": "kms:CreateGrant", "Resource": "*",
-             "Condition": {"Bool": {"kms:GrantIsForAWSResource": "false"}}}), True),
-])
-def test_a_key_policy_lets_the_operator_create_grants(document: dict[str, Any],
-                                                      allowed: bool) -> None:
-    assert policy_allows(document, {OPERATOR, "123456789012", ROOT},
-                         "kms:CreateGrant") is allowed
 
 
 def test_an_assumed_role_session_stands_for_its_role() -> None:
