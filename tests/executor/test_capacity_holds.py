@@ -19,7 +19,16 @@ from executor_support import (
 
 from remediate.clock import Clock, ScaledClock, VirtualClock
 from remediate.executor.engine import Executor, RunResult
-from remediate.executor.events import Event, EventBus, Notice, StepStarted
+from remediate.executor.events import (
+    BatchFinished,
+    Event,
+    EventBus,
+    Notice,
+    RollbackStarted,
+    StepFinished,
+    StepStarted,
+    TargetFinished,
+)
 from remediate.executor.resume import resume
 from remediate.journal import Journal
 from remediate.language.model import Step
@@ -90,26 +99,68 @@ def test_every_stopped_target_starts_in_its_reservation_when_the_az_runs_out(
         assert holds(sandbox) == Counter({"cancelled": 3})
 
 
-def test_a_target_whose_capacity_cannot_be_reserved_is_not_stopped(
-        sandbox: Sandbox, clock: VirtualClock) -> None:
+REFUSED_HOLD = (
+    "could not hold capacity for {target} (m5.large, Windows, us-east-1a), so it was not "
+    "stopped and is as it was: run again later, or set hold_capacity: false to stop it "
+    "without a reservation (it may then not start again while the AZ has no capacity). "
+    "AWS said: InsufficientInstanceCapacity: We currently do not have sufficient m5.large "
+    "capacity in the Availability Zone you requested (us-east-1a). Our system will be "
+    "working on provisioning additional capacity. You can currently get m5.large capacity "
+    "by not specifying an Availability Zone in your request or choosing other Availability "
+    "Zones.")
+BACKUP = step("backup", "ec2.snapshot_root", {"wait": False})
+PUT_BACK = step("put_back", "ec2.start")
+
+
+@pytest.mark.parametrize("clock", [VirtualClock(), ScaledClock(100.0)],
+                         ids=["virtual", "moving"])
+def test_a_target_whose_capacity_cannot_be_reserved_is_not_stopped_and_ends_refused(
+        clock: Clock) -> None:
+    events: list[Event] = []
+    bus = EventBus()
+    bus.subscribe(events.append)
+    with Sandbox(clock=clock, durations=FAST) as sandbox:
+        [target] = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
+        sandbox.set_capacity("m5.large", AZ, 0)
+
+        # The backup before the stop is no change to undo: the target is untouched.
+        result = executor(sandbox, clock, [target], BACKUP, HOLD, START,
+                          rollback=(PUT_BACK,), bus=bus).run()
+
+        key = f"default/us-east-1/{target}"
+        assert result.summary == {"refused": 1}
+        assert result.errors[key] == "step stop refused: " + REFUSED_HOLD.format(
+            target=target)
+        # No rollback step ran; the step says why it failed; the batch counts it refused.
+        assert events_of(events, RollbackStarted) == []
+        assert [(e.step_id, e.status, e.rollback) for e in events_of(events, StepFinished)
+                ] == [("backup", "succeeded", False), ("stop", "failed", False)]
+        [finished] = events_of(events, TargetFinished)
+        assert (finished.status, finished.rolled_back) == ("refused", False)
+        [batch] = events_of(events, BatchFinished)
+        assert (batch.succeeded, batch.failed, batch.rolled_back, batch.others) == (
+            0, 0, 0, (("refused", 1),))
+        assert state(sandbox, target) == "running"
+        assert calls(sandbox, "StopInstances") == calls(sandbox, "StartInstances") == 0
+        assert sandbox.capacity_reservations_created == 0
+
+
+def test_a_refused_hold_after_a_step_that_changed_the_target_is_rolled_back(
+        sandbox: Sandbox, clock: VirtualClock, events: list[Event], bus: EventBus) -> None:
     [target] = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
     sandbox.set_capacity("m5.large", AZ, 0)
+    # A reboot changed the target before the stop was refused: that is for the rollback.
+    reboot = step("reboot", "ec2.reboot", {"times": 1, "verify": False, "timeout": "1m"})
 
-    result = run(sandbox, clock, [target], HOLD, START)
+    result = executor(sandbox, clock, [target], reboot, HOLD, START,
+                      rollback=(PUT_BACK,), bus=bus).run()
 
-    assert result.summary == {"failed": 1}
+    assert result.summary == {"rolled_back": 1}
     assert result.errors[f"default/us-east-1/{target}"] == (
-        f"step stop failed: could not hold capacity for {target} (m5.large, Windows, {AZ}), "
-        "so it was not stopped and is as it was: run again later, or set hold_capacity: "
-        "false to stop it without a reservation (it may then not start again while the AZ "
-        "has no capacity). AWS said: InsufficientInstanceCapacity: We currently do not have "
-        "sufficient m5.large capacity in the Availability Zone you requested (us-east-1a). "
-        "Our system will be working on provisioning additional capacity. You can currently "
-        "get m5.large capacity by not specifying an Availability Zone in your request or "
-        "choosing other Availability Zones.")
+        "step stop failed: " + REFUSED_HOLD.format(target=target))
+    assert [e.step_id for e in events_of(events, StepFinished) if e.rollback] == ["put_back"]
     assert state(sandbox, target) == "running"
     assert calls(sandbox, "StopInstances") == 0
-    assert sandbox.capacity_reservations_created == 0
 
 
 def test_a_rollback_after_the_stop_starts_the_target_in_its_reservation(
