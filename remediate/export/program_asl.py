@@ -788,10 +788,11 @@ def fragment(action: Action, step: AslStep) -> Fragment:
     return action.asl(step)
 
 
-def cleanup_fragment(action: Action, step: AslStep) -> Fragment | None:
-    """What each iteration runs at its end for ``action`` (see
+def cleanup_fragment(action: Action, step: AslStep,
+                     params: Mapping[str, Any]) -> Fragment | None:
+    """What each iteration runs at its end for a step of ``action`` with ``params`` (see
     :meth:`ProgramAction.cleanup`), compiled; None when it needs nothing."""
-    cleanup = action.cleanup() if isinstance(action, ProgramAction) else None
+    cleanup = action.cleanup(params) if isinstance(action, ProgramAction) else None
     return None if cleanup is None else compile_program(step, cleanup)
 
 

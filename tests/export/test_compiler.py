@@ -383,3 +383,54 @@ def test_a_fact_of_the_whole_inspection_exports() -> None:
 
     assert states["stop.when"]["Choices"][0]["And"][1]["And"][0] == {
         "Variable": "$.target.kms_key_usable", "IsPresent": True}
+
+
+def capacity_calls(definition: Mapping[str, Any]) -> set[str]:
+    """The capacity reservation operations a definition's Task states call."""
+    text = json.dumps(definition)
+    return {op for op in ("describeCapacityReservations", "cancelCapacityReservation",
+                          "createCapacityReservation", "modifyCapacityReservation")
+            if f"aws-sdk:ec2:{op}" in text}
+
+
+@pytest.mark.parametrize(("hold", "expected"), [
+    ("false", set()),
+    ("true", {"describeCapacityReservations", "cancelCapacityReservation",
+              "createCapacityReservation"}),
+    # Known only at run time: the cleanup stays, the hold is decided as the step runs.
+    ('"${{ steps.first.outputs.previous_state }}"',
+     {"describeCapacityReservations", "cancelCapacityReservation",
+      "createCapacityReservation"}),
+])
+def test_the_iteration_releases_holds_only_when_the_stop_may_hold_capacity(
+        hold: str, expected: set[str]) -> None:
+    playbook, params = from_text(f"""
+version: 1
+name: holds
+targets: {{kind: ec2-instance, tags: {{incident: crowdstrike-2024-07-19}}}}
+steps:
+  - {{id: first, action: ec2.stop, with: {{hold_capacity: false}}}}
+  - {{id: stop, action: ec2.stop, with: {{hold_capacity: {hold}}}}}
+""")
+
+    definition = compile_playbook(playbook, params)
+
+    assert capacity_calls(definition) == expected
+    iteration = definition["States"]["targets"]["ItemProcessor"]["States"]
+    assert (iteration["cleanup"]["Type"] == "Parallel") == bool(expected)
+
+
+def test_a_playbook_parameter_turning_holds_off_drops_the_cleanup() -> None:
+    text = """
+version: 1
+name: holds
+targets: {kind: ec2-instance, tags: {incident: crowdstrike-2024-07-19}}
+parameters:
+  hold: {type: boolean, default: true}
+steps:
+  - {id: stop, action: ec2.stop, with: {hold_capacity: "${{ params.hold }}"}}
+"""
+    off, on = from_text(text, hold="false"), from_text(text)
+
+    assert capacity_calls(compile_playbook(*off)) == set()
+    assert "describeCapacityReservations" in capacity_calls(compile_playbook(*on))
