@@ -242,3 +242,29 @@ def test_one_ctrl_c_ends_the_run_holding_nothing(
     assert result.interrupted
     assert {state(sandbox, i) for i in ids} == {"stopped"}
     assert holds(sandbox) == Counter({"cancelled": 2})
+
+
+def test_a_rollback_does_not_spend_a_second_capacity_budget_on_the_start(
+        sandbox: Sandbox, clock: VirtualClock, events: list[Event], bus: EventBus) -> None:
+    [target] = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
+    sandbox.set_capacity("m5.large", AZ, 0, at=clock.now() + 300)
+
+    result = executor(sandbox, clock, [target], step("stop", "ec2.stop"), PAUSE, START,
+                      rollback=(PUT_BACK,), bus=bus).run()
+
+    assert result.summary == {"failed": 1}
+    assert result.errors[f"default/us-east-1/{target}"] == (
+        f"step start failed: no capacity to start {target}: 4 attempts over 3m30s were "
+        "refused (InsufficientInstanceCapacity: We currently do not have sufficient m5.large "
+        "capacity in the Availability Zone you requested (us-east-1a). Our system will be "
+        "working on provisioning additional capacity. You can currently get m5.large "
+        "capacity by not specifying an Availability Zone in your request or choosing other "
+        "Availability Zones.). It is stopped, with its root volume attached: start it again "
+        f"in a few minutes (aws ec2 start-instances --instance-ids {target}, or run again "
+        "with --retry-failed), or change its instance type while it is stopped; it cannot "
+        "move to another Availability Zone, its volumes are in this one.; rollback step "
+        f"put_back failed: {target} not started again: no capacity, as above")
+    # The rollback ran, and sent no StartInstances of its own.
+    assert [e.step_id for e in events_of(events, StepFinished) if e.rollback] == ["put_back"]
+    assert started(sandbox, target) == 4
+    assert state(sandbox, target) == "stopped"

@@ -434,3 +434,51 @@ steps:
 
     assert capacity_calls(compile_playbook(*off)) == set()
     assert "describeCapacityReservations" in capacity_calls(compile_playbook(*on))
+
+
+def test_a_rollback_start_reads_whether_a_start_was_just_refused_for_capacity() -> None:
+    # On moto the capacity refusal cannot be told from another EC2 error (its cause lacks
+    # the code), so this is checked on the definition: the rollback's start is guarded by
+    # the failed step's error, which the forward start's refusal names.
+    playbook, params = from_text("""
+version: 1
+name: restart
+targets: {kind: ec2-instance, tags: {incident: crowdstrike-2024-07-19}}
+steps:
+  - {id: start, action: ec2.start}
+rollback:
+  - {id: put_back, action: ec2.start}
+""")
+
+    states = definition_states(compile_playbook(playbook, params))
+
+    refused = [name for name, state in states.items() if state.get("Type") == "Fail"
+               and state.get("Error") == "remediate.NoCapacity"]
+    assert refused and all(name.startswith(("start.", "put_back.")) for name in refused)
+    guards = [name for name, state in states.items() if state.get("Type") == "Choice"
+              and '"$.error.Error"' in json.dumps(state)
+              and "remediate.NoCapacity" in json.dumps(state)]
+    assert guards and all(name.startswith(("start.", "put_back.")) for name in guards)
+    # Taken, it fails the rollback step at once, before any StartInstances.
+    for name in guards:
+        [choice] = states[name]["Choices"]
+        fail = states[choice["Next"]]
+        assert fail["Type"] == "Fail"
+        assert fail["CausePath"] == (
+            "States.Format('{} not started again: no capacity, as above', $.target.id)")
+
+
+def definition_states(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """Every state of a definition, in its branches and item processors too."""
+    found: dict[str, Any] = {}
+
+    def walk(states: Mapping[str, Any]) -> None:
+        for name, state in states.items():
+            found[name] = state
+            for branch in state.get("Branches", []):
+                walk(branch["States"])
+            if "ItemProcessor" in state:
+                walk(state["ItemProcessor"]["States"])
+
+    walk(definition["States"])
+    return found

@@ -222,3 +222,4 @@ def test_a_refused_hold_after_a_change_to_the_target_is_rolled_back_on_both_engi
     # The rollback's start found it running: no StartInstances either way.
     for calls in (local, remote):
         assert (calls["RebootInstances"], calls["StopInstances"]) == (1, 0)
+
