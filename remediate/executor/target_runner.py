@@ -6,7 +6,16 @@ failed, without rollback; ``rollback`` (the default) runs the playbook's
 ``rollback`` steps if the target got past a mutation (a mutating call AWS did not
 reject): the target ends ``rolled_back`` if every rollback step succeeded or was
 skipped, else ``failed``. Rollback steps are best effort: a failed one does not
-stop the next unless its own ``on_failure`` is ``abort``.
+stop the next unless its own ``on_failure`` is ``abort``; they read the kind of the
+failure that started them at ``run.failure`` (a start refused for capacity is not
+tried again).
+
+A step that fails declaring it left the target as it found it (a failure of kind
+``UNTOUCHED``: ``ec2.stop`` whose capacity could not be held) ends the target
+``refused`` with the reason, without rollback, unless an earlier step that ran may
+have changed the target (an action that only makes things beside it, a backup
+snapshot, does not count): then it is a failure like any other. Like other refused
+targets it is off the failure budget; ``--retry-failed`` takes it up again.
 
 A step whose call had an unknown outcome that AWS's state did not settle (see
 :class:`~remediate.executor.steps.Unsettled`) is treated like a Ctrl-C for that target

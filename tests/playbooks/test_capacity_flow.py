@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from test_offline_repair_flow import calls_for
 
 from remediate.clock import Clock, ScaledClock, VirtualClock
 from remediate.plans.retry import failed_targets
-from remediate.sandbox import Durations, FleetSpec, Sandbox
+from remediate.sandbox import Durations, Fleet, FleetSpec, Sandbox
 
 PLAYBOOK = "ec2-offline-repair.yaml"
 NO_M5 = ("InsufficientInstanceCapacity: We currently do not have sufficient m5.large "
@@ -27,15 +29,24 @@ FAST = Durations(instance_start=2.0, instance_stop=2.0, instance_stop_skip_os=0.
                  snapshot=30.0, ssm_command=1.0)
 
 
-@pytest.mark.parametrize("clock", [VirtualClock(), ScaledClock(100.0)],
-                         ids=["virtual", "moving"])
-def test_offline_repair_when_the_az_runs_out_before_the_restart(
-        tmp_path: Path, clock: Clock) -> None:
+CLOCKS = pytest.mark.parametrize("clock", [VirtualClock(), ScaledClock(100.0)],
+                                 ids=["virtual", "moving"])
+
+
+@contextmanager
+def no_m5_left(clock: Clock) -> Iterator[tuple[Sandbox, Fleet]]:
+    """Two targets in an AZ whose every m5.large is taken (the rescue instances are
+    another type): a stop gives its capacity back, and others take it at once."""
     with Sandbox(clock=clock, durations=FAST) as sandbox:
         fleet = sandbox.build_fleet(FleetSpec(plain=2, azs=1))
-        # Every m5.large of the AZ is taken (the rescue instances are another type): a
-        # stop gives its capacity back, and others take it at once.
         sandbox.set_capacity("m5.large", "us-east-1a", 0)
+        yield sandbox, fleet
+
+
+@CLOCKS
+def test_offline_repair_when_the_az_runs_out_before_the_restart(
+        tmp_path: Path, clock: Clock) -> None:
+    with no_m5_left(clock) as (sandbox, fleet):
         report_path = tmp_path / "run.json"
 
         # Without holding capacity before the stop (see the tests below for with).
@@ -99,14 +110,10 @@ def test_a_20_target_offline_repair_holds_and_releases_one_reservation_per_targe
                        and not c.throttled) == 20, operation
 
 
-@pytest.mark.parametrize("clock", [VirtualClock(), ScaledClock(100.0)],
-                         ids=["virtual", "moving"])
+@CLOCKS
 def test_offline_repair_leaves_a_target_whose_capacity_cannot_be_held_untouched(
         tmp_path: Path, clock: Clock) -> None:
-    with Sandbox(clock=clock, durations=FAST) as sandbox:
-        fleet = sandbox.build_fleet(FleetSpec(plain=2, azs=1))
-        # No m5.large left to reserve (the rescue instances are another type).
-        sandbox.set_capacity("m5.large", "us-east-1a", 0)
+    with no_m5_left(clock) as (sandbox, fleet):
         report_path, markdown = tmp_path / "run.json", tmp_path / "run.md"
 
         code = run(sandbox, PLAYBOOK, tmp_path,
