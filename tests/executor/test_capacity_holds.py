@@ -268,3 +268,33 @@ def test_a_rollback_does_not_spend_a_second_capacity_budget_on_the_start(
     assert [e.step_id for e in events_of(events, StepFinished) if e.rollback] == ["put_back"]
     assert started(sandbox, target) == 4
     assert state(sandbox, target) == "stopped"
+
+
+def test_resume_keeps_a_target_refused_for_capacity_as_it_was(
+        sandbox: Sandbox, clock: VirtualClock, bus: EventBus, tmp_path: Any) -> None:
+    ids = sandbox.build_fleet(FleetSpec(plain=2, azs=2)).instance_ids()
+    zone = {i: sandbox.client("ec2").describe_instances(InstanceIds=[i])["Reservations"][0][
+        "Instances"][0]["Placement"]["AvailabilityZone"] for i in ids}
+    [dry] = [i for i in ids if zone[i] == AZ]
+    sandbox.set_capacity("m5.large", AZ, 0)
+    journal = Journal(tmp_path / "run.journal")
+    run_ = executor(sandbox, clock, ids, HOLD, PAUSE, BROKEN, journal=journal, bus=bus)
+
+    def ctrl_c_twice() -> None:
+        run_.request_stop()
+        run_.request_stop()
+
+    when(bus, lambda e: isinstance(e, StepStarted) and e.step_id == "pause", ctrl_c_twice)
+    first = run_.run()
+    assert first.statuses[f"default/us-east-1/{dry}"] == "refused"
+
+    resumed = resume(journal, run_.playbook, clients=sandbox_clients(sandbox), clock=clock,
+                     bus=EventBus())
+
+    # The refused one is finished: resume leaves it, the other goes on (and fails).
+    assert resumed.summary == {"refused": 1, "failed": 1}
+    assert resumed.errors[f"default/us-east-1/{dry}"] == "step stop refused: " + \
+        REFUSED_HOLD.format(target=dry)
+    assert state(sandbox, dry) == "running"
+    assert not any(c.operation == "StopInstances" and c.names(dry) for c in sandbox.api_calls)
+    assert holds(sandbox) == Counter({"cancelled": 1})
