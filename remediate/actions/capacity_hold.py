@@ -4,10 +4,12 @@ Stopping thousands of instances in an AZ during a regional event risks
 InsufficientInstanceCapacity when they start again. Before the stop, an On-Demand
 Capacity Reservation for one instance of the target's type, platform, AZ and tenancy
 is created, ``targeted`` so that nothing else in the account can use it while the
-target is stopped; if AWS refuses it, the step fails before the stop and the target
-stays as it was. Just before the start the reservation is made ``open``, so the
-target (whose own preference is ``open``, the default) lands in it without any of its
-own settings ever changing; once it runs, the reservation is cancelled.
+target is stopped; if AWS refuses it, the step fails before the stop, declaring it left
+the target as it was (``UNTOUCHED``): the target ends ``refused`` with the reason, and
+no rollback runs unless an earlier step changed it. Just before the start the
+reservation is made ``open``, so the target (whose own preference is ``open``, the
+default) lands in it without any of its own settings ever changing; once it runs, the
+reservation is cancelled.
 
 Why not point the instance at the reservation (ModifyInstanceCapacityReservation-
 Attributes)? A cancelled reservation would then keep the instance from launching
@@ -52,7 +54,7 @@ from remediate.actions.program import (
     program,
     token,
 )
-from remediate.actions.requests import AwsError, Call
+from remediate.actions.requests import UNTOUCHED, AwsError, Call
 from remediate.actions.rescue_launch import ROLE_TAG, RUN_TAG, Pulled
 from remediate.aws.resources import HOLD_TAG
 
@@ -99,14 +101,14 @@ def hold(instance: Var) -> Seq:
         ", ", platform, ", ", instance.Placement.AvailabilityZone, "), so it was not "
         "stopped and is as it was: run again later, or set hold_capacity: false to stop "
         "it without a reservation (it may then not start again while the AZ has no "
-        "capacity). AWS said: ", error.Cause))
+        "capacity). AWS said: ", error.Cause), UNTOUCHED)
     create = (
         _used(),
         *_platform(instance),
         If(((Eq(tenancy, "host"), (Fail(Fmt(
             "could not hold capacity for ", instance.InstanceId, ": it runs on a Dedicated "
             "Host, which a Capacity Reservation cannot hold. It was not stopped; set "
-            "hold_capacity: false for it (its host keeps its capacity).")),)),
+            "hold_capacity: false for it (its host keeps its capacity)."), UNTOUCHED),)),
             (Eq(tenancy, "dedicated"), (Set("hold_tenancy", "dedicated"),))),
            orelse=(Set("hold_tenancy", "default"),)),
         Send("ec2", "CreateCapacityReservation", request,

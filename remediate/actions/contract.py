@@ -79,6 +79,9 @@ class StepContext:
     # flight when the run stopped (resume). What a lost call started is its own work, to
     # adopt (an SSM command that already ended is judged, not sent again).
     continuing: bool = False
+    # A rollback step: the kind of the step failure that started the rollback
+    # (StepFailed.kind; None: another error, or not a rollback).
+    failure: str | None = None
 
     def may_have_sent(self, operation: str) -> bool:
         """Whether an ``operation`` of this step may already be in flight for this target
@@ -179,8 +182,18 @@ class Action(ABC):
     finds_its_request: ClassVar[bool] = False
     verify: ClassVar[str] = ""
     undo: ClassVar[str | None] = None
+    # A mutating action whose work needs no undoing if a later step leaves the target
+    # untouched (refused): it makes things beside the target (a backup snapshot, a
+    # rescue instance the run cleans up) and never changes the target itself.
+    beside_target: ClassVar[bool] = False
     # What this action does differently once exported to Step Functions (warned at export).
     export_note: ClassVar[str | None] = None
+
+    @property
+    def changes_target(self) -> bool:
+        """Whether a step of this action that ran may have changed the target itself:
+        then a later step refusing the target does not end it untouched."""
+        return self.mutating and not self.beside_target
 
     def grants(self, params: Mapping[str, Any] | None = None) -> tuple[Scoped, ...]:
         """What a policy allows for this action: its scoped permissions, and each other

@@ -154,8 +154,13 @@ class Stop(ProgramAction):
                                       note=f"hold its capacity, then stop {ctx.target.id}"))
         return Plan(calls=planned("ec2:StopInstances", note=f"stop {ctx.target.id}"))
 
-    def cleanup(self) -> Program:
-        return capacity_hold.iteration_cleanup()
+    def cleanup(self, params: Mapping[str, Any]) -> Program | None:
+        """The iteration's release of the target's hold, unless the step never holds
+        capacity: ``hold_capacity`` false at export. A value known only at run time (an
+        earlier step's output) keeps it: a hold left behind costs money, one needless
+        DescribeCapacityReservations per iteration does not."""
+        return None if params.get("hold_capacity") is False else \
+            capacity_hold.iteration_cleanup()
 
     def program(self, params: Mapping[str, Any]) -> Program:
         return program(*flows.stopped("instance", TARGET_ID, params["timeout"],

@@ -179,6 +179,7 @@ class SnapshotRoot(ProgramAction):
                       "ec2:CreateTags")
     scoped_permissions = SNAPSHOT_BACKUP
     mutating = True
+    beside_target = True
     verify = "the snapshot reaches 'completed'"
 
     def plan(self, ctx: StepContext, params: Mapping[str, Any]) -> Plan:

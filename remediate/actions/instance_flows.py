@@ -11,6 +11,7 @@ from __future__ import annotations
 from remediate.actions import capacity_hold
 from remediate.actions.list_flows import first
 from remediate.actions.program import (
+    RUN_FAILURE,
     All,
     AnyOf,
     Await,
@@ -32,6 +33,7 @@ from remediate.actions.program import (
     Set,
     Var,
 )
+from remediate.actions.requests import NO_CAPACITY
 from remediate.aws.resources import MISSING
 from remediate.language.durations import format_duration
 
@@ -107,7 +109,7 @@ def stopped(into: str, instance_id: Expr, timeout: float, force_after: float | N
                 (Eq(state, "stopping"), wait))))
 
 
-NO_CAPACITY = "InsufficientInstanceCapacity"
+INSUFFICIENT_CAPACITY = "InsufficientInstanceCapacity"
 CAPACITY_RETRIES: tuple[float, ...] = (30.0, 60.0, 120.0)
 """Seconds before each new StartInstances after InsufficientInstanceCapacity: AWS's
 advice is to "wait a few minutes" ("Troubleshoot instance launch issues", EC2 User
@@ -120,14 +122,16 @@ def start_with_capacity_retries(into: str, instance_id: Expr) -> Seq:
     :data:`CAPACITY_RETRIES` apart (unrolled: the same steps on both engines), then a
     failure that says where the instance is and what to do. Every other error fails the
     step as before. Nothing was started by a refused call, so there is nothing to undo:
-    the instance stays stopped with its volumes attached."""
+    the instance stays stopped with its volumes attached. The failure's kind is
+    ``NO_CAPACITY``: a rollback it starts does not spend this budget again
+    (:func:`running`)."""
     refused = f"{into}_no_capacity"
     error = Var(f"vars.{into}_capacity_error")
 
     def attempt() -> Send:
         return Send("ec2", "StartInstances", {"InstanceIds": [instance_id]},
                     batch_key="InstanceIds", note=Fmt("start ", instance_id),
-                    on_error=(OnError((NO_CAPACITY,), (Set(refused, True),),
+                    on_error=(OnError((INSUFFICIENT_CAPACITY,), (Set(refused, True),),
                                       into=f"{into}_capacity_error"),))
 
     steps: list[Send | Set | If] = [Set(refused, False), attempt()]
@@ -135,7 +139,7 @@ def start_with_capacity_retries(into: str, instance_id: Expr) -> Seq:
         steps.append(If(((Eq(Var(f"vars.{refused}"), True),
                           (Pause(delay), Set(refused, False), attempt())),)))
     waited = format_duration(sum(CAPACITY_RETRIES))
-    steps.append(If(((Eq(Var(f"vars.{refused}"), True), (Fail(Fmt(
+    steps.append(If(((Eq(Var(f"vars.{refused}"), True), (Fail(kind=NO_CAPACITY, message=Fmt(
         "no capacity to start ", instance_id, f": {len(CAPACITY_RETRIES) + 1} attempts over "
         f"{waited} were refused (", error.Cause, "). It is stopped, with its root volume "
         "attached: start it again in a few minutes (aws ec2 start-instances --instance-ids ",
@@ -149,7 +153,12 @@ def running(into: str, instance_id: Expr, timeout: float) -> Seq:
     """To ``running`` from wherever it is; fails if it stops again after the start (for a
     reason other than the stop it had: an unusable KMS key, say). The state found is at
     ``vars.<into>.State.Name``. Capacity an ``ec2.stop`` held for it is opened just
-    before the start and released once it runs (:mod:`remediate.actions.capacity_hold`)."""
+    before the start and released once it runs (:mod:`remediate.actions.capacity_hold`).
+
+    In a rollback started by a start refused for capacity (``run.failure`` is
+    ``NO_CAPACITY``), it is not started again: that start has just spent its retries
+    (:func:`start_with_capacity_retries`) and said what to do; the rollback step fails
+    with a short note, leaving it stopped with the rest of the rollback done."""
     record = Var(f"vars.{into}")
     state = record.State.Name
     stopped_again = (Eq(IT.State.Name, "stopped"),
@@ -159,7 +168,9 @@ def running(into: str, instance_id: Expr, timeout: float) -> Seq:
     before = Var(f"vars.{into}_reason")
     new_stop = All(Eq(IT.State.Name, "stopped"), Exists(IT.StateReason.Code),
                    Not(Eq(IT.StateReason.Code, USER_STOP)), Not(Same(IT.StateReason.Code, before)))
-    start = (Set(f"{into}_reason", record.StateReason.Code),
+    start = (If(((Eq(RUN_FAILURE, NO_CAPACITY), (Fail(Fmt(
+                 instance_id, " not started again: no capacity, as above")),)),)),
+             Set(f"{into}_reason", record.StateReason.Code),
              *capacity_hold.opened(into, instance_id),
              *start_with_capacity_retries(into, instance_id),
              wait_state(f"{into}_started", instance_id, "running", timeout,

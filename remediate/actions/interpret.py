@@ -225,7 +225,7 @@ def run(program: Program, ctx: StepContext, params: Mapping[str, Any]) -> Action
               "account": ctx.target.account}
     scope: Scope = {"target": target, "params": dict(params),
                     "run": {"id": ctx.run_id, "step": ctx.step_id or None,
-                            "base_dir": ctx.base_dir}, "vars": {}}
+                            "base_dir": ctx.base_dir, "failure": ctx.failure}, "vars": {}}
     try:
         yield from _seq(program, scope, ctx, params)
     except _Stop as stop:
@@ -276,7 +276,7 @@ def _step(step: Any, scope: Scope, ctx: StepContext, params: Mapping[str, Any]) 
     elif isinstance(step, Pause):
         yield Sleep(float(evaluate(step.seconds, scope)))
     elif isinstance(step, Fail):
-        raise StepFailed(str(evaluate(step.message, scope)))
+        raise StepFailed(str(evaluate(step.message, scope)), step.kind)
     elif isinstance(step, Done):
         raise _Stop(evaluate(dict(step.outputs), scope))
     elif isinstance(step, Native):

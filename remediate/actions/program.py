@@ -42,6 +42,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from remediate.actions.requests import STEP_FAILED
+
 # ---- values --------------------------------------------------------------------------
 
 ROOTS = frozenset({"target", "params", "run", "vars", "it"})
@@ -165,6 +167,9 @@ def var(path: str) -> Var:
 
 
 TARGET_ID = Var("target.id")
+RUN_FAILURE = Var("run.failure")
+"""In a rollback step: the kind of the failure that started the rollback (a
+:class:`Fail`'s ``kind``); absent elsewhere."""
 
 
 # ---- predicates ----------------------------------------------------------------------
@@ -408,9 +413,13 @@ class Pause:
 
 @dataclass(frozen=True)
 class Fail:
-    """End the step, failed, with ``message`` (a human reads it)."""
+    """End the step, failed, with ``message`` (a human reads it). ``kind`` names the
+    failure for the executor (:class:`~remediate.actions.requests.StepFailed`):
+    ``UNTOUCHED`` declares the step left the target as it found it (it ends refused, not
+    rolled back); another kind is what a rollback reads at ``run.failure``."""
 
     message: Expr
+    kind: str = STEP_FAILED
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,13 @@ class ProgramAction(Action):
     def program(self, params: Mapping[str, Any]) -> Program:
         """The program for a step with these parameters."""
 
-    def cleanup(self) -> Program | None:
-        """What each Step Functions iteration that ran this action runs at its end,
-        whatever happened (the per-target counterpart of a run-wide service's
-        ``finish``); None: nothing. Compiled once per playbook, for the action's first
-        step, so it reads no parameters."""
+    def cleanup(self, params: Mapping[str, Any]) -> Program | None:
+        """What each Step Functions iteration that ran a step of this action with these
+        ``params`` (bound at export: a value known only at run time is a
+        :class:`~remediate.export.asl.Ref`) runs at its end, whatever happened (the
+        per-target counterpart of a run-wide service's ``finish``); None: nothing. The
+        program reads no parameters: it is compiled once per playbook, for the first of
+        the action's steps that needs one."""
         return None
 
     def run(self, ctx: StepContext, params: Mapping[str, Any]) -> ActionRun:

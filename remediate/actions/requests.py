@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 Record = Mapping[str, Any]
 
@@ -107,8 +107,27 @@ class OutcomeUnknown(Exception):
         self.request_id = request_id
 
 
+STEP_FAILED: Final = "remediate.StepFailed"
+"""What a step failure is called (the Error of its Step Functions Fail state)."""
+UNTOUCHED: Final = "remediate.Untouched"
+"""A step failure that declares it changed nothing on the target (:class:`StepFailed`)."""
+NO_CAPACITY: Final = "remediate.NoCapacity"
+"""A step failure for want of EC2 capacity to start the instance; a rollback reads it at
+``run.failure`` and does not try the start again."""
+
+
 class StepFailed(Exception):
-    """An action decided the target cannot go on; the message says why, for a human."""
+    """An action decided the target cannot go on; the message says why, for a human.
+
+    ``kind`` names the failure for the executor (:data:`STEP_FAILED` unless the program
+    said more): :data:`UNTOUCHED` declares that this step left the target as it found
+    it, so the target ends ``refused`` with the reason and no rollback runs unless an
+    earlier step changed it; any kind is what the rollback steps read at ``run.failure``
+    (the Fail state's Error on Step Functions)."""
+
+    def __init__(self, message: str = "", kind: str = STEP_FAILED) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class WaitTimeout(StepFailed):

@@ -195,7 +195,7 @@ class AttachVolume(ProgramAction):
             Done({"rescue_instance_id": RESCUE, "device": DEVICE, "volume_id": volume,
                   "availability_zone": VOLUME.AvailabilityZone}))
 
-    def cleanup(self) -> Program:
+    def cleanup(self, params: Mapping[str, Any]) -> Program:
         return natives.iteration_cleanup()
 
 

@@ -47,6 +47,7 @@ class Prepare(ProgramAction):
                    "ec2:RunInstances", "ec2:CreateTags", "iam:PassRole", "ssm:GetParameter")
     scoped_permissions = LAUNCH
     mutating = True
+    beside_target = True
     verify = "rescue.attach_volume finds the instance in the pool"
     # No undo: the run terminates its rescue instances at its end (RescuePool.finish).
 

@@ -16,7 +16,14 @@ from typing import Any
 
 from remediate.actions import registry
 from remediate.actions.contract import Action, StepContext, Target
-from remediate.actions.requests import ActionRun, AwsError, OutcomeUnknown, Sleep, StepFailed
+from remediate.actions.requests import (
+    UNTOUCHED,
+    ActionRun,
+    AwsError,
+    OutcomeUnknown,
+    Sleep,
+    StepFailed,
+)
 from remediate.aws.retry import Backoff
 from remediate.executor.context import RunContext
 from remediate.executor.events import (
@@ -36,6 +43,8 @@ Steps = Generator[Any, Any, Any]
 # state first) after this many seconds, at most this many times per attempt.
 RECONCILE_DELAY = 5.0
 RECONCILE_LIMIT = 5
+UNTOUCHED_OUTPUT = "untouched"
+"""The output a failed step of kind UNTOUCHED is journaled with."""
 
 
 @dataclass
@@ -62,7 +71,7 @@ class TargetState:
         }
 
     def context(self, rc: RunContext, step_id: str, params: Mapping[str, Any],
-                continuing: bool = False) -> StepContext:
+                continuing: bool = False, failure: str | None = None) -> StepContext:
         key = self.target.key
         return StepContext(run_id=rc.run_id, target=self.target, facts=dict(self.facts),
                            runtime=rc.runtime(self.target), outputs=dict(self.outputs),
@@ -76,7 +85,7 @@ class TargetState:
                                rc.run_id, key, step_id, operation),
                            answered_before=lambda operation: rc.journal.step_answers(
                                rc.run_id, key, step_id, operation),
-                           continuing=continuing)
+                           continuing=continuing, failure=failure)
 
 
 class Unsettled(Exception):
@@ -100,6 +109,13 @@ class StepOutcome:
     # Failed, and not retried only because the run is stopping: no failure of the target.
     cut_short: bool = False
     unsettled: bool = False  # an unknown outcome left unsettled (see Unsettled)
+    # Failed: its last attempt's StepFailed.kind (None: another error).
+    kind: str | None = None
+
+    @property
+    def untouched(self) -> bool:
+        """Failed, and declared it left the target as it found it (UNTOUCHED)."""
+        return self.status == "failed" and self.kind == UNTOUCHED
 
 
 def drive(rc: RunContext, task: Task, gen: ActionRun, timeout: float | None,
@@ -193,8 +209,12 @@ def reconciling(rc: RunContext, state: TargetState, step_id: str,
 
 
 def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | int, ...],
-             rollback: bool = False, attempts_before: int = 0) -> Steps:
-    """Run ``step`` on the target; returns a :class:`StepOutcome` (Abandoned propagates)."""
+             rollback: bool = False, attempts_before: int = 0,
+             failure: str | None = None) -> Steps:
+    """Run ``step`` on the target; returns a :class:`StepOutcome` (Abandoned propagates).
+    ``failure``: in a rollback, the kind of the failure that started it (``run.failure``).
+    A failure of kind UNTOUCHED is journaled with the output ``untouched``, so a resumed
+    run knows it too."""
     target, task = state.target, state.task
     assert task is not None
     task.caller.step_id, task.caller.rollback = step.id, rollback
@@ -245,7 +265,8 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
         try:
             outputs = yield from reconciling(
                 rc, state, step.id,
-                lambda again: action.run(state.context(rc, step.id, params, again), params),
+                lambda again: action.run(state.context(rc, step.id, params, again, failure),
+                                         params),
                 attempt=attempt, timeout=rc.default_timeout(step.timeout),
                 continuing=resumed and attempt == attempts_before + 1,
                 stop_level=2 if rollback else 1)
@@ -255,6 +276,7 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
             return unsettled(attempt, str(exc))
         except Exception as exc:
             error, retryable = failure_text(step.action, exc)
+            kind = exc.kind if isinstance(exc, StepFailed) else None
         else:
             return finish("succeeded", attempt, outputs)
         stopping = rc.stop_level >= (2 if rollback else 1)
@@ -262,7 +284,8 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
             if stopping and retryable and attempt - attempts_before < retries.attempts:
                 error += " (not retried: the run is stopping)"
                 return replace(finish("failed", attempt, error=error), cut_short=True)
-            return finish("failed", attempt, error=error)
+            marked = {UNTOUCHED_OUTPUT: True} if kind == UNTOUCHED else None
+            return replace(finish("failed", attempt, marked, error=error), kind=kind)
         delay = wait.delay(attempt - attempts_before)
         rc.bus.publish(StepRetrying(target, step.id, attempt, delay, error, rc.now()))
         yield Sleep(delay)

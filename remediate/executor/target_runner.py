@@ -6,7 +6,16 @@ failed, without rollback; ``rollback`` (the default) runs the playbook's
 ``rollback`` steps if the target got past a mutation (a mutating call AWS did not
 reject): the target ends ``rolled_back`` if every rollback step succeeded or was
 skipped, else ``failed``. Rollback steps are best effort: a failed one does not
-stop the next unless its own ``on_failure`` is ``abort``.
+stop the next unless its own ``on_failure`` is ``abort``; they read the kind of the
+failure that started them at ``run.failure`` (a start refused for capacity is not
+tried again).
+
+A step that fails declaring it left the target as it found it (a failure of kind
+``UNTOUCHED``: ``ec2.stop`` whose capacity could not be held) ends the target
+``refused`` with the reason, without rollback, unless an earlier step that ran may
+have changed the target (an action that only makes things beside it, a backup
+snapshot, does not count): then it is a failure like any other. Like other refused
+targets it is off the failure budget; ``--retry-failed`` takes it up again.
 
 A step whose call had an unknown outcome that AWS's state did not settle (see
 :class:`~remediate.executor.steps.Unsettled`) is treated like a Ctrl-C for that target
@@ -42,7 +51,13 @@ from remediate.executor.events import (
     TargetStatus,
 )
 from remediate.executor.scheduler import Abandoned
-from remediate.executor.steps import TargetState, drive, failure_text, run_step
+from remediate.executor.steps import (
+    UNTOUCHED_OUTPUT,
+    TargetState,
+    drive,
+    failure_text,
+    run_step,
+)
 from remediate.journal import FINISHED_STATUSES, StepRecord, TargetRecord
 from remediate.kinds import KINDS
 from remediate.language.model import Step
@@ -58,6 +73,12 @@ STOP_ROLLBACK = "stop-rollback"
 """The phase of a target rolling back because the run was stopped (no failure)."""
 
 Outcome = tuple[TargetStatus, str | None]
+
+
+def refusal(step_id: str, error: str | None) -> str:
+    """Why a target ends ``refused`` by a step that left it as it found it (a failure
+    of kind UNTOUCHED, no earlier step having changed it): nothing to roll back."""
+    return f"step {step_id} refused: {error}"
 Flow = Generator[Any, Any, Outcome]
 
 
@@ -227,6 +248,8 @@ class TargetRunner:
             prior = self._resumed(step, rollback=False)
             if prior is not None and prior.status != "running":
                 if prior.status == "failed" and step.on_failure != "continue":
+                    if prior.outputs.get(UNTOUCHED_OUTPUT) and not self._changed_before(index):
+                        return "refused", refusal(step.id, prior.error)
                     return (yield from self._failed(step.on_failure,
                                                     f"step {step.id} failed: {prior.error}"))
                 continue
@@ -245,9 +268,23 @@ class TargetRunner:
                 if outcome.cut_short:  # a retry would have run, but for the Ctrl-C
                     return (yield from self._stopped(
                         f"during step {step.id} ({outcome.error})", restart=True))
+                if outcome.untouched and not self._changed_before(index):
+                    return "refused", refusal(step.id, outcome.error)
                 return (yield from self._failed(step.on_failure,
-                                                f"step {step.id} failed: {outcome.error}"))
+                                                f"step {step.id} failed: {outcome.error}",
+                                                outcome.kind))
         return "succeeded", None
+
+    def _changed_before(self, index: int) -> bool:
+        """Whether a step before the ``index``-th may have changed the target itself: one
+        that ran (succeeded or failed) of an action that changes the target (not one that
+        only makes things beside it, a backup snapshot say)."""
+        for step in self.rc.playbook.steps[:index]:
+            action = registry.get(step.action)
+            ran = self.state.statuses.get(step.id) in ("succeeded", "failed")
+            if ran and (action is None or action.changes_target):
+                return True
+        return False
 
     def _resumed(self, step: Step, rollback: bool) -> StepRecord | None:
         """The journal's record of ``step`` in this pass, from before a resume, if any. A
@@ -258,9 +295,10 @@ class TargetRunner:
             self.state.outputs[step.id] = dict(prior.outputs)
         return prior
 
-    def _failed(self, on_failure: str, error: str) -> Flow:
+    def _failed(self, on_failure: str, error: str, kind: str | None = None) -> Flow:
+        """The target's step failed (``kind``: its StepFailed's, for the rollback steps)."""
         if on_failure == "rollback" and self.mutated and self.rc.playbook.rollback:
-            return (yield from self._rollback(error))
+            return (yield from self._rollback(error, failure=kind))
         return "failed", error
 
     def _stopped(self, where: str, restart: bool = False) -> Flow:
@@ -285,9 +323,12 @@ class TargetRunner:
             return (yield from self._rollback(reason, stopped=True))
         return "interrupted", f"{reason}; `remediate resume` continues it"
 
-    def _rollback(self, reason: str, stopped: bool = False) -> Flow:
+    def _rollback(self, reason: str, stopped: bool = False,
+                  failure: str | None = None) -> Flow:
         """Run the rollback steps. ``stopped``: the operator stopped the run (no failure):
-        a target put back where it was ends ``interrupted``, to start again (RESTART)."""
+        a target put back where it was ends ``interrupted``, to start again (RESTART).
+        ``failure``: the kind of the step failure that started it (rollback steps read it
+        at ``run.failure``; None after a resume, which does not journal it)."""
         rc, target = self.rc, self.target
         rc.bus.publish(RollbackStarted(target, reason))
         self.enter(STOP_ROLLBACK if stopped else ROLLBACK, error=reason, rollback_reason=reason)
@@ -304,7 +345,8 @@ class TargetRunner:
                                        f"({why}); `remediate resume` continues it")
             outcome = yield from run_step(rc, self.state, step, ("rollback", index),
                                           rollback=True,
-                                          attempts_before=prior.attempts if prior else 0)
+                                          attempts_before=prior.attempts if prior else 0,
+                                          failure=failure)
             if outcome.unsettled:
                 return "interrupted", (f"{reason}; rollback step {step.id}: {outcome.error}; "
                                        "`remediate resume` continues the rollback")

@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from remediate.actions import requests
 from remediate.export import asl
 from remediate.export.asl import Ref, State, States
 from remediate.export.errors import NotExportable
 
-STEP_FAILED: Final = "remediate.StepFailed"
+STEP_FAILED: Final = requests.STEP_FAILED
 WAIT_TIMEOUT: Final = "remediate.WaitTimeout"
 
 
@@ -48,8 +49,10 @@ class AslStep:
         """The fragment's last state: its output is the step's outputs."""
         return asl.pass_state(None, parameters=outputs)
 
-    def failure(self, message: str | Ref) -> State:
-        return asl.fail(STEP_FAILED, message)
+    def failure(self, message: str | Ref, kind: str = STEP_FAILED) -> State:
+        """A Fail state: the step failed, its Error the failure's kind (a
+        :class:`~remediate.actions.program.Fail`'s)."""
+        return asl.fail(kind, message)
 
     def unsupported(self, reason: str) -> NotExportable:
         return NotExportable(self.action, reason)

@@ -21,8 +21,8 @@ State names: a step's are its id or start with it and a dot; the iteration's own
 can take (:data:`RESERVED`, or with a space), so no two states share a name.
 
 Every way out goes through the actions' cleanup (rescue instances) and ends in
-one of: Succeed, or Fail with ``remediate.Refused`` (inspection failed, or a step
-refused),
+one of: Succeed, or Fail with ``remediate.Refused`` (inspection failed, a step
+refused, or a step failed leaving the target untouched: :mod:`remediate.export.untouched`),
 ``remediate.Failed``, ``remediate.RolledBack``, ``remediate.RollbackFailed`` or
 ``remediate.CleanupFailed``; the cause names the step and AWS's or the action's
 message. Those Fails are what the Distributed Map counts against
@@ -38,7 +38,7 @@ from typing import Any, Final
 from remediate.actions import registry
 from remediate.actions.contract import Action
 from remediate.executor.preflight_policy import PreflightPolicy
-from remediate.export import asl, program_asl
+from remediate.export import asl, program_asl, untouched
 from remediate.export.asl import State, States
 from remediate.export.conditions import rule
 from remediate.export.errors import NotExportable
@@ -132,7 +132,7 @@ class Iteration:
             if (step.on_failure == "rollback" and rollback_entry is not None
                     and index >= first_mutation):
                 on_fail = rollback_entry
-            self._step(step, after, on_fail)
+            self._step(step, after, on_fail, before=steps[:index])
         self._inspect(entries[0] if entries else end)
         self._finish()
         return {"StartAt": INSPECT, "States": self.states}
@@ -189,7 +189,9 @@ class Iteration:
         return f"{step.id}.when"
 
     def _step(self, step: Step, after: str, on_fail: str, *,
-              rollback_errors: bool = False) -> None:
+              rollback_errors: bool = False, before: Sequence[Step] = ()) -> None:
+        """``before``: the steps before it (a failure that left the target untouched
+        refuses it only if none of them changed it: :mod:`remediate.export.untouched`)."""
         action = self._action(step)
         decided = (None if step.when is None
                    else rule(step.when, self.params, self.facts, f"step {step.id} when"))
@@ -206,7 +208,7 @@ class Iteration:
             params = bind(action, step.id, step.params, self.params, self.facts)
             fragment = program_asl.fragment(action, self._aslstep(step.id, action, params))
             cleanup = program_asl.cleanup_fragment(action, self._aslstep(
-                f"{CLEANUP}_{action.name.split('.')[0]}", action, {}))
+                f"{CLEANUP}_{action.name.split('.')[0]}", action, {}), params)
             if cleanup is not None:
                 self.cleanups.setdefault(cleanup.start, cleanup)
         if isinstance(decided, dict):  # decided at run time (True: it always runs)
@@ -241,10 +243,15 @@ class Iteration:
             states[f"{step.id}.failed"] = asl.pass_state(on_fail, parameters={
                 "step": step.id, "Error": asl.path("$.error.Error"),
                 "Cause": asl.path("$.error.Cause")}, result_path="$.error")
+        catches = [catch]
+        if not rollback_errors and step.on_failure != "continue" and untouched.may_fail(
+                fragment):
+            states.update(untouched.states(step.id, before, on_fail, CLEANUP))
+            catches.insert(0, untouched.catch(step.id))
         states[step.id] = parallel(
             fragment, after, result_path=f"$.steps.{step.id}",
             result_selector={"status": "succeeded", "outputs.$": "$[0]"},
-            retry=step_retry(step.retries), catch=[catch])
+            retry=step_retry(step.retries), catch=catches)
         self._add(states)
 
     def _rollback(self) -> str:

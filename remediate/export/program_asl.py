@@ -209,6 +209,8 @@ class ProgramCompiler:
             return "$.target" + rest
         if head == "run":
             known = {".step": self.step.step_id, ".base_dir": self.step.base_dir}
+            if rest == ".failure":  # the failed step's error, kept by its Catch
+                return "$.error.Error"
             return known[rest] if rest in known else "$.run" + rest
         if head == "it":
             if not self._it:
@@ -499,7 +501,7 @@ class ProgramCompiler:
                                        "Next": nxt})
             return self.add(name, asl.wait(int(seconds), nxt))
         if isinstance(node, Fail):
-            return self.add(name, self.step.failure(self.expr(node.message)))
+            return self.add(name, self.step.failure(self.expr(node.message), node.kind))
         if isinstance(node, Done):
             return self.add(name, self.step.done(self.expr(dict(node.outputs))))
         if isinstance(node, Native):
@@ -786,10 +788,11 @@ def fragment(action: Action, step: AslStep) -> Fragment:
     return action.asl(step)
 
 
-def cleanup_fragment(action: Action, step: AslStep) -> Fragment | None:
-    """What each iteration runs at its end for ``action`` (see
+def cleanup_fragment(action: Action, step: AslStep,
+                     params: Mapping[str, Any]) -> Fragment | None:
+    """What each iteration runs at its end for a step of ``action`` with ``params`` (see
     :meth:`ProgramAction.cleanup`), compiled; None when it needs nothing."""
-    cleanup = action.cleanup() if isinstance(action, ProgramAction) else None
+    cleanup = action.cleanup(params) if isinstance(action, ProgramAction) else None
     return None if cleanup is None else compile_program(step, cleanup)
 
 

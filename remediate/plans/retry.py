@@ -2,8 +2,10 @@
 
 Rundeck's "retry failed nodes", for a fleet: after a run, run again (the same
 playbook, or the next route) on the targets that *failed*, were *rolled back*
-or were *interrupted* in it, and on no other. Targets it fixed, refused (a
-human must act first) or skipped (already healthy) are left alone. The earlier
+or were *interrupted* in it, and on those a step *refused* leaving them as they were
+(their capacity could not be held, say: running again later may work; such a
+target is refused with a failed step). Targets it fixed, refused otherwise (a human
+must act first) or skipped (already healthy) are left alone. The earlier
 run is named by what the operator has at hand: its JSON report (``--report
 json:PATH``), its journal (the journal's latest run), or its run id (in the
 ``--journal`` of this command).
@@ -108,7 +110,11 @@ def _from_report(path: str) -> RetrySet:
     for index, item in enumerate(data["targets"]):
         if not isinstance(item, dict):
             raise RetryError(f"--retry-failed {path}: targets[{index}]: expected an object")
-        if item.get("status") in RETRIED:
+        steps = item.get("steps")
+        failed = isinstance(steps, list) and any(
+            isinstance(s, dict) and s.get("status") == "failed" and not s.get("rollback")
+            for s in steps)
+        if retried(item.get("status"), failed):
             targets.append(_report_target(path, index, item))
     return RetrySet(path, data["run_id"], tuple(targets))
 
@@ -144,4 +150,12 @@ def _from_journal(source: str, path: str, run_id: str | None) -> RetrySet:
     finally:
         journal.close()
     return RetrySet(source, run.run_id, tuple(
-        record.target for record in records.values() if record.status in RETRIED))
+        record.target for record in records.values() if retried(record.status, any(
+            s.status == "failed" and not s.rollback for s in record.steps))))
+
+
+def retried(status: Any, step_failed: bool) -> bool:
+    """Whether a target that ended with ``status`` is retried; ``step_failed``: one of its
+    steps (not a rollback step) failed, which for a refused target means a step refused
+    it leaving it as it was (:func:`remediate.executor.target_runner.refusal`)."""
+    return status in RETRIED or (status == "refused" and step_failed)

@@ -22,7 +22,8 @@ Where each target counts in the summary: every target in exactly one of
 Markdown and the JUnit report count the same way (issue 16: an interrupted
 target was counted as failed, a refused one as skipped too):
 
-- ``refused``: blocked or unaccepted findings, or another run holds it;
+- ``refused``: blocked or unaccepted findings, another run holds it, or a step failed
+  leaving it as it was (its capacity could not be held: that step shows ``failed``);
 - ``interrupted``: started, not finished (Ctrl-C, an unsettled outcome): it needs a
   look or a ``resume``, but it did not fail;
 - ``not_run``: never started (a dry run's planned targets, or a run that ended

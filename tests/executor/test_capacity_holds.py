@@ -19,7 +19,16 @@ from executor_support import (
 
 from remediate.clock import Clock, ScaledClock, VirtualClock
 from remediate.executor.engine import Executor, RunResult
-from remediate.executor.events import Event, EventBus, Notice, StepStarted
+from remediate.executor.events import (
+    BatchFinished,
+    Event,
+    EventBus,
+    Notice,
+    RollbackStarted,
+    StepFinished,
+    StepStarted,
+    TargetFinished,
+)
 from remediate.executor.resume import resume
 from remediate.journal import Journal
 from remediate.language.model import Step
@@ -90,26 +99,68 @@ def test_every_stopped_target_starts_in_its_reservation_when_the_az_runs_out(
         assert holds(sandbox) == Counter({"cancelled": 3})
 
 
-def test_a_target_whose_capacity_cannot_be_reserved_is_not_stopped(
-        sandbox: Sandbox, clock: VirtualClock) -> None:
+REFUSED_HOLD = (
+    "could not hold capacity for {target} (m5.large, Windows, us-east-1a), so it was not "
+    "stopped and is as it was: run again later, or set hold_capacity: false to stop it "
+    "without a reservation (it may then not start again while the AZ has no capacity). "
+    "AWS said: InsufficientInstanceCapacity: We currently do not have sufficient m5.large "
+    "capacity in the Availability Zone you requested (us-east-1a). Our system will be "
+    "working on provisioning additional capacity. You can currently get m5.large capacity "
+    "by not specifying an Availability Zone in your request or choosing other Availability "
+    "Zones.")
+BACKUP = step("backup", "ec2.snapshot_root", {"wait": False})
+PUT_BACK = step("put_back", "ec2.start")
+
+
+@pytest.mark.parametrize("clock", [VirtualClock(), ScaledClock(100.0)],
+                         ids=["virtual", "moving"])
+def test_a_target_whose_capacity_cannot_be_reserved_is_not_stopped_and_ends_refused(
+        clock: Clock) -> None:
+    events: list[Event] = []
+    bus = EventBus()
+    bus.subscribe(events.append)
+    with Sandbox(clock=clock, durations=FAST) as sandbox:
+        [target] = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
+        sandbox.set_capacity("m5.large", AZ, 0)
+
+        # The backup before the stop is no change to undo: the target is untouched.
+        result = executor(sandbox, clock, [target], BACKUP, HOLD, START,
+                          rollback=(PUT_BACK,), bus=bus).run()
+
+        key = f"default/us-east-1/{target}"
+        assert result.summary == {"refused": 1}
+        assert result.errors[key] == "step stop refused: " + REFUSED_HOLD.format(
+            target=target)
+        # No rollback step ran; the step says why it failed; the batch counts it refused.
+        assert events_of(events, RollbackStarted) == []
+        assert [(e.step_id, e.status, e.rollback) for e in events_of(events, StepFinished)
+                ] == [("backup", "succeeded", False), ("stop", "failed", False)]
+        [finished] = events_of(events, TargetFinished)
+        assert (finished.status, finished.rolled_back) == ("refused", False)
+        [batch] = events_of(events, BatchFinished)
+        assert (batch.succeeded, batch.failed, batch.rolled_back, batch.others) == (
+            0, 0, 0, (("refused", 1),))
+        assert state(sandbox, target) == "running"
+        assert calls(sandbox, "StopInstances") == calls(sandbox, "StartInstances") == 0
+        assert sandbox.capacity_reservations_created == 0
+
+
+def test_a_refused_hold_after_a_step_that_changed_the_target_is_rolled_back(
+        sandbox: Sandbox, clock: VirtualClock, events: list[Event], bus: EventBus) -> None:
     [target] = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
     sandbox.set_capacity("m5.large", AZ, 0)
+    # A reboot changed the target before the stop was refused: that is for the rollback.
+    reboot = step("reboot", "ec2.reboot", {"times": 1, "verify": False, "timeout": "1m"})
 
-    result = run(sandbox, clock, [target], HOLD, START)
+    result = executor(sandbox, clock, [target], reboot, HOLD, START,
+                      rollback=(PUT_BACK,), bus=bus).run()
 
-    assert result.summary == {"failed": 1}
+    assert result.summary == {"rolled_back": 1}
     assert result.errors[f"default/us-east-1/{target}"] == (
-        f"step stop failed: could not hold capacity for {target} (m5.large, Windows, {AZ}), "
-        "so it was not stopped and is as it was: run again later, or set hold_capacity: "
-        "false to stop it without a reservation (it may then not start again while the AZ "
-        "has no capacity). AWS said: InsufficientInstanceCapacity: We currently do not have "
-        "sufficient m5.large capacity in the Availability Zone you requested (us-east-1a). "
-        "Our system will be working on provisioning additional capacity. You can currently "
-        "get m5.large capacity by not specifying an Availability Zone in your request or "
-        "choosing other Availability Zones.")
+        "step stop failed: " + REFUSED_HOLD.format(target=target))
+    assert [e.step_id for e in events_of(events, StepFinished) if e.rollback] == ["put_back"]
     assert state(sandbox, target) == "running"
     assert calls(sandbox, "StopInstances") == 0
-    assert sandbox.capacity_reservations_created == 0
 
 
 def test_a_rollback_after_the_stop_starts_the_target_in_its_reservation(
@@ -191,3 +242,59 @@ def test_one_ctrl_c_ends_the_run_holding_nothing(
     assert result.interrupted
     assert {state(sandbox, i) for i in ids} == {"stopped"}
     assert holds(sandbox) == Counter({"cancelled": 2})
+
+
+def test_a_rollback_does_not_spend_a_second_capacity_budget_on_the_start(
+        sandbox: Sandbox, clock: VirtualClock, events: list[Event], bus: EventBus) -> None:
+    [target] = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
+    sandbox.set_capacity("m5.large", AZ, 0, at=clock.now() + 300)
+
+    result = executor(sandbox, clock, [target], step("stop", "ec2.stop"), PAUSE, START,
+                      rollback=(PUT_BACK,), bus=bus).run()
+
+    assert result.summary == {"failed": 1}
+    assert result.errors[f"default/us-east-1/{target}"] == (
+        f"step start failed: no capacity to start {target}: 4 attempts over 3m30s were "
+        "refused (InsufficientInstanceCapacity: We currently do not have sufficient m5.large "
+        "capacity in the Availability Zone you requested (us-east-1a). Our system will be "
+        "working on provisioning additional capacity. You can currently get m5.large "
+        "capacity by not specifying an Availability Zone in your request or choosing other "
+        "Availability Zones.). It is stopped, with its root volume attached: start it again "
+        f"in a few minutes (aws ec2 start-instances --instance-ids {target}, or run again "
+        "with --retry-failed), or change its instance type while it is stopped; it cannot "
+        "move to another Availability Zone, its volumes are in this one.; rollback step "
+        f"put_back failed: {target} not started again: no capacity, as above")
+    # The rollback ran, and sent no StartInstances of its own.
+    assert [e.step_id for e in events_of(events, StepFinished) if e.rollback] == ["put_back"]
+    assert started(sandbox, target) == 4
+    assert state(sandbox, target) == "stopped"
+
+
+def test_resume_keeps_a_target_refused_for_capacity_as_it_was(
+        sandbox: Sandbox, clock: VirtualClock, bus: EventBus, tmp_path: Any) -> None:
+    ids = sandbox.build_fleet(FleetSpec(plain=2, azs=2)).instance_ids()
+    zone = {i: sandbox.client("ec2").describe_instances(InstanceIds=[i])["Reservations"][0][
+        "Instances"][0]["Placement"]["AvailabilityZone"] for i in ids}
+    [dry] = [i for i in ids if zone[i] == AZ]
+    sandbox.set_capacity("m5.large", AZ, 0)
+    journal = Journal(tmp_path / "run.journal")
+    run_ = executor(sandbox, clock, ids, HOLD, PAUSE, BROKEN, journal=journal, bus=bus)
+
+    def ctrl_c_twice() -> None:
+        run_.request_stop()
+        run_.request_stop()
+
+    when(bus, lambda e: isinstance(e, StepStarted) and e.step_id == "pause", ctrl_c_twice)
+    first = run_.run()
+    assert first.statuses[f"default/us-east-1/{dry}"] == "refused"
+
+    resumed = resume(journal, run_.playbook, clients=sandbox_clients(sandbox), clock=clock,
+                     bus=EventBus())
+
+    # The refused one is finished: resume leaves it, the other goes on (and fails).
+    assert resumed.summary == {"refused": 1, "failed": 1}
+    assert resumed.errors[f"default/us-east-1/{dry}"] == "step stop refused: " + \
+        REFUSED_HOLD.format(target=dry)
+    assert state(sandbox, dry) == "running"
+    assert not any(c.operation == "StopInstances" and c.names(dry) for c in sandbox.api_calls)
+    assert holds(sandbox) == Counter({"cancelled": 1})

@@ -64,6 +64,7 @@ CASES = [
         "role_arn": "arn:aws:iam::123456789012:role/remediate-target"}),
     case("ec2-offline-repair.yaml"),
     case("ec2-offline-repair.yaml", rescue_image_id="ami-0123456789abcdef0"),
+    case("ec2-offline-repair.yaml", hold_capacity="false"),
     case("ec2-replace-root-volume.yaml"),
     case("ec2-replace-root-volume.yaml", accepted=frozenset({"root-replacement-data-loss"})),
     case("ec2-replace-root-volume.yaml", snapshot_id="snap-00000000"),

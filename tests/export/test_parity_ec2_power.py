@@ -11,10 +11,24 @@ from typing import Any
 
 import yaml
 from parity_support import both_engines, one_step
-from sfn_support import FIXED, NO_RETRIES, UNTOUCHED_BROKEN, EndState, end_state
+from sfn_support import (
+    FIXED,
+    NO_RETRIES,
+    UNTOUCHED_BROKEN,
+    EndState,
+    Outcome,
+    ec2_targets,
+    end_state,
+    from_text,
+    run_one_target,
+)
 
 from remediate.clock import VirtualClock
-from remediate.sandbox import Fleet, FleetSpec, Sandbox
+from remediate.executor.engine import Executor
+from remediate.executor.events import EventBus
+from remediate.export.moto_engine import MotoStepFunctions
+from remediate.journal import Journal
+from remediate.sandbox import Durations, Fleet, FleetSpec, Sandbox
 
 
 def states(sb: Sandbox, fleet: Fleet) -> Counter[tuple[str, EndState]]:
@@ -125,3 +139,87 @@ def test_a_target_that_fails_after_its_stop_holds_nothing_at_the_end_on_both_eng
     assert found.local == found.stepfunctions == (
         Counter({"stopped": 2}), Counter({"cancelled": 2}), 2)
     assert found.local_statuses == {"failed": 2}
+
+
+def refused_hold_playbook(before: list[dict[str, Any]]) -> str:
+    """``before`` steps, then a stop holding capacity, a start, and a rollback that starts
+    it: the rollback must not run for a target the stop left untouched."""
+    document = yaml.safe_load(one_step("ec2.stop", {"hold_capacity": True},
+                                       rollback=[{"id": "put_back", "action": "ec2.start"}]))
+    document["steps"] = [*before, *document["steps"], {"id": "start", "action": "ec2.start"}]
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def untouched_on_both_engines(text: str) -> tuple[tuple[str, str | None], Outcome,
+                                                   tuple[Counter[str], Counter[str]]]:
+    """(the local status and error, the Step Functions outcome, the calls each made) of
+    ``text`` on one target of an AZ with no m5.large left."""
+    playbook, params = from_text(text)
+    found: list[Counter[str]] = []
+    clock = VirtualClock()
+    with Sandbox(clock=clock, durations=Durations()) as sb:
+        (target,) = ec2_targets(sb.build_fleet(FleetSpec(plain=1, azs=1)).targets)
+        sb.set_capacity("m5.large", "us-east-1a", 0)
+        local = Executor(playbook, [target],
+                         clients=lambda _a, region, service: sb.client(service, region,
+                                                                        NO_RETRIES),
+                         clock=clock, bus=EventBus(), journal=Journal.memory(),
+                         run_id="local-1", params=params).run()
+        found.append(Counter(op for (_, op), n in sb.api_call_counts().items()
+                             for _ in range(n)))
+    clock = VirtualClock()
+    with MotoStepFunctions(clock) as engine, Sandbox(clock=clock, durations=Durations()) as sb:
+        (remote,) = ec2_targets(sb.build_fleet(FleetSpec(plain=1, azs=1)).targets)
+        sb.set_capacity("m5.large", "us-east-1a", 0)
+        outcome = run_one_target(sb, engine, playbook, params, remote)
+        found.append(Counter(op for (service, op), n in sb.api_call_counts().items()
+                             if service == "ec2" for _ in range(n)))
+    return ((local.statuses[target.key], local.errors.get(target.key)), outcome,
+            (found[0], found[1]))
+
+
+def test_a_refused_hold_leaves_the_target_untouched_and_refused_on_both_engines() -> None:
+    # A backup before the stop is made beside the target: nothing to undo.
+    text = refused_hold_playbook([{"id": "backup", "action": "ec2.snapshot_root",
+                                   "with": {"wait": False}}])
+
+    (status, error), outcome, (local, remote) = untouched_on_both_engines(text)
+
+    assert status == "refused" and error is not None
+    assert error.startswith("step step refused: could not hold capacity for i-")
+    assert error.endswith("so it was not stopped and is as it was: run again later, or set "
+                          "hold_capacity: false to stop it without a reservation (it may "
+                          "then not start again while the AZ has no capacity). AWS said: "
+                          "InsufficientInstanceCapacity: We currently do not have sufficient "
+                          "m5.large capacity in the Availability Zone you requested "
+                          "(us-east-1a). Our system will be working on provisioning "
+                          "additional capacity. You can currently get m5.large capacity by "
+                          "not specifying an Availability Zone in your request or choosing "
+                          "other Availability Zones.")
+    assert (outcome.status, outcome.error) == ("FAILED", "remediate.Refused")
+    # The same words, up to AWS's (which Step Functions words its own way; the instance
+    # ids differ between the two fleets).
+    assert outcome.cause.split(" for i-")[0] == error.split(" for i-")[0]
+    assert (outcome.cause.split(" (m5.large")[1].split("AWS said: ")[0]
+            == error.split(" (m5.large")[1].split("AWS said: ")[0])
+    # Neither stopped nor started it: no rollback step ran.
+    for calls in (local, remote):
+        assert (calls["StopInstances"], calls["StartInstances"],
+                calls["CreateSnapshot"]) == (0, 0, 1)
+
+
+def test_a_refused_hold_after_a_change_to_the_target_is_rolled_back_on_both_engines() -> None:
+    text = refused_hold_playbook([{"id": "reboot", "action": "ec2.reboot",
+                                   "with": {"times": 1, "verify": False, "timeout": "1m"}}])
+
+    (status, error), outcome, (local, remote) = untouched_on_both_engines(text)
+
+    assert status == "rolled_back"
+    assert error is not None and error.startswith(
+        "step step failed: could not hold capacity for i-")
+    assert (outcome.status, outcome.error) == ("FAILED", "remediate.RolledBack")
+    assert outcome.cause.split(" for i-")[0] == error.split(" for i-")[0]
+    # The rollback's start found it running: no StartInstances either way.
+    for calls in (local, remote):
+        assert (calls["RebootInstances"], calls["StopInstances"]) == (1, 0)
+

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +15,38 @@ from test_builtin_playbooks import instance, rescue_instances, root_mapping, run
 from test_offline_repair_flow import calls_for
 
 from remediate.clock import Clock, ScaledClock, VirtualClock
-from remediate.sandbox import Durations, FleetSpec, Sandbox
+from remediate.plans.retry import failed_targets
+from remediate.sandbox import Durations, Fleet, FleetSpec, Sandbox
 
 PLAYBOOK = "ec2-offline-repair.yaml"
+NO_M5 = ("InsufficientInstanceCapacity: We currently do not have sufficient m5.large "
+         "capacity in the Availability Zone you requested (us-east-1a). Our system will be "
+         "working on provisioning additional capacity. You can currently get m5.large "
+         "capacity by not specifying an Availability Zone in your request or choosing other "
+         "Availability Zones.")
 FAST = Durations(instance_start=2.0, instance_stop=2.0, instance_stop_skip_os=0.5,
                  instance_boot=2.0, reboot=2.0, volume_attach=0.5, volume_detach=0.5,
                  snapshot=30.0, ssm_command=1.0)
 
 
-@pytest.mark.parametrize("clock", [VirtualClock(), ScaledClock(100.0)],
-                         ids=["virtual", "moving"])
-def test_offline_repair_when_the_az_runs_out_before_the_restart(
-        tmp_path: Path, clock: Clock) -> None:
+CLOCKS = pytest.mark.parametrize("clock", [VirtualClock(), ScaledClock(100.0)],
+                                 ids=["virtual", "moving"])
+
+
+@contextmanager
+def no_m5_left(clock: Clock) -> Iterator[tuple[Sandbox, Fleet]]:
+    """Two targets in an AZ whose every m5.large is taken (the rescue instances are
+    another type): a stop gives its capacity back, and others take it at once."""
     with Sandbox(clock=clock, durations=FAST) as sandbox:
         fleet = sandbox.build_fleet(FleetSpec(plain=2, azs=1))
-        # Every m5.large of the AZ is taken (the rescue instances are another type): a
-        # stop gives its capacity back, and others take it at once.
         sandbox.set_capacity("m5.large", "us-east-1a", 0)
+        yield sandbox, fleet
+
+
+@CLOCKS
+def test_offline_repair_when_the_az_runs_out_before_the_restart(
+        tmp_path: Path, clock: Clock) -> None:
+    with no_m5_left(clock) as (sandbox, fleet):
         report_path = tmp_path / "run.json"
 
         # Without holding capacity before the stop (see the tests below for with).
@@ -43,19 +60,21 @@ def test_offline_repair_when_the_az_runs_out_before_the_restart(
         canary, other = sorted(fleet.targets,
                                key=lambda t: outcome[t.instance_id]["status"] != "failed")
         failed = outcome[canary.instance_id]
+        iid = canary.instance_id
+        # One clear outcome: the restart's 4 attempts, and the rollback puts the settings
+        # back without spending a second budget on the start.
         assert failed["status"] == "failed"
-        assert len(calls_for(sandbox, "StartInstances", canary.instance_id)) == 8  # 4, 4 in
-        # the rollback's put_back_settings
-        restore = next(s for s in failed["steps"] if s["id"] == "restore")
-        assert restore["error"].startswith(
-            f"no capacity to start {canary.instance_id}: 4 attempts over 3m30s were refused "
-            "(InsufficientInstanceCapacity: We currently do not have sufficient m5.large "
-            "capacity in the Availability Zone you requested (us-east-1a).")
-        assert restore["error"].endswith(
-            "It is stopped, with its root volume attached: start it again in a few minutes "
-            f"(aws ec2 start-instances --instance-ids {canary.instance_id}, or run again with "
-            "--retry-failed), or change its instance type while it is stopped; it cannot move "
-            "to another Availability Zone, its volumes are in this one.")
+        assert failed["error"] == (
+            f"step restore failed: no capacity to start {iid}: 4 attempts over 3m30s were "
+            f"refused ({NO_M5}). It is stopped, with its root volume attached: start it again "
+            f"in a few minutes (aws ec2 start-instances --instance-ids {iid}, or run again "
+            "with --retry-failed), or change its instance type while it is stopped; it "
+            "cannot move to another Availability Zone, its volumes are in this one.; "
+            f"rollback step put_back_settings failed: {iid} not started again: no capacity, "
+            "as above")
+        assert len(calls_for(sandbox, "StartInstances", iid)) == 4
+        assert [(s["id"], s["status"]) for s in failed["steps"] if s["rollback"]] == [
+            ("put_back", "succeeded"), ("put_back_settings", "failed")]
         # The repaired root volume is home, the instance stopped, nothing left behind.
         mapping = root_mapping(sandbox, canary.instance_id)
         assert mapping["Ebs"]["VolumeId"] == canary.root_volume_id
@@ -89,3 +108,49 @@ def test_a_20_target_offline_repair_holds_and_releases_one_reservation_per_targe
                           "CancelCapacityReservation"):
             assert sum(1 for c in sandbox.api_calls if c.operation == operation
                        and not c.throttled) == 20, operation
+
+
+@CLOCKS
+def test_offline_repair_leaves_a_target_whose_capacity_cannot_be_held_untouched(
+        tmp_path: Path, clock: Clock) -> None:
+    with no_m5_left(clock) as (sandbox, fleet):
+        report_path, markdown = tmp_path / "run.json", tmp_path / "run.md"
+
+        code = run(sandbox, PLAYBOOK, tmp_path,
+                   reports=(f"json:{report_path}", f"md:{markdown}",
+                            f"html:{tmp_path / 'run.html'}"),
+                   params={"rescue_instance_type": "m5.xlarge"})
+
+        assert code == 2
+        report: dict[str, Any] = json.loads(report_path.read_text())
+        assert report["summary"]["refused"] == 2
+        assert {k: v for k, v in report["summary"].items()
+                if v and k not in ("total", "refused")} == {}
+        for target in fleet.targets:
+            iid = target.instance_id
+            outcome = next(t for t in report["targets"] if t["id"] == iid)
+            why = (f"step stop refused: could not hold capacity for {iid} (m5.large, "
+                   "Windows, us-east-1a), so it was not stopped and is as it was: run again "
+                   "later, or set hold_capacity: false to stop it without a reservation (it "
+                   "may then not start again while the AZ has no capacity). AWS said: "
+                   + NO_M5)
+            assert (outcome["status"], outcome["error"], outcome["refused"]) == (
+                "refused", why, why)
+            assert outcome["rolled_back"] is False
+            # The backup was taken (and kept); nothing else ran, no rollback step.
+            assert [(s["id"], s["status"]) for s in outcome["steps"]] == [
+                ("prepare_rescue", "succeeded"), ("backup", "succeeded"),
+                ("stop", "failed")]
+            assert f"could not hold capacity for {iid} (m5.large" in markdown.read_text()
+            # As it was: running on its own root volume, never stopped.
+            assert instance(sandbox, iid)["State"]["Name"] == "running"
+            assert root_mapping(sandbox, iid)["Ebs"]["VolumeId"] == target.root_volume_id
+            assert calls_for(sandbox, "StopInstances", iid) == []
+        assert rescue_instances(sandbox) == []
+        assert sandbox.capacity_reservations_created == 0
+        assert "### Refused (2)" in markdown.read_text()
+        # `run --retry-failed` takes them up again, from the report or the journal.
+        assert failed_targets(str(report_path), "").ids == tuple(
+            sorted(fleet.instance_ids()))
+        assert failed_targets(str(tmp_path / "j.sqlite"), "").ids == tuple(
+            sorted(fleet.instance_ids()))
