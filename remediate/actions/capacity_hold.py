@@ -6,23 +6,44 @@ Capacity Reservation for one instance of the target's type, platform, AZ and ten
 is created, ``targeted`` so that nothing else in the account can use it while the
 target is stopped; if AWS refuses it, the step fails before the stop, declaring it left
 the target as it was (``UNTOUCHED``): the target ends ``refused`` with the reason, and
-no rollback runs unless an earlier step changed it. Just before the start the
-reservation is made ``open``, so the target (whose own preference is ``open``, the
-default) lands in it without any of its own settings ever changing; once it runs, the
-reservation is cancelled.
+no rollback runs unless an earlier step changed it. So does a target whose own
+preference is ``none`` (it would never start in the hold); one that targets a
+reservation of its own (or a group) is stopped without a hold: it starts in its own.
+Just before the start the reservation is made ``open``, so the target (whose own
+preference is ``open``, the default) lands in it without any of its own settings ever
+changing; once it runs, the reservation is cancelled.
 
 Why not point the instance at the reservation (ModifyInstanceCapacityReservation-
 Attributes)? A cancelled reservation would then keep the instance from launching
 until its settings were changed again, which AWS allows only while it is stopped
 ("Modify the Capacity Reservation settings of your instance",
-docs.aws.amazon.com/AWSEC2/latest/UserGuide/capacity-reservations-modify-instance.html).
+docs.aws.amazon.com/AWSEC2/latest/UserGuide/capacity-reservations-modify-instance.html;
+"After you cancel a Capacity Reservation, instances that target it can no longer
+launch", "Cancel a Capacity Reservation", docs.aws.amazon.com/AWSEC2/latest/UserGuide/
+capacity-reservations-release.html). Pointing it at a Capacity Reservation *group*
+instead would leave no such trap (an instance targeting a group with no matching
+reservation "run[s] using On-Demand capacity", "Capacity Reservation groups",
+docs.aws.amazon.com/AWSEC2/latest/UserGuide/create-cr-group.html) but would change the
+customer's instance for good: it would no longer use their own ``open`` reservations.
+
+Why one reservation per target, not one per (type, platform, AZ, tenancy) sized to the
+targets stopped together? Without pointing instances at it, a shared reservation can
+only be used by being ``open``, and an ``open`` one offers all its free slots to every
+matching launch in the account until the group's last start; cutting its count after
+each start races the group's other starts. A sized reservation is also all or nothing:
+an AZ with room for 5 of 10 would refuse all 10, where per target 5 are held and
+repaired and 5 are refused, untouched. Nor would it save calls: to give each start a
+reservation of its own, each would split one off the group's ("Split off capacity from
+an existing Capacity Reservation", docs.aws.amazon.com/AWSEC2/latest/UserGuide/
+capacity-reservations-split.html), a call where the create was. So: one per target,
+targeted while it is stopped, open only for its start.
 
 Each reservation is tagged with the run and the instance, so it is always found again:
 by the start (any step that starts the instance, a rollback's included), and by
 :class:`CapacityHolds`, the run service that cancels whatever this run still holds at
 the end of every run (after failures and Ctrl-C too, and in ``remediate resume``).
-One reservation per target: one CreateCapacityReservation, one
-ModifyCapacityReservation and one CancelCapacityReservation per target stopped.
+One CreateCapacityReservation, one ModifyCapacityReservation and one
+CancelCapacityReservation per target stopped.
 """
 
 from __future__ import annotations
@@ -71,29 +92,52 @@ GONE: Final = ("InvalidCapacityReservationId.NotFound", "IncorrectState")
 cleanup): nothing left to open or release."""
 
 
-def hold(instance: Var) -> Seq:
-    """Before the stop of the instance read at ``instance``: its capacity held by a
-    targeted reservation, or the step fails with the reason and the
-    instance untouched. A step run again finds the reservation it made."""
-    platform, tenancy = Var("vars.hold_platform"), instance.Placement.Tenancy
-    request: dict[str, Expr] = {
-        "InstanceType": instance.InstanceType,
+def _request(instance_id: Expr, instance_type: Expr, platform: Expr, zone: Expr,
+             tenancy: Expr, run_id: Expr) -> dict[str, Expr]:
+    """CreateCapacityReservation's request for one instance (the hold and its probe)."""
+    return {
+        "InstanceType": instance_type,
         "InstancePlatform": platform,
-        "AvailabilityZone": instance.Placement.AvailabilityZone,
-        "Tenancy": Var("vars.hold_tenancy"),
+        "AvailabilityZone": zone,
+        "Tenancy": tenancy,
         "InstanceCount": 1,
         # Only instances that target it by id may use it: none, while the target is
         # stopped ("Instance matching criteria", docs.aws.amazon.com/AWSEC2/latest/
         # UserGuide/cr-matching-criteria.html).
         "InstanceMatchCriteria": "targeted",
         "EndDateType": "unlimited",
+        "TagSpecifications": [{"ResourceType": "capacity-reservation", "Tags": [
+            {"Key": RUN_TAG, "Value": run_id}, {"Key": ROLE_TAG, "Value": ROLE},
+            {"Key": HOLD_TAG, "Value": instance_id}]}],
+    }
+
+
+def probe_request(run_id: str, facts: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The hold's request for the dry run's permission probe (``DryRun`` is added by the
+    probe), from the target's facts: its tags are the ones the IAM policy requires
+    (None: inspection did not find the instance's type or AZ). The platform is the
+    inspection's Windows-or-not and the tenancy ``default``: what the policy judges is
+    the tags and the action, not these."""
+    if not facts.get("instance_type") or not facts.get("availability_zone"):
+        return None
+    platform = "Windows" if facts.get("platform") == "windows" else "Linux/UNIX"
+    return _request(facts["id"], facts["instance_type"], platform,
+                    facts["availability_zone"], "default", run_id)
+
+
+def hold(instance: Var) -> Seq:
+    """Before the stop of the instance read at ``instance``: its capacity held by a
+    targeted reservation, or the step fails with the reason and the
+    instance untouched. A step run again finds the reservation it made."""
+    platform, tenancy = Var("vars.hold_platform"), instance.Placement.Tenancy
+    request: dict[str, Expr] = {
+        **_request(instance.InstanceId, instance.InstanceType, platform,
+                   instance.Placement.AvailabilityZone, Var("vars.hold_tenancy"),
+                   Var("run.id")),
         # A lost reply resent with the same token makes no second reservation
         # (CreateCapacityReservation's ClientToken, "Ensuring idempotency in Amazon EC2
         # API requests", docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html).
         "ClientToken": token(Var("run.id"), instance.InstanceId, "capacity-hold"),
-        "TagSpecifications": [{"ResourceType": "capacity-reservation", "Tags": [
-            {"Key": RUN_TAG, "Value": Var("run.id")}, {"Key": ROLE_TAG, "Value": ROLE},
-            {"Key": HOLD_TAG, "Value": instance.InstanceId}]}],
     }
     error = Var("vars.hold_error")
     refused = Fail(Fmt(
@@ -115,11 +159,27 @@ def hold(instance: Var) -> Seq:
              note=Fmt("hold capacity for ", instance.InstanceId),
              on_error=(OnError(REFUSED, (refused,), into="hold_error"),
                        OnError((ANY_ERROR,), (refused,), into="hold_error"))))
+    spec = instance.CapacityReservationSpecification
+    never_in_one = Fail(Fmt(
+        "could not hold capacity for ", instance.InstanceId, ": its Capacity Reservation "
+        "preference is none, so it starts only in On-Demand capacity, never in a "
+        "reservation, and remediate does not change an instance's own settings. It was "
+        "not stopped; set hold_capacity: false to stop it without a hold, or set its "
+        "preference to open (aws ec2 modify-instance-capacity-reservation-attributes, "
+        "while it is stopped)."), UNTOUCHED)
     return (
         If(((Retried("CreateCapacityReservation"),
              (Read("held", "capacity-hold", instance.InstanceId),)),),
            orelse=(Set("held", None),)),
-        If(((Exists(Var("vars.held"), False), create),)))
+        If(((Exists(Var("vars.held"), False), (
+            # What the instance's own settings let it start in ("Modify the Capacity
+            # Reservation settings of your instance", cited above): one that targets a
+            # reservation or a group of them starts there, its capacity the owner's
+            # already; with preference none it never uses a reservation, so a hold
+            # would not be used by its start.
+            If(((Exists(spec.CapacityReservationTarget), (Set("hold_own", True),)),
+                (Eq(spec.CapacityReservationPreference, "none"), (never_in_one,))),
+               orelse=create),)),)))
 
 
 def _platform(instance: Var) -> Seq:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from remediate.actions import capacity_hold
 from remediate.actions import instance_flows as flows
-from remediate.actions.contract import Plan, StepContext
+from remediate.actions.contract import Plan, StepContext, calls
 from remediate.actions.ec2_inspect import (
     Record,
     batch_limits,
@@ -150,8 +150,11 @@ class Stop(ProgramAction):
         if ctx.facts.get("state") == "stopped":
             return Plan(skip="already stopped")
         if params.get("hold_capacity") is True:
-            return Plan(calls=planned("ec2:CreateCapacityReservation", "ec2:StopInstances",
-                                      note=f"hold its capacity, then stop {ctx.target.id}"))
+            # The permission probe sends the hold's own tags: the policy requires them.
+            probe = capacity_hold.probe_request(ctx.run_id, {"id": ctx.target.id, **ctx.facts})
+            note = f"hold its capacity, then stop {ctx.target.id}"
+            return Plan(calls=(*calls("ec2:CreateCapacityReservation", note=note, probe=probe),
+                               *planned("ec2:StopInstances", note=note)))
         return Plan(calls=planned("ec2:StopInstances", note=f"stop {ctx.target.id}"))
 
     def cleanup(self, params: Mapping[str, Any]) -> Program | None:

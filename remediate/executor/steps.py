@@ -45,6 +45,24 @@ RECONCILE_DELAY = 5.0
 RECONCILE_LIMIT = 5
 UNTOUCHED_OUTPUT = "untouched"
 """The output a failed step of kind UNTOUCHED is journaled with."""
+FAILURE_OUTPUT = "failure"
+"""The output a failed step of any other kind is journaled with: its kind, which the
+rollback it starts reads at ``run.failure``, also after a resume."""
+
+
+def failure_outputs(kind: str | None) -> dict[str, Any] | None:
+    """What a step that failed with ``kind`` is journaled with, so a resumed run knows it."""
+    if kind is None:
+        return None
+    return {UNTOUCHED_OUTPUT: True} if kind == UNTOUCHED else {FAILURE_OUTPUT: kind}
+
+
+def failure_kind(outputs: dict[str, Any]) -> str | None:
+    """The kind a failed step was journaled with by :func:`failure_outputs`."""
+    if outputs.get(UNTOUCHED_OUTPUT):
+        return UNTOUCHED
+    kind = outputs.get(FAILURE_OUTPUT)
+    return kind if isinstance(kind, str) else None
 
 
 @dataclass
@@ -213,8 +231,8 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
              failure: str | None = None) -> Steps:
     """Run ``step`` on the target; returns a :class:`StepOutcome` (Abandoned propagates).
     ``failure``: in a rollback, the kind of the failure that started it (``run.failure``).
-    A failure of kind UNTOUCHED is journaled with the output ``untouched``, so a resumed
-    run knows it too."""
+    A failure's kind is journaled with it (:func:`failure_outputs`), so a resumed run
+    knows it too: an UNTOUCHED one ends the target refused, another reaches the rollback."""
     target, task = state.target, state.task
     assert task is not None
     task.caller.step_id, task.caller.rollback = step.id, rollback
@@ -284,8 +302,8 @@ def run_step(rc: RunContext, state: TargetState, step: Step, path: tuple[str | i
             if stopping and retryable and attempt - attempts_before < retries.attempts:
                 error += " (not retried: the run is stopping)"
                 return replace(finish("failed", attempt, error=error), cut_short=True)
-            marked = {UNTOUCHED_OUTPUT: True} if kind == UNTOUCHED else None
-            return replace(finish("failed", attempt, marked, error=error), kind=kind)
+            return replace(finish("failed", attempt, failure_outputs(kind), error=error),
+                           kind=kind)
         delay = wait.delay(attempt - attempts_before)
         rc.bus.publish(StepRetrying(target, step.id, attempt, delay, error, rc.now()))
         yield Sleep(delay)

@@ -41,6 +41,7 @@ from typing import Any
 
 from remediate.actions import registry
 from remediate.actions.contract import Target
+from remediate.actions.requests import UNTOUCHED
 from remediate.executor.context import RunContext
 from remediate.executor.events import (
     RollbackStarted,
@@ -52,9 +53,9 @@ from remediate.executor.events import (
 )
 from remediate.executor.scheduler import Abandoned
 from remediate.executor.steps import (
-    UNTOUCHED_OUTPUT,
     TargetState,
     drive,
+    failure_kind,
     failure_text,
     run_step,
 )
@@ -220,7 +221,8 @@ class TargetRunner:
         assert self.record is not None
         if self.phase == ROLLBACK:
             return (yield from self._rollback(self.record.rollback_reason
-                                              or self.record.error or "resumed"))
+                                              or self.record.error or "resumed",
+                                              failure=self._failure_kind()))
         status, error = yield from self._rollback("finishing the rollback a Ctrl-C started",
                                                   stopped=True)
         if self.phase != RESTART or self.rc.stop_level or self.target.key in self.rc.lost:
@@ -228,6 +230,13 @@ class TargetRunner:
         self._new_pass(error)
         self.enter("steps")
         return (yield from self._steps())
+
+    def _failure_kind(self) -> str | None:
+        """The kind of the step failure the journaled rollback was started by (None: none
+        was journaled, or a journal an older remediate wrote)."""
+        assert self.record is not None
+        failed = [s for s in self.record.steps if not s.rollback and s.status == "failed"]
+        return failure_kind(failed[-1].outputs) if failed else None
 
     def _new_pass(self, why: str | None) -> None:
         """Start the target again from its first step: what its earlier pass did (step
@@ -248,10 +257,12 @@ class TargetRunner:
             prior = self._resumed(step, rollback=False)
             if prior is not None and prior.status != "running":
                 if prior.status == "failed" and step.on_failure != "continue":
-                    if prior.outputs.get(UNTOUCHED_OUTPUT) and not self._changed_before(index):
+                    kind = failure_kind(prior.outputs)
+                    if kind == UNTOUCHED and not self._changed_before(index):
                         return "refused", refusal(step.id, prior.error)
                     return (yield from self._failed(step.on_failure,
-                                                    f"step {step.id} failed: {prior.error}"))
+                                                    f"step {step.id} failed: {prior.error}",
+                                                    kind))
                 continue
             if self.target.key in rc.lost:
                 return "interrupted", (f"{rc.lost[self.target.key]}; stopped before step "
@@ -328,7 +339,7 @@ class TargetRunner:
         """Run the rollback steps. ``stopped``: the operator stopped the run (no failure):
         a target put back where it was ends ``interrupted``, to start again (RESTART).
         ``failure``: the kind of the step failure that started it (rollback steps read it
-        at ``run.failure``; None after a resume, which does not journal it)."""
+        at ``run.failure``; after a resume, as journaled with the failed step)."""
         rc, target = self.rc, self.target
         rc.bus.publish(RollbackStarted(target, reason))
         self.enter(STOP_ROLLBACK if stopped else ROLLBACK, error=reason, rollback_reason=reason)

@@ -179,18 +179,16 @@ def test_plan_reports_a_missing_iam_permission_found_with_dry_run_true(
             "  unchecked ec2:AttachVolume in default/us-east-1: allowed only for a root volume "
             "the run has tagged remediate:root-of (before detaching it); see `remediate "
             "iam-policy`\n"
-            "  unchecked ec2:CreateCapacityReservation in default/us-east-1: no dry-run probe "
-            "for this operation yet\n"
             "  unchecked ssm:SendCommand in default/us-east-1: ssm has no dry-run flag; see "
             "`remediate iam-policy`\n"
-            "  allowed in default/us-east-1: ec2:CreateSnapshot, ec2:CreateTags, "
-            "ec2:DetachVolume, ec2:ModifyInstanceAttribute, ec2:RunInstances, "
-            "ec2:StartInstances\n") in out
+            "  allowed in default/us-east-1: ec2:CreateCapacityReservation, "
+            "ec2:CreateSnapshot, ec2:CreateTags, ec2:DetachVolume, "
+            "ec2:ModifyInstanceAttribute, ec2:RunInstances, ec2:StartInstances\n") in out
     # Asked once per API, with the target's own ids, and nothing mutated.
     assert demo_fleet.mutating_calls() == []
     probes = [c for c in demo_fleet.sandbox.api_calls if c.dry_run]
     assert sorted(c.operation for c in probes) == [
-        "CreateSnapshot", "CreateTags", "DetachVolume", "ModifyInstanceAttribute",
+        "CreateCapacityReservation", "CreateSnapshot", "CreateTags", "DetachVolume", "ModifyInstanceAttribute",
         "RunInstances", "StartInstances", "StopInstances"]
 
 

@@ -176,6 +176,61 @@ def test_a_rollback_after_the_stop_starts_the_target_in_its_reservation(
     assert holds(sandbox) == Counter({"cancelled": 1})
 
 
+def set_preference(sandbox: Sandbox, clock: VirtualClock, instance_id: str,
+                   spec: dict[str, Any]) -> None:
+    """The instance's own Capacity Reservation settings, changed as AWS allows: stopped."""
+    ec2 = sandbox.client("ec2")
+    ec2.stop_instances(InstanceIds=[instance_id])
+    clock.advance(600)
+    ec2.modify_instance_capacity_reservation_attributes(
+        InstanceId=instance_id, CapacityReservationSpecification=spec)
+    ec2.start_instances(InstanceIds=[instance_id])
+    clock.advance(600)
+
+
+def test_a_target_that_never_starts_in_a_reservation_is_refused_not_stopped(
+        sandbox: Sandbox, clock: VirtualClock) -> None:
+    [target] = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
+    set_preference(sandbox, clock, target, {"CapacityReservationPreference": "none"})
+    sandbox.reset_api_calls()
+
+    result = run(sandbox, clock, [target], HOLD, START)
+
+    assert result.summary == {"refused": 1}
+    assert result.errors[f"default/us-east-1/{target}"] == (
+        f"step stop refused: could not hold capacity for {target}: its Capacity Reservation "
+        "preference is none, so it starts only in On-Demand capacity, never in a "
+        "reservation, and remediate does not change an instance's own settings. It was "
+        "not stopped; set hold_capacity: false to stop it without a hold, or set its "
+        "preference to open (aws ec2 modify-instance-capacity-reservation-attributes, "
+        "while it is stopped).")
+    assert state(sandbox, target) == "running"
+    assert calls(sandbox, "StopInstances") == calls(sandbox, "CreateCapacityReservation") == 0
+
+
+def test_a_target_with_a_reservation_of_its_own_starts_there_without_a_hold(
+        sandbox: Sandbox, clock: VirtualClock) -> None:
+    [target] = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
+    ec2 = sandbox.client("ec2")
+    own = ec2.create_capacity_reservation(
+        InstanceType="m5.large", InstancePlatform="Windows", AvailabilityZone=AZ,
+        InstanceCount=1, InstanceMatchCriteria="targeted")["CapacityReservation"][
+        "CapacityReservationId"]
+    set_preference(sandbox, clock, target,
+                   {"CapacityReservationTarget": {"CapacityReservationId": own}})
+    sandbox.set_capacity("m5.large", AZ, 0, at=clock.now() + 300)  # none left outside it
+    sandbox.reset_api_calls()
+
+    result = run(sandbox, clock, [target], HOLD, PAUSE, START)
+
+    assert result.summary == {"succeeded": 1}
+    assert state(sandbox, target) == "running"
+    assert calls(sandbox, "CreateCapacityReservation") == 0
+    [mine] = ec2.describe_capacity_reservations(CapacityReservationIds=[own])[
+        "CapacityReservations"]
+    assert (mine["State"], mine["AvailableInstanceCount"]) == ("active", 0)
+
+
 def test_a_lost_reply_of_the_reservation_makes_exactly_one(
         sandbox: Sandbox, clock: VirtualClock) -> None:
     ids = sandbox.build_fleet(FleetSpec(plain=2, azs=1)).instance_ids()
@@ -266,6 +321,35 @@ def test_a_rollback_does_not_spend_a_second_capacity_budget_on_the_start(
         f"put_back failed: {target} not started again: no capacity, as above")
     # The rollback ran, and sent no StartInstances of its own.
     assert [e.step_id for e in events_of(events, StepFinished) if e.rollback] == ["put_back"]
+    assert started(sandbox, target) == 4
+    assert state(sandbox, target) == "stopped"
+
+
+def test_a_resumed_rollback_still_knows_the_start_was_refused_for_capacity(
+        sandbox: Sandbox, clock: VirtualClock, bus: EventBus, tmp_path: Any) -> None:
+    [target] = sandbox.build_fleet(FleetSpec(plain=1, azs=1)).instance_ids()
+    sandbox.set_capacity("m5.large", AZ, 0, at=clock.now() + 300)
+    journal = Journal(tmp_path / "run.journal")
+    wait = step("wait", "control.pause", {"duration": 600.0})
+    run_ = executor(sandbox, clock, [target], step("stop", "ec2.stop"), PAUSE, START,
+                    rollback=(wait, PUT_BACK), journal=journal, bus=bus)
+
+    def ctrl_c_twice() -> None:
+        run_.request_stop()
+        run_.request_stop()
+
+    # The process stops in the rollback, before the put_back step reads run.failure.
+    when(bus, lambda e: isinstance(e, StepStarted) and e.step_id == "wait", ctrl_c_twice)
+    assert run_.run().interrupted
+    assert started(sandbox, target) == 4
+
+    resumed = resume(journal, run_.playbook, clients=sandbox_clients(sandbox), clock=clock,
+                     bus=EventBus())
+
+    assert resumed.summary == {"failed": 1}
+    assert resumed.errors[f"default/us-east-1/{target}"].endswith(
+        f"; rollback step put_back failed: {target} not started again: no capacity, as above")
+    # The resumed rollback sent no StartInstances either: 4, the start's own budget.
     assert started(sandbox, target) == 4
     assert state(sandbox, target) == "stopped"
 

@@ -223,3 +223,36 @@ def test_a_refused_hold_after_a_change_to_the_target_is_rolled_back_on_both_engi
     for calls in (local, remote):
         assert (calls["RebootInstances"], calls["StopInstances"]) == (1, 0)
 
+
+
+def own_settings(sb: Sandbox, fleet: Fleet, clock: VirtualClock) -> dict[str, Any]:
+    """The first target never starts in a reservation (preference none); the second
+    targets one of its own, made before the run (set as AWS allows: stopped)."""
+    ec2 = sb.client("ec2", "us-east-1", NO_RETRIES)
+    never, owner = fleet.instance_ids()
+    own = ec2.create_capacity_reservation(
+        InstanceType="m5.large", InstancePlatform="Windows", AvailabilityZone="us-east-1a",
+        InstanceCount=1, InstanceMatchCriteria="targeted")["CapacityReservation"][
+        "CapacityReservationId"]
+    ec2.stop_instances(InstanceIds=[never, owner])
+    clock.advance(sb.durations.instance_stop + 1)
+    ec2.modify_instance_capacity_reservation_attributes(
+        InstanceId=never, CapacityReservationSpecification={
+            "CapacityReservationPreference": "none"})
+    ec2.modify_instance_capacity_reservation_attributes(
+        InstanceId=owner, CapacityReservationSpecification={
+            "CapacityReservationTarget": {"CapacityReservationId": own}})
+    ec2.start_instances(InstanceIds=[never, owner])
+    clock.advance(sb.durations.instance_start + sb.durations.instance_boot + 1)
+    return {}
+
+
+def test_the_instance_s_own_reservation_settings_decide_the_hold_on_both_engines() -> None:
+    found = both_engines(FleetSpec(plain=2, azs=1), held_then_started(), holds,
+                         prepare=own_settings)
+
+    # The one with preference none is refused, running; the other starts in its own
+    # reservation, which it still uses; no hold is made for either.
+    assert found.local == found.stepfunctions == (
+        Counter({"running": 2}), Counter({"active": 1}), 1)
+    assert found.local_statuses == {"refused": 1, "succeeded": 1}

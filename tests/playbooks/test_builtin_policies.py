@@ -81,6 +81,9 @@ def test_the_run_needs_nothing_its_policy_refuses(
     # EC2's permission probes (DryRun=True) were judged as the real calls will be.
     assert bool([j for j in sandbox.authorizations if j.dry_run]) == bool(fleet.targets)
     assert refused(sandbox) == []
+    if name == REPAIR:  # the capacity hold's probe carries the tags its policy requires
+        assert "ec2:CreateCapacityReservation" in {
+            j.action for j in sandbox.authorizations if j.dry_run}
 
     sandbox.reset_api_calls()
     assert run(sandbox, name, tmp_path, **options) == run_code
