@@ -102,20 +102,59 @@ class _JsonAnswers:
         return call
 
 
+_CLIENTS: dict[tuple[str, str, bool, int], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
 def _cached(make: Callable[..., Any]) -> Callable[..., Any]:
-    """moto builds a boto3 client for every SDK call (~40 ms each); reuse them (clients
-    are thread-safe; moto ignores per-state credentials when it builds them)."""
-    clients: dict[tuple[str, str], Any] = {}
-    lock = threading.Lock()
+    """moto builds a boto3 client for every SDK call (~40 ms each, and its first in each
+    test parses the service's model again: moto resets boto3's default session whenever a
+    mock starts); reuse them across executions and tests of the process. Clients are
+    thread-safe, moto ignores per-state credentials when it builds them, and in process
+    moto's stubber answers whichever client sends while a mock runs."""
 
     def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-        with lock:
-            if (region, service) not in clients:
-                clients[(region, service)] = _JsonAnswers(make(
+        from moto.core.models import botocore_stubber
+        from moto.settings import moto_server_port
+
+        # Out of process moto's clients go to its server's port: one set per port.
+        key = (region, service, bool(botocore_stubber.enabled), int(moto_server_port()))
+        with _CLIENTS_LOCK:
+            if key not in _CLIENTS:
+                _CLIENTS[key] = _JsonAnswers(make(
                     region=region, service=service, state_credentials=state_credentials))
-            return clients[(region, service)]
+            return _CLIENTS[key]
 
     return client_for
+
+
+_TREES: dict[str, Any] = {}
+_TREES_LOCK = threading.Lock()
+_TREES_KEPT = 4
+
+
+def _parse_once(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """moto parses a definition with ANTLR at CreateStateMachine and at every
+    StartExecution: ~3-7 s each for the offline repair's half-megabyte definition, most
+    of a Step Functions test's time. The syntax tree of a definition is kept (the last
+    few, by text) and only moto's Preprocessor, which builds the fresh components an
+    execution evaluates, runs again; a definition with syntax errors is parsed, and
+    refused, every time as before."""
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    def parsed(definition: str) -> Any:
+        with _TREES_LOCK:
+            tree = _TREES.get(definition)
+        if tree is None:
+            program, tree = parse(definition)  # raises on a syntax error, as moto does
+            with _TREES_LOCK:
+                _TREES[definition] = tree
+                while len(_TREES) > _TREES_KEPT:
+                    del _TREES[next(iter(_TREES))]
+            return program, tree
+        return Preprocessor().visit(tree), tree
+
+    return parsed
 
 
 class MotoStepFunctions:
@@ -138,6 +177,7 @@ class MotoStepFunctions:
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
             wait_function,
         )
+        from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
         from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
         from moto.stepfunctions.parser.utils import TMP_THREADS
 
@@ -164,6 +204,8 @@ class MotoStepFunctions:
         map_runs.record_items(self._patcher)
         self._patcher.set(state_task_service_aws_sdk, "boto_client_for",
                           _cached(state_task_service_aws_sdk.boto_client_for))
+        self._patcher.set(AmazonStateLanguageParser, "parse", staticmethod(_parse_once(
+            self._patcher.original(AmazonStateLanguageParser, "parse"))))
         # moto logs every caught error with the whole state machine's repr.
         parser_log = logging.getLogger("moto.stepfunctions.parser")
         self._log_level = parser_log.level

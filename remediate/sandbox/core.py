@@ -24,6 +24,7 @@ from remediate.sandbox import (
     ec2_scale,
     ec2_volumes,
     iam_simulate,
+    kms_keys,
     map_runs,
     replace_root,
     service_quotas,
@@ -144,6 +145,7 @@ class Sandbox:
                 workspaces_connections,
                 cloudwatch,
                 capacity_reservations,
+                kms_keys,
             ):
                 module.install(self._patcher)
             if self._in_process:

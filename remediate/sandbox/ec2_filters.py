@@ -14,12 +14,12 @@ import re
 from functools import cache
 from typing import Any
 
-import botocore.session
 from moto.core.responses import ActionResult
 from moto.ec2 import utils
 from moto.ec2.responses.instances import InstanceResponse
 
 from remediate.sandbox import errors
+from remediate.sandbox.botocore_models import ec2_model
 from remediate.sandbox.patcher import Patcher
 
 EXTRA = {"platform": "platform", "instance-lifecycle": "lifecycle"}
@@ -29,8 +29,7 @@ TAG_PREFIX = "tag:"
 @cache
 def documented_filters(operation: str) -> frozenset[str]:
     """The filter names the EC2 API reference lists for ``operation``."""
-    model = botocore.session.get_session().get_service_model("ec2")
-    doc = model.operation_model(operation).input_shape.members["Filters"].documentation
+    doc = ec2_model().operation_model(operation).input_shape.members["Filters"].documentation
     return frozenset(re.findall(r"<li>\s*<p>\s*<code>([^<]+)</code>", doc))
 
 

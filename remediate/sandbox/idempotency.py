@@ -22,10 +22,10 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import botocore.session
 from moto.core.common_types import TYPE_RESPONSE
 
 from remediate.sandbox import errors
+from remediate.sandbox.botocore_models import ec2_model
 
 # Request keys that never make a repeat different (AWS: "other than the Region or
 # Availability Zone"); the token itself, and the protocol's own keys.
@@ -45,7 +45,7 @@ def token_parameter(operation: str) -> str | None:
     """The EC2 operation's idempotency-token parameter (e.g. ``ClientToken``), if any."""
     if operation in _DOCUMENTED:
         return _DOCUMENTED[operation]
-    model = botocore.session.get_session().get_service_model("ec2")
+    model = ec2_model()
     if operation not in model.operation_names:
         return None
     shape = model.operation_model(operation).input_shape

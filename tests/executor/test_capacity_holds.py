@@ -77,6 +77,16 @@ def run(sandbox: Sandbox, clock: Clock, ids: list[str], *steps: Step,
     return executor(sandbox, clock, ids, *steps, rollback=rollback).run()
 
 
+def ctrl_c_twice_at(bus: EventBus, run_: Executor, step_id: str) -> None:
+    """The operator presses Ctrl-C twice as soon as a step ``step_id`` starts."""
+
+    def ctrl_c_twice() -> None:
+        run_.request_stop()
+        run_.request_stop()
+
+    when(bus, lambda e: isinstance(e, StepStarted) and e.step_id == step_id, ctrl_c_twice)
+
+
 @pytest.mark.parametrize("clock", [VirtualClock(), ScaledClock(100.0)],
                          ids=["virtual", "moving"])
 def test_every_stopped_target_starts_in_its_reservation_when_the_az_runs_out(
@@ -264,11 +274,7 @@ def test_ctrl_c_twice_leaves_the_release_to_resume_which_does_it(
     # resumed run can release what they hold.
     run_ = executor(sandbox, clock, ids, HOLD, PAUSE, BROKEN, journal=journal, bus=bus)
 
-    def ctrl_c_twice() -> None:
-        run_.request_stop()
-        run_.request_stop()
-
-    when(bus, lambda e: isinstance(e, StepStarted) and e.step_id == "pause", ctrl_c_twice)
+    ctrl_c_twice_at(bus, run_, "pause")
 
     result = run_.run()
 
@@ -334,12 +340,8 @@ def test_a_resumed_rollback_still_knows_the_start_was_refused_for_capacity(
     run_ = executor(sandbox, clock, [target], step("stop", "ec2.stop"), PAUSE, START,
                     rollback=(wait, PUT_BACK), journal=journal, bus=bus)
 
-    def ctrl_c_twice() -> None:
-        run_.request_stop()
-        run_.request_stop()
-
     # The process stops in the rollback, before the put_back step reads run.failure.
-    when(bus, lambda e: isinstance(e, StepStarted) and e.step_id == "wait", ctrl_c_twice)
+    ctrl_c_twice_at(bus, run_, "wait")
     assert run_.run().interrupted
     assert started(sandbox, target) == 4
 
@@ -364,11 +366,7 @@ def test_resume_keeps_a_target_refused_for_capacity_as_it_was(
     journal = Journal(tmp_path / "run.journal")
     run_ = executor(sandbox, clock, ids, HOLD, PAUSE, BROKEN, journal=journal, bus=bus)
 
-    def ctrl_c_twice() -> None:
-        run_.request_stop()
-        run_.request_stop()
-
-    when(bus, lambda e: isinstance(e, StepStarted) and e.step_id == "pause", ctrl_c_twice)
+    ctrl_c_twice_at(bus, run_, "pause")
     first = run_.run()
     assert first.statuses[f"default/us-east-1/{dry}"] == "refused"
 
