@@ -188,8 +188,8 @@ def test_plan_reports_a_missing_iam_permission_found_with_dry_run_true(
     assert demo_fleet.mutating_calls() == []
     probes = [c for c in demo_fleet.sandbox.api_calls if c.dry_run]
     assert sorted(c.operation for c in probes) == [
-        "CreateCapacityReservation", "CreateSnapshot", "CreateTags", "DetachVolume", "ModifyInstanceAttribute",
-        "RunInstances", "StartInstances", "StopInstances"]
+        "CreateCapacityReservation", "CreateSnapshot", "CreateTags", "DetachVolume",
+        "ModifyInstanceAttribute", "RunInstances", "StartInstances", "StopInstances"]
 
 
 def test_plan_json_lists_every_permission_check(
