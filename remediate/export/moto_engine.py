@@ -102,18 +102,40 @@ class _JsonAnswers:
         return call
 
 
+def _as_role(region: str, service: str, role_arn: str) -> Any:
+    """A client like moto's own (``boto_client_for``), signed as a session of ``role_arn``
+    (:mod:`remediate.sandbox.machine_role`) instead of moto's fixed credentials."""
+    import boto3
+    from botocore.config import Config
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+
+    from remediate.sandbox.machine_role import credentials
+
+    endpoint = {} if botocore_stubber.enabled else {
+        "endpoint_url": f"http://localhost:{moto_server_port()}"}
+    return boto3.client(service, region_name=region, **credentials(role_arn, region),
+                        config=Config(parameter_validation=False,
+                                      retries={"max_attempts": 0, "total_max_attempts": 1}),
+                        **endpoint)
+
+
 def _cached(make: Callable[..., Any]) -> Callable[..., Any]:
     """moto builds a boto3 client for every SDK call (~40 ms each); reuse them (clients
-    are thread-safe; moto ignores per-state credentials when it builds them)."""
-    clients: dict[tuple[str, str], Any] = {}
+    are thread-safe), one per Region, service and role: moto gives each call the
+    execution role, or the Task's ``Credentials`` role, which the clients are signed as
+    (moto itself ignores them)."""
+    clients: dict[tuple[str, str, str], Any] = {}
     lock = threading.Lock()
 
     def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        role = str(getattr(state_credentials, "role_arn", None) or "")
         with lock:
-            if (region, service) not in clients:
-                clients[(region, service)] = _JsonAnswers(make(
-                    region=region, service=service, state_credentials=state_credentials))
-            return clients[(region, service)]
+            if (region, service, role) not in clients:
+                clients[(region, service, role)] = _JsonAnswers(
+                    _as_role(region, service, role) if role.startswith("arn:") else make(
+                        region=region, service=service, state_credentials=state_credentials))
+            return clients[(region, service, role)]
 
     return client_for
 

@@ -34,11 +34,15 @@ CALLER: Final[ContextVar[str | None]] = ContextVar("sandbox_attach_caller", defa
 
 
 def caller(account: str, region: str, access_key: str) -> str:
-    """The principal behind ``access_key``, as STS GetCallerIdentity names it (a role's
-    session: its role)."""
+    """The principal behind ``access_key``, as STS GetCallerIdentity names it; a role's
+    session: its role's ARN, path included, as a key policy names the role (a state
+    machine's calls, :mod:`remediate.sandbox.machine_role`)."""
     from moto.sts.models import sts_backends
 
     backend = sts_backends[account]["aws"]
+    session = backend.get_assumed_role_from_access_key(access_key)
+    if session is not None:
+        return str(session.role_arn)
     return as_principal(backend.get_caller_identity(access_key, region)[1])
 
 
