@@ -204,7 +204,7 @@ def execute(request: RunRequest, env: Environment | None = None) -> int:
         from remediate.cli.stepfunctions_run import check_before_preflight
 
         request = replace(request, attacher=check_before_preflight(
-            request, request.stepfunctions, playbook, targets, factory, run_id))
+            request, request.stepfunctions, playbook, targets, factory, run_id, env.clock))
     said = {} if request.yes else _ask_first(request, env, playbook, params, targets, factory)
     if request.stepfunctions is not None:
         from remediate.cli.stepfunctions_run import run_on_stepfunctions

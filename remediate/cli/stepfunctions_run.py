@@ -71,7 +71,7 @@ class StepFunctionsOptions:
 
 def check_before_preflight(request: RunRequest, options: StepFunctionsOptions,
                            playbook: Playbook, targets: Sequence[Target], factory: Any,
-                           run_id: str) -> Attacher | None:
+                           run_id: str, clock: Clock) -> Attacher | None:
     """What would stop the run after the pre-flight and the deploy: one line, exit 1.
     Returns the role the machine will attach volumes as (None: no targets), whose KMS key
     access the pre-flight judges (:func:`remediate.cli.state_machine.attacher`)."""
@@ -90,7 +90,10 @@ def check_before_preflight(request: RunRequest, options: StepFunctionsOptions,
         _check_items_bucket(options.items_bucket, factory, regions)
     if not regions:
         return None
-    return attacher(request, options, playbook, factory.client("stepfunctions", regions[0]))
+    from remediate.aws.retrying import RetryingClient
+
+    sfn = RetryingClient(factory.client("stepfunctions", regions[0]), clock)
+    return attacher(request, options, playbook, sfn)
 
 
 def _check_items_bucket(bucket: str, factory: Any, regions: Sequence[str]) -> None:
