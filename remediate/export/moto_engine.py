@@ -37,6 +37,10 @@ definitions avoid or absorb them):
 * an SDK error response without a request id crashes the interpreter
   (``States.Runtime``, ``KeyError('RequestId')``, not catchable by the machine);
   the sandbox's injected faults carry one, like AWS's errors;
+* every SDK call is signed with fixed credentials, which moto takes for its default
+  user (the operator's identity in tests; AWS: the execution role, or the Task's
+  ``Credentials`` role): clients here are signed as a session of that role
+  (:mod:`remediate.sandbox.machine_role`), so EBS's KMS check on AttachVolume judges it;
 * no ``RedriveExecution``: the sandbox adds it, re-running the execution from its
   start (AWS: from its unsuccessful states), see :mod:`remediate.sandbox.stepfunctions`.
 """
