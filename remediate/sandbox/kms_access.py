@@ -39,11 +39,14 @@ def caller(account: str, region: str, access_key: str) -> str:
     machine's calls, :mod:`remediate.sandbox.machine_role`)."""
     from moto.sts.models import sts_backends
 
+    from remediate.sandbox.machine_role import role_of
+
     backend = sts_backends[account]["aws"]
     session = backend.get_assumed_role_from_access_key(access_key)
     if session is not None:
         return str(session.role_arn)
-    return as_principal(backend.get_caller_identity(access_key, region)[1])
+    return role_of(access_key) or as_principal(
+        backend.get_caller_identity(access_key, region)[1])
 
 
 def _policy(statements: list[Mapping[str, Any]]) -> dict[str, Any]:
