@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from remediate.actions.requests import ActionRun
 from remediate.actions.scoped import Scoped
+from remediate.aws.principal import Attacher
 from remediate.clock import Clock
 from remediate.language.problems import Path, Problem, Problems
 from remediate.language.schema import Record
@@ -208,10 +209,12 @@ class Action(ABC):
                 *(Scoped(name) for name in self.permissions if name not in narrowed))
 
     def inspect_params(self, risks: frozenset[str], rescue_image_id: str | None = None,
-                       rescue_instance_profile: str | None = None) -> dict[str, Any]:
+                       rescue_instance_profile: str | None = None,
+                       attacher: Attacher | None = None) -> dict[str, Any]:
         """Inspect actions: their params for a playbook whose actions declare ``risks``
         (finding kinds) and launch rescue instances from ``rescue_image_id`` with
-        ``rescue_instance_profile``, so facts nothing will judge are not paid for."""
+        ``rescue_instance_profile``, so facts nothing will judge are not paid for;
+        ``attacher``: the role that will call AttachVolume (None: the caller)."""
         return {}
 
     def validate(self, params: Mapping[str, Any], base_dir: str) -> list[Problem]:

@@ -62,6 +62,7 @@ from remediate.actions.shared_facts import (
     rescue_ssm_facts,
 )
 from remediate.aws import apis
+from remediate.aws.principal import Attacher
 from remediate.kinds import KINDS
 from remediate.language.schema import Bool, Field, Str
 from remediate.language.schema import Record as Schema
@@ -232,9 +233,10 @@ def _tagged_root() -> Seq:
                  (Set("root_device_name", Var("vars.device_tag")),)),)))
 
 
-def _root_facts(access: bool) -> Seq:
+def _root_facts(access: bool, attacher: Attacher | None) -> Seq:
     """The root volume (the one at the root device, else the tagged one) and its key; with
-    ``access``, whether the caller may use an enabled key through EC2."""
+    ``access``, whether the identity attaching it (``attacher``, else the caller) may use
+    an enabled key through EC2."""
     mapping, volume, key = Var("vars.root_mapping"), Var("vars.volume"), Var("vars.kms_key_id")
     return (*flows.root_mapping("root_mapping", INSTANCE),
             If(((Exists(mapping), (
@@ -247,10 +249,10 @@ def _root_facts(access: bool) -> Seq:
             Set("kms_key_usable", None),  # no key to check (unencrypted), or unknown
             If(((All(Eq(Var("vars.root_encrypted"), True), Exists(key)), (
                 kms_key_usable("kms", key), Set("kms_key_usable", Var("vars.kms.usable")))),)),
-            *_kms_key_access(access))
+            *_kms_key_access(access, attacher))
 
 
-def _kms_key_access(read: bool) -> Seq:
+def _kms_key_access(read: bool, attacher: Attacher | None) -> Seq:
     """Read only when the playbook moves the root volume, and the key is not known bad."""
     if not read:
         return (Set("kms_key_access", None),)
@@ -258,7 +260,7 @@ def _kms_key_access(read: bool) -> Seq:
     return (Set("kms_key_access", None),
             If(((All(Eq(Var("vars.root_encrypted"), True), Exists(key),
                      Not(Eq(Var("vars.kms_key_usable"), False))), (
-                kms_key_access("kms_access", key),
+                kms_key_access("kms_access", key, attacher),
                 Set("kms_key_access", Var("vars.kms_access.fact")))),)))
 
 
@@ -309,6 +311,12 @@ def _rescue_ssm(check: bool, profile: str | None) -> Seq:
             Set("rescue_ssm", Var("vars.rescue_ssm_read.fact")))
 
 
+def _attacher(params: Mapping[str, Any]) -> Attacher | None:
+    """The role whose key access is judged (None: the caller)."""
+    arn = params.get("kms_principal")
+    return Attacher(str(arn), str(params.get("kms_principal_role") or "the role")) if arn else None
+
+
 @register
 class Inspect(ProgramAction):
     """Learn the facts pre-flight and playbooks need about one instance."""
@@ -337,15 +345,24 @@ class Inspect(ProgramAction):
         "kms_access": Field(Bool(), default=False, description=(
             "judge whether the caller may use an encrypted root's KMS key through EC2 (key "
             "policy and grants), once per account, Region and key")),
+        "kms_principal": Field(Str(max_len=2048), description=(
+            "the role ARN (with its path) that will call AttachVolume, whose key access is "
+            "judged (none: the caller, as STS GetCallerIdentity names it)")),
+        "kms_principal_role": Field(Str(max_len=200), description=(
+            "what kms_principal is to the run, for messages (\"the state machine's role\")")),
         "rescue_instance_profile": Field(Str(max_len=2048), description=(
             "the instance profile rescue instances are launched with (none: DHMC decides)")),
     })
 
     def inspect_params(self, risks: frozenset[str], rescue_image_id: str | None = None,
-                       rescue_instance_profile: str | None = None) -> dict[str, Any]:
+                       rescue_instance_profile: str | None = None,
+                       attacher: Attacher | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"stop_protection": "stop-protection" in risks}
         if "kms-key-denied" in risks:
             params["kms_access"] = True
+            if attacher is not None:
+                params["kms_principal"], params["kms_principal_role"] = (attacher.arn,
+                                                                         attacher.role)
         if rescue_image_id and "rescue-image-unusable" in risks:
             params["rescue_image_id"] = rescue_image_id
         if rescue_image_id and "rescue-unmanageable" in risks:
@@ -365,7 +382,7 @@ class Inspect(ProgramAction):
             Read("status", "instance-status", TARGET_ID),
             *_instance_facts(),
             *flows.health("status_word", Var("vars.status")),
-            *_root_facts(bool(params.get("kms_access"))),
+            *_root_facts(bool(params.get("kms_access")), _attacher(params)),
             *_stop_protection(bool(params.get("stop_protection", True))),
             instance_store("store", INSTANCE.InstanceType),
             Set("instance_store", Var("vars.store.supported")),

@@ -115,11 +115,13 @@ class KeyAccess:
     principal: str = ""
     actions: tuple[str, ...] = ()
     why: str = ""
+    role: str = ""  # what the principal is to the run ("the state machine's role"; "": the caller)
 
     def fact(self) -> dict[str, Any]:
         """The journaled fact (JSON)."""
-        return {"verdict": self.verdict, "key": self.key, "principal": self.principal,
+        fact = {"verdict": self.verdict, "key": self.key, "principal": self.principal,
                 "actions": list(self.actions), "why": self.why}
+        return {**fact, "role": self.role} if self.role else fact
 
     @classmethod
     def from_fact(cls, fact: Any) -> KeyAccess | None:
@@ -127,7 +129,14 @@ class KeyAccess:
                 "allowed", "denied", "unchecked"):
             return None
         return cls(fact["verdict"], str(fact.get("key")), str(fact.get("principal") or ""),
-                   tuple(fact.get("actions") or ()), str(fact.get("why") or ""))
+                   tuple(fact.get("actions") or ()), str(fact.get("why") or ""),
+                   str(fact.get("role") or ""))
+
+    @property
+    def who(self) -> str:
+        """Whose access was judged, as a message names it."""
+        who = self.principal or "the operator"
+        return f"{self.role} {who}" if self.role and self.principal else who
 
 
 def judge(key: str, principal: str, account: str, policy: Mapping[str, Any],
@@ -171,15 +180,14 @@ def refusal(volume: str, target: str, region: str, access: KeyAccess) -> str:
            f"add to the key policy (aws kms put-key-policy): "
            f"{statement(access.principal, region)}")
     return (f"root volume {volume} of {target} is encrypted with KMS key {access.key}, "
-            f"which {access.principal} may not use through EC2 ({', '.join(access.actions)}: "
+            f"which {access.who} may not use through EC2 ({', '.join(access.actions)}: "
             f"{access.why}), so it could not be attached to a rescue instance: {fix}")
 
 
 def warning(access: KeyAccess) -> str:
     """The one line for ``unchecked``."""
     actions = f" ({', '.join(access.actions)})" if access.actions else ""
-    who = access.principal or "the operator"
-    return (f"could not check that {who} may use KMS key {access.key} through EC2"
+    return (f"could not check that {access.who} may use KMS key {access.key} through EC2"
             f"{actions}: {access.why}")
 
 

@@ -13,6 +13,7 @@ in place): one call per target instead of one per run.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from remediate.actions import kms_access, manageability, rescue_image
@@ -37,6 +38,7 @@ from remediate.actions.program import (
 from remediate.actions.requests import AwsError, Call
 from remediate.actions.shared_answers import SharedAnswers, Steps
 from remediate.aws.errors import ACCESS_DENIED_CODES
+from remediate.aws.principal import Attacher
 
 DENIED = tuple(sorted(ACCESS_DENIED_CODES))
 
@@ -117,7 +119,7 @@ def kms_key_usable(into: str, key_id: Var) -> Native:
     ), {"usable": Var(f"vars.{usable}")}, why="asked once per run and key")
 
 
-def _kms_key_access(ctx: StepContext, key_id: str) -> Steps:
+def _kms_key_access(ctx: StepContext, key_id: str, attacher: Attacher | None) -> Steps:
     account, region = ctx.target.account, ctx.target.region
     shared = ctx.service(SharedAnswers)
 
@@ -125,21 +127,27 @@ def _kms_key_access(ctx: StepContext, key_id: str) -> Steps:
         return (yield from kms_access.caller())
 
     def fetch() -> Steps:
+        if attacher is not None:
+            access = yield from kms_access.check(key_id, (attacher.arn, attacher.account), region)
+            return replace(access, role=attacher.role).fact()
         caller = yield from shared.ask(ctx, f"caller:{account}:{region}", who)
         return (yield from kms_access.check(key_id, caller, region)).fact()
 
-    return (yield from shared.ask(ctx, f"kms-access:{account}:{region}:{key_id}", fetch))
+    as_role = f":{attacher.arn}" if attacher is not None else ""
+    return (yield from shared.ask(ctx, f"kms-access:{account}:{region}:{key_id}{as_role}", fetch))
 
 
-def kms_key_access(into: str, key_id: Var) -> Native:
-    """``vars.<into>.fact``: whether the caller (who attaches the volume) may use the key
+def kms_key_access(into: str, key_id: Var, attacher: Attacher | None = None) -> Native:
+    """``vars.<into>.fact``: whether the identity that attaches the volume may use the key
     through EC2 (:mod:`remediate.actions.kms_access`), for the pre-flight's
-    ``kms-key-denied`` and ``kms-key-unchecked`` findings.
+    ``kms-key-denied`` and ``kms-key-unchecked`` findings: ``attacher`` (a role the run
+    will attach as), else the caller.
 
     Step Functions counterpart: None (not read), as :func:`rescue_image_facts`: the
     pre-flight judges it locally before an execution starts."""
     def local(ctx: StepContext, params: Mapping[str, Any], scope: Mapping[str, Any]) -> Steps:
-        return {"fact": (yield from _kms_key_access(ctx, str(evaluate(key_id, scope))))}
+        return {"fact": (yield from _kms_key_access(ctx, str(evaluate(key_id, scope)),
+                                                    attacher))}
 
     return _native("KMS key access", into, local, (), {"fact": None},
                    why="read once per run, account, Region and key")

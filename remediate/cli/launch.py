@@ -37,6 +37,7 @@ from remediate.language.loader import bind_params
 from remediate.language.model import Account, Playbook
 
 if TYPE_CHECKING:
+    from remediate.aws.principal import Attacher
     from remediate.cli.stepfunctions_run import StepFunctionsOptions
     from remediate.discovery import Overrides
     from remediate.executor.alarm_watch import AlarmWatch
@@ -90,6 +91,9 @@ class RunRequest:
     # plan: forecast by rehearsing the run (remediate.forecast); None: if the fleet is
     # small enough (REHEARSAL_AUTO_LIMIT)
     rehearsal: bool | None = False
+    # The role that will call AttachVolume (Step Functions: the machine's), whose KMS key
+    # access the pre-flight judges; None: the operator.
+    attacher: Attacher | None = None
 
     @classmethod
     def from_args(cls, playbook_path: str, targets: TargetArgs, execution: ExecutionArgs,
@@ -199,7 +203,8 @@ def execute(request: RunRequest, env: Environment | None = None) -> int:
     if request.stepfunctions is not None:
         from remediate.cli.stepfunctions_run import check_before_preflight
 
-        check_before_preflight(request.stepfunctions, playbook, targets, factory, run_id)
+        request = replace(request, attacher=check_before_preflight(
+            request, request.stepfunctions, playbook, targets, factory, run_id, env.clock))
     said = {} if request.yes else _ask_first(request, env, playbook, params, targets, factory)
     if request.stepfunctions is not None:
         from remediate.cli.stepfunctions_run import run_on_stepfunctions
@@ -289,7 +294,8 @@ def _ask_first(request: RunRequest, env: Environment, playbook: Playbook,
     Executor(playbook, targets, clients=lookup(factory), clock=env.clock, bus=bus,
              journal=Journal.memory(), run_id="preflight", params=params,
              accepted=request.accepted, dry_run=True, concurrency=request.concurrency,
-             rate_limits=request.rate_limits, approved=request.approved).run()
+             rate_limits=request.rate_limits, approved=request.approved,
+             attacher=request.attacher).run()
     record.close()
     click.echo(preflight_text(record), err=True)
     if not click.confirm("Go ahead?", default=False, err=True):

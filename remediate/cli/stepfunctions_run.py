@@ -46,6 +46,7 @@ from remediate.language.model import Playbook
 
 if TYPE_CHECKING:
     from remediate.actions.requests import AwsError
+    from remediate.aws.principal import Attacher
     from remediate.aws.retrying import RetryingClient
     from remediate.cli.execution_leases import ExecutionLeases
     from remediate.cli.launch import Environment, RunRequest
@@ -68,9 +69,13 @@ class StepFunctionsOptions:
     items_bucket: str | None = None  # the batches go to S3 (ItemReader), not in the input
 
 
-def check_before_preflight(options: StepFunctionsOptions, playbook: Playbook,
-                           targets: Sequence[Target], factory: Any, run_id: str) -> None:
-    """What would stop the run after the pre-flight and the deploy: one line, exit 1."""
+def check_before_preflight(request: RunRequest, options: StepFunctionsOptions,
+                           playbook: Playbook, targets: Sequence[Target], factory: Any,
+                           run_id: str, clock: Clock) -> Attacher | None:
+    """What would stop the run after the pre-flight and the deploy: one line, exit 1.
+    Returns the role the machine will attach volumes as (None: no targets), whose KMS key
+    access the pre-flight judges (:func:`remediate.cli.state_machine.attacher`)."""
+    from remediate.cli.state_machine import attacher
     from remediate.export.run_input import input_problem
 
     regions = sorted({t.region for t in targets})
@@ -81,16 +86,25 @@ def check_before_preflight(options: StepFunctionsOptions, playbook: Playbook,
         problem = input_problem(playbook, targets, run_id)
         if problem:
             raise UserError(problem)
-        return
+    else:
+        _check_items_bucket(options.items_bucket, factory, regions)
+    if not regions:
+        return None
+    from remediate.aws.retrying import RetryingClient
+
+    sfn = RetryingClient(factory.client("stepfunctions", regions[0]), clock)
+    return attacher(request, options, playbook, sfn)
+
+
+def _check_items_bucket(bucket: str, factory: Any, regions: Sequence[str]) -> None:
     from botocore.exceptions import ClientError
 
     from remediate.aws.errors import from_exception
 
     try:
-        factory.client("s3", regions[0] if regions else None).head_bucket(
-            Bucket=options.items_bucket)
+        factory.client("s3", regions[0] if regions else None).head_bucket(Bucket=bucket)
     except ClientError as exc:
-        raise UserError(f"--items-bucket {options.items_bucket}: "
+        raise UserError(f"--items-bucket {bucket}: "
                         f"{from_exception(exc, 'HeadBucket')}") from None
 
 
@@ -167,7 +181,8 @@ def _preflight(request: RunRequest, env: Environment, playbook: Playbook,
     result = Executor(playbook, targets, clients=lookup(factory), clock=env.clock, bus=quiet,
                       journal=Journal.memory(), run_id="preflight", params=params,
                       accepted=request.accepted, dry_run=True,
-                      concurrency=request.concurrency, rate_limits=request.rate_limits).run()
+                      concurrency=request.concurrency, rate_limits=request.rate_limits,
+                      attacher=request.attacher).run()
     return dict(result.statuses)
 
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from remediate.actions.contract import RunService, Target
 from remediate.aws.apis import Bucket
+from remediate.aws.principal import Attacher
 from remediate.aws.ratelimit import RateLimiter
 from remediate.aws.retry import RetryPolicy
 from remediate.claims.registry import HostRegistry
@@ -126,6 +127,7 @@ class Executor:
         approved: Mapping[str, Mapping[str, Any]] | None = None,
         alarms: AlarmWatch | None = None,
         forecaster: Forecaster | None = None,
+        attacher: Attacher | None = None,
     ) -> None:
         """``clients(account, region, service)`` gives a boto3 client; ``confirm`` is asked
         after the canary batch (None: go on without asking); ``inspect_actions`` overrides
@@ -139,7 +141,9 @@ class Executor:
         targets when one fires; ``forecaster``: a dry run's estimate by rehearsal
         (:func:`remediate.forecast.child.forecast`; None: from the API rates only,
 :mod:`remediate.executor.estimate`); ``workers``: I/O threads (None: by the places the
-        targets are in, :func:`remediate.executor.io_pool.io_workers`)."""
+        targets are in, :func:`remediate.executor.io_pool.io_workers`); ``attacher``: the
+        role that will call AttachVolume, whose KMS key access inspection judges (None:
+        the operator)."""
         self.playbook = playbook
         self.targets = tuple(targets)
         self.confirm = confirm
@@ -180,7 +184,8 @@ class Executor:
             accepted=frozenset(accepted), dry_run=dry_run, clock=clock, bus=bus,
             journal=journal, scheduler=scheduler, calls=calls, gates=gates,
             services=Services(run_id, journal),
-            policy=PreflightPolicy.for_playbook(playbook, params or {}, frozenset(accepted)),
+            policy=PreflightPolicy.for_playbook(playbook, params or {}, frozenset(accepted),
+                                                attacher),
             inspect_actions=inspect, lost=lost, approved=approved)
         self.alarms = alarms if not dry_run else None
         if self.alarms is not None:

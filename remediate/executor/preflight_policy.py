@@ -15,6 +15,7 @@ from typing import Any
 from remediate import preflight
 from remediate.actions import registry
 from remediate.actions.contract import Action
+from remediate.aws.principal import Attacher
 from remediate.findings import FINDINGS, Finding
 from remediate.language.model import Playbook
 from remediate.language.template import TemplateError, render
@@ -39,10 +40,14 @@ class PreflightPolicy:
     rescue_image_id: str | None = None
     at_step: frozenset[str] = frozenset()  # destructive kinds judged at their step
     rescue_instance_profile: str | None = None  # of the step naming the rescue AMI
+    # The identity that will call AttachVolume, whose KMS key access inspection judges
+    # (None: the operator; on Step Functions the machine's role).
+    attacher: Attacher | None = None
 
     @classmethod
     def for_playbook(cls, playbook: Playbook, params: Mapping[str, Any],
-                     accepted: frozenset[str]) -> PreflightPolicy:
+                     accepted: frozenset[str],
+                     attacher: Attacher | None = None) -> PreflightPolicy:
         relevant: set[str] = set(playbook.guards.require_ack)
         destructive: list[str] = []
         sure: set[str] = set()
@@ -65,7 +70,7 @@ class PreflightPolicy:
         relevant = (relevant | set(destructive)) - at_step
         return cls(frozenset(relevant), tuple(destructive), accepted,
                    frozenset(playbook.guards.require_ack), rescue_image, at_step,
-                   rescue_profile)
+                   rescue_profile, attacher)
 
     def step_refusal(self, action: Action) -> str | None:
         """Why a target must stop before a step running ``action`` (None: it may run)."""

@@ -178,7 +178,8 @@ class TargetRunner:
         problems = Problems()
         params = action.params.check(
             action.inspect_params(rc.policy.relevant, rc.policy.rescue_image_id,
-                                 rc.policy.rescue_instance_profile), ("inspect",),
+                                 rc.policy.rescue_instance_profile, rc.policy.attacher),
+            ("inspect",),
             problems)
         if problems:  # its params come from the playbook's: checked before the run starts
             return None, f"cannot inspect: {problems.summary()}"

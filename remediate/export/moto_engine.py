@@ -37,6 +37,10 @@ definitions avoid or absorb them):
 * an SDK error response without a request id crashes the interpreter
   (``States.Runtime``, ``KeyError('RequestId')``, not catchable by the machine);
   the sandbox's injected faults carry one, like AWS's errors;
+* every SDK call is signed with fixed credentials, which moto takes for its default
+  user (the operator's identity in tests; AWS: the execution role, or the Task's
+  ``Credentials`` role): clients here are signed as a session of that role
+  (:mod:`remediate.sandbox.machine_role`), so EBS's KMS check on AttachVolume judges it;
 * no ``RedriveExecution``: the sandbox adds it, re-running the execution from its
   start (AWS: from its unsuccessful states), see :mod:`remediate.sandbox.stepfunctions`.
 """
@@ -102,6 +106,26 @@ class _JsonAnswers:
         return call
 
 
+def _as_role(region: str, service: str, role_arn: str) -> Any:
+    """A client like moto's own (``boto_client_for``), signed as a session of ``role_arn``
+    (:mod:`remediate.sandbox.machine_role`) instead of moto's fixed credentials."""
+    from botocore.config import Config
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+
+    from remediate.sandbox.core import shared_session
+    from remediate.sandbox.machine_role import credentials
+
+    endpoint = {} if botocore_stubber.enabled else {
+        "endpoint_url": f"http://localhost:{moto_server_port()}"}
+    # Region and credentials go to the client, not the Session: a Session would set them
+    # on the shared botocore session, under other threads making their clients.
+    return shared_session().client(
+        service, region_name=region, **credentials(role_arn, region), **endpoint,
+        config=Config(parameter_validation=False,
+                      retries={"max_attempts": 0, "total_max_attempts": 1}))
+
+
 _CLIENTS: dict[tuple[str, str, bool, int], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
 
@@ -109,15 +133,26 @@ _CLIENTS_LOCK = threading.Lock()
 def _cached(make: Callable[..., Any]) -> Callable[..., Any]:
     """moto builds a boto3 client for every SDK call (~40 ms each, and its first in each
     test parses the service's model again: moto resets boto3's default session whenever a
-    mock starts); reuse them across executions and tests of the process. Clients are
-    thread-safe, moto ignores per-state credentials when it builds them, and in process
-    moto's stubber answers whichever client sends while a mock runs."""
+    mock starts); reuse them (clients are thread-safe). moto gives each call the
+    execution role, or the Task's ``Credentials`` role: a call with a role gets a client
+    signed as a session of it (moto itself ignores them), kept for this engine only (the
+    session lives in this mock's STS); the others share moto's fixed-credential clients
+    across executions and tests of the process (in process moto's stubber answers
+    whichever client sends while a mock runs; out of process, one set per server port)."""
+    roles: dict[tuple[str, str, str], Any] = {}
+    lock = threading.Lock()
 
     def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
         from moto.core.models import botocore_stubber
         from moto.settings import moto_server_port
 
-        # Out of process moto's clients go to its server's port: one set per port.
+        role = str(getattr(state_credentials, "role_arn", None) or "")
+        if role.startswith("arn:"):
+            with lock:
+                if (region, service, role) not in roles:
+                    roles[(region, service, role)] = _JsonAnswers(
+                        _as_role(region, service, role))
+                return roles[(region, service, role)]
         key = (region, service, bool(botocore_stubber.enabled), int(moto_server_port()))
         with _CLIENTS_LOCK:
             if key not in _CLIENTS:

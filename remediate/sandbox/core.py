@@ -71,6 +71,13 @@ class _SharedSession(boto3.Session):
             core.remediate_boto3_handlers = True
 
 
+def shared_session(**options: Any) -> boto3.Session:
+    """A boto3 Session on the process's one botocore session, so its clients parse no
+    service model again. ``options`` (region, credentials) are set on that shared session:
+    a caller making clients in several threads passes them to ``client`` instead."""
+    return _SharedSession(botocore_session=_botocore_session(), **options)
+
+
 class Sandbox:
     """AWS (EC2, EBS, SSM, WorkSpaces) simulated by moto, made realistic.
 
@@ -181,11 +188,8 @@ class Sandbox:
                       account: str = DEFAULT_ACCOUNT) -> boto3.Session:
         """A boto3 session with fake credentials, in ``region`` (default: the sandbox's),
         acting in ``account`` (default: moto's default account)."""
-        return _SharedSession(
-            region_name=region or self.region,
-            botocore_session=_botocore_session(),
-            **self._account_credentials(account),
-        )
+        return shared_session(region_name=region or self.region,
+                              **self._account_credentials(account))
 
     def _account_credentials(self, account: str) -> dict[str, str]:
         """Credentials that act in ``account``: moto answers a request in the account

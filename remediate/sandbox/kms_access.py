@@ -34,12 +34,19 @@ CALLER: Final[ContextVar[str | None]] = ContextVar("sandbox_attach_caller", defa
 
 
 def caller(account: str, region: str, access_key: str) -> str:
-    """The principal behind ``access_key``, as STS GetCallerIdentity names it (a role's
-    session: its role)."""
+    """The principal behind ``access_key``, as STS GetCallerIdentity names it; a role's
+    session: its role's ARN, path included, as a key policy names the role (a state
+    machine's calls, :mod:`remediate.sandbox.machine_role`)."""
     from moto.sts.models import sts_backends
 
+    from remediate.sandbox.machine_role import role_of
+
     backend = sts_backends[account]["aws"]
-    return as_principal(backend.get_caller_identity(access_key, region)[1])
+    session = backend.get_assumed_role_from_access_key(access_key)
+    if session is not None:
+        return str(session.role_arn)
+    return role_of(access_key) or as_principal(
+        backend.get_caller_identity(access_key, region)[1])
 
 
 def _policy(statements: list[Mapping[str, Any]]) -> dict[str, Any]:

@@ -368,3 +368,30 @@ def test_kms_key_access_is_judged_once_per_key_and_left_unchecked_when_kms_will_
     fresh = SyncRuntime(ec2_env.runtime.clients, ec2_env.clock)
     assert run_action("ec2.inspect", target, {"kms_access": True}, fresh)["kms_key_access"][
         "verdict"] == "allowed"
+
+
+def test_kms_key_access_is_judged_for_the_role_the_run_attaches_as(ec2_env: Ec2Env) -> None:
+    """On Step Functions the machine's role attaches: judged for it (its ARN as given, path
+    included), not for the caller, and named in the fact."""
+    target = ec2_env.target("hibernation")
+    key = ec2_env.facts(target)["kms_key_id"]
+    role = "arn:aws:iam::123456789012:role/service-role/remediate-sfn"
+    ec2_env.sandbox.client("kms").put_key_policy(
+        KeyId=key, PolicyName="default", Policy=json.dumps({"Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": role},
+            "Action": ["kms:CreateGrant", "kms:Decrypt"], "Resource": "*"}]}))
+    as_role = {"kms_access": True, "kms_principal": role,
+               "kms_principal_role": "the state machine's role"}
+    calls = ec2_env.calls("GetCallerIdentity", "sts")
+
+    allowed = ec2_env.run("ec2.inspect", target, as_role)["kms_key_access"]
+    caller = ec2_env.run("ec2.inspect", target, {"kms_access": True})["kms_key_access"]
+
+    assert allowed == {"verdict": "allowed", "key": key, "principal": role, "actions": [],
+                       "why": "", "role": "the state machine's role"}
+    assert (caller["verdict"], caller["principal"]) == (
+        "denied", ec2_env.sandbox.client("sts").get_caller_identity()["Arn"])
+    assert "role" not in caller
+    # The role is named: no GetCallerIdentity for it (one for the caller's judgement, and
+    # ours just above).
+    assert ec2_env.calls("GetCallerIdentity", "sts") - calls == 2

@@ -3,6 +3,7 @@ judgement readiness and the pre-flight share."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -95,3 +96,22 @@ def test_an_iam_delegation_is_a_warning_saying_how_to_check_it() -> None:
         f"could not check that {OPERATOR} may use KMS key {KEY} through EC2 (kms:CreateGrant, "
         f"kms:Decrypt): the key policy leaves it to IAM policies (it allows {ROOT}), which a "
         "run does not read: `remediate readiness` checks them (iam:SimulatePrincipalPolicy)")
+
+
+def test_the_messages_name_the_role_the_run_attaches_as() -> None:
+    role = f"arn:aws:iam::{ACCOUNT}:role/service-role/remediate-sfn"
+    denied = replace(judge(KEY, role, ACCOUNT, policy(allow(OPERATOR)), ()),
+                     role="the state machine's role")
+    unchecked = replace(judge(KEY, role, ACCOUNT, policy(allow({"AWS": ROOT})), ()),
+                        role="the target role")
+
+    assert refusal("vol-1", "i-1", "us-east-1", denied).startswith(
+        f"root volume vol-1 of i-1 is encrypted with KMS key {KEY}, which the state machine's "
+        f"role {role} may not use through EC2 (kms:CreateGrant, kms:Decrypt: ")
+    assert f'{{"Effect": "Allow", "Principal": {{"AWS": "{role}"}}, ' in refusal(
+        "vol-1", "i-1", "us-east-1", denied)
+    assert warning(unchecked).startswith(
+        f"could not check that the target role {role} may use KMS key {KEY} through EC2 ")
+    assert KeyAccess.from_fact(denied.fact()) == denied
+    assert denied.fact()["role"] == "the state machine's role"
+    assert "role" not in judge(KEY, OPERATOR, ACCOUNT, policy(), ()).fact()  # the caller

@@ -6,7 +6,8 @@ operator's credentials, for a grant and Decrypt. Where the key policy allows nei
 to ``available``: ``plan`` (exit 2), ``run`` and ``run --engine stepfunctions`` refuse
 those targets before their stop, with the key policy statement to add. A key policy that
 cannot be read is a warning, not a refusal. Each key is read once per account and
-Region, however many targets share it.
+Region, however many targets share it. On Step Functions the machine attaches, as its
+execution role or the target role: the key is judged for that role, not the operator.
 """
 
 from __future__ import annotations
@@ -47,24 +48,43 @@ def key_of(cli: CliSandbox) -> str:
     return cli.fleet.regions["us-east-1"].kms_key_id
 
 
-def denial(cli: CliSandbox, volume: str, instance: str) -> str:
+# Roles with paths: a key policy names a role by its ARN, path included.
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/service-role/remediate-sfn"
+TARGET_ROLE = f"arn:aws:iam::{ACCOUNT}:role/remediate/targets"
+MACHINE_ROLE = f"the state machine's role {ROLE}"
+
+
+def allowing(*principals: str) -> str:
+    """A key policy letting the key admin manage the key and ``principals`` attach volumes
+    encrypted with it through EC2."""
+    document = json.loads(ADMIN_ONLY)
+    document["Statement"].append({
+        "Effect": "Allow", "Principal": {"AWS": list(principals)},
+        "Action": ["kms:CreateGrant", "kms:Decrypt"], "Resource": "*",
+        "Condition": {"StringEquals": {"kms:ViaService": "ec2.us-east-1.amazonaws.com"}}})
+    return json.dumps(document)
+
+
+def denial(cli: CliSandbox, volume: str, instance: str, principal: str = OPERATOR,
+           who: str = OPERATOR) -> str:
     return (
         f"blocked by kms-key-denied: root volume {volume} of {instance} is encrypted with KMS "
-        f"key {key_of(cli)}, which {OPERATOR} may not use through EC2 (kms:CreateGrant, "
+        f"key {key_of(cli)}, which {who} may not use through EC2 (kms:CreateGrant, "
         "kms:Decrypt: no statement of the key policy allows it, and no grant does), so it "
         "could not be attached to a rescue instance: add to the key policy (aws kms "
-        f'put-key-policy): {{"Effect": "Allow", "Principal": {{"AWS": "{OPERATOR}"}}, '
+        f'put-key-policy): {{"Effect": "Allow", "Principal": {{"AWS": "{principal}"}}, '
         '"Action": ["kms:CreateGrant", "kms:Decrypt"], "Resource": "*", "Condition": '
         '{"StringEquals": {"kms:ViaService": "ec2.us-east-1.amazonaws.com"}}} ' + HINT)
 
 
 @contextmanager
 def denying(monkeypatch: pytest.MonkeyPatch, spec: FleetSpec = FLEET,
-            clock: Any = None) -> Iterator[CliSandbox]:
-    """The sandbox with ``spec``'s fleet, its encrypted roots' key allowing a key admin only."""
+            clock: Any = None, policy: str = ADMIN_ONLY) -> Iterator[CliSandbox]:
+    """The sandbox with ``spec``'s fleet, its encrypted roots' key with ``policy`` (default:
+    allowing a key admin only)."""
     with cli_sandbox(monkeypatch, spec, clock=clock) as cli:
         cli.sandbox.client("kms").put_key_policy(KeyId=key_of(cli), PolicyName="default",
-                                                 Policy=ADMIN_ONLY)
+                                                 Policy=policy)
         yield cli
 
 
@@ -168,30 +188,80 @@ def test_an_unreadable_key_policy_is_a_warning_and_the_run_proceeds(
            for i in cli.fleet.instance_ids("encrypted")}}
 
 
-def test_the_run_on_step_functions_refuses_them_before_any_execution(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+def executions(cli: CliSandbox) -> list[str]:
+    sfn = cli.sandbox.client("stepfunctions")
+    return [e["executionArn"] for m in sfn.list_state_machines()["stateMachines"]
+            for e in sfn.list_executions(stateMachineArn=m["stateMachineArn"])["executions"]]
+
+
+@contextmanager
+def on_step_functions(monkeypatch: pytest.MonkeyPatch, policy: str,
+                      clock: Any = None) -> Iterator[CliSandbox]:
+    """Two encrypted targets whose key has ``policy``, and moto running state machines."""
     from remediate.export.moto_engine import MotoStepFunctions
 
-    with denying(monkeypatch, FleetSpec(plain=0, encrypted=2, azs=1)) as denied, \
-            MotoStepFunctions(denied.clock):
-        encrypted = denied.fleet.by_kind("encrypted")
-        ids = [t.instance_id for t in encrypted]
-        before = root_states(denied.ec2, ids)
-        report = tmp_path / "run.json"
+    with denying(monkeypatch, FleetSpec(plain=0, encrypted=2, azs=1), clock=clock,
+                 policy=policy) as cli, MotoStepFunctions(cli.clock):
+        yield cli
 
-        code = run_cli("run", OFFLINE_REPAIR, "--engine", "stepfunctions", "--role-arn",
-                       f"arn:aws:iam::{ACCOUNT}:role/remediate-sfn", "--yes", "--no-progress",
-                       "--report", f"json:{report}")
 
-        err = capsys.readouterr().err
+def plan_then_run(cli: CliSandbox, capsys: pytest.CaptureFixture[str], report: Path,
+                  planned: int, *machine: str) -> tuple[int, str]:
+    """``plan`` (locally: the operator attaches), which exits ``planned``; then the run on
+    Step Functions with ``machine``'s options: its exit code and stderr."""
+    assert run_cli("plan", OFFLINE_REPAIR) == planned
+    capsys.readouterr()
+    code = run_cli("run", OFFLINE_REPAIR, "--engine", "stepfunctions", *machine, "--yes",
+                   "--no-progress", "--report", f"json:{report}")
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("machine", "policy", "who", "principal"), [
+    (("--role-arn", ROLE), allowing(OPERATOR), MACHINE_ROLE, ROLE),
+    ((), allowing(OPERATOR), MACHINE_ROLE, ROLE),  # deployed: its roleArn
+    (("--role-arn", ROLE, "--target-role-arn", TARGET_ROLE), allowing(OPERATOR, ROLE),
+     f"the target role {TARGET_ROLE}", TARGET_ROLE),
+], ids=["role-arn", "deployed", "target-role"])
+def test_on_step_functions_a_key_the_machine_may_not_use_refuses_them_before_any_execution(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        machine: tuple[str, ...], policy: str, who: str, principal: str) -> None:
+    """The key allows the operator, not the role the machine attaches volumes as."""
+    with on_step_functions(monkeypatch, policy) as cli:
+        if not machine:
+            assert run_cli("deploy", OFFLINE_REPAIR, "--role-arn", ROLE) == 0
+        encrypted = cli.fleet.by_kind("encrypted")
+        before = root_states(cli.ec2, cli.fleet.instance_ids())
+
+        code, err = plan_then_run(cli, capsys, tmp_path / "run.json", 0, *machine)
+
         assert code == 2, err
         statuses = {t["id"]: (t["status"], t["error"])
-                    for t in json.loads(report.read_text())["targets"]}
+                    for t in json.loads((tmp_path / "run.json").read_text())["targets"]}
         assert statuses == {t.instance_id: (
-            "refused", denial(denied, t.root_volume_id, t.instance_id)) for t in encrypted}
-        assert root_states(denied.ec2, ids) == before
-        assert stopped_ids(denied) == set()
-        sfn = denied.sandbox.client("stepfunctions")
-        assert [m for m in sfn.list_state_machines()["stateMachines"]
-                if sfn.list_executions(stateMachineArn=m["stateMachineArn"])["executions"]] == []
+            "refused", denial(cli, t.root_volume_id, t.instance_id, principal, who))
+            for t in encrypted}
+        assert root_states(cli.ec2, cli.fleet.instance_ids()) == before
+        assert stopped_ids(cli) == set()
+        assert executions(cli) == []
+
+
+def test_on_step_functions_a_key_only_the_machine_may_use_is_not_refused_and_attaches(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The reverse: the key denies the operator and allows the machine's role. The sandbox
+    signs the machine's calls as its role, so its AttachVolume passes EBS's KMS check."""
+    with on_step_functions(monkeypatch, allowing(ROLE), clock=ScaledClock(100.0)) as cli:
+        ids = cli.fleet.instance_ids()
+        before = root_states(cli.ec2, ids)
+
+        code, err = plan_then_run(cli, capsys, tmp_path / "run.json", 2, "--role-arn", ROLE)
+
+        assert code == 0, err
+        found = json.loads((tmp_path / "run.json").read_text())["targets"]
+        assert {t["id"]: (t["status"], t["error"]) for t in found} == {
+            i: ("succeeded", None) for i in ids}
+        assert [f for t in found for f in t["findings"] if f["kind"].startswith("kms-")] == []
+        for instance_id in ids:
+            assert repair_problems(cli.ec2, before[instance_id]) == []
+        assert rescue_instances(cli.ec2) == []
+        assert len(executions(cli)) == 1
