@@ -151,7 +151,7 @@ class Stop(ProgramAction):
             return Plan(skip="already stopped")
         if params.get("hold_capacity") is True:
             # The permission probe sends the hold's own tags: the policy requires them.
-            probe = capacity_hold.probe_request(ctx.run_id, {"id": ctx.target.id, **ctx.facts})
+            probe = capacity_hold.probe_request(ctx.run_id, ctx.facts)
             note = f"hold its capacity, then stop {ctx.target.id}"
             return Plan(calls=(*calls("ec2:CreateCapacityReservation", note=note, probe=probe),
                                *planned("ec2:StopInstances", note=note)))

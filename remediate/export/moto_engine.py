@@ -126,39 +126,25 @@ def _as_role(region: str, service: str, role_arn: str) -> Any:
                       retries={"max_attempts": 0, "total_max_attempts": 1}))
 
 
-_CLIENTS: dict[tuple[str, str, bool, int], Any] = {}
-_CLIENTS_LOCK = threading.Lock()
-
-
 def _cached(make: Callable[..., Any]) -> Callable[..., Any]:
-    """moto builds a boto3 client for every SDK call (~40 ms each, and its first in each
-    test parses the service's model again: moto resets boto3's default session whenever a
-    mock starts); reuse them (clients are thread-safe). moto gives each call the
-    execution role, or the Task's ``Credentials`` role: a call with a role gets a client
-    signed as a session of it (moto itself ignores them), kept for this engine only (the
-    session lives in this mock's STS); the others share moto's fixed-credential clients
-    across executions and tests of the process (in process moto's stubber answers
-    whichever client sends while a mock runs; out of process, one set per server port)."""
-    roles: dict[tuple[str, str, str], Any] = {}
+    """moto builds a boto3 client for every SDK call (~40 ms each, on boto3's default
+    session, which moto resets whenever a mock starts, so each test parsed the service's
+    model again); keep one per Region, service and role for this engine (clients are
+    thread-safe). moto gives each call the execution role, or the Task's ``Credentials``
+    role: its client is signed as a session of that role (moto itself ignores them),
+    made on the sandbox's one botocore session; a call without a role (never, from a
+    machine created with its required roleArn) gets moto's own client."""
+    clients: dict[tuple[str, str, str], Any] = {}
     lock = threading.Lock()
 
     def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-        from moto.core.models import botocore_stubber
-        from moto.settings import moto_server_port
-
         role = str(getattr(state_credentials, "role_arn", None) or "")
-        if role.startswith("arn:"):
-            with lock:
-                if (region, service, role) not in roles:
-                    roles[(region, service, role)] = _JsonAnswers(
-                        _as_role(region, service, role))
-                return roles[(region, service, role)]
-        key = (region, service, bool(botocore_stubber.enabled), int(moto_server_port()))
-        with _CLIENTS_LOCK:
-            if key not in _CLIENTS:
-                _CLIENTS[key] = _JsonAnswers(make(
-                    region=region, service=service, state_credentials=state_credentials))
-            return _CLIENTS[key]
+        with lock:
+            if (region, service, role) not in clients:
+                clients[(region, service, role)] = _JsonAnswers(
+                    _as_role(region, service, role) if role.startswith("arn:") else make(
+                        region=region, service=service, state_credentials=state_credentials))
+            return clients[(region, service, role)]
 
     return client_for
 
